@@ -1,0 +1,162 @@
+"""Events and responses of the Lambda functions that the state machines call.
+
+This module is the contract between ``statemachines/*.asl.json`` and ``functions/*/app.py``: each Task state's
+``Parameters`` build one of the ``*Input`` models below, and each handler returns the matching ``*Output`` with
+``model_dump(mode="json")``. State carries ids and small summaries only (claim-check): plans, conversations,
+outputs and reports live in the store. Files in ``events/`` are validated against these models by a test.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from stepcrew.models import RunId, Score, Strict, SubtaskId, SubtaskStatus, ToolCall, ToolResult
+
+MAX_PLAN_ATTEMPTS = 3  # the first try plus at most 2 more with the validation error fed back (issue #2)
+
+
+class RunRef(Strict):
+    """Input of the run state machine and of the guard function: the run record already exists."""
+
+    run_id: RunId
+
+
+class RunConfig(Strict):
+    """The small slice of the run record that the run state machine's Choice states read."""
+
+    threshold: Score
+    max_rounds: int = Field(ge=1)
+    require_approval: bool = False
+
+
+class GuardOutput(Strict):
+    run_id: RunId
+    config: RunConfig
+
+
+class PlanInput(Strict):
+    run_id: RunId
+    attempt: int = Field(default=1, ge=1, le=MAX_PLAN_ATTEMPTS)
+    previous_error: str | None = Field(default=None, max_length=4000)
+
+
+class PlanOutput(Strict):
+    """``valid`` false and ``retry`` true: the state machine calls the planner again with ``next_attempt`` and
+    ``error``; ``valid`` false and ``retry`` false: the run fails with ``PlanInvalidError: <error>``."""
+
+    run_id: RunId
+    valid: bool
+    attempt: int
+    next_attempt: int
+    retry: bool
+    error: str | None = None
+    waves: list[list[SubtaskId]] = Field(default_factory=list)
+    subtask_count: int = 0
+
+
+class ApprovalInput(Strict):
+    run_id: RunId
+    task_token: str = Field(min_length=1, max_length=4096)
+
+
+class ApprovalOutput(Strict):
+    run_id: RunId
+    status: Literal["WAITING_APPROVAL"] = "WAITING_APPROVAL"
+
+
+class AgentStart(Strict):
+    """Input of the agent state machine (one execution per sub-task)."""
+
+    run_id: RunId
+    subtask_id: SubtaskId
+    AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID: str | None = None
+
+
+class AgentTurnInput(Strict):
+    """One agent-loop turn. ``tool_results`` are the results of the previous turn's tool calls (empty on the
+    first turn); the agent function appends them to the stored conversation before calling the model."""
+
+    run_id: RunId
+    subtask_id: SubtaskId
+    tool_results: list[ToolResult] = Field(default_factory=list)
+    AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID: str | None = None
+
+
+class AgentTurnOutput(Strict):
+    """``stop_reason == "tool_use"``: the state machine maps over ``tool_calls``; anything else ends the loop
+    (the sub-task's output is already stored and its status is ``status``)."""
+
+    run_id: RunId
+    subtask_id: SubtaskId
+    turn: int = Field(ge=1)
+    stop_reason: Literal["tool_use", "end_turn", "max_tokens", "max_turns"]
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    data_uri: str | None = None
+    status: SubtaskStatus
+
+
+class SynthInput(Strict):
+    run_id: RunId
+    mode: Literal["draft", "improve"] = "draft"
+    round: int = Field(default=0, ge=0, description="review round whose feedback to apply (improve mode)")
+
+
+class SynthOutput(Strict):
+    run_id: RunId
+    mode: Literal["draft", "improve"]
+    chars: int = Field(ge=0)
+
+
+class ReviewInput(Strict):
+    run_id: RunId
+    round: int = Field(default=1, ge=1)
+
+
+class ReviewOutput(Strict):
+    run_id: RunId
+    round: int = Field(ge=1)
+    next_round: int
+    overall: Score
+    passed: bool
+    budget_exhausted: bool = False
+
+
+class StepFunctionsError(Strict):
+    """What a Catch with ``ResultPath: "$.error"`` puts in state: ``{"Error": ..., "Cause": ...}``."""
+
+    Error: str = "States.TaskFailed"
+    Cause: str | None = None
+
+
+class SucceedRun(Strict):
+    action: Literal["succeed_run"] = "succeed_run"
+    run_id: RunId
+
+
+class FailRun(Strict):
+    action: Literal["fail_run"] = "fail_run"
+    run_id: RunId
+    error: StepFunctionsError
+
+
+class FailSubtask(Strict):
+    action: Literal["fail_subtask"] = "fail_subtask"
+    run_id: RunId
+    subtask_id: SubtaskId
+    error: StepFunctionsError
+
+
+FinalizeInput = Annotated[SucceedRun | FailRun | FailSubtask, Field(discriminator="action")]
+
+
+class FinalizeOutput(Strict):
+    run_id: RunId
+    status: str
+    subtask_id: str | None = None
+
+
+def dump(model: Strict) -> dict[str, Any]:
+    """JSON-mode dump used by every handler's return."""
+    return model.model_dump(mode="json")

@@ -1,0 +1,115 @@
+"""The LLM port: one method, ``Model.request(ModelRequest) -> ModelResponse``.
+
+Adapters (one file per provider: :mod:`.bedrock`, :mod:`.anthropic`, :mod:`.openai`), the offline
+:mod:`.rule_engine` and the test models in :mod:`.testing` all subclass :class:`Model`. Provider SDK types never
+leave an adapter. Provider SDK retries are switched off in every adapter: transient failures surface as
+:class:`ModelThrottledError` / :class:`ModelUnavailableError` and the state machine's ``Retry`` is the one retry
+layer (Retry/Catch match on these class names, which the Lambda runtime reports as ``errorType``).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stepcrew.models import Message, ToolCall
+
+Purpose = Literal["plan", "act", "synthesize", "improve", "review"]
+StopReason = Literal["end_turn", "tool_use", "max_tokens"]
+
+#: Set to False (tests/conftest.py does, for the whole pytest session) to make every real provider call fail
+#: with ModelRequestsForbiddenError before any network I/O. The env var STEPCREW_ALLOW_MODEL_REQUESTS=0 does
+#: the same for child processes.
+ALLOW_MODEL_REQUESTS = os.environ.get("STEPCREW_ALLOW_MODEL_REQUESTS", "1") != "0"
+
+
+class ToolSpec(BaseModel):
+    """A tool as a model sees it: name, description and a JSON Schema of its arguments (from the tool's
+    pydantic argument model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="provider model id, e.g. 'claude-sonnet-4-5'")
+    max_tokens: int = Field(default=2048, ge=1, le=64_000)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    timeout_s: float = Field(default=60.0, gt=0, le=900)
+
+
+class ModelRequest(BaseModel):
+    """One model call. ``messages`` start with a ``system`` message. ``purpose`` and ``context`` describe the
+    call in structured form: real providers see the same facts rendered into ``messages``; the rule engine,
+    which has no language model, reads ``context`` directly."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[Message] = Field(min_length=1)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    settings: ModelSettings
+    purpose: Purpose
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResponseUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0, description="USD, from stepcrew.llm.pricing")
+
+
+class ModelResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    stop_reason: StopReason
+    usage: ResponseUsage = Field(default_factory=ResponseUsage)
+    model: str = Field(description="model id that answered, as used for pricing")
+
+
+class ModelError(Exception):
+    """Base of model failures. Subclass names are matched by ASL Retry/Catch: do not rename lightly."""
+
+
+class ModelThrottledError(ModelError):
+    """Provider rate limit (HTTP 429 / ThrottlingException). Transient: retried by the state machine."""
+
+
+class ModelUnavailableError(ModelError):
+    """Provider overloaded, 5xx, timeout or connection error. Transient: retried by the state machine."""
+
+
+class ModelAuthError(ModelError):
+    """The provider rejected the credentials (HTTP 401/403). Not retried: the run fails with this reason."""
+
+
+class ModelBadRequestError(ModelError):
+    """The provider rejected the request (HTTP 400/404/422: unknown model, bad schema). Not retried."""
+
+
+class ModelRequestsForbiddenError(ModelError):
+    """A real provider was called while ALLOW_MODEL_REQUESTS is False (always the case under pytest)."""
+
+
+def check_allow_model_requests() -> None:
+    """Raise ModelRequestsForbiddenError when real model calls are switched off. Every real adapter calls this
+    before building its client."""
+    if not ALLOW_MODEL_REQUESTS:
+        raise ModelRequestsForbiddenError(
+            "real model requests are disabled (stepcrew.llm.base.ALLOW_MODEL_REQUESTS is False)")
+
+
+class Model(ABC):
+    """The LLM port. ``provider`` names the adapter (``anthropic``, ``openai``, ``bedrock``, ``rule``...)."""
+
+    provider: str = "abstract"
+
+    @abstractmethod
+    def request(self, request: ModelRequest) -> ModelResponse:
+        """Run one model call. Raises a :class:`ModelError` subclass on failure; never returns provider types."""

@@ -1,0 +1,449 @@
+"""Pydantic v2 models for everything that crosses a boundary in stepcrew.
+
+Every Lambda event, every store item and every CLI/API payload is one of these models. They are the single
+place where shapes, units and limits are written down; handlers parse into them and fail closed on bad input.
+
+Limits and their sources:
+- ``GOAL_MAX_CHARS`` (10,000 characters): stepcrew's own cap, keeps a run request far below the 256 KiB Step
+  Functions payload quota (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+- ``MAX_SUBTASKS`` (8): a plan is a DAG of 1-8 sub-tasks, so one dependency wave always fits an inline Map
+  (inline Map runs at most 40 iterations concurrently, same quota page).
+- ``TOOL_OUTPUT_MAX_BYTES`` (8 KiB): a tool result is capped so that a Map over up to ``MAX_TOOL_CALLS_PER_TURN``
+  tool calls stays far below the 256 KiB state cap; larger outputs are truncated and flagged.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+GOAL_MAX_CHARS = 10_000
+MAX_SUBTASKS = 8
+MAX_TOOL_CALLS_PER_TURN = 8
+TOOL_OUTPUT_MAX_BYTES = 8 * 1024
+FINAL_OUTPUT_MAX_CHARS = 200_000  # DynamoDB items are capped at 400 KB; the report item keeps headroom.
+DEFAULT_TENANT = "local"
+
+SubtaskId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+# Run ids are at most 39 characters so that "<run_id>-<subtask_id>" fits a Step Functions execution name (80).
+RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}$")]
+ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now (all stepcrew timestamps are UTC, ISO 8601)."""
+    return datetime.now(UTC)
+
+
+class Strict(BaseModel):
+    """Base for boundary models: unknown fields are an error, strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class RunStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    WAITING_APPROVAL = "WAITING_APPROVAL"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+class SubtaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+# --------------------------------------------------------------------------------------------- run request
+class ReviewConfig(Strict):
+    """Reflection loop settings: stop when ``overall >= threshold`` or after ``max_rounds`` review rounds."""
+
+    threshold: Score = 0.8
+    max_rounds: int = Field(default=2, ge=1, le=5, description="review rounds at most (each failing round but "
+                                                                "the last is followed by one improvement)")
+
+
+class Budget(Strict):
+    """Caps for one run. ``None`` means no cap. Exceeding a cap fails the run with ``BudgetExceededError``."""
+
+    max_tokens: int | None = Field(default=None, ge=1, description="input + output tokens, all models")
+    max_cost_usd: float | None = Field(default=None, gt=0, description="USD, from the price table")
+    max_turns_per_subtask: int = Field(default=8, ge=1, le=50, description="model calls per sub-task")
+
+
+class RunRequest(Strict):
+    """What a user asks for: ``stepcrew run GOAL`` or ``POST /runs``.
+
+    ``data`` is a dataset URI (``file:///abs/path.csv`` locally, ``s3://bucket/key.parquet`` on AWS) or None.
+    ``provider`` is a provider name from :mod:`stepcrew.llm.registry` (``rule`` is the offline rule engine).
+    """
+
+    goal: str = Field(min_length=1, max_length=GOAL_MAX_CHARS)
+    crew: str = Field(default="default", min_length=1, max_length=64, description="crew name")
+    data: str | None = Field(default=None, max_length=2048)
+    provider: str = Field(default="rule", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    budget: Budget = Field(default_factory=Budget)
+    inputs: dict[str, str] = Field(default_factory=dict, max_length=32)
+    tenant: Tenant = DEFAULT_TENANT
+    require_approval: bool = Field(default=False, description="pause after planning until approved "
+                                                              "(POST /runs/{id}/approval)")
+
+    @field_validator("goal")
+    @classmethod
+    def _goal_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("goal must not be empty")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _data_uri(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(file|s3)://", v):
+            raise ValueError("data must be a file:// or s3:// URI")
+        return v
+
+
+# --------------------------------------------------------------------------------------------- crew
+class AgentRole(Strict):
+    """One role of a crew, as data (the default crew is ``stepcrew/crew/default.yaml``)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    role: str = Field(min_length=1, max_length=200)
+    goal: str = Field(min_length=1, max_length=2000)
+    backstory: str = Field(default="", max_length=4000)
+    expertise: list[str] = Field(default_factory=list, max_length=20)
+    output_rules: list[str] = Field(default_factory=list, max_length=20)
+    tools: list[ToolName] = Field(default_factory=list, max_length=16)
+    model_tier: Literal["fast", "smart"] = "smart"
+
+
+class Crew(Strict):
+    """A crew: one planner, >= 1 worker roles, one reviewer, one synthesizer. Tool names are checked against
+    the tool registry by :func:`stepcrew.crew.validate_crew` (the model alone cannot know the registry)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    description: str = Field(default="", max_length=2000)
+    planner: AgentRole
+    workers: list[AgentRole] = Field(min_length=1, max_length=8)
+    reviewer: AgentRole
+    synthesizer: AgentRole
+
+    @model_validator(mode="after")
+    def _unique_worker_names(self) -> Crew:
+        names = [w.name for w in self.workers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate worker names: {', '.join(dupes)}")
+        return self
+
+    def worker(self, name: str) -> AgentRole:
+        for w in self.workers:
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------------------------- plan
+class SubTask(Strict):
+    """One node of the plan DAG."""
+
+    id: SubtaskId
+    title: str = Field(min_length=1, max_length=120)
+    instructions: str = Field(min_length=1, max_length=4000)
+    depends_on: list[SubtaskId] = Field(default_factory=list, max_length=MAX_SUBTASKS)
+    expected_output: str = Field(default="", max_length=1000)
+    tools: list[ToolName] = Field(default_factory=list, max_length=16, description="allowed tools")
+    role: str = Field(default="", max_length=40, description="worker role name; empty = first worker")
+
+
+class PlanValidationError(ValueError):
+    """A plan broke a rule (ids, dependencies, cycle, size, tools, roles). The message goes back to the planner."""
+
+
+class Plan(Strict):
+    """A DAG of 1-8 sub-tasks. Structural rules are checked by :meth:`validate_rules`, which raises
+    :class:`PlanValidationError` (not at parse time, so the planner can be told exactly what was wrong)."""
+
+    subtasks: list[SubTask] = Field(min_length=1, max_length=MAX_SUBTASKS)
+    rationale: str = Field(default="", max_length=2000)
+
+    def validate_rules(self, known_tools: set[str], known_roles: set[str] | None = None) -> None:
+        ids = [s.id for s in self.subtasks]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise PlanValidationError(f"duplicate sub-task ids: {', '.join(dupes)}")
+        idset = set(ids)
+        for s in self.subtasks:
+            unknown = [d for d in s.depends_on if d not in idset]
+            if unknown:
+                raise PlanValidationError(f"sub-task {s.id!r} depends on unknown sub-task(s): {', '.join(unknown)}")
+            if s.id in s.depends_on:
+                raise PlanValidationError(f"sub-task {s.id!r} depends on itself")
+            bad_tools = [t for t in s.tools if t not in known_tools]
+            if bad_tools:
+                raise PlanValidationError(
+                    f"sub-task {s.id!r} names unknown tool(s): {', '.join(bad_tools)}; "
+                    f"known tools: {', '.join(sorted(known_tools))}")
+            if known_roles is not None and s.role and s.role not in known_roles:
+                raise PlanValidationError(
+                    f"sub-task {s.id!r} names unknown role {s.role!r}; known roles: {', '.join(sorted(known_roles))}")
+        self.waves()  # raises on a cycle
+
+    def waves(self) -> list[list[str]]:
+        """Dependency waves (Kahn's algorithm): wave k holds the sub-tasks whose dependencies all lie in waves
+        < k; sub-tasks within a wave are independent and run in parallel. Raises PlanValidationError on a cycle."""
+        remaining = {s.id: set(s.depends_on) for s in self.subtasks}
+        order = [s.id for s in self.subtasks]
+        done: set[str] = set()
+        waves: list[list[str]] = []
+        while remaining:
+            wave = [i for i in order if i in remaining and remaining[i] <= done]
+            if not wave:
+                raise PlanValidationError(f"dependency cycle among sub-tasks: {', '.join(sorted(remaining))}")
+            waves.append(wave)
+            done.update(wave)
+            for i in wave:
+                del remaining[i]
+        return waves
+
+    def get(self, subtask_id: str) -> SubTask:
+        for s in self.subtasks:
+            if s.id == subtask_id:
+                return s
+        raise KeyError(subtask_id)
+
+
+# --------------------------------------------------------------------------------------------- tools and turns
+class ToolCall(Strict):
+    """A model's request to run one tool. ``arguments`` are validated by the tool's own pydantic model."""
+
+    call_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+def _clip(limit: int):
+    def clip(v: Any) -> Any:
+        return v[: limit - 1] + "…" if isinstance(v, str) and len(v) > limit else v
+    return BeforeValidator(clip)
+
+
+class ToolError(Strict):
+    """A typed error the model can read: ``type`` is e.g. InvalidArguments, QueryError, LimitExceeded,
+    UnknownTool, ToolFailed. Never a traceback. ``message`` is clipped to 2,000 characters."""
+
+    type: str = Field(max_length=64)
+    message: Annotated[str, _clip(2000)]
+
+
+class ToolResult(Strict):
+    """Outcome of one tool call. Exactly one of ``content`` (ok) or ``error`` (not ok) is set.
+    ``content`` is JSON-serialisable and at most ``TOOL_OUTPUT_MAX_BYTES`` once serialised."""
+
+    call_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64)
+    ok: bool
+    content: Any = None
+    error: ToolError | None = None
+    truncated: bool = False
+
+    @model_validator(mode="after")
+    def _ok_xor_error(self) -> ToolResult:
+        if self.ok and self.error is not None:
+            raise ValueError("an ok tool result carries no error")
+        if not self.ok and self.error is None:
+            raise ValueError("a failed tool result needs an error")
+        return self
+
+
+class ToolContext(Strict):
+    """What a tool may know of its run. The dataset is chosen by the run, never by the model."""
+
+    run_id: RunId
+    subtask_id: SubtaskId
+    data_uri: str | None = None
+
+
+class ToolInvocation(Strict):
+    """Event of every tool Lambda (one item of the agent loop's tool Map)."""
+
+    context: ToolContext
+    call: ToolCall
+
+
+class Message(Strict):
+    """One turn of a conversation, provider-neutral. ``tool`` messages carry ``tool_results``;
+    ``assistant`` messages may carry ``tool_calls``."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_results: list[ToolResult] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------- usage, review
+class ModelUsage(Strict):
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+
+
+class Usage(Strict):
+    """Tokens and cost of a run: totals plus a breakdown per model id. ``cost_usd`` in US dollars."""
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+    by_model: dict[str, ModelUsage] = Field(default_factory=dict)
+
+    def add(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+        by_model = dict(self.by_model)
+        cur = by_model.get(model, ModelUsage())
+        by_model[model] = ModelUsage(input_tokens=cur.input_tokens + input_tokens,
+                                     output_tokens=cur.output_tokens + output_tokens,
+                                     cost_usd=cur.cost_usd + cost_usd)
+        return Usage(input_tokens=self.input_tokens + input_tokens, output_tokens=self.output_tokens + output_tokens,
+                     cost_usd=self.cost_usd + cost_usd, by_model=by_model)
+
+
+class CriterionScores(Strict):
+    accuracy: Score
+    completeness: Score
+    relevance: Score
+
+
+class Review(Strict):
+    """One review round of the final report. ``overall`` in [0, 1]; ``passed`` = overall >= threshold."""
+
+    round: int = Field(ge=1)
+    scores: CriterionScores
+    overall: Score
+    passed: bool
+    feedback: str = Field(default="", max_length=4000)
+
+
+# --------------------------------------------------------------------------------------------- records
+class RunError(Strict):
+    """Why a run or sub-task failed: ``code`` is the error type (e.g. PlanInvalidError, ModelAuthError)."""
+
+    code: Annotated[str, _clip(128)]
+    message: Annotated[str, _clip(4000)]
+
+
+class Run(Strict):
+    """The run record (``RUN#<id> / META``)."""
+
+    run_id: RunId
+    tenant: Tenant = DEFAULT_TENANT
+    goal: str
+    crew: Crew
+    data: str | None = None
+    provider: str = "rule"
+    engine: str = Field(default="", description="what produced the output, e.g. 'rule-engine' or "
+                                                 "'anthropic:claude-sonnet-4-5'")
+    review_config: ReviewConfig = Field(default_factory=ReviewConfig)
+    budget: Budget = Field(default_factory=Budget)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    require_approval: bool = False
+    approval_token: str | None = Field(default=None, description="Step Functions task token while waiting")
+    status: RunStatus = RunStatus.QUEUED
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: RunError | None = None
+    usage: Usage = Field(default_factory=Usage)
+    execution_arn: str | None = None
+
+
+class SubtaskRecord(Strict):
+    """A sub-task's state (``RUN#<id> / TASK#<sub>``). ``output`` is the worker's final answer (by reference
+    from state: Step Functions only ever sees ``summary``)."""
+
+    run_id: RunId
+    subtask_id: SubtaskId
+    status: SubtaskStatus = SubtaskStatus.PENDING
+    turns: int = Field(default=0, ge=0)
+    tool_calls: int = Field(default=0, ge=0)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output: str | None = None
+    error: RunError | None = None
+
+
+EventKind = Literal[
+    "run_queued", "run_started", "plan_ready", "plan_invalid", "subtask_started", "model_turn", "tool_call",
+    "tool_result", "subtask_finished", "subtask_failed", "synthesized", "review", "run_succeeded", "run_failed",
+]
+
+
+class ProgressEvent(Strict):
+    """A progress event (``RUN#<id> / EVENT#<ts>#<n>``). ``data`` holds ids, names and numbers only: never
+    prompts, outputs or PII (they would end up in logs and API responses)."""
+
+    run_id: RunId
+    kind: EventKind
+    at: datetime = Field(default_factory=utcnow)
+    subtask_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- the result view
+class PlanView(Strict):
+    class Item(Strict):
+        id: str
+        title: str
+        depends_on: list[str]
+
+    subtasks: list[Item]
+
+
+class SubtaskView(Strict):
+    id: str
+    status: SubtaskStatus
+    tool_calls: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ReviewRoundView(Strict):
+    round: int
+    overall: Score
+    passed: bool
+
+
+class ReviewView(Strict):
+    rounds: list[ReviewRoundView]
+
+
+class UsageView(Strict):
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class RunResult(Strict):
+    """What ``stepcrew run --json`` and ``runs show --json`` print: one JSON object."""
+
+    run_id: str
+    status: RunStatus
+    engine: str
+    plan: PlanView
+    subtasks: list[SubtaskView]
+    review: ReviewView
+    final_output: str | None
+    usage: UsageView
+    error: RunError | None = None

@@ -1,0 +1,117 @@
+"""The store port: run records, plans, sub-tasks, conversations, progress events, reports and reviews.
+
+Adapters: :class:`stepcrew.store.dynamodb.DynamoRunStore` (single table, see :mod:`stepcrew.store.schema`) and
+:class:`stepcrew.store.memory.MemoryRunStore` (an in-memory fake). Both pass ``tests/unit/store/test_contract.py``.
+
+Every state change is conditional (DynamoDB ``ConditionExpression``): creating a run that exists raises
+:class:`RunExistsError`; a status change from a status not in ``expected`` raises :class:`RunStateConflictError`.
+A run of another tenant is reported as :class:`RunNotFoundError` (never revealed).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+from stepcrew.models import Message, Plan, ProgressEvent, Review, Run, RunStatus, SubtaskRecord, Usage
+
+
+class StoreError(Exception):
+    """Base of store errors."""
+
+
+class RunNotFoundError(StoreError):
+    """No such run (or it belongs to another tenant)."""
+
+
+class RunExistsError(StoreError):
+    """A run with this id already exists."""
+
+
+class RunStateConflictError(StoreError):
+    """A conditional write failed: the run (or sub-task) was not in an expected status."""
+
+
+class RunStore(ABC):
+    """Port for all persistent run state. Timestamps are UTC; costs are USD floats (stored as Decimal)."""
+
+    # ---- runs
+    @abstractmethod
+    def create_run(self, run: Run) -> None:
+        """Write a new run record. Raises RunExistsError if ``run.run_id`` exists."""
+
+    @abstractmethod
+    def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+        """Read a run (with its accumulated usage). ``tenant`` given and different: RunNotFoundError."""
+
+    @abstractmethod
+    def list_runs(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[Run], str | None]:
+        """Runs of one tenant, newest first (GSI1). Returns (runs, next cursor or None). ``limit`` 1-100."""
+
+    @abstractmethod
+    def update_run(self, run_id: str, changes: dict[str, Any],
+                   expected: Iterable[RunStatus] | None = None) -> Run:
+        """Set top-level fields of the run record (``status``, ``error``, ``engine``, ``started_at``,
+        ``finished_at``, ``approval_token``, ``execution_arn``...; values are model field values) and
+        ``updated_at``. With ``expected``, the write only happens if the current status is one of them, else
+        RunStateConflictError. Returns the updated run."""
+
+    @abstractmethod
+    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+        """Atomically add one model response's usage to the run's totals and per-model breakdown."""
+
+    # ---- plan and sub-tasks
+    @abstractmethod
+    def put_plan(self, run_id: str, plan: Plan) -> None:
+        """Store (replace) the run's validated plan and create one PENDING sub-task record per sub-task."""
+
+    @abstractmethod
+    def get_plan(self, run_id: str) -> Plan | None: ...
+
+    @abstractmethod
+    def get_subtask(self, run_id: str, subtask_id: str) -> SubtaskRecord:
+        """Raises KeyError if unknown."""
+
+    @abstractmethod
+    def list_subtasks(self, run_id: str) -> list[SubtaskRecord]:
+        """In plan order."""
+
+    @abstractmethod
+    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any]) -> SubtaskRecord:
+        """Set fields of a sub-task record (``status``, ``turns``, ``tool_calls``, ``output``, ``error``,
+        ``started_at``, ``finished_at``). Raises KeyError if unknown."""
+
+    # ---- conversations (claim-check: never in state)
+    @abstractmethod
+    def append_messages(self, run_id: str, conversation_id: str, messages: list[Message]) -> int:
+        """Append turns to a conversation (``subtask id``, ``synthesizer``, ``reviewer``...). Returns the new
+        message count. Each message is its own item (DynamoDB items are capped at 400 KB)."""
+
+    @abstractmethod
+    def get_messages(self, run_id: str, conversation_id: str) -> list[Message]: ...
+
+    # ---- progress events
+    @abstractmethod
+    def add_event(self, event: ProgressEvent) -> str:
+        """Append a progress event; returns its cursor (sortable, unique within the run)."""
+
+    @abstractmethod
+    def list_events(self, run_id: str, after: str | None = None, limit: int = 500) -> list[tuple[str, ProgressEvent]]:
+        """Events with cursor > ``after``, oldest first, as (cursor, event)."""
+
+    # ---- report and reviews
+    @abstractmethod
+    def put_report(self, run_id: str, text: str) -> int:
+        """Store the current report (replacing the previous version); returns its version (1, 2, ...)."""
+
+    @abstractmethod
+    def get_report(self, run_id: str) -> str | None: ...
+
+    @abstractmethod
+    def put_review(self, run_id: str, review: Review) -> None:
+        """Store a review round (keyed by ``review.round``)."""
+
+    @abstractmethod
+    def list_reviews(self, run_id: str) -> list[Review]:
+        """Review rounds in order."""

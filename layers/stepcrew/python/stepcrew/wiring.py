@@ -1,0 +1,151 @@
+"""The ONE mapping from ASL ``${...}`` substitution keys to functions and state machines.
+
+Both the CDK stack (``infra/``) and the local runtime (:mod:`stepcrew.local.runtime`) build their
+``definition_substitutions`` from :data:`SUBSTITUTIONS` and :func:`substitutions`, so the two cannot drift; a
+test fails if an ASL file holds a placeholder that is not mapped here, or if a mapped function has no folder
+under ``functions/``.
+
+Every Lambda function is described once in :data:`FUNCTIONS` (folder ``functions/<name>/app.py``, handler
+``app.handler``), with what it touches, so the CDK stack can grant each role only that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+#: Repository root when running from a checkout (``layers/stepcrew/python/stepcrew/wiring.py`` -> root).
+REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+def _find_root() -> Path:
+    """The folder holding ``statemachines/`` and ``functions/``: the checkout, or the copy shipped inside the
+    package (``stepcrew/_bundle``) when installed non-editable."""
+    for candidate in (REPO_ROOT, Path(__file__).resolve().parent / "_bundle"):
+        if (candidate / "statemachines").is_dir() and (candidate / "functions").is_dir():
+            return candidate
+    return REPO_ROOT
+
+
+ROOT = _find_root()
+STATEMACHINES_DIR = ROOT / "statemachines"
+FUNCTIONS_DIR = ROOT / "functions"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function. ``touches_table``: reads/writes the run table; ``reads_data``: reads datasets
+    (S3 on AWS); ``calls_models``: calls LLM providers (needs provider secrets); ``starts_runs``: starts
+    executions of the run state machine (the API). Memory in MB, timeout in seconds (Lambda max 900)."""
+
+    name: str
+    description: str
+    touches_table: bool = False
+    reads_data: bool = False
+    calls_models: bool = False
+    starts_runs: bool = False
+    memory_mb: int = 512
+    timeout_s: int = 60
+    tool: str | None = None  # tool name when this function is a tool
+
+    @property
+    def folder(self) -> Path:
+        return FUNCTIONS_DIR / self.name
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
+    FunctionSpec("guard", "Input guard: validates and screens the run, marks it RUNNING", touches_table=True,
+                 reads_data=True),
+    FunctionSpec("planner", "Planner role: goal -> validated DAG of sub-tasks", touches_table=True,
+                 calls_models=True, timeout_s=300),
+    FunctionSpec("approval", "Stores the task token of a run waiting for approval", touches_table=True),
+    FunctionSpec("agent", "Worker roles: one agent-loop turn (model call) of a sub-task", touches_table=True,
+                 calls_models=True, timeout_s=300),
+    FunctionSpec("synthesizer", "Synthesizer role: sub-task outputs -> report; improves it on feedback",
+                 touches_table=True, calls_models=True, timeout_s=300),
+    FunctionSpec("reviewer", "Reviewer role: scores the report (accuracy, completeness, relevance)",
+                 touches_table=True, calls_models=True, timeout_s=300),
+    FunctionSpec("finalize", "Records the terminal status, usage and result of a run or sub-task",
+                 touches_table=True),
+    FunctionSpec("tool_calculator", "Tool: safe arithmetic expressions", tool="calculator", memory_mb=256,
+                 timeout_s=10),
+    FunctionSpec("tool_describe_dataset", "Tool: dataset schema and summary statistics", tool="describe_dataset",
+                 reads_data=True, memory_mb=1024, timeout_s=60),
+    FunctionSpec("tool_query_dataset", "Tool: read-only SQL over CSV/Parquet with DuckDB", tool="query_dataset",
+                 reads_data=True, memory_mb=1024, timeout_s=60),
+    FunctionSpec("tool_write_section", "Tool: writes a report section in Markdown", tool="write_section",
+                 memory_mb=256, timeout_s=10),
+    FunctionSpec("api", "HTTP API: start, list and show runs; approvals", touches_table=True, starts_runs=True,
+                 timeout_s=29),
+]}
+
+#: The state machines: name -> ASL file (Standard type for both; see README "Why both are Standard").
+STATE_MACHINES: dict[str, Path] = {
+    "run": STATEMACHINES_DIR / "run.asl.json",
+    "agent": STATEMACHINES_DIR / "agent.asl.json",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: Literal["function", "state_machine"]
+    name: str
+
+
+#: ASL substitution key -> the function or state machine whose ARN replaces ``${key}``.
+SUBSTITUTIONS: dict[str, Target] = {
+    "GuardFunctionArn": Target("function", "guard"),
+    "PlannerFunctionArn": Target("function", "planner"),
+    "ApprovalFunctionArn": Target("function", "approval"),
+    "AgentFunctionArn": Target("function", "agent"),
+    "SynthesizerFunctionArn": Target("function", "synthesizer"),
+    "ReviewerFunctionArn": Target("function", "reviewer"),
+    "FinalizeFunctionArn": Target("function", "finalize"),
+    "CalculatorToolFunctionArn": Target("function", "tool_calculator"),
+    "DescribeDatasetToolFunctionArn": Target("function", "tool_describe_dataset"),
+    "QueryDatasetToolFunctionArn": Target("function", "tool_query_dataset"),
+    "WriteSectionToolFunctionArn": Target("function", "tool_write_section"),
+    "AgentStateMachineArn": Target("state_machine", "agent"),
+}
+
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def placeholders(state_machine: str) -> set[str]:
+    """The ``${...}`` keys used by one ASL file."""
+    return set(PLACEHOLDER.findall(STATE_MACHINES[state_machine].read_text()))
+
+
+def substitutions(state_machine: str, function_arn: Callable[[str], str],
+                  state_machine_arn: Callable[[str], str]) -> dict[str, str]:
+    """``{key: arn}`` for the placeholders of one ASL file. ``function_arn(name)`` and
+    ``state_machine_arn(name)`` are supplied by the caller (CDK tokens, or local ARNs).
+    Raises KeyError naming any placeholder that :data:`SUBSTITUTIONS` does not map."""
+    used = placeholders(state_machine)
+    missing = sorted(used - SUBSTITUTIONS.keys())
+    if missing:
+        raise KeyError(f"{STATE_MACHINES[state_machine].name}: unmapped substitution(s): {', '.join(missing)}")
+    out = {}
+    for key in sorted(used):
+        target = SUBSTITUTIONS[key]
+        out[key] = function_arn(target.name) if target.kind == "function" else state_machine_arn(target.name)
+    return out
+
+
+def render(state_machine: str, values: dict[str, str]) -> str:
+    """The ASL text with every ``${key}`` replaced (what CloudFormation does with DefinitionSubstitutions).
+    Raises ValueError if a placeholder is left."""
+    text = STATE_MACHINES[state_machine].read_text()
+    text = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+    left = PLACEHOLDER.findall(text)
+    if left:
+        raise ValueError(f"unresolved substitution(s) in {state_machine}: {', '.join(sorted(set(left)))}")
+    return text
+
+
+#: Tool name -> function name (the agent loop's Choice routes on the tool name).
+TOOL_FUNCTIONS: dict[str, str] = {f.tool: f.name for f in FUNCTIONS.values() if f.tool}
+STATE_MACHINE_FUNCTIONS = sorted({t.name for t in SUBSTITUTIONS.values() if t.kind == "function"})

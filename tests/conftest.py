@@ -1,0 +1,24 @@
+"""Session-wide test switches.
+
+- Real model calls are forbidden: ``stepcrew.llm.base.ALLOW_MODEL_REQUESTS = False`` (and the env var for any
+  child process), so an adapter that tries the network fails with ModelRequestsForbiddenError.
+- AWS: fake credentials and a region, so nothing can reach a real account; moto serves every AWS call.
+- ``STEPCREW_FAST_WAITS=1``: the explicit test switch that shortens ASL Retry/Wait sleeps in the local runtime.
+"""
+
+import os
+
+os.environ["STEPCREW_ALLOW_MODEL_REQUESTS"] = "0"
+os.environ["STEPCREW_FAST_WAITS"] = "1"
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SECURITY_TOKEN"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_PROFILE", None)
+for _key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "STEPCREW_PROVIDER"):
+    os.environ.pop(_key, None)
+
+import stepcrew.llm.base as _llm_base  # noqa: E402
+
+_llm_base.ALLOW_MODEL_REQUESTS = False
