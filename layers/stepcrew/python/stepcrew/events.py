@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from stepcrew.models import RunId, Score, Strict, SubtaskId, SubtaskStatus, ToolCall, ToolResult
+from stepcrew.models import RunId, RunRequest, Score, Strict, SubtaskId, SubtaskStatus, ToolCall, ToolResult
 
 MAX_PLAN_ATTEMPTS = 3  # the first try plus at most 2 more with the validation error fed back (issue #2)
 
@@ -20,6 +20,16 @@ MAX_PLAN_ATTEMPTS = 3  # the first try plus at most 2 more with the validation e
 class RunRef(Strict):
     """Input of the run state machine and of the guard function: the run record already exists."""
 
+    run_id: RunId
+
+
+class CreateScheduledRun(Strict):
+    """First Task of a scheduled run: EventBridge Scheduler starts the run state machine with
+    ``{"request": RunRequest, "source": "schedule"}``; the guard writes the run record with
+    ``run_id`` = the execution name and returns :class:`RunRef`."""
+
+    action: Literal["create_scheduled_run"] = "create_scheduled_run"
+    request: RunRequest
     run_id: RunId
 
 

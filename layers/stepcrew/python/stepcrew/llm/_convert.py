@@ -1,0 +1,94 @@
+"""Small helpers shared by the provider adapters (private: adapters only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from stepcrew.llm import pricing
+from stepcrew.llm.base import (
+    ModelAuthError,
+    ModelBadRequestError,
+    ModelError,
+    ModelThrottledError,
+    ModelUnavailableError,
+)
+from stepcrew.models import Message, ToolResult
+
+#: Longest provider error detail kept in a ModelError message (the run record stores it; keep it short).
+ERROR_DETAIL_MAX_CHARS = 300
+#: Longest raw (unparseable) tool-argument string kept in ``ToolCall.arguments["_raw"]`` (it travels in state).
+RAW_ARGUMENTS_MAX_CHARS = 1000
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def system_text(messages: Iterable[Message]) -> str:
+    """All ``system`` messages joined by blank lines (providers take the system prompt apart)."""
+    return "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
+
+
+def tool_result_json(result: ToolResult) -> str:
+    """What the model reads for one tool result: JSON of ``content`` when ok, else of the typed error."""
+    if result.ok:
+        body: Any = result.content
+        if result.truncated:
+            body = {"content": result.content, "truncated": True}
+    else:
+        assert result.error is not None
+        body = {"error": result.error.model_dump()}
+    return json.dumps(body, default=str, ensure_ascii=False)
+
+
+def merge_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+    """Merge consecutive turns of the same role (tool results + a user note become one user turn) and drop
+    empty ones: the Messages and Converse APIs want alternating, non-empty turns."""
+    out: list[tuple[str, list[Any]]] = []
+    for role, blocks in turns:
+        if not blocks:
+            continue
+        if out and out[-1][0] == role:
+            out[-1][1].extend(blocks)
+        else:
+            out.append((role, list(blocks)))
+    return out
+
+
+def cost(input_tokens: int, output_tokens: int, *model_ids: str | None) -> float:
+    """Cost from the first of ``model_ids`` that is priced (the id we asked for, then the id that answered)."""
+    for mid in model_ids:
+        if mid and pricing.is_priced(mid):
+            return pricing.cost_usd(mid, input_tokens, output_tokens)
+    return 0.0
+
+
+def parse_arguments(raw: str | None) -> dict[str, Any]:
+    """Parse a tool call's JSON argument string. Empty -> ``{}``; malformed JSON or a non-object ->
+    ``{"_raw": <clipped string>}`` so the tool answers with a typed InvalidArguments error instead of crashing."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"_raw": clip(raw, RAW_ARGUMENTS_MAX_CHARS)}
+    if not isinstance(value, dict):
+        return {"_raw": clip(raw, RAW_ARGUMENTS_MAX_CHARS)}
+    return value
+
+
+def status_error(provider: str, status: int, detail: str | None, *, key_hint: str) -> ModelError:
+    """The ModelError for an HTTP error answer. 429 -> throttled; 408/409/5xx (incl. Anthropic's 529
+    overloaded) -> unavailable; 401/403 -> auth (the provider's text is dropped: OpenAI echoes part of the key);
+    other 4xx (400/404/413/422...) -> bad request, with the provider's detail clipped to
+    :data:`ERROR_DETAIL_MAX_CHARS`."""
+    tail = f": {clip(detail, ERROR_DETAIL_MAX_CHARS)}" if detail else ""
+    if status == 429:
+        return ModelThrottledError(f"{provider} rate limit (HTTP 429){tail}")
+    if status in (408, 409) or status >= 500:
+        return ModelUnavailableError(f"{provider} unavailable (HTTP {status}){tail}")
+    if status in (401, 403):
+        return ModelAuthError(f"{provider} rejected the API key (HTTP {status}); check {key_hint}")
+    return ModelBadRequestError(f"{provider} rejected the request (HTTP {status}){tail}")

@@ -1,0 +1,141 @@
+"""Anthropic Messages API adapter.
+
+``import anthropic`` costs ~1.9 s (FACTS.md, import cost), so the SDK is imported only when the client is first
+built, inside :meth:`AnthropicModel.request`, after :func:`check_allow_model_requests`. The client is built once
+per adapter (a warm Lambda reuses it) with ``max_retries=0``: the state machine's Retry is the one retry layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from stepcrew.llm import _convert
+from stepcrew.llm.base import (
+    Model,
+    ModelAuthError,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    ModelUnavailableError,
+    ResponseUsage,
+    check_allow_model_requests,
+)
+from stepcrew.llm.secrets import resolve_api_key
+from stepcrew.models import Message, ToolCall
+
+logger = logging.getLogger(__name__)
+
+_KEY_HINT = "ANTHROPIC_API_KEY or STEPCREW_ANTHROPIC_SECRET"
+_TRUNCATED = {"max_tokens", "model_context_window_exceeded"}
+
+
+class AnthropicModel(Model):
+    """Claude through the Anthropic Messages API.
+
+    ``model``: an Anthropic model id (``claude-sonnet-4-5``); it is what is sent, what ``ModelResponse.model``
+    reports and what is priced (``request.settings.model`` is not sent: an adapter is bound to one model).
+    ``api_key``: None -> :func:`stepcrew.llm.secrets.resolve_api_key` at the first request. ``client``: an
+    ``anthropic.Anthropic`` to use as is (tests inject one with a mock HTTP transport). ``base_url``: a proxy or
+    gateway; None -> the SDK default. ``request.settings.timeout_s`` is the per-request timeout in seconds.
+    Errors: :class:`ModelRequestsForbiddenError`, :class:`ModelThrottledError`, :class:`ModelUnavailableError`,
+    :class:`ModelAuthError`, :class:`ModelBadRequestError` (from :mod:`stepcrew.llm.base`).
+    """
+
+    provider = "anthropic"
+
+    def __init__(self, model: str, *, api_key: str | None = None, client: Any = None, base_url: str | None = None):
+        self.model = model
+        self._api_key = api_key
+        self._client = client
+        self._base_url = base_url
+        self._lock = threading.Lock()
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import anthropic  # lazy: ~1.9 s
+
+                    key = self._api_key or resolve_api_key("anthropic")
+                    self._client = anthropic.Anthropic(api_key=key, base_url=self._base_url, max_retries=0)
+        return self._client
+
+    def request(self, request: ModelRequest) -> ModelResponse:
+        """One Messages API call. See the class docstring for errors."""
+        check_allow_model_requests()
+        client = self._get_client()
+        import anthropic  # already loaded by the client (or by the test that built it)
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.settings.max_tokens,
+            "temperature": request.settings.temperature,
+            "messages": to_anthropic_messages(request.messages),
+            "timeout": request.settings.timeout_s,
+        }
+        system = _convert.system_text(request.messages)
+        if system:
+            kwargs["system"] = system
+        if request.tools:
+            kwargs["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+                               for t in request.tools]
+        try:
+            message = client.messages.create(**kwargs)
+        except anthropic.AnthropicError as exc:
+            err = _map_error(exc)
+            raise err from (None if isinstance(err, ModelAuthError) else exc)  # never chain an auth error's text
+        response = self._to_response(message)
+        logger.debug("anthropic call done", extra={"model": self.model, "purpose": request.purpose,
+                                                   "stop_reason": response.stop_reason,
+                                                   "request_id": getattr(message, "id", None)})
+        return response
+
+    def _to_response(self, message: Any) -> ModelResponse:
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in message.content:
+            if block.type == "text":
+                texts.append(block.text)
+            elif block.type == "tool_use":
+                args = block.input if isinstance(block.input, dict) else {"_raw": str(block.input)}
+                calls.append(ToolCall(call_id=block.id, name=block.name, arguments=args))
+        usage = message.usage
+        input_tokens = (usage.input_tokens or 0) + (getattr(usage, "cache_creation_input_tokens", None) or 0) \
+            + (getattr(usage, "cache_read_input_tokens", None) or 0)
+        output_tokens = usage.output_tokens or 0
+        stop = "max_tokens" if message.stop_reason in _TRUNCATED else ("tool_use" if calls else "end_turn")
+        return ModelResponse(
+            text="".join(texts), tool_calls=calls, stop_reason=stop, model=self.model,
+            usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
+                                cost_usd=_convert.cost(input_tokens, output_tokens, self.model, message.model)))
+
+
+def to_anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Provider-neutral messages -> Messages API ``messages`` (system messages are left out: they go to
+    ``system``). Tool results become ``tool_result`` blocks of a user turn; same-role turns are merged."""
+    turns: list[tuple[str, list[Any]]] = []
+    for m in messages:
+        text = [{"type": "text", "text": m.content}] if m.content else []
+        if m.role == "user":
+            turns.append(("user", text))
+        elif m.role == "assistant":
+            uses = [{"type": "tool_use", "id": c.call_id, "name": c.name, "input": c.arguments} for c in m.tool_calls]
+            turns.append(("assistant", text + uses))
+        elif m.role == "tool":
+            results = [{"type": "tool_result", "tool_use_id": r.call_id, "content": _convert.tool_result_json(r),
+                        "is_error": not r.ok} for r in m.tool_results]
+            turns.append(("user", results + text))
+    return [{"role": role, "content": blocks} for role, blocks in _convert.merge_turns(turns)]
+
+
+def _map_error(exc: Exception) -> ModelError:
+    import anthropic
+
+    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
+        return ModelUnavailableError(f"anthropic unreachable ({type(exc).__name__})")
+    if isinstance(exc, anthropic.APIStatusError):
+        detail = getattr(exc, "api_message", None) or type(exc).__name__
+        return _convert.status_error("anthropic", exc.status_code, detail, key_hint=_KEY_HINT)
+    return ModelError(f"anthropic: unexpected SDK error ({type(exc).__name__})")

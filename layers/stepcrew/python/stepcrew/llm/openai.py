@@ -1,0 +1,166 @@
+"""OpenAI Chat Completions adapter; also serves OpenAI-compatible servers (Ollama, vLLM, llama.cpp server).
+
+``import openai`` costs ~0.5 s (FACTS.md), so the SDK is imported only when the client is first built, inside
+:meth:`OpenAIModel.request`, after :func:`check_allow_model_requests`. The client is built once per adapter with
+``max_retries=0``: the state machine's Retry is the one retry layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+from stepcrew.llm import _convert
+from stepcrew.llm.base import (
+    Model,
+    ModelAuthError,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    ModelUnavailableError,
+    ResponseUsage,
+    check_allow_model_requests,
+)
+from stepcrew.llm.secrets import resolve_api_key
+from stepcrew.models import Message, ToolCall
+
+logger = logging.getLogger(__name__)
+
+_KEY_HINT = "OPENAI_API_KEY or STEPCREW_OPENAI_SECRET"
+#: Key sent to an OpenAI-compatible server when none is configured (Ollama, vLLM and llama.cpp ignore it).
+COMPAT_PLACEHOLDER_KEY = "not-needed"
+
+
+class OpenAIModel(Model):
+    """A model behind the OpenAI Chat Completions API.
+
+    ``model``: the model id sent (``gpt-4o``; ``llama3.1`` on Ollama); also ``ModelResponse.model`` and the
+    pricing key (unknown ids cost 0). ``base_url``: an OpenAI-compatible server (e.g.
+    ``http://localhost:11434/v1``); None -> env ``OPENAI_BASE_URL``, else api.openai.com. ``api_key``: None ->
+    :func:`stepcrew.llm.secrets.resolve_api_key` at the first request; with a custom base URL and no key
+    configured, :data:`COMPAT_PLACEHOLDER_KEY` is sent. ``client``: an ``openai.OpenAI`` to use as is.
+    ``request.settings.timeout_s`` is the per-request timeout in seconds. Errors: the :class:`ModelError`
+    subclasses of :mod:`stepcrew.llm.base`.
+    """
+
+    provider = "openai"
+
+    def __init__(self, model: str, *, api_key: str | None = None, client: Any = None, base_url: str | None = None):
+        self.model = model
+        self._api_key = api_key
+        self._client = client
+        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self._lock = threading.Lock()
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import openai  # lazy: ~0.5 s
+
+                    self._client = openai.OpenAI(api_key=self._resolve_key(), base_url=self._base_url,
+                                                 max_retries=0)
+        return self._client
+
+    def _resolve_key(self) -> str:
+        if self._api_key:
+            return self._api_key
+        try:
+            return resolve_api_key("openai")
+        except ModelAuthError:
+            if self._base_url:
+                return COMPAT_PLACEHOLDER_KEY
+            raise
+
+    def request(self, request: ModelRequest) -> ModelResponse:
+        """One Chat Completions call. See the class docstring for errors."""
+        check_allow_model_requests()
+        client = self._get_client()
+        import openai  # already loaded by the client (or by the test that built it)
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(request.messages),
+            "temperature": request.settings.temperature,
+            "timeout": request.settings.timeout_s,
+        }
+        # api.openai.com wants max_completion_tokens (max_tokens is deprecated and refused by reasoning models);
+        # compatible servers know max_tokens.
+        kwargs["max_tokens" if self._base_url else "max_completion_tokens"] = request.settings.max_tokens
+        if request.tools:
+            kwargs["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                                 "parameters": t.parameters}}
+                               for t in request.tools]
+        try:
+            completion = client.chat.completions.create(**kwargs)
+        except openai.OpenAIError as exc:
+            err = _map_error(exc)
+            raise err from (None if isinstance(err, ModelAuthError) else exc)  # OpenAI's 401 text echoes the key
+        response = self._to_response(completion)
+        logger.debug("openai call done", extra={"model": self.model, "purpose": request.purpose,
+                                                "stop_reason": response.stop_reason,
+                                                "request_id": getattr(completion, "id", None)})
+        return response
+
+    def _to_response(self, completion: Any) -> ModelResponse:
+        if not completion.choices:
+            raise ModelUnavailableError("openai answered with no choices")
+        choice = completion.choices[0]
+        msg = choice.message
+        calls = []
+        for i, tc in enumerate(msg.tool_calls or []):
+            fn = getattr(tc, "function", None)
+            if fn is None:  # custom (non-function) tool calls are not used by stepcrew
+                continue
+            call_id = (tc.id or f"call_{i}")[:64]
+            calls.append(ToolCall(call_id=call_id, name=fn.name, arguments=_convert.parse_arguments(fn.arguments)))
+        usage = completion.usage
+        input_tokens = (usage.prompt_tokens or 0) if usage else 0
+        output_tokens = (usage.completion_tokens or 0) if usage else 0
+        # Some compatible servers answer finish_reason "stop" with tool calls: the calls decide.
+        stop = "max_tokens" if choice.finish_reason == "length" else ("tool_use" if calls else "end_turn")
+        return ModelResponse(
+            text=msg.content or "", tool_calls=calls, stop_reason=stop, model=self.model,
+            usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
+                                cost_usd=_convert.cost(input_tokens, output_tokens, self.model,
+                                                       getattr(completion, "model", None))))
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Provider-neutral messages -> Chat Completions ``messages``: one system message first; tool results as
+    ``role: "tool"`` messages with ``tool_call_id``; a tool message's own text follows as a user message."""
+    out: list[dict[str, Any]] = []
+    system = _convert.system_text(messages)
+    if system:
+        out.append({"role": "system", "content": system})
+    for m in messages:
+        if m.role == "user":
+            out.append({"role": "user", "content": m.content})
+        elif m.role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": m.content or None}
+            if m.tool_calls:
+                item["tool_calls"] = [{"id": c.call_id, "type": "function",
+                                       "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                                      for c in m.tool_calls]
+            out.append(item)
+        elif m.role == "tool":
+            out.extend({"role": "tool", "tool_call_id": r.call_id, "content": _convert.tool_result_json(r)}
+                       for r in m.tool_results)
+            if m.content:
+                out.append({"role": "user", "content": m.content})
+    return out
+
+
+def _map_error(exc: Exception) -> ModelError:
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return ModelUnavailableError(f"openai unreachable ({type(exc).__name__})")
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}  # the SDK already unwrapped {"error": {...}}
+        detail = body.get("message") if isinstance(body.get("message"), str) else type(exc).__name__
+        return _convert.status_error("openai", exc.status_code, detail, key_hint=_KEY_HINT)
+    return ModelError(f"openai: unexpected SDK error ({type(exc).__name__})")

@@ -1,0 +1,351 @@
+"""The in-process Lambda hook for moto's Step Functions interpreter, and the fixes to moto 5.2.5 it needs.
+
+:func:`install` patches moto (pinned: ``moto==5.2.5``; any other version raises :class:`MotoVersionError`):
+
+- ``LambdaSimpleBackend.invoke`` becomes a dispatcher: function name or ARN -> Python handler, called in-process
+  as ``handler(event, context)``. A raised exception comes back as the Lambda runtime's unhandled-error payload
+  ``{"errorType": <class name>, "errorMessage": str(e)}`` with ``x-amz-function-error: Unhandled``, so ASL
+  ``Retry``/``Catch`` match on the class name as on AWS. Handlers: :func:`register_handler` overrides, else
+  ``functions/<name>/app.py:handler`` (name without the ``stepcrew-local-`` prefix), loaded lazily by path
+  once per process as module ``stepcrew_fn_<name>``.
+- ``states:startExecution`` (plain, ``.sync``, ``.sync:2``): request/response normalisation through botocore's
+  operation shapes (moto ships ``pass`` stubs), so a parent gets ``ExecutionArn`` / the child's ``Output``; an
+  execution started without a name gets a uuid name (moto names it ``None``).
+- The interpreter's boto3 clients are cached per (region, service) instead of built for every Task.
+- Fast waits (``fast_waits=True`` or env ``STEPCREW_FAST_WAITS=1``): ASL Retry intervals and Wait states sleep
+  at most :data:`FAST_WAIT_S` seconds; without the switch they sleep as on AWS. The ``.sync`` poll interval is
+  :data:`SYNC_POLL_S` (moto: 0.5 s).
+
+:func:`uninstall` undoes every patch. Both are idempotent. ``tests/integration/test_local_hook_contract.py``
+guards this module against moto changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepcrew import wiring
+
+LOG = logging.getLogger(__name__)
+
+PINNED_MOTO = "5.2.5"
+#: Prefix of the moto Lambda function names created by the local runtime (``stepcrew-local-<name>``).
+FUNCTION_PREFIX = "stepcrew-local-"
+#: Longest sleep of a Retry interval or Wait state when fast waits are on, in seconds.
+FAST_WAIT_S = 0.01
+#: Poll interval of ``.sync`` / ``.sync:2`` tasks waiting for their child execution, in seconds.
+SYNC_POLL_S = 0.02
+
+Handler = Callable[[Any, Any], Any]
+
+_MISSING = object()
+_lock = threading.RLock()
+_handlers: dict[str, Handler] = {}  # overrides (register_handler)
+_modules: dict[str, Handler] = {}  # handlers loaded from functions/<name>/app.py
+_clients: dict[tuple[str, str, bool], Any] = {}
+_patches: list[tuple[object, str, object]] = []  # (owner, attribute, previous value or _MISSING)
+_fast_waits = False
+_real_sleep = time.sleep  # the sleep behind Retry intervals; tests may monkeypatch it to observe calls
+
+
+class MotoVersionError(RuntimeError):
+    """The installed moto is not the version this hook was written and tested against."""
+
+
+# ---------------------------------------------------------------------------------------------------- handlers
+
+
+def register_handler(name: str, fn: Handler) -> None:
+    """Route invocations of function ``name`` (a function name, ``stepcrew-local-<name>`` or ``<name>``) to
+    ``fn(event: dict, context: LambdaContext) -> JSON-serialisable``. Replaces any previous handler."""
+    with _lock:
+        _handlers[name] = fn
+
+
+def unregister_handler(name: str) -> None:
+    """Remove an override registered with :func:`register_handler` (no error if absent)."""
+    with _lock:
+        _handlers.pop(name, None)
+
+
+def function_name_of(name_or_arn: str) -> str:
+    """``arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`` or a plain name -> ``<name>``."""
+    if name_or_arn.startswith("arn:"):
+        return name_or_arn.split(":")[6]
+    return name_or_arn.split(":")[0]
+
+
+def _load_module_handler(short: str) -> Handler | None:
+    path = wiring.FUNCTIONS_DIR / short / "app.py"
+    if not path.is_file():
+        return None
+    module_name = f"stepcrew_fn_{short}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def resolve_handler(name: str) -> Handler | None:
+    """The handler for a function name: an override for the full or short name, else the lazily loaded
+    ``functions/<short>/app.py:handler``, else None."""
+    short = name.removeprefix(FUNCTION_PREFIX)
+    with _lock:
+        for key in (name, short):
+            if key in _handlers:
+                return _handlers[key]
+        if short not in _modules:
+            fn = _load_module_handler(short)
+            if fn is None:
+                return None
+            _modules[short] = fn
+        return _modules[short]
+
+
+@dataclass
+class LambdaContext:
+    """The fields of the Lambda context object that handlers and Powertools use. Times in ms."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 128
+    timeout_s: int = 60
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout (never negative)."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _error_payload(error_type: str, message: str, response_headers: dict) -> bytes:
+    response_headers["x-amz-function-error"] = "Unhandled"
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _dispatch_invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                     response_headers: Any) -> bytes:
+    """Replacement of ``LambdaSimpleBackend.invoke``: run the handler in-process."""
+    from moto.awslambda.exceptions import UnknownFunctionException
+
+    name = function_name_of(function_name)
+    handler = resolve_handler(name)
+    arn = f"arn:aws:lambda:{self.region_name}:{self.account_id}:function:{name}"
+    if handler is None:
+        raise UnknownFunctionException(arn)
+    spec = wiring.FUNCTIONS.get(name.removeprefix(FUNCTION_PREFIX))
+    context = LambdaContext(function_name=name, invoked_function_arn=arn,
+                            memory_limit_in_mb=spec.memory_mb if spec else 128, timeout_s=spec.timeout_s if spec else 60)
+    event = json.loads(body) if body else {}
+    try:
+        result = handler(event, context)
+    except Exception as exc:  # noqa: BLE001 - every handler error becomes the Lambda error payload
+        LOG.warning("function %s request %s failed: %s", name, context.aws_request_id, type(exc).__name__)
+        return _error_payload(type(exc).__name__, str(exc), response_headers)
+    try:
+        return json.dumps(result).encode()
+    except (TypeError, ValueError) as exc:
+        return _error_payload("Runtime.MarshalError", f"Unable to marshal response: {exc}", response_headers)
+
+
+# ---------------------------------------------------------------------------------------------- moto fixes
+
+
+def _operation_model(service: str, action: str) -> Any:
+    from moto.stepfunctions.parser.utils import camel_to_snake_case
+
+    model = _service_model(service)
+    names = {camel_to_snake_case(op): op for op in model.operation_names}
+    op = names.get(camel_to_snake_case(action))
+    if op is None:
+        raise RuntimeError(f"no operation {action!r} in service {service!r}")
+    return model.operation_model(op)
+
+
+_service_models: dict[str, Any] = {}
+
+
+def _service_model(service: str) -> Any:
+    import botocore.session
+
+    with _lock:
+        if service not in _service_models:
+            _service_models[service] = botocore.session.get_session().get_service_model(service)
+        return _service_models[service]
+
+
+def _make_sfn_normalise_parameters(original: Callable) -> Callable:
+    def _normalise_parameters(self: Any, parameters: dict, boto_service_name: str | None = None,
+                              service_action_name: str | None = None) -> None:
+        original(self, parameters, boto_service_name, service_action_name)
+        op = _operation_model(self._get_boto_service_name(boto_service_name),
+                              self._get_boto_service_action(service_action_name))
+        self._to_boto_request(parameters, op.input_shape)
+
+    return _normalise_parameters
+
+
+def _sfn_normalise_response(self: Any, response: Any, boto_service_name: str | None = None,
+                            service_action_name: str | None = None) -> None:
+    op = _operation_model(self._get_boto_service_name(boto_service_name),
+                          self._get_boto_service_action(service_action_name))
+    self._from_boto_response(response, op.output_shape)
+
+
+def _make_start_execution(original: Callable) -> Callable:
+    def start_execution(self: Any, state_machine_arn: str, name: str | None = None, execution_input: Any = None,
+                        trace_header: Any = None) -> Any:
+        return original(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
+
+    return start_execution
+
+
+def _make_cached_client_for(original: Callable) -> Callable:
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        from moto.core.models import botocore_stubber
+
+        # moto's boto_client_for ignores state_credentials: the client depends on region and service only.
+        key = (region, service, bool(botocore_stubber.enabled))
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+            return client
+
+    return boto_client_for
+
+
+def shorten(seconds: float) -> float:
+    """The sleep actually taken for an ASL Retry interval or Wait of ``seconds`` (fast waits cap it)."""
+    return min(seconds, FAST_WAIT_S) if _fast_waits else seconds
+
+
+def _retry_sleep(seconds: float) -> None:
+    _real_sleep(shorten(seconds))
+
+
+def _make_wait_interval(original: Callable) -> Callable:
+    def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+        if not _fast_waits:
+            return original(self, env=env, wait_seconds=wait_seconds)
+        if wait_seconds > 0:
+            env.program_state_event.wait(shorten(wait_seconds))
+        return None
+
+    return _wait_interval
+
+
+_CLIENT_MODULES = [
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+]
+
+
+def check_moto_version() -> str:
+    """Return the installed moto version; raise MotoVersionError unless it is :data:`PINNED_MOTO`."""
+    found = importlib.metadata.version("moto")
+    if found != PINNED_MOTO:
+        raise MotoVersionError(
+            f"stepcrew's local runtime patches moto internals and is tested with moto=={PINNED_MOTO} only, "
+            f"found moto=={found}: pin it (pip install 'moto[dynamodb,stepfunctions,s3,sqs,events,awslambda]"
+            f"=={PINNED_MOTO}')")
+    return found
+
+
+def _patch(owner: object, attr: str, value: object) -> None:
+    previous = owner.__dict__.get(attr, _MISSING) if isinstance(owner, type) else getattr(owner, attr, _MISSING)
+    _patches.append((owner, attr, previous))
+    setattr(owner, attr, value)
+
+
+def is_installed() -> bool:
+    """Whether :func:`install` is in effect."""
+    return bool(_patches)
+
+
+def set_fast_waits(on: bool) -> None:
+    """Turn fast waits on or off (takes effect for the next sleep)."""
+    global _fast_waits
+    _fast_waits = bool(on)
+
+
+def fast_waits_from_env() -> bool:
+    """``STEPCREW_FAST_WAITS`` is ``1``/``true``/``yes``."""
+    return os.environ.get("STEPCREW_FAST_WAITS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def install(fast_waits: bool | None = None) -> None:
+    """Apply every patch (idempotent: a second call only updates ``fast_waits``). ``fast_waits`` None: read
+    ``STEPCREW_FAST_WAITS``. Raises MotoVersionError if moto is not the pinned version."""
+    check_moto_version()
+    set_fast_waits(fast_waits_from_env() if fast_waits is None else fast_waits)
+    with _lock:
+        if _patches:
+            return
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_callback,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+            StateTaskServiceSfn,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+        from moto.stepfunctions.parser.asl.utils import boto_client
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        _patch(LambdaSimpleBackend, "invoke", _dispatch_invoke)
+        _patch(StateTaskServiceSfn, "_normalise_parameters",
+               _make_sfn_normalise_parameters(StateTaskServiceSfn._normalise_parameters))
+        _patch(StateTaskServiceSfn, "_normalise_response", _sfn_normalise_response)
+        _patch(StepFunctionsParserBackend, "start_execution",
+               _make_start_execution(StepFunctionsParserBackend.start_execution))
+        cached = _make_cached_client_for(boto_client.boto_client_for)
+        for module_name in _CLIENT_MODULES:
+            _patch(importlib.import_module(module_name), "boto_client_for", cached)
+        _patch(retrier_decl, "time", types.SimpleNamespace(sleep=_retry_sleep))
+        _patch(WaitFunction, "_wait_interval", _make_wait_interval(WaitFunction._wait_interval))
+        _patch(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_S)
+    LOG.debug("local hook installed (fast waits %s)", _fast_waits)
+
+
+def uninstall() -> None:
+    """Undo every patch, drop cached clients and handlers loaded from ``functions/`` stay loaded (idempotent).
+    Overrides from :func:`register_handler` are kept: remove them with :func:`unregister_handler`."""
+    with _lock:
+        while _patches:
+            owner, attr, previous = _patches.pop()
+            if previous is _MISSING:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, previous)
+        _clients.clear()
+    set_fast_waits(False)

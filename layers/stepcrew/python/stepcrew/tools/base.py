@@ -1,0 +1,170 @@
+"""The tool port: a :class:`Tool` has a name, a description, a pydantic argument model and a ``run`` method.
+
+:meth:`Tool.invoke` is the one entry point used by the tool Lambdas and the local runtime. It never raises for a
+tool problem: every outcome is a :class:`~stepcrew.models.ToolResult` the model can read.
+
+- arguments that fail validation -> ``ToolError(type="InvalidArguments")``, one line per pydantic error;
+- a :class:`~stepcrew.tools.errors.ToolFailure` -> ``ToolError(type=exc.type, message=str(exc))``;
+- any other exception -> ``ToolError(type="ToolFailed")`` naming the exception class only (logged with ids);
+- content larger than :data:`~stepcrew.models.TOOL_OUTPUT_MAX_BYTES` once serialised -> the tool's
+  :meth:`Tool.shrink`, else a JSON-string preview; either way ``truncated=True`` and the content is valid JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stepcrew.llm.base import ToolSpec
+from stepcrew.models import TOOL_OUTPUT_MAX_BYTES, ToolContext, ToolError, ToolInvocation, ToolResult
+from stepcrew.tools.errors import (  # noqa: F401  (re-exported: the tool API in one import)
+    CalculationError,
+    DatasetError,
+    LimitExceeded,
+    QueryError,
+    ToolFailure,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's argument model: unknown fields are an error, strings are stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``json.dumps(value)`` (default separators, ASCII escapes: an upper bound of what the Lambda
+    runtime and Step Functions serialise)."""
+    return len(json.dumps(value, allow_nan=False))
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` made JSON-safe: dates/times -> ISO 8601 strings, Decimal -> int or float, NaN/±inf -> None,
+    UUID -> str, bytes -> hex string, tuples/sets -> lists, dict keys -> str; anything else unknown -> ``str``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    return str(value)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Pydantic errors as readable lines: ``<field path>: <message>`` (``(arguments)`` for the whole object)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        lines.append(f"{loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def fit_largest(build: Callable[[int], Any], n: int, max_bytes: int) -> Any:
+    """``build(k)`` for the largest ``k`` in ``0..n`` whose JSON fits ``max_bytes``, by binary search
+    (``build(k)`` must grow with ``k``). Used by :meth:`Tool.shrink` implementations."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if json_size(build(mid)) <= max_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return build(lo)
+
+
+def preview(content: Any, max_bytes: int) -> dict[str, str]:
+    """Last-resort shrink: ``{"preview": <prefix of the JSON text>, "note": ...}`` within ``max_bytes``."""
+    text = json.dumps(content, ensure_ascii=False, allow_nan=False)
+    note = "output too large: 'preview' is the beginning of the JSON output; ask for less"
+    cut = max_bytes
+    while cut > 0:
+        out = {"preview": text[:cut], "note": note}
+        excess = json_size(out) - max_bytes
+        if excess <= 0:
+            return out
+        cut -= max(excess, 1)
+    return {"preview": "", "note": note}
+
+
+class Tool(ABC):
+    """A tool. Subclasses set ``name`` (a key of ``stepcrew.wiring.TOOL_FUNCTIONS``), ``description`` (what the
+    model reads) and ``Args`` (a :class:`ToolArgs` subclass), and implement :meth:`run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Args: ClassVar[type[BaseModel]]
+    max_output_bytes: ClassVar[int] = TOOL_OUTPUT_MAX_BYTES
+
+    @abstractmethod
+    def run(self, args: Any, ctx: ToolContext) -> Any:
+        """Do the work with validated ``args`` (an instance of ``Args``). Returns JSON-serialisable content
+        (it is passed through :func:`to_jsonable`). Raises a :class:`ToolFailure` subclass for errors the model
+        should see."""
+
+    def shrink(self, content: Any, max_bytes: int) -> Any | None:
+        """Return a smaller version of ``content`` that fits ``max_bytes`` (e.g. fewer rows), or None to fall
+        back to :func:`preview`. The default has no tool-specific way to shrink."""
+        return None
+
+    def spec(self) -> ToolSpec:
+        """The tool as a model sees it (parameters = the JSON Schema of ``Args``)."""
+        return ToolSpec(name=self.name, description=self.description, parameters=self.Args.model_json_schema())
+
+    def invoke(self, invocation: ToolInvocation) -> ToolResult:
+        """Validate, run, type the errors and cap the output of one tool call. Never raises for tool problems."""
+        call, ctx = invocation.call, invocation.context
+        ids = {"run_id": ctx.run_id, "subtask_id": ctx.subtask_id, "call_id": call.call_id, "tool": self.name}
+
+        def fail(kind: str, message: str) -> ToolResult:
+            logger.info("tool call failed", extra={**ids, "error_type": kind})
+            return ToolResult(call_id=call.call_id, name=call.name, ok=False,
+                              error=ToolError(type=kind, message=message or kind))
+
+        if call.name != self.name:
+            return fail("UnknownTool", f"this function runs the tool {self.name!r}, not {call.name!r}")
+        try:
+            args = self.Args.model_validate(call.arguments)
+        except ValidationError as exc:
+            return fail("InvalidArguments", format_validation_error(exc))
+        try:
+            content = to_jsonable(self.run(args, ctx))
+        except ToolFailure as exc:
+            return fail(exc.type, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the model gets a typed error, operators get the log line
+            logger.error("tool raised %s", type(exc).__name__, extra=ids)
+            logger.debug("tool traceback", exc_info=exc, extra=ids)
+            return fail("ToolFailed", f"{self.name} failed with {type(exc).__name__}")
+        truncated = False
+        if json_size(content) > self.max_output_bytes:
+            truncated = True
+            smaller = self.shrink(content, self.max_output_bytes)
+            if smaller is None or json_size(smaller) > self.max_output_bytes:
+                smaller = preview(content, self.max_output_bytes)
+            content = smaller
+        logger.debug("tool call ok", extra={**ids, "truncated": truncated})
+        return ToolResult(call_id=call.call_id, name=call.name, ok=True, content=content, truncated=truncated)

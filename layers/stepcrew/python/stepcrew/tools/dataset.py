@@ -1,0 +1,216 @@
+"""The data tools, over the run's dataset (``ToolContext.data_uri``) loaded as the DuckDB table ``data``:
+
+- ``describe_dataset``: schema, null and distinct counts, numeric summary statistics, top text values;
+- ``query_dataset``: one read-only SELECT, at most ``max_rows`` rows, under a time limit.
+
+Read-only by construction (see :mod:`stepcrew.tools.datasets`): the table lives in an in-memory database whose
+external access is off and configuration locked, and only a single statement of type SELECT is executed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import Field
+
+from stepcrew.models import ToolContext
+from stepcrew.tools.base import (
+    DatasetError,
+    LimitExceeded,
+    QueryError,
+    Tool,
+    ToolArgs,
+    fit_largest,
+    to_jsonable,
+)
+from stepcrew.tools.datasets import dataset_name, open_dataset
+
+#: Seconds a query (or a describe) may run before it is interrupted. 10 s by default (env
+#: STEPCREW_QUERY_TIMEOUT_S): well inside the 60 s timeout of the data tool Lambdas (stepcrew.wiring.FUNCTIONS).
+DEFAULT_TIMEOUT_S = float(os.environ.get("STEPCREW_QUERY_TIMEOUT_S", "10"))
+MAX_SQL_CHARS = 4000
+MAX_ROWS = 200
+TOP_VALUES = 5
+MAX_TEXT_CHARS = 200  # a text value longer than this is clipped in tool output
+
+_NUMERIC = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|REAL|DECIMAL)\b")
+_TEMPORAL = re.compile(r"^(DATE|TIME|TIMESTAMP|INTERVAL)")
+_TEXT = re.compile(r"^(VARCHAR|BOOLEAN|ENUM|UUID)")
+
+T = TypeVar("T")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _clip(value: Any) -> Any:
+    return value[: MAX_TEXT_CHARS - 1] + "…" if isinstance(value, str) and len(value) > MAX_TEXT_CHARS else value
+
+
+def _round(value: Any) -> Any:
+    value = to_jsonable(value)
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+@contextmanager
+def _time_limit(cursor: Any, seconds: float) -> Iterator[None]:
+    """Interrupt ``cursor`` after ``seconds``; a DuckDB InterruptException inside becomes LimitExceeded."""
+    import duckdb
+
+    timer = threading.Timer(seconds, cursor.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise LimitExceeded(f"the query ran longer than the {seconds:g} s limit: aggregate or filter more, "
+                            "avoid cross joins") from None
+    finally:
+        timer.cancel()
+
+
+def _on_dataset(uri: str | None, seconds: float, work: Callable[[Any], T]) -> T:
+    """Run ``work(cursor)`` on the dataset under the time limit; DuckDB errors -> QueryError (first line)."""
+    import duckdb
+
+    cursor = open_dataset(uri)
+    try:
+        with _time_limit(cursor, seconds):
+            return work(cursor)
+    except duckdb.Error as exc:
+        raise QueryError(_first_line(exc)) from None
+    finally:
+        cursor.close()
+
+
+class DescribeDataset(Tool):
+    """``describe_dataset``: ``{columns?}`` -> ``{"dataset", "rows", "columns": [...]}``.
+
+    Each column: ``name``, ``type`` (DuckDB type), ``nulls``, ``distinct``; numeric columns add ``min``, ``max``,
+    ``mean``, ``stddev`` (sample), ``median`` (floats rounded to 4 decimal places); text/boolean columns add
+    ``top``: up to 5 ``{"value", "count"}`` (most frequent first); date/time columns add ``min`` and ``max``.
+    An unknown column raises DatasetError listing the known ones. ``columns`` None or empty = all columns.
+    """
+
+    name = "describe_dataset"
+    description = ("Describe the run's dataset (a table named `data`): row count, and per column its type, null "
+                   "and distinct counts, min/max/mean/stddev/median for numbers, most frequent values for text. "
+                   "Call this first to learn the column names.")
+
+    class Args(ToolArgs):
+        columns: list[str] | None = Field(default=None, max_length=100,
+                                          description="columns to describe; omit for all columns")
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+
+    def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
+        def work(cur: Any) -> dict[str, Any]:
+            schema = [(r[0], r[1]) for r in cur.execute("DESCRIBE data").fetchall()]
+            columns = schema
+            if args.columns:
+                by_name = {n: (n, t) for n, t in schema} | {n.lower(): (n, t) for n, t in schema}
+                unknown = [c for c in args.columns if c not in by_name and c.lower() not in by_name]
+                if unknown:
+                    raise DatasetError(f"unknown column(s): {', '.join(unknown)}; "
+                                       f"known columns: {', '.join(n for n, _ in schema)}")
+                picked = [by_name.get(c) or by_name[c.lower()] for c in args.columns]
+                columns = list(dict.fromkeys(picked))
+            rows = cur.execute("SELECT count(*) FROM data").fetchone()[0]
+            return {"dataset": dataset_name(ctx.data_uri or ""), "rows": rows,
+                    "columns": [self._column(cur, n, t) for n, t in columns]}
+
+        return _on_dataset(ctx.data_uri, self.timeout_s, work)
+
+    @staticmethod
+    def _column(cur: Any, name: str, dtype: str) -> dict[str, Any]:
+        q = _quote(name)
+        nulls, distinct = cur.execute(f"SELECT count(*) - count({q}), count(DISTINCT {q}) FROM data").fetchone()
+        out: dict[str, Any] = {"name": name, "type": dtype, "nulls": nulls, "distinct": distinct}
+        if _NUMERIC.match(dtype):
+            stats = cur.execute(f"SELECT min({q}), max({q}), avg({q}), stddev_samp({q}), median({q}) "
+                                "FROM data").fetchone()
+            out.update(zip(("min", "max", "mean", "stddev", "median"), map(_round, stats), strict=True))
+        elif _TEMPORAL.match(dtype):
+            low, high = cur.execute(f"SELECT min({q}), max({q}) FROM data").fetchone()
+            out.update(min=to_jsonable(low), max=to_jsonable(high))
+        elif _TEXT.match(dtype):
+            top = cur.execute(f"SELECT {q} AS v, count(*) AS n FROM data WHERE {q} IS NOT NULL GROUP BY v "
+                              f"ORDER BY n DESC, v LIMIT {TOP_VALUES}").fetchall()
+            out["top"] = [{"value": _clip(to_jsonable(v)), "count": n} for v, n in top]
+        return out
+
+    def shrink(self, content: Any, max_bytes: int) -> Any | None:
+        """Drop trailing columns (``columns_omitted`` says how many)."""
+        cols = content["columns"]
+        return fit_largest(lambda k: {**content, "columns": cols[:k], "columns_omitted": len(cols) - k},
+                           len(cols), max_bytes)
+
+
+class QueryDataset(Tool):
+    """``query_dataset``: ``{sql, max_rows=50}`` -> ``{"columns", "rows", "row_count", "truncated"}``.
+
+    ``sql`` must be exactly one SELECT (also WITH/VALUES/FROM-first/DESCRIBE/SUMMARIZE, which DuckDB types as
+    SELECT) over the table ``data``; anything else raises QueryError. At most ``max_rows`` (1-200) rows are
+    returned; ``truncated`` is true when the query had more rows or rows/long text were cut to fit the 8 KiB
+    tool output cap. ``row_count`` is the number of rows returned. DuckDB errors -> QueryError with DuckDB's first
+    line; a query running longer than ``timeout_s`` -> LimitExceeded.
+    """
+
+    name = "query_dataset"
+    description = ("Run ONE read-only DuckDB SQL SELECT over the run's dataset, a table named `data` (call "
+                   "describe_dataset first for column names). Aggregate in SQL (GROUP BY, avg, count, "
+                   "quantile_cont...) rather than fetching raw rows. Returns at most max_rows rows.")
+
+    class Args(ToolArgs):
+        sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS,
+                         description="one SELECT over table `data`, e.g. "
+                                     "'SELECT species, avg(body_mass_g) FROM data GROUP BY species'")
+        max_rows: int = Field(default=50, ge=1, le=MAX_ROWS, description="rows to return at most")
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+
+    def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
+        def work(cur: Any) -> dict[str, Any]:
+            statement = self._single_select(cur, args.sql)
+            cur.execute(statement)
+            columns = [d[0] for d in cur.description or []]
+            rows = cur.fetchmany(args.max_rows + 1)
+            more = len(rows) > args.max_rows
+            rows = [[_clip(to_jsonable(v)) for v in r] for r in rows[: args.max_rows]]
+            return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": more}
+
+        return _on_dataset(ctx.data_uri, self.timeout_s, work)
+
+    @staticmethod
+    def _single_select(cur: Any, sql: str) -> Any:
+        import duckdb
+
+        try:
+            statements = cur.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise QueryError(_first_line(exc)) from None
+        if len(statements) != 1:
+            raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise QueryError(f"only SELECT queries are allowed (read-only), got {kind.name}")
+        return statements[0]
+
+    def shrink(self, content: Any, max_bytes: int) -> Any | None:
+        """Keep the first rows that fit; ``truncated`` is set, ``row_count`` counts the rows kept."""
+        rows = content["rows"]
+        return fit_largest(lambda k: {**content, "rows": rows[:k], "row_count": k, "truncated": True},
+                           len(rows), max_bytes)

@@ -1,0 +1,192 @@
+"""Dataset access for the data tools: URI -> local file -> a read-only DuckDB database holding table ``data``.
+
+A run's dataset is a URI chosen by the run (``RunRequest.data``), never by the model:
+
+- ``file:///abs/path.csv`` -> that local file;
+- ``s3://bucket/key.parquet`` -> downloaded once per process into :data:`CACHE_DIR` (``/tmp`` on Lambda).
+
+Accepted files: extension in :data:`SUFFIXES`, at most :data:`MAX_DATASET_BYTES`. Anything else raises
+:class:`DatasetError` with a one-line message.
+
+:func:`open_dataset` loads the file into an in-memory DuckDB table ``data``, then switches off external access
+(``enable_external_access=false``: no file, network or extension access from SQL) and locks the configuration.
+Loaded databases are cached per process, keyed by (uri, mtime, size), so a warm Lambda does not reload.
+DuckDB is imported lazily (it is heavy; the calculator Lambda never pays for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+from stepcrew.tools.errors import DatasetError
+
+if TYPE_CHECKING:
+    import duckdb
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = (".csv", ".parquet", ".json", ".jsonl")
+#: 512 MiB: the default Lambda ephemeral storage (/tmp) size, where an S3 dataset is downloaded.
+MAX_DATASET_BYTES = 512 * 1024 * 1024
+#: Strings read as NULL in CSV files ("NA" is R's missing value, used by many public datasets).
+CSV_NULLS = ("", "NA", "N/A", "NULL")
+#: Loaded databases kept per process (each holds a whole dataset in memory).
+MAX_CACHED_DATASETS = 2
+CACHE_DIR = Path(os.environ.get("STEPCREW_DATASET_CACHE", Path(tempfile.gettempdir()) / "stepcrew-datasets"))
+
+_lock = threading.Lock()
+_s3_client: Any = None
+_downloads: dict[str, Path] = {}
+_databases: OrderedDict[tuple[str, int, int], duckdb.DuckDBPyConnection] = OrderedDict()
+
+
+def s3_client() -> Any:
+    """The process-wide boto3 S3 client, built on first use."""
+    global _s3_client
+    if _s3_client is None:
+        import boto3
+
+        _s3_client = boto3.client("s3")
+    return _s3_client
+
+
+def set_s3_client(client: Any) -> None:
+    """Inject the S3 client (tests, or a caller with its own session). ``None`` resets to lazy building."""
+    global _s3_client
+    _s3_client = client
+
+
+def reset_caches() -> None:
+    """Forget downloaded files, loaded databases and the S3 client (tests)."""
+    global _s3_client
+    with _lock:
+        _downloads.clear()
+        for con in _databases.values():
+            con.close()
+        _databases.clear()
+        _s3_client = None
+
+
+def _check_suffix(name: str, uri: str) -> None:
+    if not name.lower().endswith(SUFFIXES):
+        raise DatasetError(f"unsupported dataset {uri!r}: the file must end in {', '.join(SUFFIXES)}")
+
+
+def _check_file(path: Path, uri: str) -> Path:
+    _check_suffix(path.name, uri)
+    if not path.is_file():
+        raise DatasetError(f"dataset not found or not a file: {uri}")
+    if not os.access(path, os.R_OK):
+        raise DatasetError(f"dataset is not readable: {uri}")
+    size = path.stat().st_size
+    if size > MAX_DATASET_BYTES:
+        raise DatasetError(f"dataset is too big: {size} bytes (limit {MAX_DATASET_BYTES} bytes): {uri}")
+    return path
+
+
+def dataset_uri(path: str | Path) -> str:
+    """A CLI path as a ``file://`` URI (absolute, validated like :func:`resolve_dataset`). Raises DatasetError."""
+    p = Path(path).expanduser().resolve()
+    _check_file(p, str(path))
+    return p.as_uri()
+
+
+def resolve_dataset(uri: str) -> Path:
+    """The local file for a dataset URI (``file://`` or ``s3://``), validated. Raises DatasetError."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise DatasetError(f"a file:// URI needs an absolute path (file:///path/to/data.csv), got {uri!r}")
+        return _check_file(Path(url2pathname(parsed.path)), uri)
+    if parsed.scheme == "s3":
+        return _download(uri, parsed.netloc, unquote(parsed.path.lstrip("/")))
+    raise DatasetError(f"unsupported dataset URI {uri!r}: use file:// or s3://")
+
+
+def _s3_reason(exc: Exception) -> str:
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
+    return {"404": "not found", "NoSuchKey": "not found", "NoSuchBucket": "bucket not found",
+            "403": "access denied", "AccessDenied": "access denied"}.get(code, code)
+
+
+def _download(uri: str, bucket: str, key: str) -> Path:
+    if not bucket or not key:
+        raise DatasetError(f"an s3:// URI needs a bucket and a key (s3://bucket/key.csv), got {uri!r}")
+    _check_suffix(key, uri)
+    with _lock:
+        cached = _downloads.get(uri)
+        if cached is not None and cached.is_file():
+            return cached
+        client = s3_client()
+        try:
+            size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except Exception as exc:  # botocore ClientError / connection errors: the model reads one line
+            raise DatasetError(f"cannot read dataset {uri}: {_s3_reason(exc)}") from None
+        if size > MAX_DATASET_BYTES:
+            raise DatasetError(f"dataset is too big: {size} bytes (limit {MAX_DATASET_BYTES} bytes): {uri}")
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        suffix = next(s for s in SUFFIXES if key.lower().endswith(s))
+        target = CACHE_DIR / (hashlib.sha256(uri.encode()).hexdigest()[:24] + suffix)
+        partial = target.with_name(target.name + ".part")
+        try:
+            client.download_file(bucket, key, str(partial))
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            raise DatasetError(f"cannot download dataset {uri}: {_s3_reason(exc)}") from None
+        partial.replace(target)
+        _downloads[uri] = target
+        logger.info("dataset downloaded", extra={"bytes": size})
+        return target
+
+
+def _load_sql(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        nulls = ", ".join("'" + s + "'" for s in CSV_NULLS)
+        return f"CREATE TABLE data AS SELECT * FROM read_csv(?, nullstr = [{nulls}])"
+    if name.endswith(".parquet"):
+        return "CREATE TABLE data AS SELECT * FROM read_parquet(?)"
+    return "CREATE TABLE data AS SELECT * FROM read_json_auto(?)"
+
+
+def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
+    """A new cursor on the cached read-only database of ``uri`` (table ``data``). Close it when done.
+    Raises DatasetError when the run has no dataset or the file cannot be loaded."""
+    if not uri:
+        raise DatasetError("this run has no dataset: start the run with a dataset (stepcrew run --data FILE)")
+    import duckdb
+
+    path = resolve_dataset(uri)
+    stat = path.stat()
+    key = (uri, stat.st_mtime_ns, stat.st_size)
+    with _lock:
+        con = _databases.get(key)
+        if con is None:
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute(_load_sql(path), [str(path)])
+            except duckdb.Error as exc:
+                con.close()
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise DatasetError(f"cannot load dataset {path.name}: {first}") from None
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            _databases[key] = con
+            while len(_databases) > MAX_CACHED_DATASETS:
+                _databases.popitem(last=False)[1].close()
+        _databases.move_to_end(key)
+        return con.cursor()
+
+
+def dataset_name(uri: str) -> str:
+    """The file name of a dataset URI (what the tools report, never a local path)."""
+    return Path(unquote(urlparse(uri).path)).name
