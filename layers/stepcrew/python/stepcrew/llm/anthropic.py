@@ -39,6 +39,8 @@ class AnthropicModel(Model):
     ``api_key``: None -> :func:`stepcrew.llm.secrets.resolve_api_key` at the first request. ``client``: an
     ``anthropic.Anthropic`` to use as is (tests inject one with a mock HTTP transport). ``base_url``: a proxy or
     gateway; None -> the SDK default. ``request.settings.timeout_s`` is the per-request timeout in seconds.
+    ``request.settings.temperature`` is not sent: the SDK (2.x) speaks API version 2026-10-21, which refuses
+    sampling parameters (temperature/top_p/top_k) with HTTP 400 and whose SDK has no such argument.
     Errors: :class:`ModelRequestsForbiddenError`, :class:`ModelThrottledError`, :class:`ModelUnavailableError`,
     :class:`ModelAuthError`, :class:`ModelBadRequestError` (from :mod:`stepcrew.llm.base`).
     """
@@ -71,7 +73,6 @@ class AnthropicModel(Model):
         kwargs: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.settings.max_tokens,
-            "temperature": request.settings.temperature,
             "messages": to_anthropic_messages(request.messages),
             "timeout": request.settings.timeout_s,
         }

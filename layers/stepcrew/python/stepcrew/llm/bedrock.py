@@ -1,8 +1,10 @@
 """Amazon Bedrock adapter (``bedrock-runtime`` Converse API).
 
-The boto3 client is built lazily, once per adapter, with ``retries={"max_attempts": 1, "mode": "standard"}`` so
-botocore does not retry: the state machine's Retry is the one retry layer. Credentials and region come from the
-Lambda role and ``AWS_REGION`` (boto3's usual chain); no API key is involved.
+The boto3 client is built lazily, once per adapter, with ``retries={"total_max_attempts": 1, "mode": "standard"}``
+so botocore does not retry: the state machine's Retry is the one retry layer. (botocore's client-config
+``max_attempts`` counts *retries*, not attempts - ``max_attempts: 1`` would still retry once - see
+``botocore/args.py`` ``_compute_retry_max_attempts``; ``total_max_attempts`` counts the first call.)
+Credentials and region come from the Lambda role and ``AWS_REGION`` (boto3's usual chain); no API key is involved.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class BedrockModel(Model):
                     import boto3  # lazy: ~0.4 s with a client
                     from botocore.config import Config
 
-                    config = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=timeout_s,
+                    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=timeout_s,
                                     connect_timeout=CONNECT_TIMEOUT_S)
                     self._client = boto3.client("bedrock-runtime", region_name=self._region_name, config=config)
         return self._client

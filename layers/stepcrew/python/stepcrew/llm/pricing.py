@@ -34,10 +34,12 @@ class Price(NamedTuple):
 PRICES: dict[str, Price] = {
     RULE_ENGINE_MODEL: Price(0.0, 0.0),
     # Anthropic Claude (API and Bedrock on-demand)
+    "claude-opus-4-6": Price(5.00, 25.00),
     "claude-opus-4-5": Price(5.00, 25.00),
     "claude-opus-4-1": Price(15.00, 75.00),
     "claude-opus-4": Price(15.00, 75.00),
     "claude-3-opus": Price(15.00, 75.00),
+    "claude-sonnet-4-6": Price(3.00, 15.00),
     "claude-sonnet-4-5": Price(3.00, 15.00),
     "claude-sonnet-4": Price(3.00, 15.00),
     "claude-3-7-sonnet": Price(3.00, 15.00),
