@@ -47,7 +47,9 @@ class RunStore(ABC):
 
     @abstractmethod
     def list_runs(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[Run], str | None]:
-        """Runs of one tenant, newest first (GSI1). Returns (runs, next cursor or None). ``limit`` 1-100."""
+        """Runs of one tenant, newest first (GSI1). Returns (runs, next cursor or None). ``limit`` 1-100.
+        Listed runs carry usage totals only (``usage.by_model`` is empty; ``get_run`` fills it). A bad cursor
+        raises ValueError."""
 
     @abstractmethod
     def update_run(self, run_id: str, changes: dict[str, Any],

@@ -197,7 +197,8 @@ def validate_changes(model_cls: type[BaseModel], changes: dict[str, Any],
     allowed = frozenset(allowed)
     bad = sorted(set(changes) - allowed)
     if bad:
-        raise ValueError(f"cannot change {', '.join(bad)} of {model_cls.__name__}; allowed: {', '.join(sorted(allowed))}")
+        raise ValueError(f"cannot change {', '.join(bad)} of {model_cls.__name__}; "
+                         f"allowed: {', '.join(sorted(allowed))}")
     holder = model_cls.model_construct()
     for name, value in changes.items():
         model_cls.__pydantic_validator__.validate_assignment(holder, name, value)
@@ -207,6 +208,24 @@ def validate_changes(model_cls: type[BaseModel], changes: dict[str, Any],
         if isinstance(value, datetime):
             dumped[name] = iso_ts(value)
     return values, to_dynamo(dumped)
+
+
+def check_limit(limit: int, high: int) -> int:
+    """``limit`` if it is an int in 1..``high``, else ValueError."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= high:
+        raise ValueError(f"limit must be an integer from 1 to {high}, got {limit!r}")
+    return limit
+
+
+def check_usage_numbers(model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+    """ValueError unless ``model`` is non-empty, token counts are ints >= 0 and ``cost_usd`` is a number >= 0."""
+    if not model:
+        raise ValueError("model id must not be empty")
+    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    if not isinstance(cost_usd, int | float) or isinstance(cost_usd, bool) or not 0 <= cost_usd < float("inf"):
+        raise ValueError(f"cost_usd must be a finite number >= 0, got {cost_usd!r}")
 
 
 def _value_size(value: Any) -> int:
@@ -314,7 +333,8 @@ def event_item(event: ProgressEvent, cursor: str, ttl: int | None = None) -> dic
 
 def report_item(run_id: str, text: str, version: int) -> dict[str, Any]:
     """The ``REPORT`` item (used for the size check; the adapter writes it with an atomic version ``ADD``)."""
-    return {PK: run_pk(run_id), SK: REPORT_SK, "text": text, "version": version, "updated_at": iso_ts(datetime.now(UTC))}
+    return {PK: run_pk(run_id), SK: REPORT_SK, "text": text, "version": version,
+            "updated_at": iso_ts(datetime.now(UTC))}
 
 
 def review_item(run_id: str, review: Review) -> dict[str, Any]:
@@ -336,7 +356,8 @@ def create_table(client: Any, table_name: str) -> None:
         KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[{
             "IndexName": GSI1_NAME,
-            "KeySchema": [{"AttributeName": GSI1_PK, "KeyType": "HASH"}, {"AttributeName": GSI1_SK, "KeyType": "RANGE"}],
+            "KeySchema": [{"AttributeName": GSI1_PK, "KeyType": "HASH"},
+                          {"AttributeName": GSI1_SK, "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
         }],
     )

@@ -1,0 +1,372 @@
+"""DynamoDB adapter of the store port: one table, the layout of :mod:`stepcrew.store.schema`.
+
+Consistency and atomicity (what DynamoDB guarantees per request, DynamoDB developer guide):
+
+- Every state change is one conditional request: ``create_run`` (``attribute_not_exists(PK)``), ``update_run``
+  (``attribute_exists(PK)`` and, with ``expected``, ``#status IN (...)``), ``update_subtask``
+  (``attribute_exists(PK)``).
+- Counters use ``ADD`` (atomic on one item): the usage totals on META, each ``USAGE#<model>`` item, the report
+  version and each conversation's ``MSGSEQ#`` counter. ``append_messages`` reserves its sequence numbers with
+  one ``ADD`` and then writes each message with ``attribute_not_exists``, so concurrent appends, even to the same
+  conversation, never share a number. If a write fails after the reservation, the conversation has a gap in its
+  numbers (order is kept; the returned count includes the lost numbers).
+- ``add_usage`` makes two ``ADD`` requests (totals, then the model's item), not one transaction: if the second
+  fails, the per-model breakdown lags the totals. Transactions were avoided on purpose: moto, which runs this
+  adapter locally, copies the whole table for every transaction and is not safe under parallel sub-tasks.
+- ``put_plan`` is several requests (PLAN, one TASK# per sub-task, deletion of stale TASK# items).
+- Reads of the base table are strongly consistent; ``list_runs`` reads GSI1, which is eventually consistent
+  (a run created a moment ago may be missing from the list on AWS).
+
+Limits: items over 400 KB (DynamoDB quotas page) raise StoreError before the write; DynamoDB's own size
+rejection (an update that grows an item) is mapped to StoreError too. Other client errors (throttling after
+botocore's retries, missing table) surface as StoreError with the DynamoDB error code. Messages, message
+counters and events expire 90 days after the write (``expires_at``, see the schema module); run records do not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from stepcrew.models import Message, ModelUsage, Plan, ProgressEvent, Review, Run, RunStatus, SubtaskRecord, Usage
+from stepcrew.store import schema as s
+from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
+
+_EVENT_SK_END = s.EVENT_PREFIX[:-1] + chr(ord(s.EVENT_PREFIX[-1]) + 1)  # "EVENT$": above every "EVENT#..." key
+_CURSOR_KEYS = (s.PK, s.SK, s.GSI1_PK, s.GSI1_SK)
+_EVENT_ID_ATTEMPTS = 5
+
+
+class _ConditionFailed(Exception):
+    """A ConditionExpression did not hold (DynamoDB ConditionalCheckFailedException)."""
+
+
+class DynamoRunStore(RunStore):
+    """The run store on one DynamoDB table (see :mod:`stepcrew.store.schema` for keys and items).
+
+    ``table_name``: an existing table made like :func:`stepcrew.store.schema.create_table`. ``client``: a
+    low-level boto3 ``dynamodb`` client (thread-safe; shared by parallel callers); when None, one is built
+    here with botocore's "standard" retry mode (5 attempts). Semantics are those of
+    :class:`stepcrew.store.base.RunStore`; ``list_runs`` fills usage totals only (``usage.by_model`` is
+    empty: ``get_run`` reads the per-model items).
+    """
+
+    def __init__(self, table_name: str, *, client: Any = None) -> None:
+        self.table_name = table_name
+        self._client = client if client is not None else boto3.client(
+            "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        self._ser = TypeSerializer()
+        self._de = TypeDeserializer()
+
+    # ------------------------------------------------------------------------------------------ plumbing
+    def _to_av(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(v) for k, v in item.items()}
+
+    def _from_av(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._de.deserialize(v) for k, v in item.items()}
+
+    @staticmethod
+    def _key(pk: str, sk: str) -> dict[str, Any]:
+        return {s.PK: {"S": pk}, s.SK: {"S": sk}}
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(TableName=self.table_name, **kwargs)
+        except ClientError as e:
+            error = e.response.get("Error", {})
+            code, message = error.get("Code", ""), error.get("Message", "")
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed() from e
+            if code == "ValidationException" and "exceeded the maximum allowed size" in message:
+                raise StoreError(f"DynamoDB rejected the item: {message} (items are limited to 400 KB)") from e
+            raise StoreError(f"DynamoDB {operation} on table {self.table_name!r} failed: {code}: {message}") from e
+
+    def _get(self, pk: str, sk: str, projection: str | None = None) -> dict[str, Any] | None:
+        kwargs: dict[str, Any] = {"Key": self._key(pk, sk), "ConsistentRead": True}
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        item = self._call("get_item", **kwargs).get("Item")
+        return self._from_av(item) if item else None
+
+    def _put(self, item: dict[str, Any], *, if_new: bool = False) -> None:
+        kwargs: dict[str, Any] = {"Item": self._to_av(s.check_item_size(item))}
+        if if_new:
+            kwargs["ConditionExpression"] = "attribute_not_exists(PK)"
+        self._call("put_item", **kwargs)
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """All items of a Query (every page), deserialised."""
+        while True:
+            resp = self._call("query", **kwargs)
+            for item in resp.get("Items", []):
+                yield self._from_av(item)
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _query_prefix(self, run_id: str, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        return self._query(KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)", ConsistentRead=True,
+                           ExpressionAttributeValues={":pk": {"S": s.run_pk(run_id)}, ":prefix": {"S": prefix}},
+                           **extra)
+
+    def _require_run(self, run_id: str) -> None:
+        if self._get(s.run_pk(run_id), s.META_SK, projection="PK") is None:
+            raise RunNotFoundError(run_id)
+
+    def _by_model(self, run_id: str) -> dict[str, ModelUsage]:
+        return dict(s.usage_from_item(item) for item in self._query_prefix(run_id, s.USAGE_PREFIX))
+
+    # ------------------------------------------------------------------------------------------ runs
+    def create_run(self, run: Run) -> None:
+        """Put the META item conditionally (RunExistsError if present), then one USAGE# item per entry of
+        ``run.usage.by_model`` (usually none). StoreError if the record exceeds 400 KB."""
+        try:
+            self._put(s.run_item(run), if_new=True)
+        except _ConditionFailed:
+            raise RunExistsError(run.run_id) from None
+        for model, usage in run.usage.by_model.items():
+            self._put(s.usage_item(run.run_id, model, usage))
+
+    def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+        """META item + per-model usage. RunNotFoundError if absent or owned by another ``tenant``."""
+        item = self._get(s.run_pk(run_id), s.META_SK)
+        if item is None or (tenant is not None and item.get("tenant") != tenant):
+            raise RunNotFoundError(run_id)
+        return s.run_from_item(item, self._by_model(run_id))
+
+    def list_runs(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[Run], str | None]:
+        """GSI1 newest first. ``cursor``: opaque (URL-safe base64 of the last run's key as JSON); a cursor that
+        does not decode, or belongs to another tenant, raises ValueError. Runs carry usage totals only."""
+        s.check_limit(limit, 100)
+        query: dict[str, Any] = {
+            "IndexName": s.GSI1_NAME, "ScanIndexForward": False,
+            "KeyConditionExpression": "#pk = :pk", "ExpressionAttributeNames": {"#pk": s.GSI1_PK},
+            "ExpressionAttributeValues": {":pk": {"S": s.tenant_pk(tenant)}},
+        }
+        if cursor is not None:
+            query["ExclusiveStartKey"] = self._decode_cursor(cursor, tenant)
+        items: list[dict[str, Any]] = []
+        while len(items) <= limit:  # read one more than asked, to know whether there is a next page
+            resp = self._call("query", Limit=limit + 1 - len(items), **query)
+            items.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            query["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        page = items[:limit]
+        next_cursor = self._encode_cursor(page[-1]) if len(items) > limit else None
+        return [s.run_from_item(self._from_av(item)) for item in page], next_cursor
+
+    @staticmethod
+    def _encode_cursor(item: dict[str, Any]) -> str:
+        key = {name: item[name] for name in _CURSOR_KEYS}
+        return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+    @staticmethod
+    def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
+        try:
+            key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        except (ValueError, UnicodeError, binascii.Error, AttributeError) as e:
+            raise ValueError("invalid cursor") from e
+        valid = (isinstance(key, dict) and set(key) == set(_CURSOR_KEYS)
+                 and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()))
+        if not valid or key[s.GSI1_PK]["S"] != s.tenant_pk(tenant):
+            raise ValueError("invalid cursor")
+        return key
+
+    def update_run(self, run_id: str, changes: dict[str, Any],
+                   expected: Iterable[RunStatus] | None = None) -> Run:
+        """One conditional UpdateItem (SET of the changed fields and ``updated_at``, now unless given).
+        ValueError for unknown or fixed fields (run_id, tenant, created_at, usage) or bad values;
+        RunNotFoundError; RunStateConflictError if ``expected`` is given and the status is not in it."""
+        changes = dict(changes)
+        changes.setdefault("updated_at", datetime.now(UTC))
+        _, values = s.validate_changes(Run, changes, set(Run.model_fields) - s.RUN_FIXED_FIELDS)
+        s.check_item_size({s.PK: s.run_pk(run_id), s.SK: s.META_SK, **values})
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        attr_values = {f":v{i}": self._ser.serialize(value) for i, value in enumerate(values.values())}
+        condition = "attribute_exists(PK)"
+        statuses = None if expected is None else [RunStatus(x) for x in expected]
+        if statuses is not None:
+            if not statuses:
+                self._require_run(run_id)
+                raise RunStateConflictError(f"run {run_id}: no expected status given")
+            names["#status"] = "status"
+            attr_values.update({f":s{i}": {"S": st.value} for i, st in enumerate(statuses)})
+            condition += " AND #status IN (" + ", ".join(f":s{i}" for i in range(len(statuses))) + ")"
+        try:
+            resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
+                              UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+                              ConditionExpression=condition, ExpressionAttributeNames=names,
+                              ExpressionAttributeValues=attr_values, ReturnValues="ALL_NEW")
+        except _ConditionFailed:
+            current = self._get(s.run_pk(run_id), s.META_SK)
+            if current is None:
+                raise RunNotFoundError(run_id) from None
+            raise RunStateConflictError(f"run {run_id} is {current.get('status')}, expected one of "
+                                        f"{', '.join(st.value for st in statuses or [])}") from None
+        return s.run_from_item(self._from_av(resp["Attributes"]), self._by_model(run_id))
+
+    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+        """``ADD`` to the META totals (RunNotFoundError if the run is absent), then ``ADD`` to ``USAGE#<model>``.
+        Returns the run's usage after the add (totals from this update, by_model read afterwards). ValueError
+        for an empty model or negative numbers. Costs are summed as Decimal (exact for the floats' repr)."""
+        s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd)
+        values = s.to_dynamo({"input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": cost_usd})
+        add = "ADD input_tokens :input_tokens, output_tokens :output_tokens, cost_usd :cost_usd"
+        attr_values = {f":{k}": self._ser.serialize(v) for k, v in values.items()}
+        try:
+            resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK), UpdateExpression=add,
+                              ConditionExpression="attribute_exists(PK)", ExpressionAttributeValues=attr_values,
+                              ReturnValues="UPDATED_NEW")
+        except _ConditionFailed:
+            raise RunNotFoundError(run_id) from None
+        self._call("update_item", Key=self._key(s.run_pk(run_id), s.usage_sk(model)),
+                   UpdateExpression=add + " SET #model = :model", ExpressionAttributeNames={"#model": "model"},
+                   ExpressionAttributeValues={**attr_values, ":model": {"S": model}})
+        totals = s.from_dynamo(self._from_av(resp["Attributes"]))
+        return Usage(**totals, by_model=self._by_model(run_id))
+
+    # ------------------------------------------------------------------------------------------ plan, sub-tasks
+    def put_plan(self, run_id: str, plan: Plan) -> None:
+        """Put PLAN, (re)create one PENDING ``TASK#`` item per sub-task (``position`` = plan index) and delete
+        ``TASK#`` items of sub-tasks no longer in the plan. RunNotFoundError if the run is absent."""
+        self._require_run(run_id)
+        self._put(s.plan_item(run_id, plan))
+        keep = set()
+        for position, sub in enumerate(plan.subtasks):
+            self._put(s.subtask_item(SubtaskRecord(run_id=run_id, subtask_id=sub.id), position))
+            keep.add(s.task_sk(sub.id))
+        for item in list(self._query_prefix(run_id, s.TASK_PREFIX, ProjectionExpression="SK")):
+            if item[s.SK] not in keep:
+                self._call("delete_item", Key=self._key(s.run_pk(run_id), item[s.SK]))
+
+    def get_plan(self, run_id: str) -> Plan | None:
+        """The stored plan, or None."""
+        item = self._get(s.run_pk(run_id), s.PLAN_SK)
+        return Plan.model_validate_json(item["body"]) if item else None
+
+    def get_subtask(self, run_id: str, subtask_id: str) -> SubtaskRecord:
+        """The sub-task record; KeyError if unknown."""
+        item = self._get(s.run_pk(run_id), s.task_sk(subtask_id))
+        if item is None:
+            raise KeyError(subtask_id)
+        return s.subtask_from_item(item)
+
+    def list_subtasks(self, run_id: str) -> list[SubtaskRecord]:
+        """All sub-task records in plan order (by ``position``)."""
+        items = sorted(self._query_prefix(run_id, s.TASK_PREFIX), key=lambda item: item["position"])
+        return [s.subtask_from_item(item) for item in items]
+
+    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any]) -> SubtaskRecord:
+        """One conditional UpdateItem (SET). KeyError if unknown; ValueError for other fields or bad values;
+        StoreError if the record would exceed 400 KB."""
+        _, values = s.validate_changes(SubtaskRecord, changes, s.SUBTASK_CHANGEABLE_FIELDS)
+        if not values:
+            return self.get_subtask(run_id, subtask_id)
+        key = self._key(s.run_pk(run_id), s.task_sk(subtask_id))
+        s.check_item_size({s.PK: s.run_pk(run_id), s.SK: s.task_sk(subtask_id), **values})
+        try:
+            resp = self._call("update_item", Key=key, ConditionExpression="attribute_exists(PK)",
+                              UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+                              ExpressionAttributeNames={f"#f{i}": name for i, name in enumerate(values)},
+                              ExpressionAttributeValues={f":v{i}": self._ser.serialize(v)
+                                                         for i, v in enumerate(values.values())},
+                              ReturnValues="ALL_NEW")
+        except _ConditionFailed:
+            raise KeyError(subtask_id) from None
+        return s.subtask_from_item(self._from_av(resp["Attributes"]))
+
+    # ------------------------------------------------------------------------------------------ conversations
+    def append_messages(self, run_id: str, conversation_id: str, messages: list[Message]) -> int:
+        """Reserve ``len(messages)`` sequence numbers with one ``ADD`` on ``MSGSEQ#<conversation>``, then put
+        each message as ``MSG#<conversation>#<seq:06d>`` (conditional). Returns the conversation's count.
+        Every message is size-checked first (StoreError over 400 KB, nothing written). ValueError for a bad
+        conversation id."""
+        counter_key = self._key(s.run_pk(run_id), s.msg_counter_sk(conversation_id))
+        if not messages:
+            item = self._call("get_item", Key=counter_key, ConsistentRead=True).get("Item")
+            return int(item["count"]["N"]) if item else 0
+        ttl = s.expires_at()
+        for message in messages:  # the widest sequence number gives the largest item
+            s.check_item_size(s.message_item(run_id, conversation_id, s.MAX_MESSAGES_PER_CONVERSATION, message, ttl))
+        resp = self._call("update_item", Key=counter_key, UpdateExpression="ADD #n :n SET #ttl = :ttl",
+                          ExpressionAttributeNames={"#n": "count", "#ttl": s.TTL_ATTRIBUTE},
+                          ExpressionAttributeValues={":n": {"N": str(len(messages))}, ":ttl": {"N": str(ttl)}},
+                          ReturnValues="UPDATED_NEW")
+        end = int(resp["Attributes"]["count"]["N"])
+        for seq, message in enumerate(messages, start=end - len(messages) + 1):
+            try:
+                self._put(s.message_item(run_id, conversation_id, seq, message, ttl), if_new=True)
+            except _ConditionFailed:
+                raise StoreError(f"message {seq} of conversation {conversation_id!r} already exists") from None
+        return end
+
+    def get_messages(self, run_id: str, conversation_id: str) -> list[Message]:
+        """The conversation's messages in order (empty if none)."""
+        return [Message.model_validate_json(item["body"])
+                for item in self._query_prefix(run_id, s.msg_prefix(conversation_id))]
+
+    # ------------------------------------------------------------------------------------------ events
+    def add_event(self, event: ProgressEvent) -> str:
+        """Put ``EVENT#<ISO ts of event.at>#<uuid8>`` conditionally; returns the cursor ``<ISO ts>#<uuid8>``."""
+        for _ in range(_EVENT_ID_ATTEMPTS):
+            cursor = s.new_event_cursor(event.at)
+            try:
+                self._put(s.event_item(event, cursor), if_new=True)
+                return cursor
+            except _ConditionFailed:
+                continue
+        raise StoreError(f"could not draw a unique event id for run {event.run_id}")
+
+    def list_events(self, run_id: str, after: str | None = None, limit: int = 500) -> list[tuple[str, ProgressEvent]]:
+        """Events with cursor > ``after`` (any string; cursors compare as strings), oldest first, at most
+        ``limit`` (1-1000)."""
+        s.check_limit(limit, 1000)
+        low = s.event_sk(after) if after is not None else s.EVENT_PREFIX
+        items = self._query(KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high", ConsistentRead=True,
+                            ExpressionAttributeValues={":pk": {"S": s.run_pk(run_id)}, ":low": {"S": low},
+                                                       ":high": {"S": _EVENT_SK_END}},
+                            Limit=limit + 1)
+        out: list[tuple[str, ProgressEvent]] = []
+        for item in items:
+            if item[s.SK] == low:
+                continue  # BETWEEN is inclusive; the cursor itself was already seen
+            out.append((item[s.SK][len(s.EVENT_PREFIX):], ProgressEvent.model_validate_json(item["body"])))
+            if len(out) == limit:
+                break
+        return out
+
+    # ------------------------------------------------------------------------------------------ report, reviews
+    def put_report(self, run_id: str, text: str) -> int:
+        """SET the text and ``ADD`` 1 to ``version`` of the REPORT item in one request; returns the version.
+        StoreError if the text makes the item exceed 400 KB (``FINAL_OUTPUT_MAX_CHARS`` keeps reports below)."""
+        s.check_item_size(s.report_item(run_id, text, 10**9))
+        resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.REPORT_SK),
+                          UpdateExpression="SET #text = :text, #updated = :now ADD #version :one",
+                          ExpressionAttributeNames={"#text": "text", "#updated": "updated_at", "#version": "version"},
+                          ExpressionAttributeValues={":text": {"S": text}, ":one": {"N": "1"},
+                                                     ":now": {"S": s.iso_ts(datetime.now(UTC))}},
+                          ReturnValues="UPDATED_NEW")
+        return int(resp["Attributes"]["version"]["N"])
+
+    def get_report(self, run_id: str) -> str | None:
+        """The current report text, or None."""
+        item = self._get(s.run_pk(run_id), s.REPORT_SK)
+        return item["text"] if item else None
+
+    def put_review(self, run_id: str, review: Review) -> None:
+        """Put ``REVIEW#<round:03d>`` (replacing that round)."""
+        self._put(s.review_item(run_id, review))
+
+    def list_reviews(self, run_id: str) -> list[Review]:
+        """Review rounds in order."""
+        return [Review.model_validate_json(item["body"]) for item in self._query_prefix(run_id, s.REVIEW_PREFIX)]

@@ -1,0 +1,262 @@
+"""In-memory fake of the store port, with the semantics of :class:`stepcrew.store.dynamodb.DynamoRunStore`.
+
+For unit tests and single-process runs: nothing survives the process. One re-entrant lock guards all state,
+so parallel sub-tasks (threads) may call it concurrently; every method is atomic. Values go in and come out as
+deep copies, so callers cannot change stored state. Items are size-checked exactly like the DynamoDB adapter
+(400 KB per item, :func:`stepcrew.store.schema.check_item_size`), usage costs are summed as Decimal like
+DynamoDB's ``ADD``, and ``list_runs`` returns usage totals only (``usage.by_model`` empty), as on DynamoDB.
+No TTL: messages and events never expire here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from stepcrew.models import Message, ModelUsage, Plan, ProgressEvent, Review, Run, RunStatus, SubtaskRecord, Usage
+from stepcrew.store import schema as s
+from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
+
+_Totals = dict[str, Any]  # input_tokens: int, output_tokens: int, cost_usd: Decimal
+
+
+def _zero() -> _Totals:
+    return {"input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0)}
+
+
+def _dec(number: float) -> Decimal:
+    """A cost as DynamoDB would store it: the Decimal of the float's shortest repr."""
+    return Decimal(repr(float(number)))
+
+
+def _add(totals: _Totals, input_tokens: int, output_tokens: int, cost: Decimal) -> None:
+    totals["input_tokens"] += input_tokens
+    totals["output_tokens"] += output_tokens
+    totals["cost_usd"] += cost
+
+
+def _as_usage_fields(totals: _Totals) -> dict[str, Any]:
+    return {"input_tokens": totals["input_tokens"], "output_tokens": totals["output_tokens"],
+            "cost_usd": float(totals["cost_usd"])}
+
+
+class MemoryRunStore(RunStore):
+    """Thread-safe in-memory run store (see the module docstring). No arguments."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._runs: dict[str, Run] = {}  # usage kept apart, in _totals / _by_model
+        self._totals: dict[str, _Totals] = {}
+        self._by_model: dict[str, dict[str, _Totals]] = {}
+        self._plans: dict[str, Plan] = {}
+        self._subtasks: dict[str, dict[str, SubtaskRecord]] = {}  # insertion order = plan order
+        self._messages: dict[tuple[str, str], list[Message]] = {}
+        self._events: dict[str, dict[str, ProgressEvent]] = {}
+        self._reports: dict[str, tuple[int, str]] = {}
+        self._reviews: dict[str, dict[int, Review]] = {}
+
+    # ------------------------------------------------------------------------------------------ runs
+    def _assemble(self, run_id: str, with_by_model: bool = True) -> Run:
+        by_model = {m: ModelUsage(**_as_usage_fields(t)) for m, t in self._by_model.get(run_id, {}).items()}
+        usage = Usage(**_as_usage_fields(self._totals[run_id]), by_model=by_model if with_by_model else {})
+        return self._runs[run_id].model_copy(update={"usage": usage}, deep=True)
+
+    def create_run(self, run: Run) -> None:
+        """Store a copy of ``run``. RunExistsError if the id exists; StoreError over 400 KB."""
+        s.check_item_size(s.run_item(run))
+        with self._lock:
+            if run.run_id in self._runs:
+                raise RunExistsError(run.run_id)
+            self._runs[run.run_id] = run.model_copy(update={"usage": Usage()}, deep=True)
+            totals = _zero()
+            _add(totals, run.usage.input_tokens, run.usage.output_tokens, _dec(run.usage.cost_usd))
+            self._totals[run.run_id] = totals
+            self._by_model[run.run_id] = {}
+            for model, u in run.usage.by_model.items():
+                self._by_model[run.run_id][model] = _zero()
+                _add(self._by_model[run.run_id][model], u.input_tokens, u.output_tokens, _dec(u.cost_usd))
+
+    def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+        """A copy of the run with its usage. RunNotFoundError if absent or of another ``tenant``."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or (tenant is not None and run.tenant != tenant):
+                raise RunNotFoundError(run_id)
+            return self._assemble(run_id)
+
+    def list_runs(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[Run], str | None]:
+        """Newest first by (created_at, run_id). ``cursor`` is opaque (base64 JSON); a bad cursor or one of
+        another tenant raises ValueError. Runs carry usage totals only."""
+        s.check_limit(limit, 100)
+        after = self._decode_cursor(cursor, tenant) if cursor is not None else None
+        with self._lock:
+            keyed = sorted(((s.gsi1_sk(r.created_at, r.run_id), r.run_id) for r in self._runs.values()
+                            if r.tenant == tenant), reverse=True)
+            if after is not None:
+                keyed = [k for k in keyed if k[0] < after]
+            page = keyed[:limit]
+            runs = [self._assemble(run_id, with_by_model=False) for _, run_id in page]
+        next_cursor = self._encode_cursor(tenant, page[-1][0]) if len(keyed) > limit else None
+        return runs, next_cursor
+
+    @staticmethod
+    def _encode_cursor(tenant: str, key: str) -> str:
+        return base64.urlsafe_b64encode(json.dumps({"tenant": tenant, "key": key}).encode()).decode()
+
+    @staticmethod
+    def _decode_cursor(cursor: str, tenant: str) -> str:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        except (ValueError, UnicodeError, binascii.Error, AttributeError) as e:
+            raise ValueError("invalid cursor") from e
+        if not isinstance(data, dict) or data.get("tenant") != tenant or not isinstance(data.get("key"), str):
+            raise ValueError("invalid cursor")
+        return data["key"]
+
+    def update_run(self, run_id: str, changes: dict[str, Any],
+                   expected: Iterable[RunStatus] | None = None) -> Run:
+        """Set fields and ``updated_at`` (now unless given) atomically. ValueError for unknown or fixed fields
+        or bad values; RunNotFoundError; RunStateConflictError if the status is not in ``expected``."""
+        changes = dict(changes)
+        changes.setdefault("updated_at", datetime.now(UTC))
+        values, _ = s.validate_changes(Run, changes, set(Run.model_fields) - s.RUN_FIXED_FIELDS)
+        statuses = None if expected is None else [RunStatus(x) for x in expected]
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            if statuses is not None and run.status not in statuses:
+                raise RunStateConflictError(f"run {run_id} is {run.status.value}, expected one of "
+                                            f"{', '.join(st.value for st in statuses)}")
+            updated = run.model_copy(update=values, deep=True)
+            s.check_item_size(s.run_item(updated))
+            self._runs[run_id] = updated
+            return self._assemble(run_id)
+
+    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+        """Add to the totals and the model's breakdown atomically; returns the run's usage after the add.
+        RunNotFoundError; ValueError for an empty model or negative numbers."""
+        s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd)
+        cost = _dec(cost_usd)
+        with self._lock:
+            if run_id not in self._runs:
+                raise RunNotFoundError(run_id)
+            _add(self._totals[run_id], input_tokens, output_tokens, cost)
+            _add(self._by_model[run_id].setdefault(model, _zero()), input_tokens, output_tokens, cost)
+            return self._assemble(run_id).usage
+
+    # ------------------------------------------------------------------------------------------ plan, sub-tasks
+    def put_plan(self, run_id: str, plan: Plan) -> None:
+        """Replace the plan and the sub-task records (all PENDING, plan order). RunNotFoundError."""
+        s.check_item_size(s.plan_item(run_id, plan))
+        with self._lock:
+            if run_id not in self._runs:
+                raise RunNotFoundError(run_id)
+            self._plans[run_id] = plan.model_copy(deep=True)
+            self._subtasks[run_id] = {sub.id: SubtaskRecord(run_id=run_id, subtask_id=sub.id) for sub in plan.subtasks}
+
+    def get_plan(self, run_id: str) -> Plan | None:
+        """A copy of the plan, or None."""
+        with self._lock:
+            plan = self._plans.get(run_id)
+            return plan.model_copy(deep=True) if plan else None
+
+    def get_subtask(self, run_id: str, subtask_id: str) -> SubtaskRecord:
+        """A copy of the sub-task record; KeyError if unknown."""
+        with self._lock:
+            record = self._subtasks.get(run_id, {}).get(subtask_id)
+            if record is None:
+                raise KeyError(subtask_id)
+            return record.model_copy(deep=True)
+
+    def list_subtasks(self, run_id: str) -> list[SubtaskRecord]:
+        """Copies of the sub-task records in plan order."""
+        with self._lock:
+            return [r.model_copy(deep=True) for r in self._subtasks.get(run_id, {}).values()]
+
+    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any]) -> SubtaskRecord:
+        """Set fields atomically. KeyError if unknown; ValueError for other fields or bad values; StoreError
+        over 400 KB."""
+        values, _ = s.validate_changes(SubtaskRecord, changes, s.SUBTASK_CHANGEABLE_FIELDS)
+        with self._lock:
+            records = self._subtasks.get(run_id, {})
+            if subtask_id not in records:
+                raise KeyError(subtask_id)
+            updated = records[subtask_id].model_copy(update=values, deep=True)
+            s.check_item_size(s.subtask_item(updated, list(records).index(subtask_id)))
+            records[subtask_id] = updated
+            return updated.model_copy(deep=True)
+
+    # ------------------------------------------------------------------------------------------ conversations
+    def append_messages(self, run_id: str, conversation_id: str, messages: list[Message]) -> int:
+        """Append copies atomically; returns the conversation's message count. StoreError if a message exceeds
+        400 KB as an item (nothing appended); ValueError for a bad conversation id."""
+        s.check_conversation_id(conversation_id)
+        for message in messages:
+            s.check_item_size(s.message_item(run_id, conversation_id, s.MAX_MESSAGES_PER_CONVERSATION, message, 0))
+        with self._lock:
+            stored = self._messages.setdefault((run_id, conversation_id), [])
+            if len(stored) + len(messages) > s.MAX_MESSAGES_PER_CONVERSATION:
+                raise StoreError(f"conversation {conversation_id!r} would exceed "
+                                 f"{s.MAX_MESSAGES_PER_CONVERSATION} messages")
+            stored.extend(m.model_copy(deep=True) for m in messages)
+            return len(stored)
+
+    def get_messages(self, run_id: str, conversation_id: str) -> list[Message]:
+        """Copies of the conversation's messages in order."""
+        s.check_conversation_id(conversation_id)
+        with self._lock:
+            return [m.model_copy(deep=True) for m in self._messages.get((run_id, conversation_id), [])]
+
+    # ------------------------------------------------------------------------------------------ events
+    def add_event(self, event: ProgressEvent) -> str:
+        """Store a copy; returns its cursor ``<ISO ts of event.at>#<uuid8>``."""
+        with self._lock:
+            events = self._events.setdefault(event.run_id, {})
+            cursor = s.new_event_cursor(event.at)
+            while cursor in events:
+                cursor = s.new_event_cursor(event.at)
+            s.check_item_size(s.event_item(event, cursor, 0))
+            events[cursor] = event.model_copy(deep=True)
+            return cursor
+
+    def list_events(self, run_id: str, after: str | None = None, limit: int = 500) -> list[tuple[str, ProgressEvent]]:
+        """Events with cursor > ``after``, oldest first, at most ``limit`` (1-1000)."""
+        s.check_limit(limit, 1000)
+        with self._lock:
+            events = self._events.get(run_id, {})
+            cursors = sorted(c for c in events if after is None or c > after)[:limit]
+            return [(c, events[c].model_copy(deep=True)) for c in cursors]
+
+    # ------------------------------------------------------------------------------------------ report, reviews
+    def put_report(self, run_id: str, text: str) -> int:
+        """Replace the report; returns its version (1, 2, ...). StoreError over 400 KB."""
+        s.check_item_size(s.report_item(run_id, text, 10**9))
+        with self._lock:
+            version = self._reports.get(run_id, (0, ""))[0] + 1
+            self._reports[run_id] = (version, text)
+            return version
+
+    def get_report(self, run_id: str) -> str | None:
+        """The current report text, or None."""
+        with self._lock:
+            report = self._reports.get(run_id)
+            return report[1] if report else None
+
+    def put_review(self, run_id: str, review: Review) -> None:
+        """Store a copy, keyed by ``review.round`` (replacing that round)."""
+        s.check_item_size(s.review_item(run_id, review))
+        with self._lock:
+            self._reviews.setdefault(run_id, {})[review.round] = review.model_copy(deep=True)
+
+    def list_reviews(self, run_id: str) -> list[Review]:
+        """Copies of the review rounds in round order."""
+        with self._lock:
+            reviews = self._reviews.get(run_id, {})
+            return [reviews[r].model_copy(deep=True) for r in sorted(reviews)]

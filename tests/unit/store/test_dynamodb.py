@@ -1,0 +1,67 @@
+"""DynamoRunStore specifics beyond the port contract: the items it writes and how it reports DynamoDB errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from stepcrew.models import AgentRole, Crew, Message, ProgressEvent, Run
+from stepcrew.store import schema
+from stepcrew.store.base import StoreError
+from stepcrew.store.dynamodb import DynamoRunStore
+
+
+def _role(name: str) -> AgentRole:
+    return AgentRole(name=name, role=name, goal="g")
+
+
+RUN = Run(run_id="r1", tenant="acme", goal="g", crew=Crew(name="c", planner=_role("p"), workers=[_role("w")],
+                                                          reviewer=_role("r"), synthesizer=_role("s")),
+          created_at=datetime(2025, 1, 2, tzinfo=UTC))
+
+
+@pytest.fixture
+def client():
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        schema.create_table(client, "t")
+        yield client
+
+
+def _items(client) -> dict[str, dict]:
+    return {i["SK"]["S"]: i for i in client.query(TableName="t", KeyConditionExpression="PK = :pk",
+                                                  ExpressionAttributeValues={":pk": {"S": "RUN#r1"}})["Items"]}
+
+
+def test_item_layout_keys_gsi_and_ttl(client):
+    store = DynamoRunStore("t", client=client)
+    store.create_run(RUN)
+    store.add_usage("r1", "m1", 3, 4, 0.5)
+    store.append_messages("r1", "w", [Message(role="user", content="hi")])
+    cursor = store.add_event(ProgressEvent(run_id="r1", kind="run_started"))
+    items = _items(client)
+    meta = items["META"]
+    assert meta["GSI1PK"] == {"S": "TENANT#acme"} and meta["GSI1SK"] == {"S": "2025-01-02T00:00:00.000000Z#r1"}
+    assert meta["cost_usd"] == {"N": "0.5"} and meta["input_tokens"] == {"N": "3"}
+    assert "expires_at" not in meta and "expires_at" not in items["USAGE#m1"]
+    assert items["USAGE#m1"]["output_tokens"] == {"N": "4"}
+    for sk in ("MSG#w#000001", "MSGSEQ#w", f"EVENT#{cursor}"):
+        assert int(items[sk]["expires_at"]["N"]) > 1_700_000_000
+    assert items["MSGSEQ#w"]["count"] == {"N": "1"}
+
+
+def test_client_errors_become_store_errors():
+    with mock_aws():
+        store = DynamoRunStore("missing", client=boto3.client("dynamodb", region_name="us-east-1"))
+        with pytest.raises(StoreError, match="ResourceNotFoundException"):
+            store.get_report("r1")
+
+
+def test_builds_its_own_client_when_none_given():
+    with mock_aws():
+        schema.create_table(boto3.client("dynamodb", region_name="us-east-1"), "t")
+        store = DynamoRunStore("t")
+        assert store.put_report("r1", "x") == 1
