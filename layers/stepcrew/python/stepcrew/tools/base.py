@@ -101,14 +101,7 @@ def preview(content: Any, max_bytes: int) -> dict[str, str]:
     """Last-resort shrink: ``{"preview": <prefix of the JSON text>, "note": ...}`` within ``max_bytes``."""
     text = json.dumps(content, ensure_ascii=False, allow_nan=False)
     note = "output too large: 'preview' is the beginning of the JSON output; ask for less"
-    cut = max_bytes
-    while cut > 0:
-        out = {"preview": text[:cut], "note": note}
-        excess = json_size(out) - max_bytes
-        if excess <= 0:
-            return out
-        cut -= max(excess, 1)
-    return {"preview": "", "note": note}
+    return fit_largest(lambda k: {"preview": text[:k], "note": note}, min(len(text), max_bytes), max_bytes)
 
 
 class Tool(ABC):

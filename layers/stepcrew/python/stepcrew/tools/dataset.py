@@ -38,11 +38,18 @@ MAX_ROWS = 200
 TOP_VALUES = 5
 MAX_TEXT_CHARS = 200  # a text value longer than this is clipped in tool output
 
-_NUMERIC = re.compile(r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|REAL|DECIMAL)\b")
-_TEMPORAL = re.compile(r"^(DATE|TIME|TIMESTAMP|INTERVAL)")
-_TEXT = re.compile(r"^(VARCHAR|BOOLEAN|ENUM|UUID)")
+_KINDS = {
+    "numeric": re.compile(r"^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|DOUBLE|REAL|DECIMAL(\(\d+,\s*\d+\))?)$"),
+    "temporal": re.compile(r"^(DATE|TIME|TIMESTAMP(_S|_MS|_NS)?|INTERVAL)( WITH TIME ZONE)?$"),
+    "text": re.compile(r"^(VARCHAR|BOOLEAN|UUID|ENUM\(.*\))$"),
+}
 
 T = TypeVar("T")
+
+
+def _kind(dtype: str) -> str | None:
+    """``numeric``, ``temporal`` or ``text`` for a DuckDB type name; None for lists, structs, blobs..."""
+    return next((kind for kind, pattern in _KINDS.items() if pattern.match(dtype)), None)
 
 
 def _first_line(exc: Exception) -> str:
@@ -128,27 +135,38 @@ class DescribeDataset(Tool):
                 picked = [by_name.get(c) or by_name[c.lower()] for c in args.columns]
                 columns = list(dict.fromkeys(picked))
             rows = cur.execute("SELECT count(*) FROM data").fetchone()[0]
-            return {"dataset": dataset_name(ctx.data_uri or ""), "rows": rows,
-                    "columns": [self._column(cur, n, t) for n, t in columns]}
+            return {"dataset": dataset_name(ctx.data_uri or ""), "rows": rows, "columns": self._columns(cur, columns)}
 
         return _on_dataset(ctx.data_uri, self.timeout_s, work)
 
     @staticmethod
-    def _column(cur: Any, name: str, dtype: str) -> dict[str, Any]:
-        q = _quote(name)
-        nulls, distinct = cur.execute(f"SELECT count(*) - count({q}), count(DISTINCT {q}) FROM data").fetchone()
-        out: dict[str, Any] = {"name": name, "type": dtype, "nulls": nulls, "distinct": distinct}
-        if _NUMERIC.match(dtype):
-            stats = cur.execute(f"SELECT min({q}), max({q}), avg({q}), stddev_samp({q}), median({q}) "
-                                "FROM data").fetchone()
-            out.update(zip(("min", "max", "mean", "stddev", "median"), map(_round, stats), strict=True))
-        elif _TEMPORAL.match(dtype):
-            low, high = cur.execute(f"SELECT min({q}), max({q}) FROM data").fetchone()
-            out.update(min=to_jsonable(low), max=to_jsonable(high))
-        elif _TEXT.match(dtype):
-            top = cur.execute(f"SELECT {q} AS v, count(*) AS n FROM data WHERE {q} IS NOT NULL GROUP BY v "
-                              f"ORDER BY n DESC, v LIMIT {TOP_VALUES}").fetchall()
-            out["top"] = [{"value": _clip(to_jsonable(v)), "count": n} for v, n in top]
+    def _columns(cur: Any, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Statistics of ``columns`` ((name, DuckDB type) pairs): one scan for all counts and numeric/temporal
+        statistics, then one GROUP BY per text column for its top values."""
+        numeric = ("min", "max", "mean", "stddev", "median")
+        exprs = []
+        for name, dtype in columns:
+            q = _quote(name)
+            exprs += [f"count(*) - count({q})", f"count(DISTINCT {q})"]
+            if _kind(dtype) == "numeric":
+                exprs += [f"min({q})", f"max({q})", f"avg({q})", f"stddev_samp({q})", f"median({q})"]
+            elif _kind(dtype) == "temporal":
+                exprs += [f"min({q})", f"max({q})"]
+        values = iter(cur.execute(f"SELECT {', '.join(exprs)} FROM data").fetchone() if exprs else ())
+        out = []
+        for name, dtype in columns:
+            col: dict[str, Any] = {"name": name, "type": dtype, "nulls": next(values), "distinct": next(values)}
+            kind = _kind(dtype)
+            if kind == "numeric":
+                col.update((k, _round(next(values))) for k in numeric)
+            elif kind == "temporal":
+                col.update(min=to_jsonable(next(values)), max=to_jsonable(next(values)))
+            elif kind == "text":
+                q = _quote(name)
+                top = cur.execute(f"SELECT {q} AS v, count(*) AS n FROM data WHERE {q} IS NOT NULL GROUP BY v "
+                                  f"ORDER BY n DESC, v LIMIT {TOP_VALUES}").fetchall()
+                col["top"] = [{"value": _clip(to_jsonable(v)), "count": n} for v, n in top]
+            out.append(col)
         return out
 
     def shrink(self, content: Any, max_bytes: int) -> Any | None:

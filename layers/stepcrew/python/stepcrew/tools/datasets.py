@@ -25,7 +25,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
 from stepcrew.tools.errors import DatasetError
 
@@ -106,7 +105,7 @@ def resolve_dataset(uri: str) -> Path:
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise DatasetError(f"a file:// URI needs an absolute path (file:///path/to/data.csv), got {uri!r}")
-        return _check_file(Path(url2pathname(parsed.path)), uri)
+        return _check_file(Path(unquote(parsed.path)), uri)
     if parsed.scheme == "s3":
         return _download(uri, parsed.netloc, unquote(parsed.path.lstrip("/")))
     raise DatasetError(f"unsupported dataset URI {uri!r}: use file:// or s3://")
@@ -177,6 +176,7 @@ def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
             except duckdb.Error as exc:
                 con.close()
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                first = first.replace(str(path), path.name)  # no local paths in what the model reads
                 raise DatasetError(f"cannot load dataset {path.name}: {first}") from None
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from stepcrew.models import ToolContext
 from stepcrew.tools.base import Tool, ToolArgs, fit_largest
 
-Cell = str | int | float | None
+
+def _cell_type(value: Any) -> Any:
+    if value is not None and not isinstance(value, str | int | float):
+        raise ValueError(f"a table cell must be text, a number or null, not {type(value).__name__}")
+    return value
+
+
+#: One table cell. The before-validator gives one readable error instead of one per union member.
+Cell = Annotated[str | int | float | None, BeforeValidator(_cell_type)]
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,62 @@
+"""The registry agrees with the wiring and the agent state machine's tool Choice."""
+
+import json
+
+import pytest
+
+from stepcrew import wiring
+from stepcrew.llm.base import ToolSpec
+from stepcrew.tools import TOOLS, UnknownToolError, get_tool, known_tools, tool_specs
+
+
+def _asl_tool_names() -> set[str]:
+    asl = json.loads(wiring.STATE_MACHINES["agent"].read_text())
+    route = asl["States"]["RunToolCalls"]["ItemProcessor"]["States"]["RouteTool"]
+    return {c["StringEquals"] for c in route["Choices"] if c["Variable"] == "$.call.name"}
+
+
+def test_names_match_the_wiring_and_the_state_machine():
+    assert known_tools() == set(wiring.TOOL_FUNCTIONS) == _asl_tool_names() == {
+        "calculator", "describe_dataset", "query_dataset", "write_section"}
+    assert all(tool.name == name for name, tool in TOOLS.items())
+
+
+def test_every_tool_function_has_a_handler_folder():
+    for function in wiring.TOOL_FUNCTIONS.values():
+        assert (wiring.FUNCTIONS_DIR / function / "app.py").is_file()
+
+
+def test_unknown_tool_is_a_key_error_naming_the_known_tools():
+    with pytest.raises(UnknownToolError) as info:
+        get_tool("shell")
+    assert isinstance(info.value, KeyError)
+    assert str(info.value) == ("unknown tool 'shell'; known tools: calculator, describe_dataset, query_dataset, "
+                               "write_section")
+    with pytest.raises(UnknownToolError):
+        tool_specs(["calculator", "shell"])
+
+
+def test_tool_specs_keep_order_and_drop_duplicates():
+    specs = tool_specs(["query_dataset", "calculator", "query_dataset"])
+    assert [s.name for s in specs] == ["query_dataset", "calculator"]
+    assert all(isinstance(s, ToolSpec) and s.description for s in specs)
+
+
+@pytest.mark.parametrize(("name", "required", "properties"), [
+    ("calculator", ["expression"], {"expression"}),
+    ("describe_dataset", None, {"columns"}),
+    ("query_dataset", ["sql"], {"sql", "max_rows"}),
+    ("write_section", ["heading", "summary"], {"heading", "summary", "bullets", "table"}),
+])
+def test_argument_schemas_are_the_fixed_contract(name, required, properties):
+    schema = get_tool(name).spec().parameters
+    assert schema.get("required") == required
+    assert set(schema["properties"]) == properties
+    assert schema["additionalProperties"] is False
+    json.dumps(schema)
+
+
+def test_write_section_schema_describes_table_cells():
+    schema = get_tool("write_section").spec().parameters
+    cell = schema["$defs"]["Table"]["properties"]["rows"]["items"]["items"]
+    assert {t.get("type") for t in cell["anyOf"]} == {"string", "integer", "number", "null"}
