@@ -10,7 +10,9 @@
   once per process as module ``stepcrew_fn_<name>``.
 - ``states:startExecution`` (plain, ``.sync``, ``.sync:2``): request/response normalisation through botocore's
   operation shapes (moto ships ``pass`` stubs), so a parent gets ``ExecutionArn`` / the child's ``Output``; an
-  execution started without a name gets a uuid name (moto names it ``None``).
+  execution started without a name gets a uuid name (moto names it ``None``); ``SendTaskFailure`` keeps its
+  ``cause`` (moto drops it); a Map iteration or Parallel branch failing with a ``States.*`` error (e.g. a failed
+  child execution's ``States.TaskFailed``) fails the Map/Parallel with that error (moto: ``States.Runtime``).
 - The interpreter's boto3 clients are cached per (region, service) instead of built for every Task.
 - Fast waits (``fast_waits=True`` or env ``STEPCREW_FAST_WAITS=1``): ASL Retry intervals and Wait states sleep
   at most :data:`FAST_WAIT_S` seconds; without the switch they sleep as on AWS. The ``.sync`` poll interval is
@@ -22,6 +24,7 @@ guards this module against moto changes.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import importlib.metadata
 import importlib.util
@@ -54,6 +57,8 @@ _MISSING = object()
 _lock = threading.RLock()
 _handlers: dict[str, Handler] = {}  # overrides (register_handler)
 _modules: dict[str, Handler] = {}  # handlers loaded from functions/<name>/app.py
+_modules_env: tuple = ()  # the STEPCREW_*/POWERTOOLS_* environment they were loaded under
+_active = 0  # invocations running now
 _clients: dict[tuple[str, str, bool], Any] = {}
 _patches: list[tuple[object, str, object]] = []  # (owner, attribute, previous value or _MISSING)
 _fast_waits = False
@@ -100,14 +105,25 @@ def _load_module_handler(short: str) -> Handler | None:
     return module.handler
 
 
+def _env_fingerprint() -> tuple:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("STEPCREW_", "POWERTOOLS_"))))
+
+
 def resolve_handler(name: str) -> Handler | None:
     """The handler for a function name: an override for the full or short name, else the lazily loaded
-    ``functions/<short>/app.py:handler``, else None."""
+    ``functions/<short>/app.py:handler``, else None. Handler modules read their settings at import, so when
+    the ``STEPCREW_*``/``POWERTOOLS_*`` environment has changed since they were loaded (another
+    :class:`~stepcrew.local.runtime.LocalRuntime`), they are loaded again: a cold start."""
+    global _modules_env
     short = name.removeprefix(FUNCTION_PREFIX)
     with _lock:
         for key in (name, short):
             if key in _handlers:
                 return _handlers[key]
+        env = _env_fingerprint()
+        if env != _modules_env:
+            _modules.clear()
+            _modules_env = env
         if short not in _modules:
             fn = _load_module_handler(short)
             if fn is None:
@@ -126,7 +142,9 @@ class LambdaContext:
     timeout_s: int = 60
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _deadline: float = 0.0
+    client_context: Any = None
+    identity: Any = None
+    _deadline: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._deadline = time.monotonic() + self.timeout_s
@@ -136,6 +154,17 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the function's timeout (never negative)."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _count_active(delta: int) -> None:
+    global _active
+    with _lock:
+        _active += delta
+
+
+def active_invocations() -> int:
+    """Handler invocations running right now (all threads)."""
+    return _active
 
 
 def _error_payload(error_type: str, message: str, response_headers: dict) -> bytes:
@@ -154,14 +183,18 @@ def _dispatch_invoke(self: Any, function_name: str, qualifier: str | None, body:
     if handler is None:
         raise UnknownFunctionException(arn)
     spec = wiring.FUNCTIONS.get(name.removeprefix(FUNCTION_PREFIX))
-    context = LambdaContext(function_name=name, invoked_function_arn=arn,
-                            memory_limit_in_mb=spec.memory_mb if spec else 128, timeout_s=spec.timeout_s if spec else 60)
+    memory_mb, timeout_s = (spec.memory_mb, spec.timeout_s) if spec else (128, 60)
+    context = LambdaContext(function_name=name, invoked_function_arn=arn, memory_limit_in_mb=memory_mb,
+                            timeout_s=timeout_s)
     event = json.loads(body) if body else {}
+    _count_active(+1)
     try:
         result = handler(event, context)
     except Exception as exc:  # noqa: BLE001 - every handler error becomes the Lambda error payload
-        LOG.warning("function %s request %s failed: %s", name, context.aws_request_id, type(exc).__name__)
+        LOG.info("function %s request %s failed: %s", name, context.aws_request_id, type(exc).__name__)
         return _error_payload(type(exc).__name__, str(exc), response_headers)
+    finally:
+        _count_active(-1)
     try:
         return json.dumps(result).encode()
     except (TypeError, ValueError) as exc:
@@ -210,6 +243,21 @@ def _sfn_normalise_response(self: Any, response: Any, boto_service_name: str | N
     op = _operation_model(self._get_boto_service_name(boto_service_name),
                           self._get_boto_service_action(service_action_name))
     self._from_boto_response(response, op.output_shape)
+    if isinstance(response, dict):
+        for key, value in response.items():
+            response[key] = _epoch_ms(value)
+
+
+def _epoch_ms(value: Any) -> Any:
+    """Timestamps in service-integration results are epoch milliseconds (JSON numbers), as Step Functions
+    shows them; moto leaves datetime objects, which its own describe_execution cannot serialise."""
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, dict):
+        return {k: _epoch_ms(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_epoch_ms(v) for v in value]
+    return value
 
 
 def _make_start_execution(original: Callable) -> Callable:
@@ -218,6 +266,31 @@ def _make_start_execution(original: Callable) -> Callable:
         return original(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
 
     return start_execution
+
+
+def _send_task_failure_response(self: Any) -> Any:
+    """``StepFunctionResponse.send_task_failure`` that passes ``cause`` on (moto drops it)."""
+    from moto.core.responses import EmptyResult
+
+    self.stepfunction_backend.send_task_failure(self._get_param("taskToken"), error=self._get_param("error"),
+                                                cause=self._get_param("cause"))
+    return EmptyResult()
+
+
+def _make_error_name(custom_error_name: type) -> Callable:
+    """moto wraps the error of a failed Map iteration or Parallel branch in ``CustomErrorName``, which refuses
+    ``States.*`` names: a ``States.TaskFailed`` inside a Map became ``States.Runtime``. Keep built-in names."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    def error_name(error_name: str | None) -> Any:
+        if error_name and error_name.startswith("States."):
+            try:
+                return StatesErrorName.from_name(error_name)
+            except ValueError:
+                pass
+        return custom_error_name(error_name=error_name)
+
+    return error_name
 
 
 def _make_cached_client_for(original: Callable) -> Callable:
@@ -311,7 +384,10 @@ def install(fast_waits: bool | None = None) -> None:
         if _patches:
             return
         from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+        from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
             state_task_service_callback,
         )
@@ -321,6 +397,7 @@ def install(fast_waits: bool | None = None) -> None:
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
         from moto.stepfunctions.parser.asl.utils import boto_client
         from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+        from moto.stepfunctions.responses import StepFunctionResponse
 
         _patch(LambdaSimpleBackend, "invoke", _dispatch_invoke)
         _patch(StateTaskServiceSfn, "_normalise_parameters",
@@ -328,23 +405,33 @@ def install(fast_waits: bool | None = None) -> None:
         _patch(StateTaskServiceSfn, "_normalise_response", _sfn_normalise_response)
         _patch(StepFunctionsParserBackend, "start_execution",
                _make_start_execution(StepFunctionsParserBackend.start_execution))
+        _patch(StepFunctionResponse, "send_task_failure", _send_task_failure_response)
+        for module in (iteration_worker, branches_decl):
+            _patch(module, "CustomErrorName", _make_error_name(CustomErrorName))
         cached = _make_cached_client_for(boto_client.boto_client_for)
         for module_name in _CLIENT_MODULES:
             _patch(importlib.import_module(module_name), "boto_client_for", cached)
         _patch(retrier_decl, "time", types.SimpleNamespace(sleep=_retry_sleep))
         _patch(WaitFunction, "_wait_interval", _make_wait_interval(WaitFunction._wait_interval))
         _patch(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_S)
+        # moto's interpreter logs every caught Task failure at ERROR with the whole payload: the execution
+        # history already records it, and our logs carry ids only.
+        parser_log = logging.getLogger("moto.stepfunctions.parser")
+        _patch(parser_log, "level", parser_log.level)
+        parser_log.setLevel(logging.CRITICAL)
     LOG.debug("local hook installed (fast waits %s)", _fast_waits)
 
 
 def uninstall() -> None:
-    """Undo every patch, drop cached clients and handlers loaded from ``functions/`` stay loaded (idempotent).
-    Overrides from :func:`register_handler` are kept: remove them with :func:`unregister_handler`."""
+    """Undo every patch and drop the cached clients (idempotent). Handlers loaded from ``functions/`` stay
+    loaded; overrides from :func:`register_handler` are kept: remove them with :func:`unregister_handler`."""
     with _lock:
         while _patches:
             owner, attr, previous = _patches.pop()
             if previous is _MISSING:
                 delattr(owner, attr)
+            elif isinstance(owner, logging.Logger):
+                owner.setLevel(previous)
             else:
                 setattr(owner, attr, previous)
         _clients.clear()

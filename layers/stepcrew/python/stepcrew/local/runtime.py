@@ -1,0 +1,311 @@
+"""The local runtime: the real ``statemachines/*.asl.json`` and ``functions/*/app.py`` under moto, in-process.
+
+It renders the ASL with the same substitution mapping as the CDK stack (:func:`stepcrew.wiring.substitutions` /
+:func:`stepcrew.wiring.render`), creates the state machines on moto's Step Functions (which parses and runs them
+with its vendored ASL interpreter), creates the run table on moto's DynamoDB with
+:func:`stepcrew.store.schema.create_table`, and routes Lambda Tasks to the real handlers through
+:mod:`stepcrew.local.hook`. Nothing reaches AWS: every call goes to moto, with fake credentials.
+
+Usage::
+
+    with LocalRuntime(fast_waits=True) as rt:
+        rt.store.create_run(run)
+        arn = rt.start_run(run.run_id)
+        rt.wait(arn)  # "SUCCEEDED"
+
+Executions run in background threads; on exit, still-running executions are stopped and the runtime waits (up to
+:data:`DRAIN_S`) for handlers in flight before moto is stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stepcrew import wiring
+from stepcrew.local import hook
+from stepcrew.local.state import LocalState
+
+LOG = logging.getLogger(__name__)
+
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+DRAIN_S = 10.0  # longest wait on exit for handlers still running
+_FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_SESSION_TOKEN": "testing"}
+
+
+def _dummy_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    raise RuntimeError('local hook not installed')\n")
+    return buf.getvalue()
+
+
+class LocalRuntime:
+    """Context manager running stepcrew's state machines locally.
+
+    - ``region``: the emulated AWS region.
+    - ``fast_waits``: cap ASL Retry intervals and Wait states at :data:`stepcrew.local.hook.FAST_WAIT_S`; None
+      reads ``STEPCREW_FAST_WAITS`` (``1`` on). Without it, waits last as long as on AWS.
+    - ``state_dir``: folder of the saved table (:class:`stepcrew.local.state.LocalState`): restored on enter,
+      saved (merged by run partition) on exit and by :meth:`save`. None: nothing is kept.
+    - ``table_name``: the emulated DynamoDB table (``STEPCREW_TABLE_NAME`` of the handlers).
+    - ``extra_env``: more environment variables for the handlers (restored on exit).
+    - ``read_only``: only the table (restored from ``state_dir``), no functions, state machines or hook, and
+      nothing saved on exit: for reading kept runs.
+
+    Errors: :class:`stepcrew.local.hook.MotoVersionError` if moto is not the pinned version; botocore's
+    ClientError (``InvalidDefinition``) if an ASL file is rejected; ValueError for an unreadable state file;
+    RuntimeError if another LocalRuntime is active in the process (moto's mock is process-wide: one at a time,
+    and not inside another ``mock_aws``).
+    """
+
+    _active = False  # one LocalRuntime per process at a time
+
+    def __init__(self, *, region: str = "us-east-1", fast_waits: bool | None = None, state_dir: Path | None = None,
+                 table_name: str = "stepcrew-local-runs", extra_env: dict[str, str] | None = None,
+                 read_only: bool = False) -> None:
+        self.region = region
+        self.fast_waits = hook.fast_waits_from_env() if fast_waits is None else fast_waits
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.table_name = table_name
+        self.extra_env = dict(extra_env or {})
+        self.read_only = read_only
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._clients: dict[str, Any] = {}
+        self._function_arns: dict[str, str] = {}
+        self._state_machine_arns: dict[str, str] = {}
+        self._registered: list[str] = []
+        self._state = LocalState(self.state_dir) if self.state_dir is not None else None
+        self._store: Any = None
+        self._hooked = False
+        self._role_arn = ""
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalRuntime:
+        if LocalRuntime._active:
+            raise RuntimeError("a LocalRuntime is already active in this process (moto's mock is process-wide)")
+        hook.check_moto_version()
+        from moto import mock_aws
+
+        LocalRuntime._active = True
+        self._set_env()
+        try:
+            mock = mock_aws(config=MOTO_CONFIG)
+            mock.start()
+            self._mock = mock  # only once started: teardown must never call AWS without moto
+            if not self.read_only:
+                hook.install(fast_waits=self.fast_waits)
+                self._hooked = True
+            self._create_table()
+            if not self.read_only:
+                self._create_functions()
+                self._create_state_machines()
+        except BaseException:
+            self._teardown(save=False)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._teardown(save=not self.read_only)
+
+    def _set_env(self) -> None:
+        env = {
+            "STEPCREW_TABLE_NAME": self.table_name,
+            "STEPCREW_STAGE": "local",
+            "POWERTOOLS_SERVICE_NAME": "stepcrew",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "AWS_DEFAULT_REGION": self.region,
+            **self.extra_env,
+        }
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            env.update(_FAKE_CREDENTIALS)
+        for key, value in env.items():
+            self._setenv(key, value)
+
+    def _setenv(self, key: str, value: str) -> None:
+        self._saved_env.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
+    def _teardown(self, save: bool) -> None:
+        try:
+            if self._mock is not None:
+                try:
+                    self._stop_executions()
+                finally:
+                    if save and self._state is not None:
+                        self.save()
+        finally:
+            for name in self._registered:
+                hook.unregister_handler(name)
+            self._registered.clear()
+            if self._hooked:
+                hook.uninstall()
+                self._hooked = False
+            if self._mock is not None:
+                self._mock.stop()
+                self._mock = None
+            for key, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            self._saved_env.clear()
+            self._clients.clear()
+            self._store = None
+            LocalRuntime._active = False
+
+    def _stop_executions(self) -> None:
+        """Stop executions still running (ours and any a test created), then let handlers in flight finish, so
+        none of them calls AWS after moto is stopped."""
+        if self.read_only:
+            return
+        sfn = self.sfn
+        for page in sfn.get_paginator("list_state_machines").paginate():
+            for machine in page["stateMachines"]:
+                running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+                for execution in running["executions"]:
+                    LOG.info("stopping execution %s", execution["executionArn"])
+                    sfn.stop_execution(executionArn=execution["executionArn"])
+        deadline = time.monotonic() + DRAIN_S
+        while hook.active_invocations() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # ------------------------------------------------------------------------------------------ resources
+
+    def client(self, service: str) -> Any:
+        """A cached low-level boto3 client of ``service`` on the emulated region (only inside the context)."""
+        if self._mock is None:
+            raise RuntimeError("LocalRuntime is not entered")
+        if service not in self._clients:
+            import boto3
+
+            self._clients[service] = boto3.client(service, region_name=self.region)
+        return self._clients[service]
+
+    @property
+    def sfn(self) -> Any:
+        """The boto3 ``stepfunctions`` client (cached)."""
+        return self.client("stepfunctions")
+
+    @property
+    def store(self) -> Any:
+        """A :class:`stepcrew.store.dynamodb.DynamoRunStore` on the emulated table."""
+        if self._store is None:
+            from stepcrew.store.dynamodb import DynamoRunStore
+
+            self._store = DynamoRunStore(self.table_name, client=self.client("dynamodb"))
+        return self._store
+
+    def _create_table(self) -> None:
+        from stepcrew.store.schema import create_table
+
+        ddb = self.client("dynamodb")
+        create_table(ddb, self.table_name)
+        if self._state is not None:
+            self._state.restore(ddb, self.table_name)
+
+    def _create_functions(self) -> None:
+        iam = self.client("iam")
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                          "Principal": {"Service": ["lambda.amazonaws.com",
+                                                                                    "states.amazonaws.com"]}}]}
+        self._role_arn = iam.create_role(RoleName="stepcrew-local", AssumeRolePolicyDocument=json.dumps(trust))[
+            "Role"]["Arn"]
+        lam, code = self.client("lambda"), _dummy_zip()
+        for name in wiring.STATE_MACHINE_FUNCTIONS:
+            spec = wiring.FUNCTIONS[name]
+            resp = lam.create_function(FunctionName=f"{hook.FUNCTION_PREFIX}{name}", Runtime="python3.12",
+                                       Role=self._role_arn, Handler="app.handler", Code={"ZipFile": code},
+                                       Timeout=spec.timeout_s, MemorySize=spec.memory_mb,
+                                       Description=spec.description[:256])
+            self._function_arns[name] = resp["FunctionArn"]
+
+    def _create_state_machines(self) -> None:
+        for name in ("agent", "run"):  # run's definition needs the agent state machine's ARN
+            definition = wiring.render(name, wiring.substitutions(name, self.function_arn, self.state_machine_arn))
+            resp = self.sfn.create_state_machine(name=f"{hook.FUNCTION_PREFIX}{name}", definition=definition,
+                                                 roleArn=self._role_arn, type="STANDARD")
+            self._state_machine_arns[name] = resp["stateMachineArn"]
+        self._setenv("STEPCREW_RUN_STATE_MACHINE_ARN", self._state_machine_arns["run"])
+
+    @property
+    def role_arn(self) -> str:
+        """The emulated IAM role of the local functions and state machines (usable for test state machines)."""
+        return self._role_arn
+
+    def function_arn(self, name: str) -> str:
+        """ARN of the local function for ``name`` (a key of :data:`stepcrew.wiring.FUNCTIONS`). KeyError if the
+        state machines do not use it."""
+        return self._function_arns[name]
+
+    def state_machine_arn(self, name: str) -> str:
+        """ARN of the local state machine ``run`` or ``agent``. KeyError for another name (or read-only)."""
+        return self._state_machine_arns[name]
+
+    def register_handler(self, name: str, fn: Callable[[Any, Any], Any]) -> None:
+        """Run ``fn(event, context)`` instead of ``functions/<name>/app.py`` for function ``name`` until exit
+        (see :func:`stepcrew.local.hook.register_handler`)."""
+        hook.register_handler(name, fn)
+        self._registered.append(name)
+
+    # ------------------------------------------------------------------------------------------ executions
+
+    def start_run(self, run_id: str) -> str:
+        """Start the run state machine for an existing run record: execution name = ``run_id``, input
+        ``{"run_id": run_id}``. Returns the execution ARN. A second start of the same run raises botocore's
+        ClientError (``ExecutionAlreadyExists``), as on AWS."""
+        resp = self.sfn.start_execution(stateMachineArn=self.state_machine_arn("run"), name=run_id,
+                                        input=json.dumps({"run_id": run_id}))
+        return resp["executionArn"]
+
+    def wait(self, execution_arn: str, timeout_s: float = 300, poll_s: float = 0.05) -> str:
+        """Poll until the execution ends; return its status (SUCCEEDED, FAILED, TIMED_OUT or ABORTED). Raises
+        TimeoutError if it is still running after ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.sfn.describe_execution(executionArn=execution_arn)["status"]
+            if status in TERMINAL:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"execution {execution_arn} still {status} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    def execution_history(self, execution_arn: str) -> list[dict]:
+        """Every history event of the execution, oldest first (boto3 shapes: ``type``, ``id``, ``*Details``)."""
+        events: list[dict] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def send_task_success(self, token: str, output: dict) -> None:
+        """Resume a ``.waitForTaskToken`` task with ``output`` (JSON-serialisable) as its result."""
+        self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        """Fail a ``.waitForTaskToken`` task with ``error`` (what Catch/Retry match) and ``cause``."""
+        self.sfn.send_task_failure(taskToken=token, error=error, cause=cause)
+
+    def save(self) -> int:
+        """Save the partitions this process changed to ``state_dir`` (merged with the file). Returns the number
+        of items in the file; 0 and nothing written without a ``state_dir``."""
+        if self._state is None:
+            return 0
+        ddb = self.client("dynamodb")
+        return self._state.save(ddb, self.table_name, self._state.changed_partitions(ddb, self.table_name))
