@@ -375,6 +375,17 @@ def fast_waits_from_env() -> bool:
     return os.environ.get("STEPCREW_FAST_WAITS", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+_dynamodb_lock = threading.Lock()
+
+
+def _serialised(call_action):
+    def call_action_serialised(self):
+        with _dynamodb_lock:
+            return call_action(self)
+
+    return call_action_serialised
+
+
 def install(fast_waits: bool | None = None) -> None:
     """Apply every patch (idempotent: a second call only updates ``fast_waits``). ``fast_waits`` None: read
     ``STEPCREW_FAST_WAITS``. Raises MotoVersionError if moto is not the pinned version."""
@@ -384,6 +395,7 @@ def install(fast_waits: bool | None = None) -> None:
         if _patches:
             return
         from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.dynamodb.responses import DynamoHandler
         from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
@@ -400,6 +412,10 @@ def install(fast_waits: bool | None = None) -> None:
         from moto.stepfunctions.responses import StepFunctionResponse
 
         _patch(LambdaSimpleBackend, "invoke", _dispatch_invoke)
+        # moto's DynamoDB backend is not thread-safe: parallel sub-tasks' atomic ADDs and conditional puts lose
+        # updates without this (tests/unit/store saw it 3 runs in 3). One request at a time, as DynamoDB makes
+        # each request atomic.
+        _patch(DynamoHandler, "call_action", _serialised(DynamoHandler.call_action))
         _patch(StateTaskServiceSfn, "_normalise_parameters",
                _make_sfn_normalise_parameters(StateTaskServiceSfn._normalise_parameters))
         _patch(StateTaskServiceSfn, "_normalise_response", _sfn_normalise_response)
