@@ -126,6 +126,7 @@ class LocalRuntime:
             "POWERTOOLS_SERVICE_NAME": "stepcrew",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
+            "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF lines locally (there is no CloudWatch to read them)
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "AWS_DEFAULT_REGION": self.region,
             **self.extra_env,
