@@ -1,0 +1,150 @@
+"""Terminal bookkeeping: succeed a run (after the output guard), fail a run or fail a sub-task.
+
+Failures arrive as the ``{"Error", "Cause"}`` object a Step Functions Catch puts in state. :func:`failure_reason`
+turns it into a readable :class:`~stepcrew.models.RunError`: the Lambda error JSON's type and message, the plan
+error for ``PlanInvalidError``, or, when a sub-task's child execution failed, that sub-task's recorded error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from stepcrew.domain.common import ACTIVE_STATUSES, emit, logger
+from stepcrew.domain.errors import OutputRejectedError, RunNotActiveError, one_line
+from stepcrew.events import FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
+from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
+from stepcrew.store.base import RunStateConflictError, RunStore
+
+#: Step Functions errors that mean "a child execution (a sub-task's agent loop) failed".
+_CHILD_FAILURES = {"States.TaskFailed", "SubtaskFailedError", "States.ExecutionFailed"}
+
+
+class MetricsSink(Protocol):
+    """What finalize needs of Powertools ``Metrics``: ``add_metric(name=, unit=, value=)``."""
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
+
+
+def _as_given(error: StepFunctionsError) -> RunError:
+    """The Step Functions error as it came: ``Error`` as the code, ``Cause`` (one line) as the message."""
+    return RunError(code=error.Error or "UnknownError",
+                    message=one_line(error.Cause or error.Error or "no cause given"))
+
+
+def _lambda_error(cause: str | None) -> tuple[str, str] | None:
+    """``(errorType, errorMessage)`` when ``cause`` is a Lambda error JSON, else None."""
+    try:
+        data = json.loads(cause) if cause else None
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("errorType"), str):
+        return data["errorType"], str(data.get("errorMessage") or data["errorType"])
+    return None
+
+
+def failure_reason(store: RunStore, run_id: str, error: StepFunctionsError) -> RunError:
+    """A readable reason for a run failure (see the module docstring). Never raises on odd input."""
+    if error.Error == "PlanInvalidError":
+        return RunError(code="PlanInvalidError",
+                        message=one_line(f"the plan was invalid: {error.Cause or 'no detail'}"))
+    lambda_error = _lambda_error(error.Cause)
+    if lambda_error and lambda_error[0] not in _CHILD_FAILURES:
+        return RunError(code=lambda_error[0], message=one_line(lambda_error[1]))
+    if error.Error in _CHILD_FAILURES or lambda_error or "SubtaskFailedError" in (error.Cause or ""):
+        for record in store.list_subtasks(run_id):
+            if record.status == SubtaskStatus.FAILED and record.error is not None:
+                return RunError(code=record.error.code, message=one_line(
+                    f"sub-task {record.subtask_id} failed: {record.error.code}: {record.error.message}"))
+    return _as_given(error)
+
+
+def subtask_reason(error: StepFunctionsError) -> RunError:
+    """The reason a sub-task's agent loop failed: the Lambda error JSON's type and message, else Error/Cause."""
+    lambda_error = _lambda_error(error.Cause)
+    if lambda_error:
+        return RunError(code=lambda_error[0], message=one_line(lambda_error[1]))
+    return _as_given(error)
+
+
+def _record_metrics(metrics: MetricsSink | None, run: Run) -> None:
+    if metrics is None:
+        return
+    metrics.add_metric(name="RunsSucceeded" if run.status == RunStatus.SUCCEEDED else "RunsFailed", unit="Count",
+                       value=1)
+    start, end = run.started_at or run.created_at, run.finished_at or utcnow()
+    metrics.add_metric(name="RunDurationSeconds", unit="Seconds", value=max((end - start).total_seconds(), 0.0))
+    metrics.add_metric(name="InputTokens", unit="Count", value=run.usage.input_tokens)
+    metrics.add_metric(name="OutputTokens", unit="Count", value=run.usage.output_tokens)
+    metrics.add_metric(name="CostUSD", unit="None", value=run.usage.cost_usd)
+
+
+def _usage_data(run: Run) -> dict[str, Any]:
+    return {"input_tokens": run.usage.input_tokens, "output_tokens": run.usage.output_tokens,
+            "cost_usd": round(run.usage.cost_usd, 6)}
+
+
+def succeed_run(inp: SucceedRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
+    """Output guard (a non-empty report within FINAL_OUTPUT_MAX_CHARS exists), then RUNNING -> SUCCEEDED
+    (``finished_at``, event ``run_succeeded``, metrics). An already SUCCEEDED run is a no-op. Raises
+    OutputRejectedError, or RunNotActiveError for a run that is FAILED or not RUNNING."""
+    run = store.get_run(inp.run_id)
+    if run.status == RunStatus.SUCCEEDED:
+        return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+    if run.status != RunStatus.RUNNING:
+        raise RunNotActiveError(f"run {run.run_id} is {run.status.value}, not RUNNING")
+    report = store.get_report(run.run_id)
+    if not report or not report.strip():
+        raise OutputRejectedError(f"run {run.run_id} has no report")
+    if len(report) > FINAL_OUTPUT_MAX_CHARS:
+        raise OutputRejectedError(f"run {run.run_id}: report of {len(report)} characters is over the limit of "
+                                  f"{FINAL_OUTPUT_MAX_CHARS}")
+    run = store.update_run(run.run_id, {"status": RunStatus.SUCCEEDED, "finished_at": utcnow()},
+                           expected=[RunStatus.RUNNING])
+    emit(store, run.run_id, "run_succeeded", **_usage_data(run))
+    _record_metrics(metrics, run)
+    return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+
+
+def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
+    """Mark the run FAILED with :func:`failure_reason` from any non-terminal status (``finished_at``, event
+    ``run_failed`` with the error code, metrics). An already terminal run is left as is (no-op)."""
+    run = store.get_run(inp.run_id)
+    if run.status.terminal:
+        return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+    reason = failure_reason(store, run.run_id, inp.error)
+    try:
+        run = store.update_run(run.run_id, {"status": RunStatus.FAILED, "error": reason, "finished_at": utcnow(),
+                                            "approval_token": None}, expected=ACTIVE_STATUSES)
+    except RunStateConflictError:
+        run = store.get_run(inp.run_id)  # became terminal meanwhile: keep that outcome
+        return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+    logger.info("run failed", extra={"run_id": run.run_id, "error_code": reason.code})
+    emit(store, run.run_id, "run_failed", code=reason.code, **_usage_data(run))
+    _record_metrics(metrics, run)
+    return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+
+
+def fail_subtask(inp: FailSubtask, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
+    """Mark the sub-task FAILED with :func:`subtask_reason` (``finished_at``, event ``subtask_failed``, metric
+    SubtasksFailed). A sub-task that already finished (SUCCEEDED or FAILED) is left as is."""
+    record = store.get_subtask(inp.run_id, inp.subtask_id)
+    if record.status in (SubtaskStatus.SUCCEEDED, SubtaskStatus.FAILED):
+        return FinalizeOutput(run_id=inp.run_id, status=record.status.value, subtask_id=inp.subtask_id)
+    reason = subtask_reason(inp.error)
+    record = store.update_subtask(inp.run_id, inp.subtask_id, {"status": SubtaskStatus.FAILED, "error": reason,
+                                                               "finished_at": utcnow()})
+    emit(store, inp.run_id, "subtask_failed", inp.subtask_id, code=reason.code)
+    if metrics is not None:
+        metrics.add_metric(name="SubtasksFailed", unit="Count", value=1)
+    return FinalizeOutput(run_id=inp.run_id, status=record.status.value, subtask_id=inp.subtask_id)
+
+
+def finalize(inp: SucceedRun | FailRun | FailSubtask, store: RunStore,
+             metrics: MetricsSink | None = None) -> FinalizeOutput:
+    """Dispatch on ``inp.action`` (``succeed_run`` | ``fail_run`` | ``fail_subtask``)."""
+    if isinstance(inp, SucceedRun):
+        return succeed_run(inp, store, metrics)
+    if isinstance(inp, FailRun):
+        return fail_run(inp, store, metrics)
+    return fail_subtask(inp, store, metrics)

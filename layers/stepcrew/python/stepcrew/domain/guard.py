@@ -1,0 +1,82 @@
+"""Input guard: the first step of every run.
+
+:func:`guard_run` screens the run's goal and dataset and moves it QUEUED -> RUNNING; :func:`create_scheduled_run`
+writes the run record of a scheduled run (EventBridge Scheduler starts the state machine with a RunRequest).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from stepcrew.crew import load_crew
+from stepcrew.domain.common import emit, logger
+from stepcrew.domain.errors import InputRejectedError, RunNotActiveError
+from stepcrew.events import CreateScheduledRun, GuardOutput, RunConfig, RunRef
+from stepcrew.llm import registry
+from stepcrew.models import GOAL_MAX_CHARS, Run, RunStatus, utcnow
+from stepcrew.service import create_run
+from stepcrew.store.base import RunExistsError, RunStateConflictError, RunStore
+
+_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+
+
+def screen_goal(goal: str) -> None:
+    """Raise InputRejectedError unless ``goal`` is non-blank, at most GOAL_MAX_CHARS (10,000, see
+    :mod:`stepcrew.models`) characters and free of control characters other than newline, carriage return and tab."""
+    if not goal or not goal.strip():
+        raise InputRejectedError("the goal is empty")
+    if len(goal) > GOAL_MAX_CHARS:
+        raise InputRejectedError(f"the goal has {len(goal)} characters, over the limit of {GOAL_MAX_CHARS}")
+    for i, ch in enumerate(goal):
+        if ch not in _ALLOWED_CONTROL and unicodedata.category(ch) in ("Cc", "Cs"):
+            raise InputRejectedError(f"the goal holds a control character (U+{ord(ch):04X}) at position {i}")
+
+
+def _check_dataset(run: Run) -> None:
+    if run.data is not None:
+        from stepcrew.tools.datasets import resolve_dataset
+
+        resolve_dataset(run.data)  # raises DatasetError with a readable message: the run fails with it
+
+
+def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
+    """Screen a QUEUED run and mark it RUNNING (``started_at``, ``engine``, event ``run_started``).
+
+    Idempotent: a redelivered event for a run that is already RUNNING (or waiting for approval) returns the same
+    output without writing. Raises RunNotActiveError for a terminal run, InputRejectedError for a bad goal,
+    DatasetError when the dataset does not resolve, UnknownProviderError for an unknown provider.
+    """
+    run = store.get_run(ref.run_id)
+    if run.status.terminal:
+        raise RunNotActiveError(f"run {run.run_id} is already {run.status.value}")
+    screen_goal(run.goal)
+    if run.provider not in registry.known_providers():
+        raise registry.UnknownProviderError(f"unknown provider {run.provider!r}; known providers: "
+                                            f"{', '.join(registry.known_providers())}")
+    engine = registry.engine_name(run.provider, run.crew.synthesizer.model_tier)
+    if run.status == RunStatus.QUEUED:
+        _check_dataset(run)
+        try:
+            run = store.update_run(run.run_id, {"status": RunStatus.RUNNING, "started_at": utcnow(), "engine": engine},
+                                   expected=[RunStatus.QUEUED])
+            emit(store, run.run_id, "run_started", engine=engine, provider=run.provider)
+        except RunStateConflictError:
+            run = store.get_run(ref.run_id)  # a concurrent delivery won the race
+            if run.status.terminal:
+                raise RunNotActiveError(f"run {run.run_id} is already {run.status.value}") from None
+    else:
+        logger.info("guard redelivered for a started run", extra={"run_id": run.run_id})
+    return GuardOutput(run_id=run.run_id, config=RunConfig(threshold=run.review_config.threshold,
+                                                           max_rounds=run.review_config.max_rounds,
+                                                           require_approval=run.require_approval))
+
+
+def create_scheduled_run(event: CreateScheduledRun, store: RunStore) -> RunRef:
+    """Write the QUEUED run record of a scheduled run (run id = the execution name) from its RunRequest, with
+    the crew loaded and validated. A redelivered event finds the record already written and returns it.
+    Raises CrewError for a bad crew."""
+    try:
+        create_run(event.request, load_crew(event.request.crew), store, run_id=event.run_id)
+    except RunExistsError:
+        logger.info("scheduled run already written", extra={"run_id": event.run_id})
+    return RunRef(run_id=event.run_id)

@@ -1,0 +1,148 @@
+"""Prompts of every role, and the one parser for JSON replies.
+
+The system prompt is rendered from the :class:`~stepcrew.models.AgentRole` (role, goal, backstory, expertise,
+output rules); user prompts render the same facts that go, structured, into ``ModelRequest.context``
+(:mod:`stepcrew.domain.context`). Long texts are clipped to :data:`PROMPT_TEXT_MAX_CHARS` each so a prompt stays
+well under provider context windows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from stepcrew.domain.context import ActContext, PlanContext, ReportContext, SubtaskFacts
+from stepcrew.domain.errors import one_line
+from stepcrew.models import MAX_SUBTASKS, AgentRole, Message, Plan
+
+#: Largest single text (an output, a report) rendered into a prompt; stepcrew's own cap (~1.5k tokens).
+PROMPT_TEXT_MAX_CHARS = 6000
+
+_MAX_OBJECT_STARTS = 50  # '{' positions tried per candidate text (bounds the work on a long, broken reply)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+
+
+class JsonReplyError(ValueError):
+    """A reply that should hold one JSON object does not. The message is one line."""
+
+
+def clip(text: str | None, limit: int = PROMPT_TEXT_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with a visible marker (``None`` becomes ``""``)."""
+    text = text or ""
+    return text if len(text) <= limit else text[:limit] + f"\n[... truncated, {len(text) - limit} more characters]"
+
+
+def parse_json_reply(text: str) -> dict[str, Any]:
+    """The JSON object in a model reply: bare, inside a ```json fence, or after some prose.
+    Raises JsonReplyError when there is none or it is not an object."""
+    if not text or not text.strip():
+        raise JsonReplyError("the reply is empty; expected one JSON object")
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    last_error = "no '{' found"
+    for candidate in candidates:
+        for start in [i for i, ch in enumerate(candidate) if ch == "{"][:_MAX_OBJECT_STARTS]:
+            try:
+                value, _ = decoder.raw_decode(candidate[start:])
+            except json.JSONDecodeError as exc:
+                last_error = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+                continue
+            if isinstance(value, dict):
+                return value
+    raise JsonReplyError(one_line(f"the reply holds no valid JSON object: {last_error}"))
+
+
+# ----------------------------------------------------------------------------------------------- system
+def system_prompt(role: AgentRole) -> str:
+    """The system prompt of a role: who it is, its goal, backstory, expertise and output rules."""
+    parts = [f"You are the {role.role} of a stepcrew crew.", f"Your goal: {role.goal}"]
+    if role.backstory:
+        parts.append(f"Backstory: {role.backstory}")
+    if role.expertise:
+        parts.append("Expertise: " + ", ".join(role.expertise) + ".")
+    if role.output_rules:
+        parts.append("Output rules:\n" + "\n".join(f"- {r}" for r in role.output_rules))
+    return "\n\n".join(parts)
+
+
+def messages(role: AgentRole, user: str) -> list[Message]:
+    """``[system, user]`` for a one-shot call."""
+    return [Message(role="system", content=system_prompt(role)), Message(role="user", content=user)]
+
+
+def _subtask_block(s: SubtaskFacts, with_output: bool) -> str:
+    lines = [f"### {s.id}: {s.title}"]
+    if s.instructions:
+        lines.append(f"Instructions: {s.instructions}")
+    if s.expected_output:
+        lines.append(f"Expected output: {s.expected_output}")
+    if with_output:
+        lines.append("Output:\n" + (clip(s.output) or "(no output)"))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- user prompts
+def plan_prompt(ctx: PlanContext) -> str:
+    """User prompt of the planner: goal, dataset, workers and their tools, the Plan JSON schema, the rules, and
+    on a retry the previous validation error."""
+    workers = "\n".join(f"- {w.name} ({w.role}): tools {', '.join(w.tools) or 'none'}" for w in ctx.workers)
+    inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
+    dataset = ("A dataset is attached: tools read it as the SQL table `data`." if ctx.has_dataset
+               else "No dataset is attached.")
+    parts = [
+        f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}", f"Workers:\n{workers}",
+        f"Known tools: {', '.join(ctx.tools)}",
+        f"Reply with one JSON object matching this JSON Schema:\n{json.dumps(Plan.model_json_schema())}",
+        f"Rules: 1 to {MAX_SUBTASKS} sub-tasks; ids match ^[a-z0-9][a-z0-9_-]{{0,39}}$ and are unique; depends_on "
+        "names earlier sub-task ids only and forms no cycle; role is one of the workers; tools are a subset of "
+        "that worker's tools. Independent sub-tasks run in parallel.",
+    ]
+    if ctx.previous_error:
+        parts.append(f"Your previous plan (attempt {ctx.attempt - 1}) was rejected: {ctx.previous_error}\n"
+                     "Fix exactly this problem.")
+    return "\n\n".join(parts)
+
+
+def act_prompt(ctx: ActContext, tools: list[str]) -> str:
+    """First user prompt of a worker: goal, the sub-task, its allowed tools and the outputs it depends on."""
+    s = ctx.subtask
+    parts = [f"Overall goal:\n{ctx.goal}", f"Your sub-task ({s.id}): {s.title}\n{s.instructions}"]
+    if s.expected_output:
+        parts.append(f"Expected output: {s.expected_output}")
+    parts.append(f"Tools you may call: {', '.join(tools) or 'none'}."
+                 + (" The dataset is the SQL table `data`." if ctx.has_dataset else " No dataset is attached."))
+    if ctx.dependencies:
+        parts.append("Results of the sub-tasks this one depends on:\n\n"
+                     + "\n\n".join(_subtask_block(d, with_output=True) for d in ctx.dependencies))
+    parts.append("Use the tools for every figure. When done, answer in plain text with the figures.")
+    return "\n\n".join(parts)
+
+
+def synth_prompt(ctx: ReportContext) -> str:
+    """User prompt of the synthesizer (draft): goal and every sub-task's output."""
+    blocks = "\n\n".join(_subtask_block(s, with_output=True) for s in ctx.subtasks)
+    return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n"
+            "Write the report in Markdown: a summary with the key figures, one section per sub-task, and a method "
+            "section (sub-tasks and tools used). Use only figures that appear in the sub-task results.")
+
+
+def improve_prompt(ctx: ReportContext) -> str:
+    """User prompt of the synthesizer (improve): the current report, the reviewer's feedback and the results."""
+    blocks = "\n\n".join(_subtask_block(s, with_output=True) for s in ctx.subtasks)
+    return (f"Goal:\n{ctx.goal}\n\nCurrent report:\n{clip(ctx.report)}\n\nReviewer feedback:\n{ctx.feedback}\n\n"
+            f"Sub-task results:\n\n{blocks}\n\n"
+            "Rewrite the whole report in Markdown so that it addresses every point of the feedback. Keep the "
+            "figures exactly as in the sub-task results.")
+
+
+def review_prompt(ctx: ReportContext) -> str:
+    """User prompt of the reviewer: goal, report, sub-tasks with outputs, the tool figures and the rubric."""
+    blocks = "\n\n".join(_subtask_block(s, with_output=True) for s in ctx.subtasks)
+    numbers = ", ".join(f"{n:g}" for n in ctx.tool_numbers[:300]) or "(none)"
+    return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{clip(ctx.report)}\n\nSub-tasks:\n\n{blocks}\n\n"
+            f"Figures returned by the tools: {numbers}\n\n"
+            "Score the report from 0 to 1 on: accuracy (share of its figures that match the tool figures), "
+            "completeness (share of sub-tasks it answers), relevance (how well it answers the goal). Reply with "
+            'one JSON object: {"accuracy": <0-1>, "completeness": <0-1>, "relevance": <0-1>, '
+            '"feedback": "<what is missing or wrong>"}.')

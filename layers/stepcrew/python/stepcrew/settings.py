@@ -1,0 +1,62 @@
+"""Environment settings of the Lambda handlers, validated once at init (import) time.
+
+No silent defaults: every variable below is required, and a missing or empty one raises :class:`SettingsError`
+at import with the names of all missing variables, so a misconfigured function fails on its first cold start
+instead of writing to the wrong table. The CDK stack sets these variables on every role function.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stepcrew.domain.errors import describe_validation_error
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or invalid. Raised at handler import."""
+
+
+class RoleSettings(BaseSettings):
+    """Settings of every role function (guard, planner, approval, agent, synthesizer, reviewer, finalize).
+
+    - ``STEPCREW_TABLE_NAME``: the DynamoDB run table (3-255 characters, DynamoDB's table-name limit).
+    - ``STEPCREW_STAGE``: deployment stage, e.g. ``dev`` or ``prod``.
+    - ``POWERTOOLS_SERVICE_NAME``: service name in logs, traces and metric dimensions.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, populate_by_name=False)
+
+    table_name: str = Field(alias="STEPCREW_TABLE_NAME", min_length=3, max_length=255,
+                            pattern=r"^[A-Za-z0-9_.-]+$")
+    stage: str = Field(alias="STEPCREW_STAGE", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    service_name: str = Field(alias="POWERTOOLS_SERVICE_NAME", min_length=1, max_length=128)
+
+
+class FinalizeSettings(RoleSettings):
+    """Settings of the finalize function, which also emits CloudWatch metrics (EMF).
+
+    - ``POWERTOOLS_METRICS_NAMESPACE``: the CloudWatch metrics namespace, e.g. ``stepcrew``.
+    """
+
+    metrics_namespace: str = Field(alias="POWERTOOLS_METRICS_NAMESPACE", min_length=1, max_length=255)
+
+
+S = TypeVar("S", bound=RoleSettings)
+
+
+def load_settings(cls: type[S] = RoleSettings) -> S:  # type: ignore[assignment]
+    """Read and validate ``cls`` from the environment. Raises SettingsError naming every missing variable, or the
+    first invalid one."""
+    try:
+        return cls()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        missing = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing"]
+        if missing:
+            raise SettingsError(f"missing environment variable(s): {', '.join(missing)}") from None
+        raise SettingsError(describe_validation_error(exc, prefix="invalid environment variable ")) from None
+
+
+__all__ = ["FinalizeSettings", "RoleSettings", "SettingsError", "load_settings"]

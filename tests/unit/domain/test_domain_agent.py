@@ -1,0 +1,191 @@
+"""Worker agent loop, one turn per call: conversation in the store, tool calls out, tool results in, NotAllowed
+and LimitExceeded answers, max turns, events and counts."""
+
+import pytest
+from domain_helpers import RUN_ID, two_step_plan
+
+from stepcrew.domain.agent import agent_turn
+from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError
+from stepcrew.events import AgentTurnInput
+from stepcrew.llm.base import ModelAuthError
+from stepcrew.llm.testing import ScriptedModel, call_tool, call_tools, reply
+from stepcrew.models import Budget, SubtaskStatus, ToolResult
+
+DATA = "file:///data/penguins.csv"
+TABLE = {"columns": ["species", "mean_body_mass_g"], "rows": [["Gentoo", 5076.02], ["Adelie", 3700.66]]}
+
+
+@pytest.fixture
+def setup(store, make_run, use_model):
+    """Given a run with the two-step plan stored, playing ``turns`` for the sub-task(s)."""
+
+    def given(*turns, budget=None, **by_subtask):
+        model = ScriptedModel(turns, by_subtask=by_subtask or None)
+        make_run(provider=use_model(model), data=DATA, **({"budget": budget} if budget else {}))
+        store.put_plan(RUN_ID, two_step_plan())
+        return model
+
+    return given
+
+
+def _turn(subtask="compare", results=()):
+    return AgentTurnInput(run_id=RUN_ID, subtask_id=subtask, tool_results=list(results))
+
+
+def _ok(call, content):
+    return ToolResult(call_id=call.call_id, name=call.name, ok=True, content=content)
+
+
+def _kinds(store):
+    return [e.kind for _, e in store.list_events(RUN_ID)]
+
+
+def test_first_turn_starts_the_subtask_and_returns_the_tool_call(store, setup):
+    model = setup(call_tool("describe_dataset", {}, call_id="c1"))
+    out = agent_turn(_turn(), store)
+    assert out.stop_reason == "tool_use" and out.status == SubtaskStatus.RUNNING and out.turn == 1
+    assert [c.call_id for c in out.tool_calls] == ["c1"] and out.data_uri == DATA
+    record = store.get_subtask(RUN_ID, "compare")
+    assert record.status == SubtaskStatus.RUNNING and record.started_at and record.tool_calls == 1
+    assert _kinds(store) == ["subtask_started", "model_turn", "tool_call"]
+    assert [m.role for m in store.get_messages(RUN_ID, "compare")] == ["system", "user", "assistant"]
+    request = model.requests[0]
+    assert request.purpose == "act" and [t.name for t in request.tools] == ["describe_dataset", "query_dataset"]
+    assert "Data analyst" in request.messages[0].content
+    assert "Mean body mass per species." in request.messages[1].content
+    assert request.context["subtask_id"] == "compare" and request.context["has_dataset"]
+
+
+def test_tool_results_are_appended_and_the_answer_ends_the_subtask(store, setup):
+    model = setup(call_tool("query_dataset", {"sql": "SELECT 1"}, call_id="c1"), reply("Gentoo is heaviest."))
+    first = agent_turn(_turn(), store)
+    out = agent_turn(_turn(results=[_ok(first.tool_calls[0], TABLE)]), store)
+    assert out.stop_reason == "end_turn" and out.status == SubtaskStatus.SUCCEEDED and out.turn == 2
+    record = store.get_subtask(RUN_ID, "compare")
+    assert record.output == "Gentoo is heaviest." and record.finished_at and record.turns == 2
+    assert _kinds(store)[-3:] == ["tool_result", "model_turn", "subtask_finished"]
+    tool_message = model.requests[1].messages[-1]
+    assert tool_message.role == "tool" and tool_message.tool_results[0].content == TABLE
+    events = dict((e.kind, e.data) for _, e in store.list_events(RUN_ID))
+    assert events["tool_result"] == {"name": "query_dataset", "ok": True, "call_id": "c1"}
+    assert events["subtask_finished"] == {"turns": 2, "tool_calls": 1}
+
+
+def test_a_not_allowed_call_is_answered_in_the_conversation_not_run(store, setup):
+    setup(call_tools(("query_dataset", {"sql": "SELECT 1"}), ("write_section", {"heading": "h"})),
+          reply("done"))
+    first = agent_turn(_turn(), store)
+    assert [c.name for c in first.tool_calls] == ["query_dataset"]
+    assert store.get_subtask(RUN_ID, "compare").tool_calls == 1
+    agent_turn(_turn(results=[_ok(first.tool_calls[0], TABLE)]), store)
+    tool_message = store.get_messages(RUN_ID, "compare")[3]
+    assert [(r.name, r.ok) for r in tool_message.tool_results] == [("query_dataset", True), ("write_section", False)]
+    assert tool_message.tool_results[1].error.type == "NotAllowed"
+    assert "allowed: describe_dataset, query_dataset" in tool_message.tool_results[1].error.message
+
+
+def test_only_not_allowed_calls_ask_the_model_again_at_once(store, setup):
+    model = setup(call_tool("write_section", {}), call_tool("describe_dataset", {}, call_id="c2"))
+    out = agent_turn(_turn(), store)
+    assert [c.call_id for c in out.tool_calls] == ["c2"]
+    assert len(model.requests) == 2
+    assert model.requests[1].messages[-1].tool_results[0].error.type == "NotAllowed"
+    assert store.get_subtask(RUN_ID, "compare").turns == 2
+
+
+def test_twice_not_allowed_hands_an_empty_tool_map_to_the_state_machine(store, setup):
+    model = setup(call_tool("write_section", {}), call_tool("calculator", {}), reply("gave up"))
+    out = agent_turn(_turn(), store)
+    assert out.stop_reason == "tool_use" and out.tool_calls == []
+    final = agent_turn(_turn(results=[]), store)
+    assert final.stop_reason == "end_turn" and len(model.requests) == 3
+    assert store.get_subtask(RUN_ID, "compare").tool_calls == 0
+
+
+def test_calls_beyond_the_per_turn_cap_get_limit_exceeded(store, setup):
+    calls = [("query_dataset", {"sql": f"SELECT {i}"}) for i in range(10)]
+    setup(call_tools(*calls), reply("ok"))
+    out = agent_turn(_turn(), store)
+    assert len(out.tool_calls) == 8
+    agent_turn(_turn(results=[_ok(c, {"rows": []}) for c in out.tool_calls]), store)
+    results = store.get_messages(RUN_ID, "compare")[3].tool_results
+    assert [r.error.type for r in results if not r.ok] == ["LimitExceeded", "LimitExceeded"]
+
+
+def test_more_model_calls_than_the_budget_raise_max_turns(store, setup):
+    setup(call_tool("describe_dataset", {}), reply("never"), budget=Budget(max_turns_per_subtask=1))
+    first = agent_turn(_turn(), store)
+    with pytest.raises(MaxTurnsExceededError, match="sub-task compare reached its limit of 1 model calls"):
+        agent_turn(_turn(results=[_ok(first.tool_calls[0], {})]), store)
+
+
+def test_results_that_answer_nothing_pending_are_rejected(store, setup):
+    setup(call_tool("describe_dataset", {}, call_id="c1"))
+    first = agent_turn(_turn(), store)
+    stray = ToolResult(call_id="other", name="describe_dataset", ok=True, content={})
+    with pytest.raises(SubtaskStateError, match="do not answer the pending tool calls"):
+        agent_turn(_turn(results=[stray]), store)
+    assert first.tool_calls[0].call_id == "c1"
+
+
+def test_dependency_outputs_and_tool_results_reach_the_next_subtask(store, setup):
+    model = setup(compare=[call_tool("query_dataset", {"sql": "SELECT 1"}), reply("Gentoo 5076.02 g")],
+                  write=[reply("## Findings")])
+    first = agent_turn(_turn(), store)
+    agent_turn(_turn(results=[_ok(first.tool_calls[0], TABLE)]), store)
+    out = agent_turn(_turn("write"), store)
+    assert out.status == SubtaskStatus.SUCCEEDED
+    request = model.requests[-1]
+    dep = request.context["dependencies"][0]
+    assert dep["id"] == "compare" and dep["output"] == "Gentoo 5076.02 g"
+    assert dep["tool_results"] == [{"name": "query_dataset", "arguments": {"sql": "SELECT 1"}, "content": TABLE}]
+    assert "Gentoo 5076.02 g" in request.messages[1].content
+    assert [t.name for t in request.tools] == ["write_section"]
+
+
+def test_a_redelivered_turn_after_the_answer_does_not_call_the_model(store, setup):
+    model = setup(reply("answer"))
+    agent_turn(_turn(), store)
+    again = agent_turn(_turn(), store)
+    assert again.stop_reason == "end_turn" and again.status == SubtaskStatus.SUCCEEDED
+    assert len(model.requests) == 1
+
+
+def test_a_failed_model_call_is_retried_cleanly(store, setup):
+    model = setup(ModelAuthError("bad key"), reply("answer"))
+    with pytest.raises(ModelAuthError):
+        agent_turn(_turn(), store)
+    assert [m.role for m in store.get_messages(RUN_ID, "compare")] == ["system", "user"]
+    assert store.get_subtask(RUN_ID, "compare").turns == 0
+    out = agent_turn(_turn(), store)
+    assert out.status == SubtaskStatus.SUCCEEDED and len(model.requests) == 2
+    assert [m.role for m in store.get_messages(RUN_ID, "compare")] == ["system", "user", "assistant"]
+    assert _kinds(store).count("subtask_started") == 1
+
+
+def test_a_retried_turn_after_tool_results_does_not_append_them_twice(store, setup):
+    model = setup(call_tool("describe_dataset", {}, call_id="c1"), ModelAuthError("flaky"), reply("done"))
+    first = agent_turn(_turn(), store)
+    results = [_ok(first.tool_calls[0], {"rows": 1})]
+    with pytest.raises(ModelAuthError):
+        agent_turn(_turn(results=results), store)
+    agent_turn(_turn(results=results), store)  # the state machine's Retry replays the same event
+    roles = [m.role for m in store.get_messages(RUN_ID, "compare")]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert _kinds(store).count("tool_result") == 1 and len(model.requests) == 3
+
+
+def test_a_failed_subtask_does_not_run_again(store, setup):
+    setup(reply("x"))
+    store.update_subtask(RUN_ID, "compare", {"status": SubtaskStatus.FAILED})
+    with pytest.raises(SubtaskStateError, match="already failed"):
+        agent_turn(_turn(), store)
+
+
+def test_results_without_a_pending_call_are_rejected(store, setup):
+    setup(ModelAuthError("down"))
+    with pytest.raises(ModelAuthError):
+        agent_turn(_turn(), store)  # the conversation now ends with the user prompt
+    stray = ToolResult(call_id="x", name="calculator", ok=True, content={})
+    with pytest.raises(SubtaskStateError, match="no tool call is pending"):
+        agent_turn(_turn(results=[stray]), store)

@@ -1,0 +1,46 @@
+"""Prompts rendered from the crew's roles, and the one tolerant JSON-reply parser."""
+
+import pytest
+
+from stepcrew.domain.context import ActContext, SubtaskFacts
+from stepcrew.domain.prompts import JsonReplyError, act_prompt, parse_json_reply, system_prompt
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1}',
+    '```json\n{"a": 1}\n```',
+    'Sure! Here it is:\n```\n{"a": 1}\n```\nAnything else?',
+    'The answer is {"a": 1} as requested.',
+    '```json\n{"a": 1,}\n```\nfixed: {"a": 1}',
+])
+def test_json_replies_are_found_bare_fenced_or_after_prose(text):
+    assert parse_json_reply(text) == {"a": 1}
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("", "the reply is empty"),
+    ("no json here", "no '{' found"),
+    ('{"a": 1', "Expecting"),
+    ("[1, 2]", "no '{' found"),
+])
+def test_replies_without_a_json_object_raise_one_line_errors(text, error):
+    with pytest.raises(JsonReplyError, match=error) as err:
+        parse_json_reply(text)
+    assert "\n" not in str(err.value)
+
+
+def test_system_prompt_renders_every_part_of_the_role(crew):
+    prompt = system_prompt(crew.worker("data_analyst"))
+    role = crew.worker("data_analyst")
+    assert prompt.startswith("You are the Data analyst of a stepcrew crew.")
+    assert role.goal in prompt and role.backstory in prompt and role.expertise[0] in prompt
+    assert all(f"- {rule}" in prompt for rule in role.output_rules)
+
+
+def test_worker_prompt_clips_long_dependency_outputs():
+    dep = SubtaskFacts(id="profile", title="Profile", output="x" * 10_000)
+    ctx = ActContext(goal="g", has_dataset=True, subtask_id="s", dependencies=[dep],
+                     subtask=SubtaskFacts(id="s", title="S", instructions="do it", expected_output="a table"))
+    prompt = act_prompt(ctx, ["calculator"])
+    assert "Tools you may call: calculator." in prompt and "Expected output: a table" in prompt
+    assert "[... truncated, 4000 more characters]" in prompt and len(prompt) < 7000
