@@ -1,0 +1,564 @@
+"""The HTTP API: a Powertools ``APIGatewayHttpResolver`` (payload format 2.0) with pydantic validation.
+
+Routes (schemas in ``docs/openapi.json``; errors and their statuses in :mod:`stepcrew.api.errors`):
+
+- ``POST /runs`` (202): body :class:`~stepcrew.api.models.NewRun`; optional header ``Idempotency-Key``
+  (see :mod:`stepcrew.api.idempotency`). Loads and validates the crew, checks the provider and the dataset URI,
+  writes the run record (``QUEUED``) and starts the run state machine (:func:`stepcrew.service.create_run`,
+  :func:`stepcrew.service.start_run`). Runs are always asynchronous: HTTP API integrations time out after 30 s.
+- ``GET /runs?limit=1..100&cursor=``: the caller's runs, newest first.
+- ``GET /runs/{run_id}``: the :class:`~stepcrew.models.RunResult` view (:func:`stepcrew.service.run_result`).
+- ``GET /runs/{run_id}/events?after=&limit=1..1000``: progress events, oldest first.
+- ``POST /runs/{run_id}/approval``: ``{"approved": bool, "comment"?}`` resumes a run waiting on its task token
+  (SendTaskSuccess, or SendTaskFailure with error ``ApprovalRejected``); 409 unless the run is
+  ``WAITING_APPROVAL``.
+- ``GET /health``: liveness, no authentication.
+
+Every route but ``/health`` needs JWT claims (:mod:`stepcrew.api.auth`); a run of another tenant is answered
+exactly like an unknown run (404). Checks that run before routing (so before any body parsing): body size
+(:data:`~stepcrew.api.errors.MAX_BODY_BYTES`, 413), body encoding (400) and authentication (401/403).
+
+The resolver is not thread-safe (Powertools keeps the current event on the class): one request at a time per
+process, as in Lambda; the local server serialises requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any, Protocol
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+import stepcrew
+from stepcrew.api.auth import DEFAULT_TENANT_CLAIM, tenant_from_event
+from stepcrew.api.errors import (
+    MAX_BODY_BYTES,
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unprocessable,
+    error_body,
+    error_doc,
+)
+from stepcrew.api.idempotency import IDEMPOTENCY_KEY_PREFIX, idempotency_config
+from stepcrew.api.models import (
+    GOAL_PREVIEW_CHARS,
+    IDEMPOTENCY_KEY_PATTERN,
+    Approval,
+    ApprovalAccepted,
+    EventItem,
+    EventPage,
+    Health,
+    NewRun,
+    RunAccepted,
+    RunLinks,
+    RunList,
+    RunSummary,
+)
+from stepcrew.models import Crew, Run, RunRequest, RunResult, RunStatus
+from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_result, start_run
+from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
+
+logger = Logger(child=True)
+
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}$"  # stepcrew.models.RunId
+EVENT_CURSOR_MAX_CHARS = 128
+LIST_CURSOR_MAX_CHARS = 2048
+APPROVAL_REJECTED_ERROR = "ApprovalRejected"  # the error the run state machine's Catch records on the run
+_HEALTH = ("GET", "/health")
+AUTH = [{"jwt": []}]
+OPENAPI_TITLE = "stepcrew API"
+OPENAPI_DESCRIPTION = (
+    "Start crews of LLM agents as runs and follow them. Runs are asynchronous: POST /runs answers 202 and the run "
+    "executes on Step Functions; poll GET /runs/{run_id}. Errors are JSON {\"error\": {\"code\", \"message\"}}: "
+    f"400 bad input (all validation), 401/403 authentication, 404 unknown run (also another tenant's), 409 wrong "
+    f"state, 413 body over {MAX_BODY_BYTES} bytes, 415 not JSON, 422 Idempotency-Key reused with another body, "
+    "500 unexpected, 503 dependency failure (retry). Generated from stepcrew.api.app; regenerate with "
+    "'python -m stepcrew.api.openapi --write'.")
+
+
+class TaskResumer(Protocol):
+    """Answers a Step Functions task token (``.waitForTaskToken``). ``output``: JSON-serialisable (<= 256 KiB
+    once serialised); ``error`` <= 256 and ``cause`` <= 32,768 characters (Step Functions API reference,
+    SendTaskSuccess/SendTaskFailure). :class:`stepcrew.local.runtime.LocalRuntime` is one."""
+
+    def send_task_success(self, token: str, output: dict) -> None: ...
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None: ...
+
+
+class StepFunctionsTasks:
+    """:class:`TaskResumer` on AWS Step Functions (``SendTaskSuccess`` / ``SendTaskFailure``)."""
+
+    def __init__(self, *, client: Any = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("stepfunctions")
+        return self._client
+
+    def send_task_success(self, token: str, output: dict) -> None:
+        self.client.send_task_success(taskToken=token, output=json.dumps(output))
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        self.client.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
+
+
+#: Error codes of a dead task token (the task timed out, or was already answered), Step Functions API reference.
+_CLOSED_TOKEN_ERRORS = {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """What differs between deployments. ``data_schemes``: URI schemes a run's ``data`` may use (AWS: ``s3``
+    only). ``default_provider``: the provider of a run whose body names none."""
+
+    stage: str = "local"
+    tenant_claim: str = DEFAULT_TENANT_CLAIM
+    data_schemes: tuple[str, ...] = ("s3",)
+    default_provider: str = "rule"
+
+
+def _json_loads(text: str) -> Any:
+    """Strict JSON: ``NaN``/``Infinity`` are rejected (not JSON, RFC 8259) and nesting too deep for the parser
+    is a decode error, not a crash. Raises json.JSONDecodeError."""
+    def reject(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(str(exc) if isinstance(exc, ValueError) else "nested too deeply", text, 0) from None
+
+
+def _loc(loc: Any) -> str:
+    return ".".join(str(p) for p in (loc or ())) or "(request)"
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    """``"body.goal: String should have at least 1 character; query.limit: ..."`` (at most 3 errors, no input
+    values: a goal never ends up in an error message or a log)."""
+    parts = [f"{_loc(e.get('loc'))}: {e.get('msg', 'invalid')}" for e in errors[:3]]
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def _error_response(err: ApiError) -> Response:
+    return Response(status_code=int(err.status), content_type=content_types.APPLICATION_JSON, body=err.body(),
+                    headers=err.headers or None)
+
+
+def _path(event: Mapping[str, Any]) -> str:
+    """The request path without a named stage prefix (as Powertools routes it)."""
+    raw = str(event.get("rawPath") or "/")
+    stage = (event.get("requestContext") or {}).get("stage")
+    if stage and stage != "$default" and raw.startswith(f"/{stage}/"):
+        return raw[len(stage) + 1:]
+    return raw
+
+
+def _method(event: Mapping[str, Any]) -> str:
+    return str(((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
+
+
+def _body_bytes(event: Mapping[str, Any]) -> bytes:
+    """The body as bytes (base64 decoded when ``isBase64Encoded``). Raises BadRequest for bad base64/UTF-8 and
+    PayloadTooLarge above MAX_BODY_BYTES (checked on the raw text first, so a huge body is never decoded)."""
+    body = event.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise BadRequest("the request body must be text", code="malformed_json")
+    # base64 text is 4/3 of its bytes; UTF-8 text is at least 1 byte per character
+    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if event.get("isBase64Encoded") else MAX_BODY_BYTES):
+        raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    if event.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("the request body is not valid base64", code="malformed_json") from None
+    else:
+        data = body.encode("utf-8", errors="surrogatepass")
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not UTF-8 text", code="malformed_json") from None
+    return data
+
+
+class StepcrewApi(APIGatewayHttpResolver):
+    """The API resolver bound to a store, an execution starter, a task resumer and an idempotency persistence
+    layer (see :func:`build_app`). ``resolve(event, context)`` answers an HTTP API v2 event."""
+
+    def __init__(self, store: RunStore, starter: ExecutionStarter, tasks: TaskResumer,
+                 idempotency: BasePersistenceLayer, config: ApiConfig | None = None) -> None:
+        super().__init__(enable_validation=True, json_body_deserializer=_json_loads)
+        self.store = store
+        self.starter = starter
+        self.tasks = tasks
+        self.config = config or ApiConfig()
+        self._idempotency_config = idempotency_config()
+
+        @idempotent_function(data_keyword_argument="data", persistence_store=idempotency,
+                             config=self._idempotency_config, key_prefix=IDEMPOTENCY_KEY_PREFIX)
+        def start_once(*, data: dict[str, Any], request: RunRequest, crew: Crew,
+                       outcome: dict[str, bool]) -> dict[str, Any]:
+            outcome["created"] = True
+            return self.launch(request, crew).model_dump(mode="json")
+
+        self._start_once = start_once
+        self.configure_openapi(
+            title=OPENAPI_TITLE, version=stepcrew.__version__, description=OPENAPI_DESCRIPTION,
+            security_schemes={"jwt": HTTPBearer(bearerFormat="JWT", description=(
+                "API Gateway's JWT authorizer validates the token; the tenant is its custom:tenant claim (or sub). "
+                "Locally (stepcrew dev): 'Bearer local:<tenant>'."))})
+        _register_routes(self)
+        _register_error_handlers(self)
+
+    # ------------------------------------------------------------------------------------------ entry point
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        """Answer one API Gateway HTTP API (payload format 2.0) event with a v2 response dict."""
+        try:
+            if not isinstance(event, Mapping):
+                raise BadRequest("not an API Gateway HTTP API event")
+            _body_bytes(event)
+            if (_method(event), _path(event)) != _HEALTH:
+                tenant = tenant_from_event(event, self.config.tenant_claim)
+                self.append_context(tenant=tenant)
+        except ApiError as err:
+            self.clear_context()
+            return self._direct(err)
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            self._idempotency_config.register_lambda_context(context)
+        return super().resolve(event, context)
+
+    @staticmethod
+    def _direct(err: ApiError) -> dict[str, Any]:
+        """A v2 response built without routing (same shape as Powertools' HTTP API responses)."""
+        return {"statusCode": int(err.status), "body": json.dumps(err.body(), separators=(",", ":")),
+                "isBase64Encoded": False, "headers": {"Content-Type": content_types.APPLICATION_JSON, **err.headers},
+                "cookies": []}
+
+    @property
+    def tenant(self) -> str:
+        return self.context["tenant"]
+
+    # ------------------------------------------------------------------------------------------ use cases
+    def prepare(self, tenant: str, new_run: NewRun) -> tuple[RunRequest, Crew]:
+        """Check provider, dataset URI and crew; return the run request (tenant from the token, the deployment's
+        default provider when the body names none) and the loaded, validated crew. Raises BadRequest; writes
+        nothing."""
+        from stepcrew.crew import CrewError, load_crew, packaged_crews
+        from stepcrew.llm.registry import known_providers
+
+        provider = new_run.provider if "provider" in new_run.model_fields_set else self.config.default_provider
+        if provider not in known_providers():
+            raise BadRequest(f"unknown provider {provider!r}; known providers: {', '.join(known_providers())}",
+                             code="unknown_provider")
+        if new_run.data is not None:
+            scheme = new_run.data.split("://", 1)[0]
+            if scheme not in self.config.data_schemes:
+                allowed = ", ".join(f"{s}://" for s in self.config.data_schemes)
+                raise BadRequest(f"data must be a {allowed} URI here", code="invalid_data_uri")
+        if new_run.crew not in packaged_crews():
+            raise BadRequest(f"unknown crew {new_run.crew!r}; available crews: {', '.join(packaged_crews())}",
+                             code="unknown_crew")
+        try:
+            crew = load_crew(new_run.crew)
+        except CrewError:  # a packaged crew that fails validation is our bug: a 500, logged
+            logger.error("packaged crew failed validation", extra={"crew": new_run.crew})
+            raise
+        return new_run.to_request(tenant, provider=provider), crew
+
+    def launch(self, request: RunRequest, crew: Crew) -> RunAccepted:
+        """Write the run record (QUEUED) and start its execution. Raises ServiceUnavailable (``run_start_failed``)
+        when the start fails: the run is then recorded as FAILED (:func:`stepcrew.service.start_run`)."""
+        run = create_run(request, crew, self.store)
+        try:
+            run = start_run(run, self.store, self.starter)
+        except RunStartError:
+            logger.error("run start failed", extra={"run_id": run.run_id, "tenant": request.tenant})
+            raise ServiceUnavailable(f"run {run.run_id} was recorded but could not be started; it is marked "
+                                     "FAILED. Retry the request.", code="run_start_failed") from None
+        logger.info("run started", extra={"run_id": run.run_id, "tenant": request.tenant, "crew": crew.name,
+                                          "provider": request.provider})
+        return RunAccepted(run_id=run.run_id, status=run.status, links=RunLinks.of(run.run_id))
+
+    def get_owned_run(self, run_id: str) -> Run:
+        """The caller's run, or NotFound (malformed id, unknown id, another tenant's run: all alike)."""
+        import re
+
+        if not re.match(RUN_ID_PATTERN, run_id):
+            raise NotFound(f"run {run_id[:64]!r} not found")
+        try:
+            return self.store.get_run(run_id, self.tenant)
+        except RunNotFoundError:
+            raise NotFound(f"run {run_id!r} not found") from None
+
+
+# ============================================================================================== routes
+_ERRORS_COMMON = {
+    400: error_doc("Bad input: malformed JSON, a missing/wrong-typed/out-of-range field, an unknown field"),
+    401: error_doc("No JWT claims (unauthenticated)"),
+    403: error_doc("The token's tenant claim is not a valid tenant id"),
+    413: error_doc(f"Body larger than {MAX_BODY_BYTES} bytes"),
+    500: error_doc("Unexpected error (no internals are returned)"),
+}
+
+
+def _responses(ok: int, ok_description: str, **extra: str) -> dict[int, Any]:
+    out: dict[int, Any] = {ok: {"description": ok_description}, **_ERRORS_COMMON}
+    for code, description in extra.items():
+        out[int(code.lstrip("s"))] = error_doc(description)
+    return dict(sorted(out.items()))
+
+
+def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per route
+    @app.post("/runs", status_code=202, operation_id="createRun", security=AUTH, tags=["runs"], summary="Start a run",
+              description="Records the run (QUEUED) and starts its execution; poll links.self. With an "
+                          "Idempotency-Key, the same tenant and key within 24 h return the first run (header "
+                          "Idempotent-Replayed: true) and start no second execution.",
+              responses=_responses(202, "Run accepted", s404="No such route", s409="Same Idempotency-Key still "
+                                   "being processed", s415="Body is not application/json",
+                                   s422="Idempotency-Key reused with a different body", s503="The run could not be "
+                                   "started (recorded as FAILED) or a dependency failed; retry"))
+    def create_run_route(
+        body: Annotated[NewRun, Body(description="the run request (the tenant comes from the token)")],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN,
+                                                      description="optional; 1-128 of [A-Za-z0-9_.:-]; same "
+                                                                  "tenant + key within 24 h = same run")] = None,
+    ) -> Response[RunAccepted]:
+        tenant = app.tenant
+        replayed = False
+        request, crew = app.prepare(tenant, body)  # bad input is rejected before any write
+        if idempotency_key is None:
+            accepted = app.launch(request, crew)
+        else:
+            outcome: dict[str, bool] = {}
+            data = {"tenant": tenant, "key": idempotency_key, "request": body.model_dump(mode="json")}
+            try:
+                stored = app._start_once(data=data, request=request, crew=crew, outcome=outcome)
+            except IdempotencyValidationError:
+                raise Unprocessable("this Idempotency-Key was already used with a different request body; use a "
+                                    "new key for a new run") from None
+            except IdempotencyAlreadyInProgressError:
+                raise Conflict("a request with this Idempotency-Key is still being processed; retry shortly",
+                               code="idempotency_in_progress", headers={"Retry-After": "1"}) from None
+            accepted = RunAccepted.model_validate(stored)
+            replayed = not outcome.get("created")
+            if replayed:  # answer with the run's current status
+                run = app.store.get_run(accepted.run_id, tenant)
+                accepted = RunAccepted(run_id=run.run_id, status=run.status, links=RunLinks.of(run.run_id))
+                logger.info("idempotent replay", extra={"run_id": run.run_id, "tenant": tenant})
+        headers = {"Location": accepted.links.self}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(status_code=HTTPStatus.ACCEPTED, content_type=content_types.APPLICATION_JSON, body=accepted,
+                        headers=headers)
+
+    @app.get("/runs", operation_id="listRuns", security=AUTH, tags=["runs"],
+             summary="List the caller's runs, newest first",
+             responses=_responses(200, "A page of runs"))
+    def list_runs_route(
+        limit: Annotated[int, Query(ge=1, le=100, description="page size, 1-100")] = 20,
+        cursor: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_CHARS,
+                                            description="next_cursor of the previous page")] = None,
+    ) -> RunList:
+        try:
+            runs, next_cursor = app.store.list_runs(app.tenant, limit=limit, cursor=cursor)
+        except ValueError:
+            raise BadRequest("invalid cursor: pass a next_cursor returned by GET /runs", code="invalid_cursor") \
+                from None
+        return RunList(runs=[_summary(r) for r in runs], next_cursor=next_cursor)
+
+    @app.get("/runs/<run_id>", operation_id="getRun", security=AUTH, tags=["runs"], summary="A run's result view",
+             responses=_responses(200, "The run", s404="Unknown run (or another tenant's)"))
+    def get_run_route(
+        run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
+    ) -> RunResult:
+        app.get_owned_run(run_id)
+        try:
+            return run_result(app.store, run_id, app.tenant)
+        except RunNotFoundError:
+            raise NotFound(f"run {run_id!r} not found") from None
+
+    @app.get("/runs/<run_id>/events", operation_id="listRunEvents", security=AUTH, tags=["runs"],
+             summary="A run's progress events, oldest first",
+             responses=_responses(200, "Events", s404="Unknown run (or another tenant's)"))
+    def list_events_route(
+        run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
+        after: Annotated[str | None, Query(max_length=EVENT_CURSOR_MAX_CHARS,
+                                           description="only events after this cursor")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="at most this many events, 1-1000")] = 500,
+    ) -> EventPage:
+        app.get_owned_run(run_id)
+        events = app.store.list_events(run_id, after=after, limit=limit)
+        items = [EventItem(cursor=c, kind=e.kind, at=e.at, subtask_id=e.subtask_id, data=e.data) for c, e in events]
+        return EventPage(run_id=run_id, events=items, next_after=items[-1].cursor if items else after)
+
+    @app.post("/runs/<run_id>/approval", operation_id="decideApproval", security=AUTH, tags=["runs"],
+              summary="Approve or reject a run waiting for approval",
+              responses=_responses(200, "Decision recorded; the run resumes", s404="Unknown run (or another "
+                                   "tenant's)", s409="The run is not waiting for approval, or its approval task "
+                                   "closed", s415="Body is not application/json", s503="Step Functions failed; "
+                                   "retry"))
+    def approval_route(run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
+                       body: Annotated[Approval, Body(description="the decision")]) -> ApprovalAccepted:
+        run = app.get_owned_run(run_id)
+        if run.status != RunStatus.WAITING_APPROVAL or not run.approval_token:
+            raise Conflict(f"run {run_id} is {run.status.value}, not WAITING_APPROVAL")
+        token = run.approval_token
+        try:  # claim the decision: only one request can move the run out of WAITING_APPROVAL
+            run = app.store.update_run(run_id, {"status": RunStatus.RUNNING, "approval_token": None},
+                                       expected=[RunStatus.WAITING_APPROVAL])
+        except RunStateConflictError:
+            raise Conflict(f"run {run_id} is no longer WAITING_APPROVAL") from None
+        try:
+            if body.approved:
+                app.tasks.send_task_success(token, {"approved": True, "comment": body.comment})
+            else:
+                app.tasks.send_task_failure(token, APPROVAL_REJECTED_ERROR,
+                                            f"rejected by the approver: {body.comment}" if body.comment
+                                            else "rejected by the approver")
+        except Exception as exc:
+            code = _client_error_code(exc)
+            try:  # give the decision back, so it can be retried (a dead task is then failed by its timeout)
+                app.store.update_run(run_id, {"status": RunStatus.WAITING_APPROVAL, "approval_token": token},
+                                     expected=[RunStatus.RUNNING])
+            except (RunStateConflictError, StoreError):
+                pass
+            logger.warning("task token answer failed", extra={"run_id": run_id, "error_code": code})
+            if code in _CLOSED_TOKEN_ERRORS:
+                raise Conflict(f"the approval task of run {run_id} is closed (timed out or already answered)",
+                               code="approval_closed") from None
+            raise ServiceUnavailable("could not resume the run; retry") from None
+        logger.info("approval recorded", extra={"run_id": run_id, "tenant": app.tenant, "approved": body.approved})
+        return ApprovalAccepted(run_id=run_id, approved=body.approved, status=run.status, links=RunLinks.of(run_id))
+
+    @app.get("/health", operation_id="health", tags=["health"], summary="Liveness (no authentication)",
+             responses={200: {"description": "The API is up"}, 500: error_doc("Unexpected error")})
+    def health_route() -> Health:
+        return Health(status="ok", stage=app.config.stage, version=stepcrew.__version__)
+
+
+def _client_error_code(exc: Exception) -> str:
+    """botocore ClientError's code (``TaskTimedOut``...), else the exception's class name (the local runtime may
+    raise its own)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+def _summary(run: Run) -> RunSummary:
+    goal = run.goal if len(run.goal) <= GOAL_PREVIEW_CHARS else run.goal[: GOAL_PREVIEW_CHARS - 1] + "…"
+    return RunSummary(run_id=run.run_id, status=run.status, goal=goal, crew=run.crew.name, provider=run.provider,
+                      engine=run.engine, created_at=run.created_at, updated_at=run.updated_at,
+                      finished_at=run.finished_at, links=RunLinks.of(run.run_id))
+
+
+# ============================================================================================== errors
+def _register_error_handlers(app: StepcrewApi) -> None:
+    @app.exception_handler(ApiError)
+    def _api_error(err: ApiError) -> Response:
+        return _error_response(err)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation(err: RequestValidationError) -> Response:
+        errors = list(err.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error_response(BadRequest("the request body is not valid JSON", code="malformed_json"))
+        if any(tuple(e.get("loc") or ())[:1] == ("body",) and e.get("type") == "missing"
+               and len(tuple(e.get("loc") or ())) == 1 for e in errors):
+            return _error_response(BadRequest("a JSON body is required"))
+        return _error_response(BadRequest(_validation_message(errors)))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _media_type(err: RequestUnsupportedContentType) -> Response:
+        return _error_response(ApiError("the request body must be application/json", code="unsupported_media_type",
+                                        status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE))
+
+    @app.not_found
+    def _no_route(err: NotFoundError) -> Response:
+        return _error_response(ApiError("no such route", code="route_not_found", status=HTTPStatus.NOT_FOUND))
+
+    @app.exception_handler(RunNotFoundError)
+    def _run_not_found(err: RunNotFoundError) -> Response:
+        return _error_response(NotFound("run not found"))
+
+    @app.exception_handler(RunStateConflictError)
+    def _state_conflict(err: RunStateConflictError) -> Response:
+        return _error_response(Conflict("the run changed state; reload it", code="run_state_conflict"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        # ids only: no message (it may quote input), just the type and the stack frames
+        stack = "".join(traceback.format_tb(err.__traceback__))[-4000:]
+        dependency = isinstance(err, StoreError) or type(err).__name__ in (
+            "ClientError", "EndpointConnectionError", "IdempotencyPersistenceLayerError", "ReadTimeoutError")
+        logger.error("unhandled error", extra={"error_type": type(err).__name__, "stack": stack,
+                                               "tenant": app.context.get("tenant")})
+        if dependency:
+            return _error_response(ServiceUnavailable("a dependency failed; retry later"))
+        return Response(status_code=500, content_type=content_types.APPLICATION_JSON,
+                        body=error_body("internal_error", "internal error"))
+
+
+# ============================================================================================== builders
+def build_app(store: RunStore, starter: ExecutionStarter, tasks: TaskResumer, idempotency: BasePersistenceLayer,
+              config: ApiConfig | None = None) -> StepcrewApi:
+    """The API bound to its collaborators (all injected: tests pass fakes or moto-backed ones)."""
+    return StepcrewApi(store, starter, tasks, idempotency, config)
+
+
+def app_from_env() -> StepcrewApi:
+    """The API as deployed: settings from the environment (:class:`stepcrew.api.settings.ApiSettings`, raises
+    SettingsError when incomplete), the DynamoDB store and idempotency layer sharing one client, Step Functions."""
+    import boto3
+    from botocore.config import Config
+
+    from stepcrew.api.idempotency import dynamodb_persistence
+    from stepcrew.api.settings import ApiSettings
+    from stepcrew.service import StepFunctionsStarter
+    from stepcrew.settings import load_settings
+    from stepcrew.store.dynamodb import DynamoRunStore
+
+    settings = load_settings(ApiSettings)
+    retries = Config(retries={"mode": "standard", "max_attempts": 5})
+    dynamodb = boto3.client("dynamodb", config=retries)
+    sfn = boto3.client("stepfunctions", config=retries)
+    return build_app(
+        DynamoRunStore(settings.table_name, client=dynamodb),
+        StepFunctionsStarter(settings.run_state_machine_arn, client=sfn),
+        StepFunctionsTasks(client=sfn),
+        dynamodb_persistence(settings.table_name, client=dynamodb),
+        ApiConfig(stage=settings.stage, tenant_claim=settings.tenant_claim, data_schemes=settings.schemes,
+                  default_provider=settings.default_provider),
+    )

@@ -1,0 +1,376 @@
+"""``stepcrew dev``: the HTTP API on 127.0.0.1, the very same handler as on AWS, the local runtime behind it.
+
+Each HTTP request becomes an API Gateway HTTP API event, payload format 2.0 (``version``, ``routeKey``,
+``rawPath``, ``rawQueryString``, ``cookies``, lower-cased ``headers`` with repeated headers joined by commas,
+``queryStringParameters``, ``pathParameters``, ``requestContext.http``, ``requestContext.authorizer.jwt``,
+``body``/``isBase64Encoded``), as described in "Working with AWS Lambda proxy integrations for HTTP APIs" (API
+Gateway developer guide); the handler's v2 response becomes the HTTP response. Runs really execute: the run
+state machine and every function run in-process (:class:`stepcrew.local.runtime.LocalRuntime`), and the table is
+saved to ``state_dir`` (every :data:`SAVE_EVERY_S` seconds while something changed, and at exit), so
+``stepcrew runs list`` in another terminal sees the runs.
+
+Authentication: there is no JWT authorizer locally. A **local token switch** stands in for it and says so on
+stderr at startup:
+
+- ``Authorization: Bearer local:<tenant>`` -> the claims ``{"sub": <tenant>, "custom:tenant": <tenant>}``
+  (``<tenant>`` must be a valid tenant id). Anyone who can reach the port can claim any tenant: this is why the
+  server only binds loopback addresses.
+- No ``Authorization`` header -> no claims (the API answers 401), unless ``STEPCREW_DEV_ALLOW_ANONYMOUS`` is
+  ``1``/``true``/``yes``/``on`` (or ``allow_anonymous=True``): then the tenant is ``local`` (the tenant of runs
+  started with ``stepcrew run``).
+- Any other ``Authorization`` value -> 401 from the server itself (API Gateway's authorizer would reject it too);
+  ``GET /health`` needs no token.
+
+Differences from AWS: bodies over :data:`GATEWAY_MAX_BODY_BYTES` (API Gateway's 10 MB payload quota) are refused
+by the server with 413 without reading them; datasets may be ``file://`` URIs as well as ``s3://``; the default
+provider is :func:`stepcrew.llm.registry.detect_provider` (``rule`` when no provider key is set).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from stepcrew.api.auth import TENANT_PATTERN
+
+#: API Gateway HTTP API payload quota (10 MB, "Amazon API Gateway quotas for HTTP APIs"); the handler's own cap
+#: (64 KiB, :data:`stepcrew.api.errors.MAX_BODY_BYTES`) applies below it.
+GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
+SAVE_EVERY_S = 2.0
+LOCAL_TOKEN_PREFIX = "local:"
+ANONYMOUS_TENANT = "local"
+ACCOUNT_ID = "123456789012"
+API_TIMEOUT_MS = 29_000  # the api function's timeout (stepcrew.wiring.FUNCTIONS["api"].timeout_s)
+_TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPs (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LocalLambdaContext:
+    """The slice of the Lambda context object that Powertools reads (name, ARN, request id, remaining time)."""
+
+    function_name = "stepcrew-local-api"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:stepcrew-local-api"
+
+    def __init__(self, timeout_ms: int = API_TIMEOUT_MS) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class RouteTable:
+    """``(method, template)`` pairs of the API (e.g. ``("GET", "/runs/{run_id}")``), matched against a path to
+    give the v2 ``routeKey`` and ``pathParameters``."""
+
+    def __init__(self, routes: list[tuple[str, str]]) -> None:
+        self._routes = []
+        for method, template in routes:
+            escaped = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+            pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", escaped)
+            self._routes.append((method.upper(), template, re.compile(f"^{pattern}$")))
+
+    @classmethod
+    def from_app(cls, app: Any) -> RouteTable:
+        """The routes of a Powertools resolver, read from its OpenAPI document."""
+        paths = app.get_openapi_schema().paths or {}
+        routes = []
+        for template, item in paths.items():
+            for method in ("get", "post", "put", "patch", "delete"):
+                if getattr(item, method, None) is not None:
+                    routes.append((method.upper(), template))
+        return cls(routes)
+
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
+        """(routeKey, pathParameters); ``("$default", {})`` when no route matches (API Gateway would answer 404
+        itself; the handler answers it here)."""
+        for route_method, template, regex in self._routes:
+            m = regex.match(path)
+            if m and route_method == method.upper():
+                return f"{route_method} {template}", {k: unquote(v) for k, v in m.groupdict().items()}
+        return "$default", {}
+
+
+def claims_for(authorization: str | None, allow_anonymous: bool) -> dict[str, str] | None:
+    """The JWT claims the local token switch grants, None for no identity. Raises ValueError for an
+    ``Authorization`` value the switch does not accept."""
+    if authorization is None or not authorization.strip():
+        return {"sub": ANONYMOUS_TENANT, "custom:tenant": ANONYMOUS_TENANT} if allow_anonymous else None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(LOCAL_TOKEN_PREFIX):
+        raise ValueError("the local server accepts only 'Authorization: Bearer local:<tenant>'")
+    tenant = token[len(LOCAL_TOKEN_PREFIX):]
+    if not TENANT_PATTERN.match(tenant):
+        raise ValueError("invalid tenant in the local token: 1-128 of [A-Za-z0-9_.@-], starting alphanumeric")
+    return {"sub": tenant, "custom:tenant": tenant, "iss": "stepcrew-dev-local-token-switch"}
+
+
+def build_event(*, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None,
+                routes: RouteTable, claims: dict[str, str] | None, source_ip: str = "127.0.0.1") -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event for one request. ``target``: the request target
+    (path and query, as received). Text bodies (JSON, text/*, form) are passed as text, others base64."""
+    split = urlsplit(target)
+    raw_path = split.path or "/"
+    lowered: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
+    cookies = [c.strip() for c in lowered.pop("cookie", "").split(";") if c.strip()]
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(split.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    route_key, path_params = routes.match(method, unquote(raw_path))
+    now = datetime.now(UTC)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": split.query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": "local",
+            "domainName": lowered.get("host", "127.0.0.1"),
+            "domainPrefix": lowered.get("host", "127.0.0.1").split(".")[0],
+            "http": {"method": method.upper(), "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                     "userAgent": lowered.get("user-agent", "")},
+            "requestId": uuid.uuid4().hex,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_params:
+        event["pathParameters"] = path_params
+    if claims is not None:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    if body:
+        content_type = lowered.get("content-type", "application/json").lower()
+        text = None
+        if content_type.startswith(_TEXT_TYPES):
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+        if text is not None:
+            event["body"] = text
+        else:
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+    return event
+
+
+def _error(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DevServer
+    protocol_version = "HTTP/1.1"
+    server_version = "stepcrew-dev"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET  # noqa: N815
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+              cookies: list[str] | None = None) -> None:
+        self.send_response(status)
+        sent = {k.lower() for k in (headers or {})}
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        for cookie in cookies or []:
+            self.send_header("Set-Cookie", cookie)
+        if "content-type" not in sent:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _dispatch(self) -> None:
+        srv = self.server
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            return self._send(411, _error("length_required", "send a Content-Length (chunked bodies are not read)"))
+        length = self.headers.get("Content-Length")
+        try:
+            size = int(length) if length else 0
+            if size < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            return self._send(400, _error("validation_error", "invalid Content-Length"))
+        if size > GATEWAY_MAX_BODY_BYTES:
+            self.close_connection = True
+            return self._send(413, _error("payload_too_large", f"body over {GATEWAY_MAX_BODY_BYTES} bytes"))
+        body = self.rfile.read(size) if size else None
+        path = urlsplit(self.path).path
+        try:
+            claims = claims_for(self.headers.get("Authorization"), srv.allow_anonymous)
+        except ValueError as exc:
+            if (self.command, path) != ("GET", "/health"):
+                return self._send(401, _error("unauthorized", str(exc)), {"WWW-Authenticate": "Bearer"})
+            claims = None
+        event = build_event(method=self.command, target=self.path, headers=list(self.headers.items()), body=body,
+                            routes=srv.routes, claims=claims, source_ip=self.client_address[0])
+        try:
+            response = srv.invoke(event)
+        except Exception as exc:  # the resolver answers every error itself; this is a bug in the server
+            sys.stderr.write(f"stepcrew dev: handler crashed ({type(exc).__name__})\n")
+            return self._send(500, _error("internal_error", "internal error"))
+        raw = response.get("body") or ""
+        data = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode("utf-8")
+        self._send(int(response.get("statusCode", 500)), data, response.get("headers") or {},
+                   response.get("cookies") or [])
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if self.server.quiet:
+            return
+        status = args[1] if len(args) > 1 else ""
+        sys.stderr.write(f"stepcrew dev: {self.command} {urlsplit(self.path).path} -> {status}\n")
+
+
+class DevServer(ThreadingHTTPServer):
+    """The threading HTTP server; requests reach the (not thread-safe) resolver one at a time."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: Any, *, allow_anonymous: bool, quiet: bool = False,
+                 on_tick: Callable[[], None] | None = None) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+        self.routes = RouteTable.from_app(app)
+        self.allow_anonymous = allow_anonymous
+        self.quiet = quiet
+        self._lock = threading.Lock()
+        self._on_tick = on_tick
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Run the handler on one v2 event (serialised)."""
+        with self._lock:
+            return self.app.resolve(event, LocalLambdaContext())
+
+    def service_actions(self) -> None:  # called by serve_forever about every poll interval
+        if self._on_tick is not None:
+            self._on_tick()
+
+
+class _Saver:
+    """Saves the runtime's table to its state dir at most every SAVE_EVERY_S seconds (and once at the end)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self._next = time.monotonic() + SAVE_EVERY_S
+
+    def tick(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + SAVE_EVERY_S
+        try:
+            self.runtime.save()
+        except Exception as exc:  # a save racing a write is retried at the next tick
+            sys.stderr.write(f"stepcrew dev: state save deferred ({type(exc).__name__})\n")
+
+
+def banner(url: str, state_dir: Path | None, allow_anonymous: bool) -> str:
+    """What ``serve`` prints on stderr at startup: where it listens and how authentication is faked."""
+    anonymous = (f"requests without a token act as tenant '{ANONYMOUS_TENANT}' (STEPCREW_DEV_ALLOW_ANONYMOUS is on)"
+                 if allow_anonymous else "requests without a token get 401 (set STEPCREW_DEV_ALLOW_ANONYMOUS=1 to "
+                                         f"act as tenant '{ANONYMOUS_TENANT}')")
+    return (
+        f"stepcrew dev: serving the stepcrew API on {url} (local runtime; runs execute in this process)\n"
+        f"stepcrew dev: state: {state_dir if state_dir is not None else 'not kept'}\n"
+        "stepcrew dev: AUTH IS FAKED: no JWT authorizer runs here. A local token switch stands in for it:\n"
+        "stepcrew dev:   'Authorization: Bearer local:<tenant>' acts as <tenant>, unchecked; "
+        f"{anonymous}.\n"
+        f"stepcrew dev: try: curl -s -X POST {url}/runs -H 'Authorization: Bearer local:me' "
+        "-H 'Content-Type: application/json' -d '{\"goal\": \"...\"}'\n"
+    )
+
+
+def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | None = None, *,
+          allow_anonymous: bool | None = None, fast_waits: bool | None = None, quiet: bool = False,
+          on_ready: Callable[[DevServer], None] | None = None) -> None:
+    """Serve the API on ``host:port`` until interrupted (Ctrl-C) or ``server.shutdown()`` (blocking).
+
+    - ``host``: a loopback address only (ValueError otherwise: the local token switch trusts any caller).
+    - ``port``: 0 picks a free port (read it from the server given to ``on_ready``).
+    - ``state_dir``: where the table is kept (None: :func:`stepcrew.local.state.default_state_dir`, the folder
+      ``stepcrew runs list`` reads).
+    - ``allow_anonymous``: None reads ``STEPCREW_DEV_ALLOW_ANONYMOUS``.
+    - ``fast_waits``: passed to :class:`LocalRuntime` (None reads ``STEPCREW_FAST_WAITS``).
+    - ``on_ready(server)``: called once listening (tests use it to learn the port and to stop the server).
+    """
+    if not is_loopback(host):
+        raise ValueError(f"stepcrew dev binds loopback addresses only (got {host!r}): its local token switch "
+                         "lets any caller act as any tenant")
+    from stepcrew.api.app import ApiConfig, build_app
+    from stepcrew.api.idempotency import dynamodb_persistence
+    from stepcrew.llm.registry import detect_provider, known_providers
+    from stepcrew.local.runtime import LocalRuntime
+    from stepcrew.local.state import default_state_dir
+
+    anonymous = _truthy(os.environ.get("STEPCREW_DEV_ALLOW_ANONYMOUS")) if allow_anonymous is None else allow_anonymous
+    folder = Path(state_dir) if state_dir is not None else default_state_dir()
+    provider = detect_provider()
+    if provider not in known_providers():
+        raise ValueError(f"STEPCREW_PROVIDER names an unknown provider {provider!r}; known: "
+                         f"{', '.join(known_providers())}")
+    with LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
+        app = build_app(runtime.store, runtime, runtime,
+                        dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
+                        ApiConfig(stage="local", data_schemes=("file", "s3"), default_provider=provider))
+        saver = _Saver(runtime)
+        server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick)
+        try:
+            sys.stderr.write(banner(server.url, folder, anonymous))
+            sys.stderr.flush()
+            if on_ready is not None:
+                on_ready(server)
+            server.serve_forever(poll_interval=0.5)
+        except KeyboardInterrupt:
+            sys.stderr.write("stepcrew dev: stopping (executions still running are stopped; state is saved)\n")
+        finally:
+            server.server_close()

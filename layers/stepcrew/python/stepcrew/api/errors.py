@@ -1,0 +1,120 @@
+"""The API's error contract: every error is JSON ``{"error": {"code": ..., "message": ...}}`` with its status.
+
+Status codes (one rule for every route, also written in ``docs/openapi.json``):
+
+=====  ==============================  ==========================================================================
+400    ``malformed_json``              the body is not JSON (or not UTF-8, or bad base64, or nested too deeply)
+400    ``validation_error``            a field is missing, of the wrong type or out of range; unknown fields;
+                                       bad query parameters or headers (one status for all bad input: 400)
+400    ``unknown_crew``                ``crew`` names no packaged crew (or the crew fails validation)
+400    ``unknown_provider``            ``provider`` names no registered provider
+400    ``invalid_data_uri``            ``data`` uses a scheme this deployment does not read (AWS: ``s3://`` only)
+400    ``invalid_cursor``              a ``cursor`` that this API did not hand out to this tenant
+401    ``unauthorized``                no JWT claims on the request (no authorizer ran, or no tenant claim)
+403    ``invalid_tenant``              the tenant claim is not a valid tenant id
+404    ``run_not_found``               unknown run id, malformed run id, or a run of another tenant
+404    ``route_not_found``             no such route
+409    ``run_not_waiting``             approval for a run that is not ``WAITING_APPROVAL``
+409    ``approval_closed``             the run's approval task no longer accepts an answer (timed out/finished)
+409    ``idempotency_in_progress``     the first request with this Idempotency-Key is still being processed
+409    ``run_state_conflict``          the run changed state between reading and writing it (reload, retry)
+413    ``payload_too_large``           body over :data:`MAX_BODY_BYTES`
+415    ``unsupported_media_type``      a body that is not ``application/json``
+422    ``idempotency_key_reused``      the Idempotency-Key was used (within 24 h) with a different body
+500    ``internal_error``              an unexpected failure; the message never carries internals
+503    ``run_start_failed``            the run was recorded but its execution could not be started (it is
+                                       marked FAILED); retrying with the same Idempotency-Key starts a new run
+503    ``service_unavailable``         a dependency (Step Functions, DynamoDB) failed; safe to retry
+=====  ==============================  ==========================================================================
+
+Why 400 for validation (and not 422): one status for "the request is wrong", whatever the reason; 422 is kept
+for the one case the Idempotency-Key draft assigns it (draft-ietf-httpapi-idempotency-key-header-06, "Error
+Scenarios": reuse of a key with a different request payload -> 422; a retry while the first request is still
+being processed -> 409).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from pydantic import BaseModel, Field
+
+#: Largest request body accepted (bytes, after base64 decoding). stepcrew's own cap: a run request is at most
+#: ~12 KB of text (goal <= 10,000 characters, 32 inputs...); 64 KiB leaves room for JSON overhead while keeping the
+#: run record far below DynamoDB's 400 KB item limit. API Gateway HTTP APIs accept up to 10 MB
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html), so the cap is ours.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable error code, e.g. 'run_not_found'")
+    message: str = Field(description="one line for humans; never internals, never request bodies")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code", "message"}}`` with ``status``. ``headers`` are added to the
+    response (e.g. ``Retry-After``)."""
+
+    status: int = HTTPStatus.BAD_REQUEST
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(ApiError):
+    status, code = HTTPStatus.BAD_REQUEST, "validation_error"
+
+
+class Unauthorized(ApiError):
+    status, code = HTTPStatus.UNAUTHORIZED, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = HTTPStatus.FORBIDDEN, "invalid_tenant"
+
+
+class NotFound(ApiError):
+    status, code = HTTPStatus.NOT_FOUND, "run_not_found"
+
+
+class Conflict(ApiError):
+    status, code = HTTPStatus.CONFLICT, "run_not_waiting"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large"
+
+
+class Unprocessable(ApiError):
+    status, code = HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable"
+
+
+def error_body(code: str, message: str) -> dict:
+    """``{"error": {"code": code, "message": message}}``."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_doc(description: str) -> dict:
+    """An OpenAPI response entry whose body is :class:`ErrorResponse` (for route ``responses=``)."""
+    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}

@@ -1,0 +1,45 @@
+"""Fixtures of the API unit tests: the real resolver on a moto DynamoDB table (DynamoRunStore and Powertools'
+DynamoDB idempotency layer on the same table, as deployed), with a recording execution starter and task resumer
+instead of Step Functions. No sockets: moto runs in-process."""
+
+from __future__ import annotations
+
+import itertools
+
+import boto3
+import pytest
+from api_helpers import TABLE, Api, RecordingStarter, RecordingTasks
+from moto import mock_aws
+
+from stepcrew.api.app import ApiConfig, build_app
+from stepcrew.api.idempotency import dynamodb_persistence
+from stepcrew.store.dynamodb import DynamoRunStore
+from stepcrew.store.schema import create_table
+
+
+_TABLES = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def moto_dynamodb():
+    """moto for the whole module, one boto3 client (building a client costs ~0.1-0.2 s)."""
+    with mock_aws():
+        yield boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def aws(moto_dynamodb) -> tuple:
+    """A fresh run table for each test: (client, table name)."""
+    name = f"{TABLE}-{next(_TABLES)}"
+    create_table(moto_dynamodb, name)
+    return moto_dynamodb, name
+
+
+@pytest.fixture
+def api(aws) -> Api:
+    ddb, table = aws
+    store = DynamoRunStore(table, client=ddb)
+    starter, tasks = RecordingStarter(), RecordingTasks()
+    persistence = dynamodb_persistence(table, client=ddb)
+    app = build_app(store, starter, tasks, persistence, ApiConfig(stage="test"))
+    return Api(app=app, store=store, starter=starter, tasks=tasks, ddb=ddb, persistence=persistence, table=table)
