@@ -30,7 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Crews of LLM agents on AWS Step Functions + Lambda, runnable locally.")
 runs_app = typer.Typer(no_args_is_help=True, help="Runs kept by the local runtime (or a deployed stack with --aws).")
 app.add_typer(runs_app, name="runs")
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class BadInput(Exception):
