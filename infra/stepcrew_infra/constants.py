@@ -1,0 +1,148 @@
+"""Every fixed number and name of the stepcrew stack, with its unit and the source of its limit.
+
+Stage-dependent values (removal policy, log level, reserved concurrency, JWT issuer) live in
+:mod:`stepcrew_infra.config`; this module holds what does not change between stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from stepcrew import wiring
+from stepcrew.llm.secrets import KEY_ENV
+
+# --------------------------------------------------------------------------------------------- paths
+INFRA_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = INFRA_DIR.parent
+#: The synthesized cloud assembly (gitignored). ``CDK_OUTDIR`` (set by the CDK CLI) wins over it.
+DEFAULT_OUTDIR = INFRA_DIR / "cdk.out"
+#: Scheduled runs (validated by :class:`stepcrew_infra.schedules.ScheduleFile`).
+SCHEDULES_FILE = INFRA_DIR / "schedules.yaml"
+#: The shared package layer: ``layers/stepcrew/python/stepcrew/`` is importable as ``stepcrew`` on Lambda.
+SHARED_LAYER_DIR = REPO_ROOT / "layers" / "stepcrew"
+#: The third-party dependencies layer, built by ``layers/deps/build.py`` into ``layers/deps/python``.
+DEPS_LAYER_DIR = REPO_ROOT / "layers" / "deps"
+DEPS_LAYER_BUILT = DEPS_LAYER_DIR / "python"
+#: Stand-in for the deps layer when it has not been built (synth only; deploy workflows build it first).
+DEPS_LAYER_PLACEHOLDER = DEPS_LAYER_DIR / "placeholder"
+#: Left out of every code asset (bytecode, build metadata, local caches).
+ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/.pytest_cache", "**/tests"]
+
+# --------------------------------------------------------------------------------------------- names
+APP_NAME = "stepcrew"
+DEFAULT_STAGE = "dev"
+#: Stages whose stateful resources (table, buckets, log groups, key) are retained on stack deletion.
+PROD_STAGES = frozenset({"prod"})
+#: A stage name: lowercase, starts with a letter, at most 16 characters, so that every derived name stays below
+#: its service's limit (64 characters for Lambda function names, API_CreateFunction; 80 for state machine names,
+#: API_CreateStateMachine; 64 for schedule names, API_CreateSchedule).
+STAGE_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+
+API_FUNCTION = "api"
+TOOL_FUNCTIONS = tuple(name for name, spec in wiring.FUNCTIONS.items() if spec.tool)
+#: Role functions: every function that is neither a tool nor the HTTP API handler.
+ROLE_FUNCTIONS = tuple(name for name in wiring.FUNCTIONS if name not in TOOL_FUNCTIONS and name != API_FUNCTION)
+#: Functions invoked asynchronously (InvocationType Event). None today: Step Functions' ``lambda:invoke`` and
+#: ``lambda:invoke.waitForTaskToken`` Tasks in ``statemachines/*.asl.json`` call RequestResponse, and API Gateway
+#: calls the api function synchronously. A name added here gets an SQS dead-letter queue and a depth alarm.
+ASYNC_FUNCTIONS: frozenset[str] = frozenset()
+
+# --------------------------------------------------------------------------------------------- Lambda
+#: The latest Python runtime aws-cdk-lib 2.275 offers (cdk-nag AwsSolutions-L1 wants the latest).
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+#: "3.14": what ``pip install --python-version`` needs to fetch wheels for :data:`RUNTIME`.
+RUNTIME_PYTHON_VERSION = RUNTIME.name.removeprefix("python")
+ARCHITECTURE = lambda_.Architecture.ARM_64
+#: The pip platform tag matching :data:`ARCHITECTURE` (Lambda's Amazon Linux 2023 has glibc 2.34 >= 2.17).
+PIP_PLATFORM = "manylinux2014_aarch64"
+HANDLER = "app.handler"
+
+# --------------------------------------------------------------------------------------------- observability
+#: CloudWatch namespace of the custom metrics the functions emit with Powertools (EMF).
+METRICS_NAMESPACE = "stepcrew"
+#: Custom metrics (namespace :data:`METRICS_NAMESPACE`, Powertools' default dimension ``service``):
+#: token counts (count), cost (USD), run outcomes (count), tool errors (count).
+CUSTOM_METRICS = ("InputTokens", "OutputTokens", "CostUSD", "RunsSucceeded", "RunsFailed", "ToolErrors")
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+#: S3 server access logs of the datasets bucket are deleted after this (lifecycle expiration, days).
+ACCESS_LOG_EXPIRATION = Duration.days(365)
+PROD_LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+
+# --------------------------------------------------------------------------------------------- orchestration
+#: Upper bounds on one execution. Standard workflows may run up to one year (Step Functions quotas page); a run
+#: waits at most 24 h for approval (``TimeoutSeconds`` 86400 in run.asl.json), so 2 days covers it plus the work.
+RUN_TIMEOUT = Duration.days(2)
+#: One agent loop (a sub-task): up to 50 model turns (``Budget.max_turns_per_subtask`` le=50) of <= 300 s each.
+AGENT_TIMEOUT = Duration.hours(5)
+#: The managed rule ``.sync:2`` (``states:startExecution.sync:2``) uses to follow child executions
+#: (https://docs.aws.amazon.com/step-functions/latest/dg/stepfunctions-iam.html).
+SYNC_EVENTS_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
+#: Execution statuses that mean a run ended without the run state machine recording it itself.
+FAILED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+
+# --------------------------------------------------------------------------------------------- API
+#: Default stage throttle for every route: steady requests per second and burst (API Gateway account default is
+#: 10,000 rps / 5,000 burst per Region; stepcrew's own, far lower cap protects the model budget).
+API_THROTTLE_RATE_RPS = 20
+API_THROTTLE_BURST = 40
+#: (method, path, authorized) of every route; all go to the api function.
+API_ROUTES: tuple[tuple[str, str, bool], ...] = (
+    ("POST", "/runs", True),
+    ("GET", "/runs", True),
+    ("GET", "/runs/{id}", True),
+    ("GET", "/runs/{id}/events", True),
+    ("POST", "/runs/{id}/approval", True),
+    ("GET", "/health", False),
+)
+
+# --------------------------------------------------------------------------------------------- queues
+#: Messages stay 14 days in every DLQ (SQS maximum retention, 1,209,600 s).
+DLQ_RETENTION = Duration.days(14)
+#: Scheduler retry policy: attempts 0-185 and event age 60-86,400 s are the service's bounds
+#: (https://docs.aws.amazon.com/scheduler/latest/APIReference/API_RetryPolicy.html).
+SCHEDULE_MAX_RETRY_ATTEMPTS = 3
+SCHEDULE_MAX_EVENT_AGE_S = 3600
+#: How each DLQ's messages are replayed once the cause is fixed (also in each depth alarm's description).
+#: ``start-message-move-task`` moves messages back to the SQS queue they came from; these DLQs are fed by
+#: EventBridge Scheduler and an EventBridge rule instead, so each has its own replay:
+#: - ``schedule-dlq``: the message body is the schedule's execution input; start it again, then delete the message;
+#: - ``run-failures``: the body is the Step Functions status-change event; ``detail.executionArn`` is redriven from
+#:   its failed state (Standard workflows, within 14 days of the failure) - or the run is started again;
+#: - an async function's DLQ (``<name>-dlq``): the body is the original event; invoke the function with it again.
+REDRIVE_COMMANDS: dict[str, str] = {
+    "schedule-dlq": "aws sqs receive-message --queue-url <dlq-url> --max-number-of-messages 10; then per message: "
+                    "aws stepfunctions start-execution --state-machine-arn <RunStateMachineArn> --input '<Body>' "
+                    "&& aws sqs delete-message --queue-url <dlq-url> --receipt-handle <ReceiptHandle>",
+    "run-failures": "aws sqs receive-message --queue-url <RunFailuresQueueUrl> --max-number-of-messages 10; then per "
+                    "message: aws stepfunctions redrive-execution --execution-arn <Body.detail.executionArn> "
+                    "&& aws sqs delete-message --queue-url <RunFailuresQueueUrl> --receipt-handle <ReceiptHandle>",
+    "function": "aws sqs receive-message --queue-url <dlq-url>; then per message: aws lambda invoke --function-name "
+                "<function> --invocation-type Event --payload '<Body>' --cli-binary-format raw-in-base64-out out.json "
+                "&& aws sqs delete-message --queue-url <dlq-url> --receipt-handle <ReceiptHandle>",
+}
+#: Generic SQS-to-SQS redrive (for a DLQ behind an SQS source queue): back to where the messages came from.
+REDRIVE_COMMAND = ("aws sqs start-message-move-task --source-arn <dlq-arn> --max-number-of-messages-per-second 10")
+
+
+def redrive_command(queue_name: str) -> str:
+    """The replay command of the DLQ named ``queue_name`` (see :data:`REDRIVE_COMMANDS`)."""
+    return REDRIVE_COMMANDS.get(queue_name, REDRIVE_COMMANDS["function"] if queue_name.endswith("-dlq")
+                                else REDRIVE_COMMAND)
+
+
+# --------------------------------------------------------------------------------------------- alarms
+ALARM_PERIOD = Duration.minutes(5)
+#: Percent of run executions FAILED/TIMED_OUT/ABORTED among those started, per :data:`ALARM_PERIOD`.
+RUN_FAILURE_RATE_PERCENT = 10
+#: p95 of a run's ExecutionTime (milliseconds, Step Functions' unit) that raises the duration alarm: 30 min.
+RUN_P95_DURATION_MS = 30 * 60 * 1000
+#: Percent of a function's invocations that errored, per :data:`ALARM_PERIOD`.
+FUNCTION_ERROR_RATE_PERCENT = 5
+
+# --------------------------------------------------------------------------------------------- secrets
+#: Providers whose API keys live in Secrets Manager: provider -> env var holding the secret's name, taken from
+#: :data:`stepcrew.llm.secrets.KEY_ENV` (what the functions read), so the two cannot drift.
+PROVIDER_SECRETS: dict[str, str] = {provider: secret_var for provider, (_, secret_var) in KEY_ENV.items()}

@@ -1,0 +1,193 @@
+"""One Lambda function per :data:`stepcrew.wiring.FUNCTIONS` entry, with its own role holding only what the
+entry says it touches, and the two layers every function shares.
+
+A function's role gets:
+
+- always: write to its own log group; X-Ray segments (``Tracing.ACTIVE``; X-Ray has no resource-level
+  permissions, hence ``Resource: *``);
+- ``touches_table``: item reads/writes and queries on the run table and its GSI (no scans, no table admin);
+- ``reads_data``: ``s3:GetObject`` on the datasets bucket's objects and ``s3:ListBucket`` on the bucket (without
+  ListBucket a missing key reads as 403 instead of 404);
+- ``calls_models``: ``secretsmanager:GetSecretValue`` on the provider key secrets and Bedrock
+  ``InvokeModel``/``InvokeModelWithResponseStream`` (``converse``/``converse_stream`` are authorized by these) on
+  foundation models and this account's inference profiles;
+- nothing else: a tool that never reads the table has no DynamoDB statement at all.
+
+Environment of every function: ``STEPCREW_STAGE``, ``POWERTOOLS_SERVICE_NAME`` (``stepcrew-<name>``),
+``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_METRICS_NAMESPACE``; plus ``STEPCREW_TABLE_NAME`` (table users),
+``STEPCREW_DATA_BUCKET`` (dataset readers), ``STEPCREW_ANTHROPIC_SECRET``/``STEPCREW_OPENAI_SECRET`` (the
+secrets' ARNs, a valid SecretId; never values; model callers).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from stepcrew.store import schema
+from stepcrew.wiring import FunctionSpec
+
+from stepcrew_infra import constants as C
+from stepcrew_infra.config import StageConfig
+from stepcrew_infra.nag import acknowledge
+
+#: Item-level DynamoDB actions a table user may call (the store adapter's get/put/update/delete/query, batch and
+#: transactional writes are authorized per item action). No Scan, no table or index management.
+TABLE_ACTIONS = (
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+)
+#: Everything of ``layers/deps`` but the built ``python/`` folder stays out of the deps layer asset.
+DEPS_EXCLUDES = ["**/__pycache__", "build.py", "requirements.txt", "placeholder", "README.md"]
+BEDROCK_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+
+
+def pascal(name: str) -> str:
+    """A construct id for a function name: ``tool_query_dataset`` -> ``ToolQueryDataset``."""
+    return "".join(part.title() for part in name.split("_"))
+
+
+class DepsLayerNotBuiltWarning(UserWarning):
+    """``layers/deps/python`` is missing: the stack uses an empty placeholder layer (fine for synth and tests,
+    not for a deploy; run ``python layers/deps/build.py`` first)."""
+
+
+@dataclass
+class FunctionResources:
+    """What functions may be given: the stage settings, the layers and the resources their roles may name."""
+
+    config: StageConfig
+    layers: list[lambda_.ILayerVersion]
+    table: dynamodb.ITable
+    datasets: s3.IBucket
+    secrets: dict[str, secretsmanager.ISecret]
+    functions: dict[str, StepcrewFunction] = field(default_factory=dict)
+
+
+def build_layers(scope: Construct) -> list[lambda_.ILayerVersion]:
+    """The shared package layer (``layers/stepcrew``: ``python/stepcrew/``) and the deps layer
+    (``layers/deps/python``, or a placeholder with a :class:`DepsLayerNotBuiltWarning` when not built)."""
+    shared = lambda_.LayerVersion(
+        scope, "SharedLayer", code=lambda_.Code.from_asset(str(C.SHARED_LAYER_DIR), exclude=C.ASSET_EXCLUDES),
+        compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE],
+        description="stepcrew domain package (layers/stepcrew/python/stepcrew)")
+    deps_dir = C.DEPS_LAYER_DIR
+    deps_description = "stepcrew third-party dependencies (layers/deps/requirements.txt)"
+    if not C.DEPS_LAYER_BUILT.is_dir():
+        warnings.warn(f"{C.DEPS_LAYER_BUILT} is missing: using the empty placeholder layer {C.DEPS_LAYER_PLACEHOLDER}."
+                      " Fine for synth and tests; run `python layers/deps/build.py` before `cdk deploy`.",
+                      DepsLayerNotBuiltWarning, stacklevel=2)
+        deps_dir = C.DEPS_LAYER_PLACEHOLDER
+        deps_description = "PLACEHOLDER: layers/deps was not built at synth time"
+    deps = lambda_.LayerVersion(
+        scope, "DepsLayer", code=lambda_.Code.from_asset(str(deps_dir), exclude=DEPS_EXCLUDES),
+        compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE], description=deps_description)
+    return [shared, deps]
+
+
+class StepcrewFunction(Construct):
+    """A function of :data:`stepcrew.wiring.FUNCTIONS`: log group, least-privilege role, Lambda function.
+
+    ``environment`` adds variables (e.g. the api's state machine ARN); ``dead_letter_queue`` is set for
+    functions invoked asynchronously (:data:`constants.ASYNC_FUNCTIONS`).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, spec: FunctionSpec, resources: FunctionResources,
+                 environment: dict[str, str] | None = None, dead_letter_queue: sqs.IQueue | None = None) -> None:
+        super().__init__(scope, construct_id)
+        config = resources.config
+        self.spec = spec
+        self.log_group = logs.LogGroup(self, "Logs", retention=config.log_retention,
+                                       removal_policy=config.removal_policy)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description=f"stepcrew {config.stage} {spec.name}: only what this function touches")
+        env = {
+            "STEPCREW_STAGE": config.stage,
+            "POWERTOOLS_SERVICE_NAME": f"{C.APP_NAME}-{spec.name}",
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+            "POWERTOOLS_METRICS_NAMESPACE": C.METRICS_NAMESPACE,
+        }
+        if spec.touches_table:
+            env["STEPCREW_TABLE_NAME"] = resources.table.table_name
+        if spec.reads_data:
+            env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
+        if spec.calls_models:
+            for provider, secret in sorted(resources.secrets.items()):
+                env[C.PROVIDER_SECRETS[provider]] = secret.secret_arn
+        env.update(environment or {})
+
+        self.function = lambda_.Function(
+            self, "Function",
+            function_name=config.resource_name(spec.name),
+            description=spec.description[:256],
+            code=lambda_.Code.from_asset(str(spec.folder), exclude=C.ASSET_EXCLUDES),
+            handler=C.HANDLER, runtime=C.RUNTIME, architecture=C.ARCHITECTURE,
+            memory_size=spec.memory_mb, timeout=Duration.seconds(spec.timeout_s),
+            layers=resources.layers, role=self.role, environment=env, log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=config.reserved_concurrency.get(spec.name),
+            dead_letter_queue=dead_letter_queue,
+        )
+        self._grant(resources)
+        resources.functions[spec.name] = self
+
+    # ---------------------------------------------------------------------------------------- permissions
+    def _grant(self, resources: FunctionResources) -> None:
+        spec, stack = self.spec, Stack.of(self)
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="OwnLogGroup", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[self.log_group.log_group_arn]))
+        if spec.touches_table:
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="RunTable", actions=list(TABLE_ACTIONS),
+                resources=[resources.table.table_arn, f"{resources.table.table_arn}/index/{schema.GSI1_NAME}"]))
+        if spec.reads_data:
+            bucket = resources.datasets
+            self.role.add_to_policy(iam.PolicyStatement(sid="ReadDatasets", actions=["s3:GetObject"],
+                                                        resources=[bucket.arn_for_objects("*")]))
+            self.role.add_to_policy(iam.PolicyStatement(sid="ListDatasets", actions=["s3:ListBucket"],
+                                                        resources=[bucket.bucket_arn]))
+        if spec.calls_models:
+            secrets = [resources.secrets[p] for p in sorted(resources.secrets)]
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="ProviderKeys", actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[s.secret_arn for s in secrets]))
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="Bedrock", actions=list(BEDROCK_ACTIONS), resources=[
+                    # Cross-Region inference profiles route a request to the model in another Region of their
+                    # geography, so the foundation-model ARN is allowed in every Region.
+                    stack.format_arn(service="bedrock", region="*", account="", resource="foundation-model",
+                                     resource_name="*"),
+                    stack.format_arn(service="bedrock", resource="inference-profile", resource_name="*"),
+                ]))
+        self._acknowledge(resources)
+
+    def _acknowledge(self, resources: FunctionResources) -> None:
+        policy = self.role.node.find_child("DefaultPolicy")
+        name = self.spec.name
+        acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
+                    f"{name}: xray:PutTraceSegments/PutTelemetryRecords (Tracing.ACTIVE) support no resource-level "
+                    "permissions, so X-Ray requires Resource '*'; it is the only '*' statement of this role.")
+        stack = Stack.of(self)
+        if self.spec.reads_data:
+            bucket_id = stack.resolve(stack.get_logical_id(resources.datasets.node.default_child))
+            acknowledge(policy, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+                        f"{name}: reads any dataset object of the stack's own datasets bucket; dataset keys are "
+                        "chosen by users at run time (s3:// URI in the run request), so no fixed key list exists.")
+        if self.spec.calls_models:
+            acknowledge(policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/*]",
+                        f"{name}: the Bedrock model is chosen per run (provider/model settings), and cross-Region "
+                        "inference profiles invoke the model in other Regions; limited to InvokeModel actions.")
+            acknowledge(policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
+                                "<AWS::AccountId>:inference-profile/*]",
+                        f"{name}: inference profiles of this account and Region only; which one is used is a run "
+                        "setting, and only InvokeModel/InvokeModelWithResponseStream are allowed.")

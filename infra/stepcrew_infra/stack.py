@@ -1,0 +1,103 @@
+"""The stepcrew stack (``stepcrew-<stage>``) and the app around it.
+
+Build order follows the data flow: data -> functions (roles, tools) -> state machines -> API -> schedules ->
+monitoring. :func:`build_app` is what ``infra/app.py`` and the tests call; it adds cdk-nag's AwsSolutionsChecks as a
+validation plugin, so ``app.synth()`` raises on any finding not acknowledged (see :mod:`stepcrew_infra.nag`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_sqs as sqs
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+from stepcrew import wiring
+
+from stepcrew_infra import constants as C
+from stepcrew_infra.agents import Agents
+from stepcrew_infra.api import Api
+from stepcrew_infra.config import StageConfig
+from stepcrew_infra.data import Data
+from stepcrew_infra.functions import FunctionResources, build_layers
+from stepcrew_infra.monitoring import Monitoring
+from stepcrew_infra.orchestration import Orchestration
+from stepcrew_infra.queues import dead_letter_queue
+from stepcrew_infra.schedules import Schedules
+from stepcrew_infra.tools import Tools
+
+
+#: CDK feature flags this app relies on (set in code so `python infra/app.py`, the tests and the CDK CLI agree).
+#: serverAccessLogsUseBucketPolicy: S3 log delivery is granted by a bucket policy instead of the deprecated ACL.
+FEATURE_FLAGS: dict[str, Any] = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True}
+
+
+class StepcrewStack(cdk.Stack):
+    """Everything of one stage. Attributes: ``config``, ``data``, ``functions`` (name -> StepcrewFunction),
+    ``orchestration``, ``api``, ``schedules``, ``monitoring``, ``queues`` (DLQ name -> queue)."""
+
+    def __init__(self, scope: Construct, config: StageConfig, *, schedules_file: Path = C.SCHEDULES_FILE,
+                 **kwargs: Any) -> None:
+        super().__init__(scope, config.stack_name, description=f"stepcrew ({config.stage}): crews of LLM agents "
+                         "on Lambda + Step Functions + DynamoDB", **kwargs)
+        self.config = config
+        cdk.Tags.of(self).add("app", C.APP_NAME)
+        cdk.Tags.of(self).add("stage", config.stage)
+        self.queues: dict[str, sqs.Queue] = {}
+
+        self.data = Data(self, "Data", config=config)
+        resources = FunctionResources(config=config, layers=build_layers(self), table=self.data.table,
+                                      datasets=self.data.datasets, secrets=dict(self.data.secrets))
+        async_dlqs = {name: dead_letter_queue(self, f"AsyncDlq-{name}", name=f"{name}-dlq", config=config,
+                                              registry=self.queues, purpose=f"failed async invocations of {name}")
+                      for name in sorted(C.ASYNC_FUNCTIONS)}
+        Agents(self, "Agents", resources=resources, dead_letter_queues=async_dlqs)
+        Tools(self, "Tools", resources=resources, dead_letter_queues=async_dlqs)
+        self.orchestration = Orchestration(
+            self, "Orchestration", config=config, queues=self.queues,
+            functions={name: fn.function for name, fn in resources.functions.items()})
+        run = self.orchestration.state_machines["run"]
+        self.api = Api(self, "Api", config=config, resources=resources, run_state_machine=run)
+        self.functions = resources.functions
+        missing = sorted(wiring.FUNCTIONS.keys() - self.functions.keys())
+        if missing:
+            raise RuntimeError(f"no construct built function(s) {', '.join(missing)}")
+        self.schedules = Schedules(self, "Schedules", config=config, path=schedules_file, run_state_machine=run,
+                                   datasets=self.data.datasets, queues=self.queues)
+        self.monitoring = Monitoring(self, "Monitoring", config=config,
+                                     state_machines=self.orchestration.state_machines,
+                                     functions={n: f.function for n, f in self.functions.items()},
+                                     queues=self.queues)
+
+        for key, value, description in [
+            ("TableName", self.data.table.table_name, "DynamoDB run table"),
+            ("DatasetsBucket", self.data.datasets.bucket_name, "S3 bucket for datasets (s3:// URIs in runs)"),
+            ("RunStateMachineArn", run.state_machine_arn, "Run state machine"),
+            ("AgentStateMachineArn", self.orchestration.state_machines["agent"].state_machine_arn,
+             "Agent-loop state machine"),
+            ("AlarmTopicArn", self.monitoring.topic.topic_arn, "SNS topic of every alarm"),
+            ("RunFailuresQueueUrl", self.orchestration.run_failures.queue_url, "Runs that ended without success"),
+            *[(f"{p.title()}SecretArn", s.secret_arn, f"Secret holding the {p} API key (put the key here)")
+              for p, s in sorted(self.data.secrets.items())],
+        ]:
+            cdk.CfnOutput(self, key, value=value, description=description)
+
+
+def build_app(context: dict[str, Any] | None = None, outdir: str | Path | None = None,
+              env: dict[str, str] | None = None, nag: bool = True) -> tuple[cdk.App, StepcrewStack]:
+    """The CDK app with one :class:`StepcrewStack` for the stage from context/``env`` (see
+    :mod:`stepcrew_infra.config`), synthesizing into ``outdir`` (default ``CDK_OUTDIR`` or ``infra/cdk.out``).
+    ``nag``: add cdk-nag's AwsSolutionsChecks (synth then fails on any unacknowledged finding)."""
+    env = dict(os.environ) if env is None else env
+    outdir = outdir or env.get("CDK_OUTDIR") or C.DEFAULT_OUTDIR
+    app = cdk.App(outdir=str(outdir), context={**FEATURE_FLAGS, **(context or {})})
+    config = StageConfig.from_context(app, env=env)
+    account, region = env.get("CDK_DEFAULT_ACCOUNT"), env.get("CDK_DEFAULT_REGION")
+    stack_env = cdk.Environment(account=account, region=region) if account and region else None
+    stack = StepcrewStack(app, config, env=stack_env)
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app, stack

@@ -1,0 +1,51 @@
+"""The one mapping (stepcrew.wiring) covers the ASL files and the functions/ folders (no synth needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from stepcrew import wiring
+
+from stepcrew_infra import constants as C
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.mark.parametrize("name", sorted(wiring.STATE_MACHINES))
+def test_every_asl_placeholder_is_mapped(name):
+    text = wiring.STATE_MACHINES[name].read_text()
+    json.loads(text)
+    used = set(re.findall(r"\$\{([^}]*)\}", text))
+    assert used, f"{name}.asl.json has no placeholders at all?"
+    assert used <= wiring.SUBSTITUTIONS.keys(), sorted(used - wiring.SUBSTITUTIONS.keys())
+
+
+def test_every_mapped_target_exists():
+    for key, target in wiring.SUBSTITUTIONS.items():
+        pool = wiring.FUNCTIONS if target.kind == "function" else wiring.STATE_MACHINES
+        assert target.name in pool, key
+
+
+def test_every_mapped_key_is_used_by_some_asl():
+    used = set().union(*(wiring.placeholders(n) for n in wiring.STATE_MACHINES))
+    assert set(wiring.SUBSTITUTIONS) == used, sorted(set(wiring.SUBSTITUTIONS) - used)
+
+
+@pytest.mark.parametrize("name", sorted(wiring.FUNCTIONS))
+def test_every_function_has_its_handler_folder(name):
+    assert (wiring.FUNCTIONS[name].folder / "app.py").is_file(), f"functions/{name}/app.py is missing"
+
+
+def test_functions_split_into_roles_tools_and_api_exactly_once():
+    groups = [set(C.ROLE_FUNCTIONS), set(C.TOOL_FUNCTIONS), {C.API_FUNCTION}]
+    assert sum(len(g) for g in groups) == len(wiring.FUNCTIONS)
+    assert set().union(*groups) == set(wiring.FUNCTIONS)
+    assert C.ASYNC_FUNCTIONS <= set(wiring.FUNCTIONS)
+
+
+def test_provider_secret_env_vars_are_the_ones_the_functions_read():
+    from stepcrew.llm.secrets import KEY_ENV
+
+    assert C.PROVIDER_SECRETS == {p: secret_var for p, (_, secret_var) in KEY_ENV.items()}
