@@ -1,28 +1,36 @@
 """Lambda handler of the worker roles' agent-loop turn (stepcrew.domain.agent): AgentTurnInput in, its output model out.
 
+Emits ``ToolErrors`` (count of failed tool results handed back to the model this turn) as CloudWatch EMF in the
+namespace of ``POWERTOOLS_METRICS_NAMESPACE``; the dashboard charts it.
+
 Settings are validated and the store is built once per container (at import: a missing variable fails the cold
 start). The domain call raises on failure; the state machine's Retry/Catch match the exception's class name.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepcrew.domain.agent import agent_turn
 from stepcrew.events import AgentTurnInput
-from stepcrew.settings import load_settings
+from stepcrew.settings import MetricsSettings, load_settings
 from stepcrew.store.dynamodb import DynamoRunStore
 
-settings = load_settings()
+settings = load_settings(MetricsSettings)
 store = DynamoRunStore(settings.table_name)
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics(namespace=settings.metrics_namespace)
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     inp = AgentTurnInput.model_validate(event)
     logger.append_keys(run_id=inp.run_id, subtask_id=inp.subtask_id)
+    if failed := sum(not result.ok for result in inp.tool_results):
+        metrics.add_metric(name="ToolErrors", unit=MetricUnit.Count, value=failed)
     return agent_turn(inp, store).model_dump(mode="json")

@@ -12,10 +12,10 @@ from pydantic import TypeAdapter
 
 from stepcrew.domain.finalize import finalize
 from stepcrew.events import FinalizeInput
-from stepcrew.settings import FinalizeSettings, load_settings
+from stepcrew.settings import MetricsSettings, load_settings
 from stepcrew.store.dynamodb import DynamoRunStore
 
-settings = load_settings(FinalizeSettings)
+settings = load_settings(MetricsSettings)
 store = DynamoRunStore(settings.table_name)
 logger = Logger()
 tracer = Tracer()

@@ -35,8 +35,9 @@ class RoleSettings(BaseSettings):
     service_name: str = Field(alias="POWERTOOLS_SERVICE_NAME", min_length=1, max_length=128)
 
 
-class FinalizeSettings(RoleSettings):
-    """Settings of the finalize function, which also emits CloudWatch metrics (EMF).
+class MetricsSettings(RoleSettings):
+    """Settings of role functions that also emit CloudWatch metrics (EMF): finalize (run metrics) and agent
+    (ToolErrors).
 
     - ``POWERTOOLS_METRICS_NAMESPACE``: the CloudWatch metrics namespace, e.g. ``stepcrew``.
     """
@@ -59,4 +60,4 @@ def load_settings(cls: type[S] = RoleSettings) -> S:  # type: ignore[assignment]
         raise SettingsError(describe_validation_error(exc, prefix="invalid environment variable ")) from None
 
 
-__all__ = ["FinalizeSettings", "RoleSettings", "SettingsError", "load_settings"]
+__all__ = ["MetricsSettings", "RoleSettings", "SettingsError", "load_settings"]
