@@ -34,7 +34,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from stepcrew.store import schema
-from stepcrew.wiring import FunctionSpec
+from stepcrew.wiring import FUNCTIONS, FunctionSpec
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
@@ -191,3 +191,19 @@ class StepcrewFunction(Construct):
                                 "<AWS::AccountId>:inference-profile/*]",
                         f"{name}: inference profiles of this account and Region only; which one is used is a run "
                         "setting, and only InvokeModel/InvokeModelWithResponseStream are allowed.")
+
+
+class FunctionGroup(Construct):
+    """A group of :class:`StepcrewFunction` built from :data:`stepcrew.wiring.FUNCTIONS`, one per name in
+    ``NAMES`` (set by subclasses: one construct per concern). ``functions``: function name -> StepcrewFunction."""
+
+    NAMES: tuple[str, ...] = ()
+
+    def __init__(self, scope: Construct, construct_id: str, *, resources: FunctionResources,
+                 dead_letter_queues: dict[str, sqs.IQueue]) -> None:
+        super().__init__(scope, construct_id)
+        self.functions = {
+            name: StepcrewFunction(self, pascal(name), spec=FUNCTIONS[name], resources=resources,
+                                   dead_letter_queue=dead_letter_queues.get(name))
+            for name in self.NAMES
+        }
