@@ -1,21 +1,23 @@
 """Lambda handler of the ``write_section`` tool: ToolInvocation in, ToolResult out (stepcrew.tools.write_section).
 
 A malformed event raises pydantic's ValidationError; the agent state machine catches it into a ToolFailed result.
+
+No Powertools Tracer here, by design: this tool makes no downstream call, so the X-Ray SDK would add only its
+~0.5 s import to every cold start (bench/local_run.py); the function's active tracing (set by the stack) still
+records each invocation.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepcrew.models import ToolInvocation
 from stepcrew.tools.write_section import WriteSection
 
 logger = Logger()
-tracer = Tracer()
 TOOL = WriteSection()
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     invocation = ToolInvocation.model_validate(event)
     logger.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
