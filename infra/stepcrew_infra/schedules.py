@@ -18,6 +18,11 @@ Each schedule starts the run state machine (Scheduler's templated Step Functions
 input ``{"request": {<RunRequest fields>}, "source": "schedule"}``, through a role that may only start that
 machine and write to the schedules DLQ. Retries: :data:`constants.SCHEDULE_MAX_RETRY_ATTEMPTS` attempts within
 :data:`constants.SCHEDULE_MAX_EVENT_AGE_S` seconds; then the event goes to the ``schedule-dlq`` queue.
+
+Run id of a scheduled run: the run ASL's ``CreateScheduledRun`` takes it from ``$$.Execution.Name``. The templated
+target calls StartExecution without a name, so Step Functions names each execution with a UUID (36 characters of
+hex and dashes), a valid :data:`stepcrew.models.RunId` (at most 39). Keep the templated target: the universal
+``aws-sdk:sfn:startExecution`` target would pass its own ``Name``, which then has to be a RunId too.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -206,6 +207,16 @@ def test_api_may_start_and_resume_only_the_run_state_machine(synth):
     assert all(s["Resource"] == {"Ref": run_sm} for s in states)
     env = synth.resources[function_id(synth, C.API_FUNCTION)]["Properties"]["Environment"]["Variables"]
     assert env["STEPCREW_RUN_STATE_MACHINE_ARN"] == {"Ref": run_sm}
+    # every setting the api function requires at init is in its environment (else: SettingsError on cold start)
+    from stepcrew.api.settings import ApiSettings
+
+    required = {f.alias or n for n, f in ApiSettings.model_fields.items() if f.is_required()}
+    assert required and required <= set(env), sorted(required - set(env))
+    # the idempotency records live in the run table, which the api's role may read and write item by item
+    table = synth.logical_id(synth.stack.data.table)
+    writes = {a for st in function_statements(synth, C.API_FUNCTION) if {"Fn::GetAtt": [table, "Arn"]} in
+              as_list(st["Resource"]) for a in as_list(st["Action"])}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= writes
 
 
 # --------------------------------------------------------------------------------------------- state machines
@@ -341,6 +352,32 @@ def test_schedules_start_the_run_state_machine_with_retries_and_a_dlq(synth):
         role = target["RoleArn"]["Fn::GetAtt"][0]
         actions = {a for s in role_statements(synth, role) for a in as_list(s["Action"])}
         assert actions == {"states:StartExecution", "sqs:SendMessage"}
+
+
+def test_a_scheduled_execution_is_named_with_a_valid_run_id(synth):
+    """CreateScheduledRun (run.asl.json) takes the run id from ``$$.Execution.Name``. Each schedule uses the
+    templated Step Functions target (Arn = the state machine, Input = the execution input), which calls
+    StartExecution without a name, so Step Functions names the execution with a UUID (36 characters) - a valid
+    RunId (<= 39). The universal target (``aws-sdk:sfn:startExecution``) would let a ``Name`` in, not checked here."""
+    from pydantic import TypeAdapter
+    from stepcrew.events import CreateScheduledRun
+    from stepcrew.models import RunId
+
+    create = json.loads(wiring.STATE_MACHINES["run"].read_text())["States"]["CreateScheduledRun"]
+    assert create["Parameters"]["Payload"]["run_id.$"] == "$$.Execution.Name"
+    generated = str(uuid.uuid4())  # what Step Functions names an execution started without a name
+    assert TypeAdapter(RunId).validate_python(generated) == generated
+    run_sm = synth.logical_id(synth.stack.orchestration.state_machines["run"])
+    schedules = synth.of_type("AWS::Scheduler::Schedule")
+    assert schedules
+    for schedule in schedules.values():
+        target = schedule["Properties"]["Target"]
+        assert target["Arn"] == {"Ref": run_sm}, "not the templated target: the execution name may not be a RunId"
+        text = "".join(p if isinstance(p, str) else "stepcrew-dev-datasets" for p in target["Input"]["Fn::Join"][1])
+        body = json.loads(text)
+        assert set(body) == {"request", "source"}  # no run_id: RouteInput sends it to CreateScheduledRun
+        payload = CreateScheduledRun.model_validate({"request": body["request"], "run_id": generated})
+        assert payload.run_id == generated
 
 
 def test_every_dlq_is_encrypted_tls_only_and_alarmed(synth):

@@ -49,3 +49,21 @@ def test_provider_secret_env_vars_are_the_ones_the_functions_read():
     from stepcrew.llm.secrets import KEY_ENV
 
     assert C.PROVIDER_SECRETS == {p: secret_var for p, (_, secret_var) in KEY_ENV.items()}
+
+
+
+def test_infra_holds_no_second_mapping():
+    """The stack takes ``definition_substitutions`` from :func:`stepcrew.wiring.substitutions` only: no infra
+    module maps a substitution key itself (``"GuardFunctionArn": ...``, ``${GuardFunctionArn}``), finds the ASL
+    files by its own path, or builds a definition another way."""
+    sources = {p.name: p.read_text() for p in (C.INFRA_DIR / "stepcrew_infra").glob("*.py")}
+    sources["app.py"] = (C.INFRA_DIR / "app.py").read_text()
+    for file, text in sources.items():
+        for key in wiring.SUBSTITUTIONS:
+            assert not re.search(rf"""["']{key}["']\s*:|\$\{{{key}\}}|\b{key}\s*=""", text), \
+                f"infra/{file} maps substitution key {key} itself: use stepcrew.wiring"
+        assert not re.search(r"""["'](statemachines|[a-z]+\.asl\.json)["']""", text), f"infra/{file} finds ASL files"
+        assert "DefinitionBody.from_file" not in text and "from_chainable" not in text, file
+    orchestration = sources["orchestration.py"]
+    assert "wiring.substitutions(" in orchestration and "wiring.STATE_MACHINES[name].read_text()" in orchestration
+    assert orchestration.count("definition_substitutions=") == 1

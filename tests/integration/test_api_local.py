@@ -123,7 +123,9 @@ def test_the_real_scheduled_event_creates_and_runs_a_run(local_rt):
     s3 = local_rt.client("s3")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=key, Body=DEMO_DATASET.read_bytes())
-    name = uuid.uuid4().hex  # EventBridge Scheduler names the execution; the run id is that name
+    # EventBridge Scheduler's templated target starts the execution without a name, so Step Functions names it
+    # with a UUID (36 characters, with dashes); the run id is that name
+    name = str(uuid.uuid4())
 
     arn = local_rt.sfn.start_execution(stateMachineArn=local_rt.state_machine_arn("run"), name=name,
                                        input=json.dumps(event))["executionArn"]

@@ -86,7 +86,7 @@ def test_schedule_event_is_a_scheduled_run_input(path):
     event = load(path)
     assert set(event) == {"request", "source"} and event["source"] == "schedule"
     # what the run state machine's CreateScheduledRun task builds from it (run id = the execution name)
-    inp = CreateScheduledRun.model_validate({"request": event["request"], "run_id": "3f1c0e5a-7b2d-4c8e-9a6f"})
+    inp = CreateScheduledRun.model_validate({"request": event["request"], "run_id": "3f1c0e5a-7b2d-4c8e-9a6f-0d1e2f3a4b5c"})
     assert inp.request.tenant == "acme" and inp.request.data.startswith("s3://")
     load_crew(inp.request.crew)
     # and the state machine routes it there: only API/CLI inputs carry a run_id

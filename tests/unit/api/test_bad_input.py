@@ -69,6 +69,16 @@ BAD_POST_RUNS = {
     "unknown provider": (post_runs({"goal": SECRET, "provider": "nope"}), 400, "unknown_provider"),
     "data not a URI": (post_runs({"goal": SECRET, "data": "/etc/passwd"}), 400, "validation_error"),
     "file:// data on AWS": (post_runs({"goal": SECRET, "data": "file:///etc/passwd"}), 400, "invalid_data_uri"),
+    "s3:// without a bucket": (post_runs({"goal": SECRET, "data": "s3://"}), 400, "invalid_data_uri"),
+    "s3:// without a key": (post_runs({"goal": SECRET, "data": "s3://my-bucket"}), 400, "invalid_data_uri"),
+    "s3:// with an invalid bucket name": (post_runs({"goal": SECRET, "data": "s3://B_ad/x.csv"}), 400,
+                                          "invalid_data_uri"),
+    "s3:// dataset of an unsupported type": (post_runs({"goal": SECRET, "data": "s3://my-bucket/run.sh"}), 400,
+                                             "invalid_data_uri"),
+    "number too large for a float": (post_runs(raw_body='{"goal": "x", "budget": {"max_cost_usd": 1e400}}'), 400,
+                                     "malformed_json"),
+    "negative overflow": (post_runs(raw_body='{"goal": "x", "review": {"threshold": -1e999}}'), 400,
+                          "malformed_json"),
     "body over 64 KiB": (post_runs({"goal": SECRET + "x" * MAX_BODY_BYTES}), 413, "payload_too_large"),
     "base64 body over 64 KiB": (post_runs({"goal": SECRET + "x" * MAX_BODY_BYTES}, base64_body=True), 413,
                                 "payload_too_large"),
@@ -149,6 +159,20 @@ def test_approval_rejects_bad_bodies(api, body):
     run_id = start(api, {"goal": "x", "require_approval": True})
     api.store.update_run(run_id, {"status": RunStatus.WAITING_APPROVAL, "approval_token": "tok"})
     assert_rejected(api, http_event("POST", f"/runs/{run_id}/approval", body=body), 400, "validation_error")
+
+
+def test_approval_rejects_an_oversized_body_with_413(api):
+    run_id = start(api, {"goal": "x", "require_approval": True})
+    api.store.update_run(run_id, {"status": RunStatus.WAITING_APPROVAL, "approval_token": "tok"})
+    body = {"approved": True, "comment": "c" * MAX_BODY_BYTES}
+    assert_rejected(api, http_event("POST", f"/runs/{run_id}/approval", body=body), 413, "payload_too_large")
+
+
+def test_approval_rejects_a_number_too_large_for_a_float(api):
+    run_id = start(api, {"goal": "x", "require_approval": True})
+    api.store.update_run(run_id, {"status": RunStatus.WAITING_APPROVAL, "approval_token": "tok"})
+    assert_rejected(api, http_event("POST", f"/runs/{run_id}/approval", raw_body='{"approved": true, "x": 1e400}'),
+                    400, "malformed_json")
 
 
 def test_approval_rejects_malformed_json(api):

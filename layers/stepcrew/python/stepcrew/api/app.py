@@ -27,11 +27,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any, Protocol
+from urllib.parse import urlparse
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -143,17 +146,44 @@ class ApiConfig:
 
 
 def _json_loads(text: str) -> Any:
-    """Strict JSON: ``NaN``/``Infinity`` are rejected (not JSON, RFC 8259) and nesting too deep for the parser
-    is a decode error, not a crash. Raises json.JSONDecodeError."""
+    """Strict JSON: ``NaN``/``Infinity`` are rejected (not JSON, RFC 8259), so is a number too large for a float
+    (``1e400`` would become ``inf``), and nesting too deep for the parser is a decode error, not a crash. Raises
+    json.JSONDecodeError."""
     def reject(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {literal[:32]} is out of range")
+        return value
+
     try:
-        return json.loads(text, parse_constant=reject)
+        return json.loads(text, parse_constant=reject, parse_float=finite)
     except json.JSONDecodeError:
         raise
     except (ValueError, RecursionError) as exc:
         raise json.JSONDecodeError(str(exc) if isinstance(exc, ValueError) else "nested too deeply", text, 0) from None
+
+
+#: An S3 bucket name (3-63 of lowercase letters, digits, dots and hyphens; S3 bucket naming rules).
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_dataset_uri(uri: str) -> None:
+    """Reject at once a dataset URI the run could never read (instead of a run that fails later): an ``s3://``
+    URI needs a valid bucket name and a key, and any dataset must end in a supported suffix
+    (:data:`stepcrew.tools.datasets.SUFFIXES`). Raises BadRequest (``invalid_data_uri``); never quotes the URI."""
+    from stepcrew.tools.datasets import SUFFIXES
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        key = parsed.path.lstrip("/")
+        if not _S3_BUCKET.match(parsed.netloc) or not key:
+            raise BadRequest("an s3:// dataset URI needs a bucket and a key: s3://<bucket>/<key>.csv",
+                             code="invalid_data_uri")
+    if not parsed.path.lower().endswith(SUFFIXES):
+        raise BadRequest(f"the dataset must end in {', '.join(SUFFIXES)}", code="invalid_data_uri")
 
 
 def _loc(loc: Any) -> str:
@@ -287,6 +317,7 @@ class StepcrewApi(APIGatewayHttpResolver):
             if scheme not in self.config.data_schemes:
                 allowed = ", ".join(f"{s}://" for s in self.config.data_schemes)
                 raise BadRequest(f"data must be a {allowed} URI here", code="invalid_data_uri")
+            _check_dataset_uri(new_run.data)
         if new_run.crew not in packaged_crews():
             raise BadRequest(f"unknown crew {new_run.crew!r}; available crews: {', '.join(packaged_crews())}",
                              code="unknown_crew")
@@ -313,8 +344,6 @@ class StepcrewApi(APIGatewayHttpResolver):
 
     def get_owned_run(self, run_id: str) -> Run:
         """The caller's run, or NotFound (malformed id, unknown id, another tenant's run: all alike)."""
-        import re
-
         if not re.match(RUN_ID_PATTERN, run_id):
             raise NotFound(f"run {run_id[:64]!r} not found")
         try:

@@ -3,12 +3,14 @@
 Status codes (one rule for every route, also written in ``docs/openapi.json``):
 
 =====  ==============================  ==========================================================================
-400    ``malformed_json``              the body is not JSON (or not UTF-8, or bad base64, or nested too deeply)
+400    ``malformed_json``              the body is not JSON (or not UTF-8, or bad base64, or nested too deeply,
+                                       or holds a number too large for a float such as ``1e400``)
 400    ``validation_error``            a field is missing, of the wrong type or out of range; unknown fields;
                                        bad query parameters or headers (one status for all bad input: 400)
 400    ``unknown_crew``                ``crew`` names no packaged crew (or the crew fails validation)
 400    ``unknown_provider``            ``provider`` names no registered provider
-400    ``invalid_data_uri``            ``data`` uses a scheme this deployment does not read (AWS: ``s3://`` only)
+400    ``invalid_data_uri``            ``data`` uses a scheme this deployment does not read (AWS: ``s3://`` only),
+                                       an ``s3://`` URI without a valid bucket and a key, or an unsupported suffix
 400    ``invalid_cursor``              a ``cursor`` that this API did not hand out to this tenant
 401    ``unauthorized``                no JWT claims on the request (no authorizer ran, or no tenant claim)
 403    ``invalid_tenant``              the tenant claim is not a valid tenant id
