@@ -64,10 +64,12 @@ def _run_subtask(store: MemoryRunStore, subtask_id: str) -> int:
     return calls
 
 
-def _pipeline(goal: str = DEMO_GOAL, threshold: float = 0.8):
-    """Guard, plan, every sub-task's agent loop, draft and first review of ``goal`` on the penguins CSV."""
+def _pipeline(goal: str = DEMO_GOAL, threshold: float = 0.8, data=DEMO_DATASET):
+    """Guard, plan, every sub-task's agent loop, draft and first review of ``goal`` on ``data`` (a CSV path, or
+    None for no dataset; default the penguins CSV)."""
     store = MemoryRunStore()
-    store.create_run(Run(run_id=RUN, goal=goal, crew=load_crew("default"), data=dataset_uri(DEMO_DATASET),
+    store.create_run(Run(run_id=RUN, goal=goal, crew=load_crew("default"),
+                         data=dataset_uri(data) if data is not None else None,
                          provider="rule", status=RunStatus.QUEUED, review_config=ReviewConfig(threshold=threshold)))
     guard_run(RunRef(run_id=RUN), store)
     planned = plan_run(PlanInput(run_id=RUN), store)
@@ -288,3 +290,70 @@ def test_improve_adds_figures_for_goal_terms_the_draft_missed():
 def test_a_context_that_does_not_fit_the_purpose_is_a_bad_request():
     with pytest.raises(ModelBadRequestError, match="does not match ActContext"):
         ENGINE.request(_request("act", {"goal": "x"}))
+
+
+# ---- datasets that are not penguins, and no dataset at all
+WEATHER = """date,city,temp_c,rain_mm
+2024-01-01,Oslo,-3.5,1.2
+2024-01-02,Oslo,-1.0,0.0
+2024-01-03,Oslo,-4.5,2.4
+2024-01-01,Lisbon,14.0,0.0
+2024-01-02,Lisbon,15.5,3.0
+2024-01-03,Lisbon,13.0,6.0
+2024-01-01,Cairo,20.0,0.0
+2024-01-02,Cairo,22.5,0.0
+2024-01-03,Cairo,21.0,
+"""
+
+
+def _check_run(store, planned, reviewed):
+    Plan.model_validate(store.get_plan(RUN).model_dump()).validate_rules(known_tools(), {
+        w.name for w in load_crew("default").workers})
+    assert planned.valid and all(r.status == SubtaskStatus.SUCCEEDED for r in store.list_subtasks(RUN))
+    report = store.get_report(RUN)
+    assert REPORT_BANNER in report
+    assert 0 <= reviewed.overall <= 1
+    return report
+
+
+def test_a_weather_dataset_is_grouped_by_its_own_categorical_column(tmp_path):
+    path = tmp_path / "weather.csv"
+    path.write_text(WEATHER)
+    store, planned, calls, reviewed = _pipeline("Compare the rain by city.", data=path)
+    report = _check_run(store, planned, reviewed)
+    assert all(n >= 1 for n in calls.values())
+    (query,) = [c for m in store.get_messages(RUN, "compare") for c in m.tool_calls if c.name == "query_dataset"]
+    assert 'GROUP BY "city"' in query.arguments["sql"]
+    # means recomputed by hand: Lisbon rain (0 + 3 + 6) / 3 = 3; Oslo (1.2 + 0 + 2.4) / 3 = 1.2
+    assert "Lisbon" in report and "| 3 |" in report.replace("3.0", "3") and "1.2" in report
+    assert reviewed.overall >= 0.8
+
+
+def test_a_dataset_without_a_categorical_column_still_runs_and_reports_overall_figures(tmp_path):
+    path = tmp_path / "readings.csv"
+    path.write_text("day,reading,level\n2024-03-01,10,1.5\n2024-03-02,20,2.5\n2024-03-03,30,3.5\n")
+    store, planned, calls, reviewed = _pipeline("Summarise the readings.", data=path)
+    report = _check_run(store, planned, reviewed)
+    assert "20" in report  # the overall mean reading, (10 + 20 + 30) / 3
+    assert "3 rows" in report
+
+
+def test_a_goal_without_a_dataset_runs_end_to_end(tmp_path):
+    store, planned, calls, reviewed = _pipeline("What is 12 * 7 + 3?", data=None)
+    report = _check_run(store, planned, reviewed)
+    assert [s.id for s in store.get_plan(RUN).subtasks] == ["compute", "outline"]
+    assert "87" in report
+
+
+def test_a_date_column_is_not_a_group_and_its_parts_are_not_report_figures(tmp_path):
+    path = tmp_path / "readings.csv"
+    path.write_text("day,reading\n2024-03-01,10\n2024-03-02,20\n2024-03-03,30\n")
+    store, _, calls, reviewed = _pipeline("Summarise the readings.", data=path)
+    sql = [c.arguments["sql"] for m in store.get_messages(RUN, "compare") for c in m.tool_calls
+           if c.name == "query_dataset"]
+    assert sql and all('GROUP BY "day"' not in q for q in sql)
+    report = store.get_report(RUN)
+    assert "day (date): from 2024-03-01 to 2024-03-03" in report
+    assert calls["quantify"] >= 1  # the spread of the measures, from the profile's min and max
+    assert "30 - 10" in report and "= 20" in report
+    assert "2024" not in store.list_reviews(RUN)[0].feedback

@@ -34,3 +34,25 @@ class FakeContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:stepcrew-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000001"
+
+
+class FailOnce:
+    """Wrap a store so that the first call of ``method`` (after ``skip`` successful ones) raises, as when a Lambda
+    dies after some of its writes; every other call goes to the wrapped store."""
+
+    def __init__(self, store, method: str, skip: int = 0):
+        self._store, self._method, self._skip, self.failed = store, method, skip, False
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if name != self._method or self.failed:
+            return attr
+
+        def maybe_fail(*args, **kwargs):
+            if self._skip:
+                self._skip -= 1
+                return attr(*args, **kwargs)
+            self.failed = True
+            raise ConnectionError(f"injected failure of {name}")
+
+        return maybe_fail

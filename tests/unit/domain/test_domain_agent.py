@@ -189,3 +189,58 @@ def test_results_without_a_pending_call_are_rejected(store, setup):
     stray = ToolResult(call_id="x", name="calculator", ok=True, content={})
     with pytest.raises(SubtaskStateError, match="no tool call is pending"):
         agent_turn(_turn(results=[stray]), store)
+
+
+# ---- Step Functions retries after a partial write: the stored conversation is the ledger of the sub-task
+def _usage_calls(store):
+    return sum(1 for _, e in store.list_events(RUN_ID) if e.kind == "model_turn")
+
+
+def test_a_retry_after_the_tool_calls_were_stored_returns_them_without_a_new_model_call(store, setup):
+    from domain_helpers import FailOnce
+
+    model = setup(call_tool("describe_dataset", {}, call_id="c1"), reply("never"))
+    flaky = FailOnce(store, "update_subtask", skip=1)  # skip the RUNNING update; fail the counts update
+    with pytest.raises(ConnectionError):
+        agent_turn(_turn(), flaky)
+    out = agent_turn(_turn(), store)  # the Retry replays the first-turn event
+    assert out.stop_reason == "tool_use" and [c.call_id for c in out.tool_calls] == ["c1"]
+    assert len(model.requests) == 1 and _usage_calls(store) == 1
+    record = store.get_subtask(RUN_ID, "compare")
+    assert record.turns == 1 and record.tool_calls == 1
+    assert _kinds(store).count("tool_call") == 1
+    assert [m.role for m in store.get_messages(RUN_ID, "compare")] == ["system", "user", "assistant"]
+
+
+def test_a_retry_after_the_answer_was_stored_finishes_without_a_new_model_call(store, setup):
+    from domain_helpers import FailOnce
+
+    model = setup(reply("the answer"), reply("a second answer"))
+    flaky = FailOnce(store, "update_subtask", skip=1)  # the SUCCEEDED update fails
+    with pytest.raises(ConnectionError):
+        agent_turn(_turn(), flaky)
+    out = agent_turn(_turn(), store)
+    assert out.stop_reason == "end_turn" and out.status == SubtaskStatus.SUCCEEDED
+    assert len(model.requests) == 1 and store.get_run(RUN_ID).usage.output_tokens == 20
+    record = store.get_subtask(RUN_ID, "compare")
+    assert record.output == "the answer" and record.turns == 1
+    assert [m.role for m in store.get_messages(RUN_ID, "compare")] == ["system", "user", "assistant"]
+
+
+def test_counts_are_not_doubled_by_a_retried_later_turn(store, setup):
+    from domain_helpers import FailOnce
+
+    setup(call_tool("describe_dataset", {}, call_id="c1"), call_tool("query_dataset", {"sql": "SELECT 1"},
+                                                                     call_id="c2"), reply("done"))
+    first = agent_turn(_turn(), store)
+    results = [_ok(first.tool_calls[0], {"rows": 1})]
+    flaky = FailOnce(store, "update_subtask")
+    with pytest.raises(ConnectionError):
+        agent_turn(_turn(results=results), flaky)
+    second = agent_turn(_turn(results=results), store)
+    assert [c.call_id for c in second.tool_calls] == ["c2"]
+    record = store.get_subtask(RUN_ID, "compare")
+    assert record.turns == 2 and record.tool_calls == 2
+    agent_turn(_turn(results=[_ok(second.tool_calls[0], TABLE)]), store)
+    record = store.get_subtask(RUN_ID, "compare")
+    assert record.status == SubtaskStatus.SUCCEEDED and record.turns == 3 and record.tool_calls == 2

@@ -152,3 +152,13 @@ def test_approval_on_a_finished_run_is_refused(store, make_run):
     make_run(status=RunStatus.FAILED)
     with pytest.raises(RunNotActiveError):
         request_approval(ApprovalInput(run_id=RUN_ID, task_token="t"), store)
+
+
+def test_fail_subtask_for_an_unknown_subtask_fails_closed_with_a_clear_error(store, make_run):
+    from stepcrew.domain.errors import SubtaskStateError
+
+    make_run()
+    store.put_plan(RUN_ID, two_step_plan())
+    bad = FailSubtask(run_id=RUN_ID, subtask_id="nope", error=StepFunctionsError(Error="X", Cause="y"))
+    with pytest.raises(SubtaskStateError, match="run run1 has no sub-task 'nope'"):
+        finalize(bad, store)

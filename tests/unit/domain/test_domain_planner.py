@@ -82,3 +82,26 @@ def test_planner_exchange_is_kept_for_audit(store, make_run, use_model):
     plan_run(PlanInput(run_id=RUN_ID), store)
     roles = [m.role for m in store.get_messages(RUN_ID, "planner")]
     assert roles == ["user", "assistant"]
+
+
+def test_a_retry_after_the_reply_was_stored_reuses_it_without_a_new_model_call(store, make_run, use_model):
+    from domain_helpers import FailOnce
+
+    model = ScriptedModel([reply(plan_json(two_step_plan())), reply("{}")])
+    make_run(provider=use_model(model))
+    with pytest.raises(ConnectionError):
+        plan_run(PlanInput(run_id=RUN_ID), FailOnce(store, "put_plan"))
+    out = plan_run(PlanInput(run_id=RUN_ID), store)  # the state machine's Retry replays the event
+    assert out.valid and store.get_plan(RUN_ID) == two_step_plan()
+    assert len(model.requests) == 1 and store.get_run(RUN_ID).usage.output_tokens == 20
+    assert len(_events(store, "model_turn")) == 1
+    assert [m.role for m in store.get_messages(RUN_ID, "planner")] == ["user", "assistant"]
+
+
+def test_each_plan_attempt_gets_its_own_model_call(store, make_run, use_model):
+    model = ScriptedModel([reply("not json"), reply(plan_json(two_step_plan()))])
+    make_run(provider=use_model(model))
+    first = plan_run(PlanInput(run_id=RUN_ID), store)
+    second = plan_run(PlanInput(run_id=RUN_ID, attempt=2, previous_error=first.error), store)
+    assert not first.valid and second.valid and len(model.requests) == 2
+    assert [m.role for m in store.get_messages(RUN_ID, "planner")] == ["user", "assistant"] * 2

@@ -44,3 +44,10 @@ def test_worker_prompt_clips_long_dependency_outputs():
     prompt = act_prompt(ctx, ["calculator"])
     assert "Tools you may call: calculator." in prompt and "Expected output: a table" in prompt
     assert "[... truncated, 4000 more characters]" in prompt and len(prompt) < 7000
+
+
+def test_dates_and_times_are_not_figures_but_signed_numbers_are():
+    from stepcrew.domain.numbers import numbers_in_text
+
+    text = "On 2024-03-01 at 12:30 (see 3/4) it was -3.5 degrees, 5,076.02 g and 344 birds."
+    assert [v for _, v in numbers_in_text(text)] == [-3.5, 5076.02, 344]

@@ -132,3 +132,29 @@ def test_review_without_a_report_is_missing_input(store, finished):
     finished()
     with pytest.raises(MissingInputError, match="no report"):
         review(ReviewInput(run_id=RUN_ID), store)
+
+
+def test_a_retried_synthesis_reuses_the_stored_reply(store, finished):
+    from domain_helpers import FailOnce
+
+    model = finished(synthesize=[reply("# Report v1"), reply("# another")])
+    with pytest.raises(ConnectionError):
+        synthesize(SynthInput(run_id=RUN_ID), FailOnce(store, "put_report"))
+    out = synthesize(SynthInput(run_id=RUN_ID), store)
+    assert store.get_report(RUN_ID) == "# Report v1" and out.chars == len("# Report v1")
+    assert len(model.requests) == 1 and store.get_run(RUN_ID).usage.output_tokens == 20
+    assert len(store.get_messages(RUN_ID, "synthesizer")) == 2
+
+
+def test_a_retried_review_reuses_the_stored_reply(store, finished):
+    from domain_helpers import FailOnce
+
+    model = finished(synthesize=[reply("# Report Gentoo 5076.02")],
+                     review=[reply(_review_json(0.9, 0.9, 0.9)), reply(_review_json(0.1, 0.1, 0.1))])
+    synthesize(SynthInput(run_id=RUN_ID), store)
+    with pytest.raises(ConnectionError):
+        review(ReviewInput(run_id=RUN_ID, round=1), FailOnce(store, "put_review"))
+    out = review(ReviewInput(run_id=RUN_ID, round=1), store)
+    assert out.passed and out.overall == 0.9
+    assert len(model.requests_for("review")) == 1 and len(store.get_messages(RUN_ID, "reviewer")) == 2
+    assert sum(1 for _, e in store.list_events(RUN_ID) if e.kind == "model_turn") == 2

@@ -70,15 +70,9 @@ def split_calls(calls: list[ToolCall], allowed: list[str]) -> tuple[list[ToolCal
 
 
 def _answer_pending(inp: AgentTurnInput, last: Message, allowed: list[str]) -> Message:
-    """The ``tool`` message answering the last assistant turn: the real results merged with the refusals, in
-    call order. SubtaskStateError if ``inp.tool_results`` do not answer exactly the calls that were run."""
-    run, refused = split_calls(last.tool_calls, allowed)
-    expected = {c.call_id for c in run}
-    got = [r.call_id for r in inp.tool_results]
-    if set(got) != expected or len(got) != len(expected):
-        raise SubtaskStateError(f"sub-task {inp.subtask_id}: tool results {sorted(got)} do not answer the pending "
-                                f"tool calls {sorted(expected)}")
-    by_id = {r.call_id: r for r in [*inp.tool_results, *refused]}
+    """The ``tool`` message answering the last assistant turn: the real results (``inp.tool_results``, which
+    :func:`_answers` has matched to the calls that were run) merged with the refusals, in call order."""
+    by_id = {r.call_id: r for r in [*inp.tool_results, *split_calls(last.tool_calls, allowed)[1]]}
     return Message(role="tool", tool_results=[by_id[c.call_id] for c in last.tool_calls])
 
 
@@ -96,8 +90,13 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
     results (event ``tool_result`` each). Tool calls are counted on the sub-task (event ``tool_call`` each). The
     final answer is stored on the sub-task (SUCCEEDED, ``finished_at``, event ``subtask_finished``).
 
-    Raises MaxTurnsExceededError past ``budget.max_turns_per_subtask`` model calls, SubtaskStateError (failed
-    sub-task, results that answer nothing), RunNotActiveError, BudgetExceededError or a ModelError.
+    Retry-safe: the stored conversation is the sub-task's ledger. A replayed event whose model reply is already
+    stored (the invocation died after storing it) makes no model call and records no usage again: it returns
+    the stored tool calls or finishes with the stored answer. ``turns`` and ``tool_calls`` on the record are
+    derived from the conversation, never incremented, so a retry cannot double them.
+
+    Raises MaxTurnsExceededError past ``budget.max_turns_per_subtask`` model calls, SubtaskStateError (unknown or
+    failed sub-task, results that answer nothing), RunNotActiveError, BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
     plan = require_plan(store, inp.run_id)
@@ -114,21 +113,30 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
     allowed = allowed_tools(sub, role)
     conversation = store.get_messages(inp.run_id, sub.id)
     ctx = _context(store, run, plan, sub.id)
-    if not conversation:
+    last = conversation[-1] if conversation else None
+    if last is None:
         if record.status == SubtaskStatus.PENDING:
             record = store.update_subtask(inp.run_id, sub.id, {"status": SubtaskStatus.RUNNING,
                                                                "started_at": utcnow()})
             emit(store, inp.run_id, "subtask_started", sub.id, role=role.name)
         conversation = _record(store, inp, prompts.messages(role, prompts.act_prompt(ctx, allowed)))
-    elif conversation[-1].role == "assistant" and conversation[-1].tool_calls:
-        conversation += _record(store, inp, [_answer_pending(inp, conversation[-1], allowed)])
+    elif last.role == "assistant" and not last.tool_calls:  # replay: the answer is stored, the finish was not
+        return _finish(store, inp, run, conversation, allowed, last.content)
+    elif last.role == "assistant" and not _answers(inp, last, allowed):
+        if not _is_replay(inp, conversation):
+            raise SubtaskStateError(f"sub-task {inp.subtask_id}: tool results "
+                                    f"{sorted(r.call_id for r in inp.tool_results)} do not answer the pending "
+                                    f"tool calls {sorted(c.call_id for c in split_calls(last.tool_calls, allowed)[0])}")
+        return _hand_out(store, inp, run, record, conversation, allowed)  # replay: the calls are stored
+    elif last.role == "assistant":
+        conversation += _record(store, inp, [_answer_pending(inp, last, allowed)])
         for r in inp.tool_results:
             emit(store, inp.run_id, "tool_result", sub.id, name=r.name, ok=r.ok, call_id=r.call_id)
-    elif inp.tool_results and not _already_recorded(inp, conversation[-1]):
+    elif inp.tool_results and not _is_replay(inp, conversation):
         raise SubtaskStateError(f"sub-task {sub.id}: tool results arrived but no tool call is pending")
     # else: a retry after a failed model call: the conversation already ends with the prompt or the results.
     specs = tool_specs(allowed)
-    turns = record.turns
+    turns = _counts(conversation, allowed)[0]
     new: list[Message] = []
     for _ in range(CALLS_PER_INVOCATION):
         if turns >= run.budget.max_turns_per_subtask:
@@ -139,25 +147,49 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
         turns += 1
         to_run, refused = split_calls(response.tool_calls, allowed)
         if response.stop_reason != "tool_use" or not response.tool_calls:
-            _record(store, inp, [*new, Message(role="assistant", content=response.text)])
-            return _finish(store, inp, run, sub.id, turns, response.text)
+            conversation += _record(store, inp, [*new, Message(role="assistant", content=response.text)])
+            return _finish(store, inp, run, conversation, allowed, response.text)
         new.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
         if to_run:
             break
         new.append(Message(role="tool", tool_results=refused))  # nothing to run: tell the model, ask again
         logger.info("no runnable tool call", extra={"run_id": inp.run_id, "subtask_id": sub.id})
-    _record(store, inp, new)
-    record = store.update_subtask(inp.run_id, sub.id, {"turns": turns, "tool_calls": record.tool_calls + len(to_run)})
-    for call in to_run:
-        emit(store, inp.run_id, "tool_call", sub.id, name=call.name, call_id=call.call_id)
+    conversation += _record(store, inp, new)
+    return _hand_out(store, inp, run, record, conversation, allowed)
+
+
+def _answers(inp: AgentTurnInput, last: Message, allowed: list[str]) -> bool:
+    """True when ``inp.tool_results`` answer exactly the runnable calls of the assistant message ``last``."""
+    expected = [c.call_id for c in split_calls(last.tool_calls, allowed)[0]]
+    got = [r.call_id for r in inp.tool_results]
+    return sorted(got) == sorted(expected)
+
+
+def _is_replay(inp: AgentTurnInput, conversation: list[Message]) -> bool:
+    """True when ``inp`` is an event the conversation has already consumed: no tool results (the first turn) or
+    results already recorded in it (a Retry of the state machine after this turn's model call or writes failed)."""
+    recorded = {r.call_id for m in conversation if m.role == "tool" for r in m.tool_results}
+    return all(r.call_id in recorded for r in inp.tool_results)
+
+
+def _counts(conversation: list[Message], allowed: list[str]) -> tuple[int, int]:
+    """``(turns, tool_calls)`` of a conversation: model calls (one assistant message each) and the tool calls
+    that were handed to the state machine (allowed, within the per-turn cap)."""
+    replies = [m for m in conversation if m.role == "assistant"]
+    return len(replies), sum(len(split_calls(m.tool_calls, allowed)[0]) for m in replies)
+
+
+def _hand_out(store: RunStore, inp: AgentTurnInput, run: Run, record: SubtaskRecord, conversation: list[Message],
+              allowed: list[str]) -> AgentTurnOutput:
+    """Return the runnable calls of the conversation's last (assistant) message to the state machine; writes the
+    counts and the ``tool_call`` events unless an earlier attempt of this turn already did."""
+    to_run = split_calls(conversation[-1].tool_calls, allowed)[0]
+    turns, calls = _counts(conversation, allowed)
+    if (record.turns, record.tool_calls) != (turns, calls):
+        record = store.update_subtask(inp.run_id, inp.subtask_id, {"turns": turns, "tool_calls": calls})
+        for call in to_run:
+            emit(store, inp.run_id, "tool_call", inp.subtask_id, name=call.name, call_id=call.call_id)
     return AgentTurnOutput(**_output(inp, run, record, "tool_use", to_run))
-
-
-def _already_recorded(inp: AgentTurnInput, last: Message) -> bool:
-    """True when ``inp`` replays tool results the conversation's last message already holds (a Retry of the
-    state machine after the model call of this turn failed)."""
-    recorded = {r.call_id for r in last.tool_results}
-    return last.role == "tool" and all(r.call_id in recorded for r in inp.tool_results)
 
 
 def _record(store: RunStore, inp: AgentTurnInput, messages: list[Message]) -> list[Message]:
@@ -176,11 +208,15 @@ def _context(store: RunStore, run: Run, plan: Plan, subtask_id: str) -> ActConte
                       dependencies=deps)
 
 
-def _finish(store: RunStore, inp: AgentTurnInput, run: Run, subtask_id: str, turns: int, text: str) -> AgentTurnOutput:
+def _finish(store: RunStore, inp: AgentTurnInput, run: Run, conversation: list[Message], allowed: list[str],
+            text: str) -> AgentTurnOutput:
+    """Store the worker's answer (capped at SUBTASK_OUTPUT_MAX_CHARS) on the sub-task: SUCCEEDED."""
     output = text.strip() or "(the worker returned no text)"
     if len(output) > SUBTASK_OUTPUT_MAX_CHARS:
         output = output[:SUBTASK_OUTPUT_MAX_CHARS] + "\n[... truncated]"
-    record = store.update_subtask(inp.run_id, subtask_id, {"status": SubtaskStatus.SUCCEEDED, "output": output,
-                                                           "turns": turns, "finished_at": utcnow()})
-    emit(store, inp.run_id, "subtask_finished", subtask_id, turns=turns, tool_calls=record.tool_calls)
+    turns, calls = _counts(conversation, allowed)
+    record = store.update_subtask(inp.run_id, inp.subtask_id, {"status": SubtaskStatus.SUCCEEDED, "output": output,
+                                                               "turns": turns, "tool_calls": calls,
+                                                               "finished_at": utcnow()})
+    emit(store, inp.run_id, "subtask_finished", inp.subtask_id, turns=turns, tool_calls=record.tool_calls)
     return AgentTurnOutput(**_output(inp, run, record, "end_turn"))

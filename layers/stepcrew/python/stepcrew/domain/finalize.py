@@ -11,7 +11,7 @@ import json
 from typing import Any, Protocol
 
 from stepcrew.domain.common import ACTIVE_STATUSES, emit, logger
-from stepcrew.domain.errors import OutputRejectedError, RunNotActiveError, one_line
+from stepcrew.domain.errors import OutputRejectedError, RunNotActiveError, SubtaskStateError, one_line
 from stepcrew.events import FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
 from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
 from stepcrew.store.base import RunStateConflictError, RunStore
@@ -127,8 +127,12 @@ def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) 
 
 def fail_subtask(inp: FailSubtask, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
     """Mark the sub-task FAILED with :func:`subtask_reason` (``finished_at``, event ``subtask_failed``, metric
-    SubtasksFailed). A sub-task that already finished (SUCCEEDED or FAILED) is left as is."""
-    record = store.get_subtask(inp.run_id, inp.subtask_id)
+    SubtasksFailed). A sub-task that already finished (SUCCEEDED or FAILED) is left as is. Raises
+    SubtaskStateError for a sub-task the run does not have."""
+    try:
+        record = store.get_subtask(inp.run_id, inp.subtask_id)
+    except KeyError:
+        raise SubtaskStateError(f"run {inp.run_id} has no sub-task {inp.subtask_id!r}") from None
     if record.status in (SubtaskStatus.SUCCEEDED, SubtaskStatus.FAILED):
         return FinalizeOutput(run_id=inp.run_id, status=record.status.value, subtask_id=inp.subtask_id)
     reason = subtask_reason(inp.error)

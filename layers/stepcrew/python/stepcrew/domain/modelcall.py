@@ -4,11 +4,14 @@ Every role (planner, workers, synthesizer, reviewer) calls models through :func:
 recorded (``store.add_usage``, atomic) and a ``model_turn`` progress event is written (ids and numbers only).
 The budget is checked before the call (a run already past a cap makes no more calls) and after it (the call that
 passes a cap fails the run with :class:`~stepcrew.domain.errors.BudgetExceededError`).
+
+The one-shot roles (planner, synthesizer, reviewer) go through :func:`exchange`, which makes a Step Functions
+Retry safe: the reply stored for the same exchange is reused instead of calling (and paying for) the model again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,3 +76,38 @@ def call_model(store: RunStore, run: Run, role: AgentRole, *, purpose: Purpose, 
          tool_calls=len(response.tool_calls))
     _check(run, usage)
     return ModelCall(response=response, usage=usage)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """The reply of one exchange of a one-shot role and the run's usage after it."""
+
+    text: str
+    usage: Usage
+
+
+def exchange(store: RunStore, run: Run, role: AgentRole, *, conversation: str, index: int, purpose: Purpose,
+             messages: list[Message], context: dict[str, Any],
+             keep: Callable[[str], str] = lambda text: text) -> Exchange:
+    """Exchange ``index`` (0-based) of a one-shot role's conversation: ``messages`` is ``[system, user]``; the
+    conversation ``conversation`` stores every exchange as ``[user, assistant]`` (so exchange ``i`` sits at
+    positions ``2i`` and ``2i + 1``). Callers number exchanges: planner attempt - 1, synthesizer round (draft 0),
+    reviewer round - 1.
+
+    When the stored exchange at ``index`` has this very user prompt and a reply (a Retry of the state machine
+    after the model call succeeded but a later write failed), its reply is returned with no model call: usage,
+    the ``model_turn`` event and the messages are not recorded twice. Otherwise :func:`call_model` runs and the
+    exchange is stored with the reply as ``keep(reply)`` (e.g. capped); an empty kept reply is not stored (the
+    caller rejects it and a later call asks again). Raises what :func:`call_model` raises.
+    """
+    user = messages[-1]
+    stored = store.get_messages(run.run_id, conversation)
+    at = 2 * index
+    if (len(stored) > at + 1 and stored[at].role == "user" and stored[at].content == user.content
+            and stored[at + 1].role == "assistant"):
+        return Exchange(text=stored[at + 1].content, usage=run.usage)
+    call = call_model(store, run, role, purpose=purpose, messages=messages, context=context)
+    text = keep(call.response.text)
+    if text:
+        store.append_messages(run.run_id, conversation, [user, Message(role="assistant", content=text)])
+    return Exchange(text=text, usage=call.usage)

@@ -15,8 +15,9 @@ from typing import Any
 #: Tools whose results are prose written from other numbers (not a source of figures).
 NON_SOURCE_TOOLS = frozenset({"write_section"})
 
-# A number not glued to a word or another number: 5,076.02 | -3.5 | 344 ; not "h2", "x1", "2007-11" dates.
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
+# A number not glued to a word or another number: 5,076.02 | -3.5 | 344 ; not "h2", "x1", nor a part of a date
+# ("2007-11-05"), a time ("12:30") or a fraction ("3/4").
+_NUMBER = re.compile(r"(?<![\w.])(?<!\d[-/:])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])(?![-/:]\d)")
 
 
 def numbers_in_json(value: Any, with_lengths: bool = False) -> list[float]:
@@ -41,7 +42,8 @@ def numbers_in_json(value: Any, with_lengths: bool = False) -> list[float]:
 
 
 def numbers_in_text(text: str) -> list[tuple[str, float]]:
-    """``(as written, value)`` for every number in ``text`` (thousands separators allowed)."""
+    """``(as written, value)`` for every number in ``text`` (thousands separators allowed; the parts of dates,
+    times and fractions are not numbers)."""
     return [(m.group(0), float(m.group(0).replace(",", ""))) for m in _NUMBER.finditer(text or "")]
 
 

@@ -12,13 +12,14 @@ from stepcrew.domain import prompts
 from stepcrew.domain.common import emit, load_active_run, role_tool_errors
 from stepcrew.domain.context import PlanContext, WorkerInfo
 from stepcrew.domain.errors import describe_validation_error, one_line
-from stepcrew.domain.modelcall import call_model
+from stepcrew.domain.modelcall import exchange
 from stepcrew.events import MAX_PLAN_ATTEMPTS, PlanInput, PlanOutput
-from stepcrew.models import Message, Plan, PlanValidationError
+from stepcrew.models import Plan, PlanValidationError
 from stepcrew.store.base import RunStore
 from stepcrew.tools.registry import known_tools
 
-#: Conversation id of the planner's exchanges (kept for audit; each attempt is a fresh prompt).
+#: Conversation id of the planner's exchanges (one per attempt, each a fresh prompt; a retried attempt reuses its
+#: stored reply, see :func:`stepcrew.domain.modelcall.exchange`).
 CONVERSATION = "planner"
 
 
@@ -41,7 +42,8 @@ def plan_run(inp: PlanInput, store: RunStore) -> PlanOutput:
 
     Valid: the plan is stored (``put_plan``: one PENDING record per sub-task) and a ``plan_ready`` event lists
     ids, titles and dependencies. Invalid: a ``plan_invalid`` event; ``retry`` is true while
-    ``attempt < MAX_PLAN_ATTEMPTS`` (3). Raises RunNotActiveError, BudgetExceededError or a ModelError.
+    ``attempt < MAX_PLAN_ATTEMPTS`` (3). A replayed attempt reuses its stored reply (no second model call).
+    Raises RunNotActiveError, BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
     crew = run.crew
@@ -50,9 +52,8 @@ def plan_run(inp: PlanInput, store: RunStore) -> PlanOutput:
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
                       tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error)
     msgs = prompts.messages(crew.planner, prompts.plan_prompt(ctx))
-    call = call_model(store, run, crew.planner, purpose="plan", messages=msgs, context=ctx.model_dump())
-    reply = call.response.text
-    store.append_messages(run.run_id, CONVERSATION, [*msgs[1:], Message(role="assistant", content=reply)])
+    reply = exchange(store, run, crew.planner, conversation=CONVERSATION, index=inp.attempt - 1, purpose="plan",
+                     messages=msgs, context=ctx.model_dump()).text
     try:
         plan = parse_plan(reply, tools, {w.name for w in crew.workers})
         role_error = role_tool_errors(plan, crew)

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from stepcrew.domain import prompts
 from stepcrew.domain.common import emit, load_active_run, tool_numbers
 from stepcrew.domain.errors import MissingInputError, describe_validation_error
-from stepcrew.domain.modelcall import budget_reached, call_model
+from stepcrew.domain.modelcall import budget_reached, exchange
 from stepcrew.domain.synthesizer import report_context
 from stepcrew.events import ReviewInput, ReviewOutput
-from stepcrew.models import CriterionScores, Message, Review, Score
+from stepcrew.models import CriterionScores, Review, Score
 from stepcrew.store.base import RunStore
 
 CONVERSATION = "reviewer"
@@ -53,8 +53,8 @@ def review(inp: ReviewInput, store: RunStore) -> ReviewOutput:
     """Review round ``inp.round`` of the run's report: store it (``put_review``), emit ``review`` (scores only).
 
     ``budget_exhausted`` is true when the run's usage has reached a budget cap (no improvement round should
-    start). Raises MissingInputError (no report, unfinished sub-tasks), RunNotActiveError, BudgetExceededError or a
-    ModelError.
+    start). A replayed event reuses the reply stored for its round (no second model call). Raises
+    MissingInputError (no report, unfinished sub-tasks), RunNotActiveError, BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
     report = store.get_report(run.run_id)
@@ -64,12 +64,12 @@ def review(inp: ReviewInput, store: RunStore) -> ReviewOutput:
     ctx = ctx.model_copy(update={"report": report, "tool_numbers": tool_numbers(ctx.subtasks)})
     role = run.crew.reviewer
     msgs = prompts.messages(role, prompts.review_prompt(ctx))
-    call = call_model(store, run, role, purpose="review", messages=msgs, context=ctx.model_dump())
-    store.append_messages(run.run_id, CONVERSATION, [msgs[1], Message(role="assistant", content=call.response.text)])
-    result = parse_review(call.response.text, inp.round, run.review_config.threshold)
+    reply = exchange(store, run, role, conversation=CONVERSATION, index=inp.round - 1, purpose="review",
+                     messages=msgs, context=ctx.model_dump())
+    result = parse_review(reply.text, inp.round, run.review_config.threshold)
     store.put_review(run.run_id, result)
     s = result.scores
     emit(store, run.run_id, "review", round=inp.round, overall=result.overall, passed=result.passed,
          accuracy=s.accuracy, completeness=s.completeness, relevance=s.relevance)
     return ReviewOutput(run_id=run.run_id, round=inp.round, next_round=inp.round + 1, overall=result.overall,
-                        passed=result.passed, budget_exhausted=budget_reached(run.budget, call.usage))
+                        passed=result.passed, budget_exhausted=budget_reached(run.budget, reply.usage))

@@ -7,9 +7,9 @@ from stepcrew.domain import prompts
 from stepcrew.domain.common import emit, load_active_run, require_plan, subtask_facts
 from stepcrew.domain.context import ReportContext
 from stepcrew.domain.errors import EmptyOutputError, MissingInputError
-from stepcrew.domain.modelcall import call_model
+from stepcrew.domain.modelcall import exchange
 from stepcrew.events import SynthInput, SynthOutput
-from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Message, Run, SubtaskStatus
+from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, SubtaskStatus
 from stepcrew.store.base import RunStore
 
 CONVERSATION = "synthesizer"
@@ -37,7 +37,8 @@ def cap_report(text: str) -> str:
 def synthesize(inp: SynthInput, store: RunStore) -> SynthOutput:
     """Write (``draft``) or revise (``improve``, with the feedback of review round ``inp.round``) the report.
 
-    Stores it (``put_report``, a new version) and emits ``synthesized`` (mode, round, chars, version). Raises
+    Stores it (``put_report``, a new version) and emits ``synthesized`` (mode, round, chars, version). A replayed
+    event reuses the reply stored for its round (no second model call). Raises
     MissingInputError (no plan, unfinished sub-tasks; improve: no report or no review of that round),
     EmptyOutputError, RunNotActiveError, BudgetExceededError or a ModelError.
     """
@@ -55,11 +56,10 @@ def synthesize(inp: SynthInput, store: RunStore) -> SynthOutput:
     role = run.crew.synthesizer
     msgs = prompts.messages(role, user)
     purpose = "improve" if inp.mode == "improve" else "synthesize"
-    text = call_model(store, run, role, purpose=purpose, messages=msgs, context=ctx.model_dump()).response.text
-    if not text.strip():
+    report = exchange(store, run, role, conversation=CONVERSATION, index=inp.round, purpose=purpose, messages=msgs,
+                      context=ctx.model_dump(), keep=lambda text: cap_report(text.strip())).text
+    if not report:
         raise EmptyOutputError(f"run {run.run_id}: the synthesizer returned an empty report ({inp.mode})")
-    report = cap_report(text.strip())
-    store.append_messages(run.run_id, CONVERSATION, [msgs[1], Message(role="assistant", content=report)])
     version = store.put_report(run.run_id, report)
     emit(store, run.run_id, "synthesized", mode=inp.mode, round=inp.round, chars=len(report), version=version)
     return SynthOutput(run_id=run.run_id, mode=inp.mode, chars=len(report))

@@ -11,9 +11,10 @@ reviews as JSON text, tool calls, plain text. It reads ``request.purpose`` and t
   and quantify). Roles are the crew's workers that have the tools. Without a dataset: a calculator sub-task when
   the goal holds arithmetic, and a write_section outline.
 - ``act``: tools by rules: describe while the schema is unknown; one GROUP BY over the 2-12-valued text column
-  that best matches the goal's words, averaging the numeric columns the goal names (else the first few), with a
-  simpler query after a QueryError; calculator calls for gaps/ratios (several per turn); write_section with a
-  table of the figures. Then an end_turn text that states the figures.
+  (never a date) that best matches the goal's words, averaging the numeric columns the goal names (else the first
+  few), overall means when there is no such column, with a simpler query after a QueryError; calculator calls for
+  gaps/ratios between groups, or for each measure's spread (max - min) without groups, or for the goal's own
+  arithmetic without a dataset; write_section with a table of the figures. Then an end_turn text with the figures.
 - ``synthesize`` / ``improve``: a Markdown report that says in its first lines it came from the rule engine, a
   summary with the key figures, one section per sub-task and a method section; improve adds what the rubric
   found missing.
@@ -32,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from stepcrew.domain.common import tool_numbers
 from stepcrew.domain.context import ActContext, PlanContext, ReportContext, SubtaskFacts, ToolFact
 from stepcrew.domain.numbers import NON_SOURCE_TOOLS, fmt, matches, numbers_in_json, numbers_in_text
 from stepcrew.llm.base import Model, ModelBadRequestError, ModelRequest, ModelResponse
@@ -91,6 +93,11 @@ class Column:
     numeric: bool
     distinct: int | None
     info: dict[str, Any]
+
+    @property
+    def temporal(self) -> bool:
+        """A date, time or timestamp column (DuckDB type): never a group, shown by its range."""
+        return str(self.info.get("type", "")).upper().startswith(("DATE", "TIME", "INTERVAL"))
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,22 @@ def gap_calcs(table: GroupTable) -> list[Calc]:
     return calcs[:MAX_TOOL_CALLS_PER_TURN]
 
 
+def _literal(value: float) -> str:
+    """A number as a calculator literal: integral values without ``.0``, others at full precision."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def spread_calcs(measures: list[Column]) -> list[str]:
+    """``"max - min"`` calculator expressions for the spread of each measure (from describe_dataset's min and
+    max), when the data has no group column to compare; at most MAX_TOOL_CALLS_PER_TURN."""
+    out = []
+    for m in measures:
+        hi, lo = m.info.get("max"), m.info.get("min")
+        if _is_num(hi) and _is_num(lo) and hi != lo:
+            out.append(f"{_literal(hi)} - {_literal(lo)}")
+    return out[:MAX_TOOL_CALLS_PER_TURN]
+
+
 def _calc_values(facts: Iterable[ToolFact]) -> dict[str, float]:
     out = {}
     for f in facts:
@@ -246,7 +269,9 @@ def _profile_lines(schema: Schema) -> list[str]:
     lines = [f"The dataset {schema.dataset} has {schema.rows} rows and {len(schema.columns)} columns."]
     for c in schema.columns:
         i = c.info
-        if c.numeric:
+        if c.temporal:
+            lines.append(f"- {c.name} (date): from {i.get('min')} to {i.get('max')}, {i.get('nulls', 0)} missing.")
+        elif c.numeric:
             lines.append(f"- {c.name} (numeric): mean {fmt(i['mean'])}, median {fmt(i.get('median', i['mean']))}, "
                          f"min {fmt(i.get('min', 0))}, max {fmt(i.get('max', 0))}, {i.get('nulls', 0)} missing.")
         else:
@@ -380,7 +405,8 @@ def _choose(schema: Schema, ctx: ActContext) -> tuple[Column | None, list[Column
     strong = set(_words(f"{ctx.subtask.title} {ctx.subtask.instructions}"))
     weak = set(_words(ctx.goal))
     lo, hi = GROUP_DISTINCT
-    groups = [c for c in schema.columns if not c.numeric and c.distinct is not None and lo <= c.distinct <= hi]
+    groups = [c for c in schema.columns
+              if not (c.numeric or c.temporal) and c.distinct is not None and lo <= c.distinct <= hi]
     group = max(groups, key=lambda c: _score_column(c.name, strong, weak), default=None)
     numeric = [c for c in schema.columns if c.numeric]
     named = [c for c in numeric if _col_tokens(c.name) and _present(_col_tokens(c.name)[0], strong | weak)]
@@ -466,8 +492,12 @@ def _act(ctx: ActContext, request: ModelRequest) -> ModelResponse:
             return call(("query_dataset", {"sql": _query(group, measures, query_failures), "max_rows": 50}))
     if "calculator" in allowed and "calculator" not in tried:
         tables = _group_tables(own + deps)
-        expressions = [c.expression for c in gap_calcs(tables[0])] if tables else _arithmetic(
-            f"{ctx.goal} {ctx.subtask.instructions}")
+        if tables:
+            expressions = [c.expression for c in gap_calcs(tables[0])]
+        elif schema is not None:
+            expressions = spread_calcs(_choose(schema, ctx)[1])
+        else:
+            expressions = _arithmetic(f"{ctx.goal} {ctx.subtask.instructions}")
         if expressions:
             return call(*[("calculator", {"expression": e}) for e in expressions])
     if "write_section" in allowed and "write_section" not in tried:
@@ -505,13 +535,13 @@ class Rubric:
 
 
 def _candidates(ctx: ReportContext) -> list[float]:
-    nums = list(ctx.tool_numbers)
+    """What a report figure may match: the source tool results' numbers (the reviewer passes them as
+    ``tool_numbers``), the operands of calculator expressions and the goal's own numbers."""
+    nums = list(ctx.tool_numbers) or tool_numbers(ctx.subtasks)
     for s in ctx.subtasks:
         for t in s.tool_results:
-            if t.name not in NON_SOURCE_TOOLS:
-                nums += numbers_in_json(t.content, with_lengths=True)
-                nums += [v for _, v in numbers_in_text(str((t.content or {}).get("expression", "")))] \
-                    if isinstance(t.content, dict) else []
+            if t.name not in NON_SOURCE_TOOLS and isinstance(t.content, dict):
+                nums += [v for _, v in numbers_in_text(str(t.content.get("expression", "")))]
     nums += [v for _, v in numbers_in_text(ctx.goal)]
     return nums
 
