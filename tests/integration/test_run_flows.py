@@ -49,9 +49,10 @@ def runtime():
     registry.unregister(PROVIDER) if PROVIDER in registry.known_providers() else None
 
 
-def execute(rt: LocalRuntime, model, *, review: dict | None = None, goal: str = "Compute two numbers and sum them"):
+def execute(rt: LocalRuntime, model, *, review: dict | None = None, goal: str = "Compute two numbers and sum them",
+            budget: dict | None = None):
     registry.register(PROVIDER, lambda tier: model)
-    request = RunRequest(goal=goal, provider=PROVIDER, review=review or {})
+    request = RunRequest(goal=goal, provider=PROVIDER, review=review or {}, budget=budget or {})
     run = create_run(request, load_crew("default"), rt.store)
     run = start_run(run, rt.store, rt)
     rt.wait(run.execution_arn, timeout_s=120)
@@ -200,3 +201,26 @@ def test_several_tool_calls_in_one_turn_run_through_the_tool_map(runtime):
     values = sorted(r.content["value"] for r in results if r.ok)
     assert values == [2, 4]
     assert [r.error.type for r in results if not r.ok] in (["UnknownTool"], ["NotAllowed"])
+
+
+def test_a_run_over_its_token_budget_fails_with_the_reason(runtime):
+    # Given: each scripted reply uses 10 input + 20 output tokens; the budget allows 50 in all
+    scripted = ScriptedModel(by_purpose={
+        "plan": [reply(plan_json(subtask("only", ["calculator"])))],
+        "act": [call_tool("calculator", {"expression": "1 + 1"}), reply("2")],
+        "synthesize": [reply("# Report")], "review": [reply(review_json(0.9))]})
+    result = execute(runtime, scripted, budget={"max_tokens": 50})
+    assert result.status == RunStatus.FAILED
+    assert "BudgetExceededError" in f"{result.error.code} {result.error.message}"
+    assert result.final_output is None
+    assert result.usage.input_tokens + result.usage.output_tokens > 50  # the call that crossed it is counted
+
+
+def test_a_subtask_over_its_turn_limit_fails_the_run(runtime):
+    scripted = ScriptedModel(by_purpose={
+        "plan": [reply(plan_json(subtask("only", ["calculator"])))],
+        "act": [call_tool("calculator", {"expression": f"{i} + 1"}) for i in range(5)]})
+    result = execute(runtime, scripted, budget={"max_turns_per_subtask": 2})
+    assert result.status == RunStatus.FAILED
+    assert "MaxTurnsExceededError" in f"{result.error.code} {result.error.message}"
+    assert result.subtasks[0].status == SubtaskStatus.FAILED
