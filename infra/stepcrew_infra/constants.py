@@ -56,8 +56,8 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: "3.14": what ``pip install --python-version`` needs to fetch wheels for :data:`RUNTIME`.
 RUNTIME_PYTHON_VERSION = RUNTIME.name.removeprefix("python")
 ARCHITECTURE = lambda_.Architecture.ARM_64
-#: The pip platform tag matching :data:`ARCHITECTURE` (Lambda's Amazon Linux 2023 has glibc 2.34 >= 2.17).
-PIP_PLATFORM = "manylinux2014_aarch64"
+#: The pip platform tags matching :data:`ARCHITECTURE` (Lambda's Amazon Linux 2023 has glibc 2.34 >= 2.28).
+PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 HANDLER = "app.handler"
 
 # --------------------------------------------------------------------------------------------- observability

@@ -26,7 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TARGET = HERE / "python"
 REQUIREMENTS = HERE / "requirements.txt"
-PLATFORM = "manylinux2014_aarch64"
+#: pip matches explicit --platform tags exactly: manylinux2014 (2_17) for most wheels, 2_28 for duckdb (its only
+#: aarch64 tag). Lambda's Amazon Linux 2023 has glibc 2.34, so both run there.
+PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 #: Lambda: deployment package + layers, unzipped, at most 250 MB
 #: (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 MAX_UNZIPPED_BYTES = 262_144_000
@@ -45,7 +47,8 @@ def runtime_python_version() -> str:
 def pip_command(python_version: str, target: Path = TARGET, requirements: Path = REQUIREMENTS,
                 python: str = sys.executable) -> list[str]:
     """The pip command line that fills ``target`` with wheels for Lambda ``python_version`` on ARM64."""
-    return [python, "-m", "pip", "install", "--platform", PLATFORM, "--only-binary=:all:", "--implementation", "cp",
+    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    return [python, "-m", "pip", "install", *platforms, "--only-binary=:all:", "--implementation", "cp",
             "--python-version", python_version, "--target", str(target), "--requirement", str(requirements),
             "--no-compile", "--disable-pip-version-check", "--quiet"]
 

@@ -60,7 +60,8 @@ def test_deps_layer_build_command_targets_the_lambda_platform():
         sys.path.pop(0)
     command = build.pip_command(C.RUNTIME_PYTHON_VERSION)
     assert command[1:4] == ["-m", "pip", "install"]
-    assert command[command.index("--platform") + 1] == C.PIP_PLATFORM == build.PLATFORM
+    platforms = tuple(command[i + 1] for i, arg in enumerate(command) if arg == "--platform")
+    assert platforms == C.PIP_PLATFORMS == build.PLATFORMS
     assert command[command.index("--python-version") + 1] == C.RUNTIME_PYTHON_VERSION == "3.14"
     assert "--only-binary=:all:" in command
     assert command[command.index("--target") + 1] == str(REPO / "layers" / "deps" / "python")
