@@ -10,7 +10,7 @@ records each invocation.
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stepcrew.models import ToolInvocation
+from stepcrew.tools.base import invoke_event
 from stepcrew.tools.calculator import Calculator
 
 logger = Logger()
@@ -19,7 +19,4 @@ TOOL = Calculator()
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    invocation = ToolInvocation.model_validate(event)
-    logger.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
-                       call_id=invocation.call.call_id)
-    return TOOL.invoke(invocation).model_dump(mode="json")
+    return invoke_event(TOOL, event, logger)

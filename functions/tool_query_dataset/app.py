@@ -6,7 +6,7 @@ A malformed event raises pydantic's ValidationError; the agent state machine cat
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stepcrew.models import ToolInvocation
+from stepcrew.tools.base import invoke_event
 from stepcrew.tools.dataset import QueryDataset
 
 logger = Logger()
@@ -17,7 +17,4 @@ TOOL = QueryDataset()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    invocation = ToolInvocation.model_validate(event)
-    logger.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
-                       call_id=invocation.call.call_id)
-    return TOOL.invoke(invocation).model_dump(mode="json")
+    return invoke_event(TOOL, event, logger)

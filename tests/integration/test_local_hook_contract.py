@@ -428,6 +428,43 @@ def test_local_state_save_merges_partitions_of_another_process(tmp_path):
         assert _keys(rt.client("dynamodb"), rt.table_name) == {("RUN#b", "META"), ("RUN#c", "META")}
 
 
+def test_a_run_cut_off_by_the_runtimes_exit_is_saved_failed_with_the_reason(tmp_path, monkeypatch):
+    # Given a run whose first Task (the guard) is still running when the runtime exits (as on Ctrl-C)
+    from stepcrew.local import runtime as runtime_module
+    from stepcrew.models import AgentRole, Crew, Run, RunStatus
+
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_guard(event, context):
+        started.set()
+        release.wait(30)
+        return {}
+
+    real_active = hook.active_invocations
+
+    def active_invocations():  # the exit path has stopped the executions: let the stuck handler return
+        release.set()
+        return real_active()
+
+    monkeypatch.setattr(hook, "active_invocations", active_invocations)
+    role = AgentRole(name="r", role="r", goal="g")
+    run = Run(run_id="cut-off-run", tenant="local", goal="g",
+              crew=Crew(name="c", planner=role, workers=[role], reviewer=role, synthesizer=role))
+    with LocalRuntime(state_dir=tmp_path, fast_waits=True) as rt:
+        rt.register_handler("guard", stuck_guard)
+        rt.store.create_run(run)
+        rt.start_run(run.run_id)
+        assert started.wait(30)
+    # When the saved table is read by another runtime
+    with LocalRuntime(state_dir=tmp_path, read_only=True) as rt:
+        saved = rt.store.get_run(run.run_id)
+        events = [e.kind for _, e in rt.store.list_events(run.run_id)]
+    # Then the run is FAILED with a clear reason, not RUNNING/QUEUED forever
+    assert saved.status == RunStatus.FAILED
+    assert saved.error.code == runtime_module.CUT_OFF_CODE and "exited before the run finished" in saved.error.message
+    assert saved.finished_at is not None and events[-1] == "run_failed"
+
+
 def test_read_only_runtime_saves_nothing(tmp_path):
     with LocalRuntime(state_dir=tmp_path, read_only=True) as rt:
         _put(rt.client("dynamodb"), rt.table_name, "RUN#x", "META")

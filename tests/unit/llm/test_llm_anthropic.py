@@ -40,6 +40,17 @@ def test_text_reply_maps_text_usage_and_cost(allow_requests, fake_http, basic_re
     assert resp.model == "claude-sonnet-4-5"
 
 
+def test_cost_uses_the_price_of_the_model_that_answered(allow_requests, fake_http, basic_request):
+    # Given an adapter bound to sonnet 4.5 whose answer says haiku 3 served it
+    payload = anthropic_text(input_tokens=1_000_000, output_tokens=1_000_000)
+    payload["model"] = "claude-3-haiku-20240307"
+    fake_http.add(200, payload)
+    # When it is called
+    resp = _model(fake_http).request(basic_request)
+    # Then the cost is haiku 3's ($0.25 in / $1.25 out per 1M), not sonnet's
+    assert resp.usage.cost_usd == pytest.approx(0.25 + 1.25)
+
+
 def test_request_body_has_separate_system_tools_and_settings(allow_requests, fake_http, basic_request):
     fake_http.add(200, anthropic_text())
     _model(fake_http).request(basic_request)

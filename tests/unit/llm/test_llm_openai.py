@@ -38,6 +38,20 @@ def test_text_reply_maps_text_usage_and_cost(allow_requests, fake_http, basic_re
     assert resp.model == "gpt-4o"
 
 
+def test_cost_uses_the_price_of_the_model_that_answered(allow_requests, fake_http, basic_request):
+    # Given an adapter bound to gpt-4o behind a router that served gpt-4o-mini
+    payload = openai_text(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    payload["model"] = "gpt-4o-mini-2024-07-18"
+    fake_http.add(200, payload)
+    # When it is called
+    resp = _model(fake_http).request(basic_request)
+    # Then the cost is gpt-4o-mini's ($0.15 in / $0.60 out per 1M), and an unpriced answer id falls back
+    assert resp.usage.cost_usd == pytest.approx(0.15 + 0.60)
+    payload["model"] = "some-unlisted-snapshot"
+    fake_http.add(200, payload)
+    assert _model(fake_http).request(basic_request).usage.cost_usd == pytest.approx(2.50 + 10.00)
+
+
 def test_request_body_has_function_tools_and_system_first(allow_requests, fake_http, basic_request):
     fake_http.add(200, openai_text())
     _model(fake_http).request(basic_request)

@@ -291,6 +291,42 @@ def test_update_unknown_subtask(store):
         store.update_subtask("r1", "a", {"run_id": "other"})
 
 
+def test_update_subtask_expected_ok_and_conflict(store):
+    # Given a RUNNING sub-task
+    store.create_run(make_run())
+    store.put_plan("r1", make_plan("a"))
+    store.update_subtask("r1", "a", {"status": "RUNNING"}, expected=[SubtaskStatus.PENDING])
+    # When a transition expects another status, Then it conflicts and nothing changes
+    with pytest.raises(RunStateConflictError, match="RUNNING"):
+        store.update_subtask("r1", "a", {"status": "FAILED", "output": "x"}, expected=[SubtaskStatus.PENDING])
+    with pytest.raises(RunStateConflictError):
+        store.update_subtask("r1", "a", {}, expected=[SubtaskStatus.SUCCEEDED])
+    with pytest.raises(RunStateConflictError):
+        store.update_subtask("r1", "a", {"turns": 1}, expected=[])
+    assert (store.get_subtask("r1", "a").status, store.get_subtask("r1", "a").output) == ("RUNNING", None)
+    # and the expected one goes through; an unknown sub-task is still a KeyError
+    rec = store.update_subtask("r1", "a", {"status": "SUCCEEDED"}, expected=["RUNNING"])
+    assert rec.status == SubtaskStatus.SUCCEEDED
+    with pytest.raises(KeyError):
+        store.update_subtask("r1", "zz", {"status": "RUNNING"}, expected=[SubtaskStatus.PENDING])
+
+
+def test_only_one_of_concurrent_subtask_transitions_wins(store):
+    store.create_run(make_run())
+    store.put_plan("r1", make_plan("a"))
+
+    def finish(status: str) -> bool:
+        try:
+            store.update_subtask("r1", "a", {"status": status}, expected=[SubtaskStatus.PENDING])
+            return True
+        except RunStateConflictError:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        wins = list(pool.map(finish, ["SUCCEEDED", "FAILED"] * 4))
+    assert wins.count(True) == 1
+
+
 # ------------------------------------------------------------------------------------------------ conversations
 def test_messages_in_order_per_conversation(store):
     first = [Message(role="system", content="be brief"), Message(role="user", content="go")]
@@ -354,6 +390,24 @@ def test_events_after_cursor(store):
     assert [e.data["i"] for _, e in store.list_events("r1", after=listed[1][0], limit=2)] == [2, 3]
     assert store.list_events("r1", after=listed[-1][0]) == []
     assert store.list_events("r2") == []
+
+
+def test_a_conversation_larger_than_one_dynamodb_page_is_read_whole(store):
+    # Given a conversation of ~1.5 MB (a DynamoDB Query page holds at most 1 MB)
+    messages = [Message(role="user", content=f"{i}:" + "x" * (300 * 1024)) for i in range(5)]
+    for message in messages:
+        store.append_messages("r1", "a", [message])
+    # When it is read back, Then every message comes back, in order
+    assert [m.content[:2] for m in store.get_messages("r1", "a")] == [f"{i}:" for i in range(5)]
+
+
+def test_events_larger_than_one_dynamodb_page_are_listed_whole(store):
+    # Given ~1.2 MB of events (each ~100 KB of numbers in data)
+    cursors = [store.add_event(ProgressEvent(run_id="r1", kind="tool_call", at=T0 + timedelta(seconds=i),
+                                             data={"n": i, "pad": "y" * (100 * 1024)})) for i in range(12)]
+    # When listed from the start and after a cursor, Then nothing is lost at the page boundary
+    assert [c for c, _ in store.list_events("r1")] == cursors
+    assert [e.data["n"] for _, e in store.list_events("r1", after=cursors[2], limit=5)] == [3, 4, 5, 6, 7]
 
 
 def test_events_with_same_timestamp_are_unique(store):

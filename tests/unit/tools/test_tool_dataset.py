@@ -223,6 +223,43 @@ def test_sql_cannot_reach_other_files(make_invocation, penguins_uri, sql):
     assert result.error.message.startswith("Permission Error:")
 
 
+def test_sql_cannot_read_duckdbs_temporary_folder(make_invocation, penguins_uri, tmp_path, monkeypatch):
+    # Given a file in <cwd>/.tmp, the folder DuckDB would keep readable as its spill folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "secret.txt").write_text("do not read me")
+    # When the model tries to read it
+    result = _query(make_invocation, penguins_uri, "SELECT content FROM read_text('.tmp/secret.txt')")
+    # Then it is refused like any other file
+    assert result.error.type == "QueryError"
+    assert result.error.message.startswith("Permission Error:")
+    settings = _query(make_invocation, penguins_uri, "SELECT current_setting('allowed_directories')")
+    assert settings.content["rows"] == [[[]]]
+
+
+def test_duckdb_memory_is_capped(make_invocation, penguins_uri, monkeypatch):
+    # Given a Lambda-like environment with 1024 MiB of function memory
+    monkeypatch.delenv("STEPCREW_DUCKDB_MEMORY_MB", raising=False)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+    # When the model asks DuckDB for its memory limit
+    result = _query(make_invocation, penguins_uri, "SELECT current_setting('memory_limit')")
+    # Then it is 60% of the function's memory, not DuckDB's default of 80% of the host's RAM
+    assert result.content["rows"] == [["614.0 MiB"]]
+
+
+def test_a_query_needing_too_much_memory_is_a_typed_limit_error(make_invocation, penguins_uri, monkeypatch):
+    # Given a 64 MiB memory cap
+    monkeypatch.setenv("STEPCREW_DUCKDB_MEMORY_MB", "64")
+    # When a query builds a ~1 GB value
+    sql = "SELECT length(string_agg(repeat('x', 1000000), '')) FROM range(1000)"
+    result = _query(make_invocation, penguins_uri, sql)
+    # Then it fails with a typed, one-line limit error
+    assert result.error.type == "LimitExceeded"
+    assert "64 MiB memory limit" in result.error.message
+    # and the dataset still answers afterwards
+    assert _query(make_invocation, penguins_uri, "SELECT count(*) FROM data").content["rows"] == [[344]]
+
+
 @pytest.mark.parametrize(("sql", "start"), [
     ("SELEC species FROM data", "Parser Error:"),
     ("SELECT weight FROM data", "Binder Error:"),

@@ -58,7 +58,9 @@ def merge_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[
 
 
 def cost(input_tokens: int, output_tokens: int, *model_ids: str | None) -> float:
-    """Cost from the first of ``model_ids`` that is priced (the id we asked for, then the id that answered)."""
+    """Cost in USD of one response from :mod:`stepcrew.llm.pricing`, priced as the first of ``model_ids`` found in
+    the table. Pass the id the provider reports as having answered first (the model actually used: an alias or a
+    router may serve another model than the one asked for), then the id asked for; 0.0 if none is priced."""
     for mid in model_ids:
         if mid and pricing.is_priced(mid):
             return pricing.cost_usd(mid, input_tokens, output_tokens)

@@ -34,8 +34,9 @@ _TRUNCATED = {"max_tokens", "model_context_window_exceeded"}
 class AnthropicModel(Model):
     """Claude through the Anthropic Messages API.
 
-    ``model``: an Anthropic model id (``claude-sonnet-4-5``); it is what is sent, what ``ModelResponse.model``
-    reports and what is priced (``request.settings.model`` is not sent: an adapter is bound to one model).
+    ``model``: an Anthropic model id (``claude-sonnet-4-5``); it is what is sent and what ``ModelResponse.model``
+    reports (``request.settings.model`` is not sent: an adapter is bound to one model). The cost is priced as the
+    model the answer names (the one actually used), falling back to ``model`` if that id is not in the table.
     ``api_key``: None -> :func:`stepcrew.llm.secrets.resolve_api_key` at the first request. ``client``: an
     ``anthropic.Anthropic`` to use as is (tests inject one with a mock HTTP transport). ``base_url``: a proxy or
     gateway; None -> the SDK default. ``request.settings.timeout_s`` is the per-request timeout in seconds.
@@ -110,7 +111,7 @@ class AnthropicModel(Model):
         return ModelResponse(
             text="".join(texts), tool_calls=calls, stop_reason=stop, model=self.model,
             usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
-                                cost_usd=_convert.cost(input_tokens, output_tokens, self.model, message.model)))
+                                cost_usd=_convert.cost(input_tokens, output_tokens, message.model, self.model)))
 
 
 def to_anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:

@@ -70,7 +70,8 @@ class ModelResponse(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     stop_reason: StopReason
     usage: ResponseUsage = Field(default_factory=ResponseUsage)
-    model: str = Field(description="model id that answered, as used for pricing")
+    model: str = Field(description="model id the adapter sent (usage is recorded under it); cost_usd is priced "
+                                   "as the model the provider says answered, when it reports one")
 
 
 class ModelError(Exception):

@@ -37,8 +37,8 @@ COMPAT_PLACEHOLDER_KEY = "not-needed"
 class OpenAIModel(Model):
     """A model behind the OpenAI Chat Completions API.
 
-    ``model``: the model id sent (``gpt-4o``; ``llama3.1`` on Ollama); also ``ModelResponse.model`` and the
-    pricing key (unknown ids cost 0). ``base_url``: an OpenAI-compatible server (e.g.
+    ``model``: the model id sent (``gpt-4o``; ``llama3.1`` on Ollama); also ``ModelResponse.model``. The cost is
+    priced as the model the completion names (the one actually used), else ``model`` (unknown ids cost 0). ``base_url``: an OpenAI-compatible server (e.g.
     ``http://localhost:11434/v1``); None -> env ``OPENAI_BASE_URL``, else api.openai.com. ``api_key``: None ->
     :func:`stepcrew.llm.secrets.resolve_api_key` at the first request; with a custom base URL and no key
     configured, :data:`COMPAT_PLACEHOLDER_KEY` is sent. ``client``: an ``openai.OpenAI`` to use as is.
@@ -125,8 +125,8 @@ class OpenAIModel(Model):
         return ModelResponse(
             text=msg.content or "", tool_calls=calls, stop_reason=stop, model=self.model,
             usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
-                                cost_usd=_convert.cost(input_tokens, output_tokens, self.model,
-                                                       getattr(completion, "model", None))))
+                                cost_usd=_convert.cost(input_tokens, output_tokens,
+                                                       getattr(completion, "model", None), self.model)))
 
 
 def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:

@@ -13,8 +13,10 @@ Usage::
         arn = rt.start_run(run.run_id)
         rt.wait(arn)  # "SUCCEEDED"
 
-Executions run in background threads; on exit, still-running executions are stopped and the runtime waits (up to
-:data:`DRAIN_S`) for handlers in flight before moto is stopped.
+Executions run in background threads; on exit (normal, an exception, or Ctrl-C in ``stepcrew run``), still-running
+executions are stopped, the runtime waits (up to :data:`DRAIN_S`) for handlers in flight, and every run whose
+execution was cut off is marked FAILED with code :data:`CUT_OFF_CODE` before the table is saved: an emulated
+execution cannot outlive its process, so a saved run must never stay RUNNING forever.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ LOG = logging.getLogger(__name__)
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 DRAIN_S = 10.0  # longest wait on exit for handlers still running
+#: RunError code of a run whose execution was still going when the runtime exited.
+CUT_OFF_CODE = "LocalRuntimeExited"
+CUT_OFF_MESSAGE = ("the local runtime exited before the run finished (interrupted, timed out or the process ended); "
+                   "an emulated execution cannot resume in another process: start the run again")
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing"}
 
@@ -56,7 +62,8 @@ class LocalRuntime:
     - ``fast_waits``: cap ASL Retry intervals and Wait states at :data:`stepcrew.local.hook.FAST_WAIT_S`; None
       reads ``STEPCREW_FAST_WAITS`` (``1`` on). Without it, waits last as long as on AWS.
     - ``state_dir``: folder of the saved table (:class:`stepcrew.local.state.LocalState`): restored on enter,
-      saved (merged by run partition) on exit and by :meth:`save`. None: nothing is kept.
+      saved (merged by run partition) on exit and by :meth:`save`. None: nothing is kept. On exit, runs whose
+      execution is still going are marked FAILED (:data:`CUT_OFF_CODE`) before the save.
     - ``table_name``: the emulated DynamoDB table (``STEPCREW_TABLE_NAME`` of the handlers).
     - ``extra_env``: more environment variables for the handlers (restored on exit).
     - ``read_only``: only the table (restored from ``state_dir``), no functions, state machines or hook, and
@@ -144,7 +151,7 @@ class LocalRuntime:
         try:
             if self._mock is not None:
                 try:
-                    self._stop_executions()
+                    self._fail_cut_off_runs(self._stop_executions())
                 finally:
                     if save and self._state is not None:
                         self.save()
@@ -168,21 +175,47 @@ class LocalRuntime:
             self._store = None
             LocalRuntime._active = False
 
-    def _stop_executions(self) -> None:
+    def _stop_executions(self) -> list[str]:
         """Stop executions still running (ours and any a test created), then let handlers in flight finish, so
-        none of them calls AWS after moto is stopped."""
+        none of them calls AWS after moto is stopped. Returns the names (= run ids) of the stopped executions of
+        the run state machine."""
         if self.read_only:
-            return
-        sfn = self.sfn
+            return []
+        sfn, run_machine, cut_off = self.sfn, self._state_machine_arns.get("run"), []
         for page in sfn.get_paginator("list_state_machines").paginate():
             for machine in page["stateMachines"]:
-                running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
-                for execution in running["executions"]:
+                pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine["stateMachineArn"],
+                                                                      statusFilter="RUNNING")
+                for execution in (e for p in pages for e in p["executions"]):
                     LOG.info("stopping execution %s", execution["executionArn"])
                     sfn.stop_execution(executionArn=execution["executionArn"])
+                    if machine["stateMachineArn"] == run_machine:
+                        cut_off.append(execution["name"])
         deadline = time.monotonic() + DRAIN_S
         while hook.active_invocations() and time.monotonic() < deadline:
             time.sleep(0.01)
+        return cut_off
+
+    def _fail_cut_off_runs(self, run_ids: list[str]) -> None:
+        """Mark each still-active run of ``run_ids`` FAILED (:data:`CUT_OFF_CODE`, ``finished_at``, event
+        ``run_failed``). Conditional on a non-terminal status, so a run a handler finished meanwhile is kept;
+        an execution whose name is no run id is skipped."""
+        from stepcrew.models import ProgressEvent, RunError, RunStatus, utcnow
+        from stepcrew.store.base import RunNotFoundError, RunStateConflictError, StoreError
+
+        active = [status for status in RunStatus if not status.terminal]
+        for run_id in run_ids:
+            try:
+                self.store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(),
+                                               "error": RunError(code=CUT_OFF_CODE, message=CUT_OFF_MESSAGE)},
+                                      expected=active)
+                self.store.add_event(ProgressEvent(run_id=run_id, kind="run_failed", data={"code": CUT_OFF_CODE}))
+            except (RunNotFoundError, RunStateConflictError, ValueError):
+                continue  # finished meanwhile, or not a run
+            except StoreError as exc:  # never let the exit path hide the original error or skip the save
+                LOG.error("could not mark cut-off run %s FAILED: %s", run_id, exc)
+                continue
+            LOG.warning("run %s was cut off by the runtime's exit: marked FAILED", run_id)
 
     # ------------------------------------------------------------------------------------------ resources
 

@@ -14,7 +14,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
-from stepcrew.models import Message, Plan, ProgressEvent, Review, Run, RunStatus, SubtaskRecord, Usage
+from stepcrew.models import (
+    Message,
+    Plan,
+    ProgressEvent,
+    Review,
+    Run,
+    RunStatus,
+    SubtaskRecord,
+    SubtaskStatus,
+    Usage,
+)
 
 
 class StoreError(Exception):
@@ -80,9 +90,12 @@ class RunStore(ABC):
         """In plan order."""
 
     @abstractmethod
-    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any]) -> SubtaskRecord:
+    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any],
+                       expected: Iterable[SubtaskStatus] | None = None) -> SubtaskRecord:
         """Set fields of a sub-task record (``status``, ``turns``, ``tool_calls``, ``output``, ``error``,
-        ``started_at``, ``finished_at``). Raises KeyError if unknown."""
+        ``started_at``, ``finished_at``). Raises KeyError if unknown. With ``expected``, the write only happens
+        if the sub-task's current status is one of them, else RunStateConflictError (pass it for every status
+        change, e.g. RUNNING -> SUCCEEDED only from RUNNING)."""
 
     # ---- conversations (claim-check: never in state)
     @abstractmethod

@@ -3,8 +3,7 @@
 Consistency and atomicity (what DynamoDB guarantees per request, DynamoDB developer guide):
 
 - Every state change is one conditional request: ``create_run`` (``attribute_not_exists(PK)``), ``update_run``
-  (``attribute_exists(PK)`` and, with ``expected``, ``#status IN (...)``), ``update_subtask``
-  (``attribute_exists(PK)``).
+  and ``update_subtask`` (``attribute_exists(PK)`` and, with ``expected``, ``#status IN (...)``).
 - Counters use ``ADD`` (atomic on one item): the usage totals on META, each ``USAGE#<model>`` item, the report
   version and each conversation's ``MSGSEQ#`` counter. ``append_messages`` reserves its sequence numbers with
   one ``ADD`` and then writes each message with ``attribute_not_exists``, so concurrent appends, even to the same
@@ -37,7 +36,18 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from stepcrew.models import Message, ModelUsage, Plan, ProgressEvent, Review, Run, RunStatus, SubtaskRecord, Usage
+from stepcrew.models import (
+    Message,
+    ModelUsage,
+    Plan,
+    ProgressEvent,
+    Review,
+    Run,
+    RunStatus,
+    SubtaskRecord,
+    SubtaskStatus,
+    Usage,
+)
 from stepcrew.store import schema as s
 from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
@@ -266,23 +276,39 @@ class DynamoRunStore(RunStore):
         items = sorted(self._query_prefix(run_id, s.TASK_PREFIX), key=lambda item: item["position"])
         return [s.subtask_from_item(item) for item in items]
 
-    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any]) -> SubtaskRecord:
-        """One conditional UpdateItem (SET). KeyError if unknown; ValueError for other fields or bad values;
-        StoreError if the record would exceed 400 KB."""
+    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any],
+                       expected: Iterable[SubtaskStatus] | None = None) -> SubtaskRecord:
+        """One conditional UpdateItem (SET; ``attribute_exists(PK)`` and, with ``expected``,
+        ``#status IN (...)``). KeyError if unknown; RunStateConflictError if the status is not in ``expected``;
+        ValueError for other fields or bad values; StoreError if the record would exceed 400 KB."""
         _, values = s.validate_changes(SubtaskRecord, changes, s.SUBTASK_CHANGEABLE_FIELDS)
-        if not values:
-            return self.get_subtask(run_id, subtask_id)
+        statuses = None if expected is None else [SubtaskStatus(x) for x in expected]
+        if not values or statuses == []:  # nothing is written: a read answers (and checks the status)
+            record = self.get_subtask(run_id, subtask_id)
+            if statuses is not None and record.status not in statuses:
+                raise RunStateConflictError(f"sub-task {subtask_id} of run {run_id} is {record.status.value}, "
+                                            f"expected one of {', '.join(st.value for st in statuses)}")
+            return record
         key = self._key(s.run_pk(run_id), s.task_sk(subtask_id))
         s.check_item_size({s.PK: s.run_pk(run_id), s.SK: s.task_sk(subtask_id), **values})
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        attr_values = {f":v{i}": self._ser.serialize(v) for i, v in enumerate(values.values())}
+        condition = "attribute_exists(PK)"
+        if statuses is not None:
+            names["#status"] = "status"
+            attr_values.update({f":s{i}": {"S": st.value} for i, st in enumerate(statuses)})
+            condition += " AND #status IN (" + ", ".join(f":s{i}" for i in range(len(statuses))) + ")"
+        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
         try:
-            resp = self._call("update_item", Key=key, ConditionExpression="attribute_exists(PK)",
-                              UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
-                              ExpressionAttributeNames={f"#f{i}": name for i, name in enumerate(values)},
-                              ExpressionAttributeValues={f":v{i}": self._ser.serialize(v)
-                                                         for i, v in enumerate(values.values())},
+            resp = self._call("update_item", Key=key, ConditionExpression=condition, UpdateExpression=update,
+                              ExpressionAttributeNames=names, ExpressionAttributeValues=attr_values,
                               ReturnValues="ALL_NEW")
         except _ConditionFailed:
-            raise KeyError(subtask_id) from None
+            current = self._get(s.run_pk(run_id), s.task_sk(subtask_id))
+            if current is None:
+                raise KeyError(subtask_id) from None
+            raise RunStateConflictError(f"sub-task {subtask_id} of run {run_id} is {current.get('status')}, "
+                                        f"expected one of {', '.join(st.value for st in statuses or [])}") from None
         return s.subtask_from_item(self._from_av(resp["Attributes"]))
 
     # ------------------------------------------------------------------------------------------ conversations

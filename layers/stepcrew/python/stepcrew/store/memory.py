@@ -19,7 +19,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from stepcrew.models import Message, ModelUsage, Plan, ProgressEvent, Review, Run, RunStatus, SubtaskRecord, Usage
+from stepcrew.models import (
+    Message,
+    ModelUsage,
+    Plan,
+    ProgressEvent,
+    Review,
+    Run,
+    RunStatus,
+    SubtaskRecord,
+    SubtaskStatus,
+    Usage,
+)
 from stepcrew.store import schema as s
 from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
@@ -180,14 +191,20 @@ class MemoryRunStore(RunStore):
         with self._lock:
             return [r.model_copy(deep=True) for r in self._subtasks.get(run_id, {}).values()]
 
-    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any]) -> SubtaskRecord:
-        """Set fields atomically. KeyError if unknown; ValueError for other fields or bad values; StoreError
-        over 400 KB."""
+    def update_subtask(self, run_id: str, subtask_id: str, changes: dict[str, Any],
+                       expected: Iterable[SubtaskStatus] | None = None) -> SubtaskRecord:
+        """Set fields atomically. KeyError if unknown; RunStateConflictError if the status is not in
+        ``expected``; ValueError for other fields or bad values; StoreError over 400 KB."""
         values, _ = s.validate_changes(SubtaskRecord, changes, s.SUBTASK_CHANGEABLE_FIELDS)
+        statuses = None if expected is None else [SubtaskStatus(x) for x in expected]
         with self._lock:
             records = self._subtasks.get(run_id, {})
             if subtask_id not in records:
                 raise KeyError(subtask_id)
+            current = records[subtask_id].status
+            if statuses is not None and current not in statuses:
+                raise RunStateConflictError(f"sub-task {subtask_id} of run {run_id} is {current.value}, "
+                                            f"expected one of {', '.join(st.value for st in statuses)}")
             updated = records[subtask_id].model_copy(update=values, deep=True)
             s.check_item_size(s.subtask_item(updated, list(records).index(subtask_id)))
             records[subtask_id] = updated

@@ -161,3 +161,15 @@ class Tool(ABC):
             content = smaller
         logger.debug("tool call ok", extra={**ids, "truncated": truncated})
         return ToolResult(call_id=call.call_id, name=call.name, ok=True, content=content, truncated=truncated)
+
+
+def invoke_event(tool: Tool, event: dict, log: Any = None) -> dict:
+    """The body of every tool Lambda handler: ``event`` (a :class:`~stepcrew.models.ToolInvocation` as JSON) ->
+    the :class:`~stepcrew.models.ToolResult` as JSON. ``log``: a Powertools Logger, given the run, sub-task and
+    call ids as keys. A malformed event raises pydantic's ValidationError (the agent state machine catches it
+    into a ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`)."""
+    invocation = ToolInvocation.model_validate(event)
+    if log is not None:
+        log.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
+                        call_id=invocation.call.call_id)
+    return tool.invoke(invocation).model_dump(mode="json")

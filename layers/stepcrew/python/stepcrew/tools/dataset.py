@@ -3,8 +3,9 @@
 - ``describe_dataset``: schema, null and distinct counts, numeric summary statistics, top text values;
 - ``query_dataset``: one read-only SELECT, at most ``max_rows`` rows, under a time limit.
 
-Read-only by construction (see :mod:`stepcrew.tools.datasets`): the table lives in an in-memory database whose
-external access is off and configuration locked, and only a single statement of type SELECT is executed.
+Read-only and bounded by construction (see :mod:`stepcrew.tools.datasets`): the table lives in an in-memory
+database with no spilling to disk, a memory cap, external access off and configuration locked, and only a single
+statement of type SELECT is executed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from stepcrew.tools.base import (
     fit_largest,
     to_jsonable,
 )
-from stepcrew.tools.datasets import dataset_name, open_dataset
+from stepcrew.tools.datasets import dataset_name, memory_limit_mb, open_dataset
 
 #: Seconds a query (or a describe) may run before it is interrupted. 10 s by default (env
 #: STEPCREW_QUERY_TIMEOUT_S): well inside the 60 s timeout of the data tool Lambdas (stepcrew.wiring.FUNCTIONS).
@@ -88,13 +89,17 @@ def _time_limit(cursor: Any, seconds: float) -> Iterator[None]:
 
 
 def _on_dataset(uri: str | None, seconds: float, work: Callable[[Any], T]) -> T:
-    """Run ``work(cursor)`` on the dataset under the time limit; DuckDB errors -> QueryError (first line)."""
+    """Run ``work(cursor)`` on the dataset under the time and memory limits; running out of either ->
+    LimitExceeded, other DuckDB errors -> QueryError (first line)."""
     import duckdb
 
     cursor = open_dataset(uri)
     try:
         with _time_limit(cursor, seconds):
             return work(cursor)
+    except duckdb.OutOfMemoryException:
+        raise LimitExceeded(f"the query needed more than DuckDB's {memory_limit_mb()} MiB memory limit: aggregate "
+                            "or filter more, select fewer or shorter values") from None
     except duckdb.Error as exc:
         raise QueryError(_first_line(exc)) from None
     finally:
@@ -183,7 +188,8 @@ class QueryDataset(Tool):
     SELECT) over the table ``data``; anything else raises QueryError. At most ``max_rows`` (1-200) rows are
     returned; ``truncated`` is true when the query had more rows or rows/long text were cut to fit the 8 KiB
     tool output cap. ``row_count`` is the number of rows returned. DuckDB errors -> QueryError with DuckDB's first
-    line; a query running longer than ``timeout_s`` -> LimitExceeded.
+    line; a query running longer than ``timeout_s`` or needing more memory than
+:func:`stepcrew.tools.datasets.memory_limit_mb` -> LimitExceeded.
     """
 
     name = "query_dataset"

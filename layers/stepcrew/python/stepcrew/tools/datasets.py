@@ -8,8 +8,11 @@ A run's dataset is a URI chosen by the run (``RunRequest.data``), never by the m
 Accepted files: extension in :data:`SUFFIXES`, at most :data:`MAX_DATASET_BYTES`. Anything else raises
 :class:`DatasetError` with a one-line message.
 
-:func:`open_dataset` loads the file into an in-memory DuckDB table ``data``, then switches off external access
-(``enable_external_access=false``: no file, network or extension access from SQL) and locks the configuration.
+:func:`open_dataset` loads the file into an in-memory DuckDB table ``data``, then switches off spilling to disk
+(``temp_directory=''``: DuckDB otherwise adds its temporary folder, ``<cwd>/.tmp``, to the folders SQL may still
+read), caps DuckDB's memory at :func:`memory_limit_mb` (a query that needs more fails with a typed error instead of
+the Lambda being killed), switches off external access (``enable_external_access=false``: no file, network or
+extension access from SQL) and locks the configuration.
 Loaded databases are cached per process, keyed by (uri, mtime, size), so a warm Lambda does not reload.
 DuckDB is imported lazily (it is heavy; the calculator Lambda never pays for it).
 """
@@ -40,6 +43,11 @@ MAX_DATASET_BYTES = 512 * 1024 * 1024
 CSV_NULLS = ("", "NA", "N/A", "NULL")
 #: Loaded databases kept per process (each holds a whole dataset in memory).
 MAX_CACHED_DATASETS = 2
+#: DuckDB's memory cap when not on Lambda (env STEPCREW_DUCKDB_MEMORY_MB overrides), in MiB.
+DEFAULT_MEMORY_LIMIT_MB = 1024
+#: Share of the Lambda function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MiB) DuckDB may use; the rest is for
+#: Python, the loaded modules and the tool output.
+LAMBDA_MEMORY_SHARE = 0.6
 CACHE_DIR = Path(os.environ.get("STEPCREW_DATASET_CACHE", Path(tempfile.gettempdir()) / "stepcrew-datasets"))
 
 _lock = threading.Lock()
@@ -62,6 +70,21 @@ def set_s3_client(client: Any) -> None:
     """Inject the S3 client (tests, or a caller with its own session). ``None`` resets to lazy building."""
     global _s3_client
     _s3_client = client
+
+
+def memory_limit_mb() -> int:
+    """DuckDB's memory cap in MiB: env ``STEPCREW_DUCKDB_MEMORY_MB``, else :data:`LAMBDA_MEMORY_SHARE` of the
+    Lambda function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, set by the Lambda runtime), else
+    :data:`DEFAULT_MEMORY_LIMIT_MB`. Never below 64."""
+    explicit = os.environ.get("STEPCREW_DUCKDB_MEMORY_MB", "").strip()
+    lambda_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
+    if explicit.isdigit():
+        mb = int(explicit)
+    elif lambda_mb.isdigit():
+        mb = int(int(lambda_mb) * LAMBDA_MEMORY_SHARE)
+    else:
+        mb = DEFAULT_MEMORY_LIMIT_MB
+    return max(64, mb)
 
 
 def reset_caches() -> None:
@@ -178,6 +201,9 @@ def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 first = first.replace(str(path), path.name)  # no local paths in what the model reads
                 raise DatasetError(f"cannot load dataset {path.name}: {first}") from None
+            # Order matters: the folders SQL may read are fixed when external access is switched off.
+            con.execute("SET temp_directory = ''")
+            con.execute(f"SET memory_limit = '{memory_limit_mb()}MiB'")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             _databases[key] = con

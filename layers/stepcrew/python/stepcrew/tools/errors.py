@@ -30,6 +30,6 @@ class DatasetError(ToolFailure):
 
 
 class LimitExceeded(ToolFailure):
-    """A resource limit was hit (query time limit)."""
+    """A resource limit was hit (query time or memory limit)."""
 
     type = "LimitExceeded"
