@@ -117,7 +117,8 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
     if last is None:
         if record.status == SubtaskStatus.PENDING:
             record = store.update_subtask(inp.run_id, sub.id, {"status": SubtaskStatus.RUNNING,
-                                                               "started_at": utcnow()})
+                                                               "started_at": utcnow()},
+                                          expected=[SubtaskStatus.PENDING])
             emit(store, inp.run_id, "subtask_started", sub.id, role=role.name)
         conversation = _record(store, inp, prompts.messages(role, prompts.act_prompt(ctx, allowed)))
     elif last.role == "assistant" and not last.tool_calls:  # replay: the answer is stored, the finish was not
@@ -186,7 +187,8 @@ def _hand_out(store: RunStore, inp: AgentTurnInput, run: Run, record: SubtaskRec
     to_run = split_calls(conversation[-1].tool_calls, allowed)[0]
     turns, calls = _counts(conversation, allowed)
     if (record.turns, record.tool_calls) != (turns, calls):
-        record = store.update_subtask(inp.run_id, inp.subtask_id, {"turns": turns, "tool_calls": calls})
+        record = store.update_subtask(inp.run_id, inp.subtask_id, {"turns": turns, "tool_calls": calls},
+                                      expected=[SubtaskStatus.RUNNING])
         for call in to_run:
             emit(store, inp.run_id, "tool_call", inp.subtask_id, name=call.name, call_id=call.call_id)
     return AgentTurnOutput(**_output(inp, run, record, "tool_use", to_run))
@@ -217,6 +219,7 @@ def _finish(store: RunStore, inp: AgentTurnInput, run: Run, conversation: list[M
     turns, calls = _counts(conversation, allowed)
     record = store.update_subtask(inp.run_id, inp.subtask_id, {"status": SubtaskStatus.SUCCEEDED, "output": output,
                                                                "turns": turns, "tool_calls": calls,
-                                                               "finished_at": utcnow()})
+                                                               "finished_at": utcnow()},
+                                  expected=[SubtaskStatus.RUNNING])
     emit(store, inp.run_id, "subtask_finished", inp.subtask_id, turns=turns, tool_calls=record.tool_calls)
     return AgentTurnOutput(**_output(inp, run, record, "end_turn"))

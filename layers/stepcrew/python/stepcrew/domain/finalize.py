@@ -137,7 +137,8 @@ def fail_subtask(inp: FailSubtask, store: RunStore, metrics: MetricsSink | None 
         return FinalizeOutput(run_id=inp.run_id, status=record.status.value, subtask_id=inp.subtask_id)
     reason = subtask_reason(inp.error)
     record = store.update_subtask(inp.run_id, inp.subtask_id, {"status": SubtaskStatus.FAILED, "error": reason,
-                                                               "finished_at": utcnow()})
+                                                               "finished_at": utcnow()},
+                                  expected=[SubtaskStatus.PENDING, SubtaskStatus.RUNNING])
     emit(store, inp.run_id, "subtask_failed", inp.subtask_id, code=reason.code)
     if metrics is not None:
         metrics.add_metric(name="SubtasksFailed", unit="Count", value=1)
