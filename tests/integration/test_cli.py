@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -139,3 +140,26 @@ def test_a_provider_that_fails_marks_the_run_failed_with_the_reason(tmp_path):
     assert result["error"]["code"] and "ModelRequestsForbiddenError" in json.dumps(result["error"])
     shown = stepcrew(tmp_path, "runs", "show", result["run_id"], "--json")
     assert json.loads(shown.stdout)["status"] == "FAILED"
+
+
+def test_a_killed_run_is_saved_and_marked_failed(tmp_path):
+    env = {**os.environ, "STEPCREW_HOME": str(tmp_path)}
+    env.pop("STEPCREW_FAST_WAITS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "demo"], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    run_id = None
+    try:
+        for line in proc.stderr:  # wait until the run is executing
+            if line.startswith("run ") and run_id is None:
+                run_id = line.split()[1]
+            if "run started" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130, rest
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert run_id and "interrupted" in rest
+    shown = json.loads(stepcrew(tmp_path, "runs", "show", run_id, "--json").stdout)
+    assert shown["status"] == "FAILED"
+    assert shown["error"]["code"] == "LocalRuntimeExited"

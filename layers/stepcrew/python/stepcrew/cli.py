@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -192,6 +193,20 @@ def stdout_reserved():
         out.flush()
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM (e.g. ``kill``, a CI job cancel) into KeyboardInterrupt in the main thread, so an interrupted run
+    goes through the same cleanup as Ctrl-C: the local runtime marks it FAILED (LocalRuntimeExited) and saves."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # --------------------------------------------------------------------------------------------- execution
 def _aws_backend():
     from stepcrew.service import StepFunctionsStarter
@@ -250,9 +265,13 @@ def _run(goal, data, crew, provider, as_json, aws, timeout, threshold=None, max_
     try:
         request, crew_model = build_request(goal, data, crew, provider, threshold, max_rounds, aws=aws,
                                             data_uri=data_uri)
-        code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
+        with sigterm_as_interrupt():
+            code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
     except BadInput as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        where = "on AWS it goes on" if aws else "the local run was marked FAILED"
+        raise _fail(f"interrupted; {where} (see `stepcrew runs list`)", code=130) from None
     raise typer.Exit(code)
 
 
