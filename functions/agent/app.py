@@ -7,6 +7,8 @@ Settings are validated and the store is built once per container (at import: a m
 start). The domain call raises on failure; the state machine's Retry/Catch match the exception's class name.
 """
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -22,6 +24,8 @@ store = DynamoRunStore(settings.table_name)
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=settings.metrics_namespace)
+# Most turns have no tool errors and so no metric: that is expected, not worth a warning in every log stream.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 
 

@@ -108,9 +108,10 @@ class Progress:
             "run_queued": f"run queued (provider {d.get('provider', '?')})",
             "run_started": f"run started — engine [bold]{d.get('engine', '?')}[/]",
             "plan_ready": self._plan_text(d),
-            "plan_invalid": f"[yellow]plan rejected[/] (attempt {d.get('attempt')}): {d.get('error', '')}",
+            "plan_invalid": f"[yellow]plan rejected[/] (attempt {d.get('attempt')}); "
+                            + ("asking the planner again" if d.get("retry") else "no attempts left"),
             "subtask_started": f"{tag}started — {self.titles.get(sub or '', '')}",
-            "model_turn": f"{tag}model turn {d.get('turn', '')}",
+            "model_turn": self._turn_text(tag, d),
             "tool_call": f"{tag}→ tool [magenta]{d.get('name')}[/]",
             "tool_result": f"{tag}← {d.get('name')} {'ok' if d.get('ok') else '[red]error[/]'}",
             "subtask_finished": f"{tag}[green]done[/]",
@@ -130,6 +131,13 @@ class Progress:
         for i, wave in enumerate(d.get("waves", []), 1):
             lines.append(f"    wave {i}: " + " ‖ ".join(wave))
         return "\n".join(lines)
+
+    @staticmethod
+    def _turn_text(tag: str, d: dict) -> str:
+        tokens = d.get("input_tokens", 0) + d.get("output_tokens", 0)
+        calls = d.get("tool_calls", 0)
+        return (f"{tag}[dim]{d.get('purpose', 'model')} turn → {d.get('stop_reason', '?')}"
+                + (f", {calls} tool call(s)" if calls else "") + (f", {tokens} tokens" if tokens else "") + "[/]")
 
     @staticmethod
     def _review_text(d: dict) -> str:
