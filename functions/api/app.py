@@ -15,4 +15,7 @@ app = app_from_env()  # store, starter, task resumer and idempotency layer built
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """One HTTP API v2 event -> a v2 response dict (``statusCode``, ``headers``, JSON ``body``). Never raises:
+    every error is answered as ``{"error": {"code", "message"}}`` with its status (:mod:`stepcrew.api.errors`);
+    bodies over 64 KiB get 413; must finish within the 29 s timeout (API Gateway gives up at 30 s)."""
     return app.resolve(event, context)

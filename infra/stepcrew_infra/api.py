@@ -31,13 +31,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from stepcrew import wiring
+from stepcrew.api.auth import DEFAULT_TENANT_CLAIM
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
 from stepcrew_infra.functions import FunctionResources, StepcrewFunction
 from stepcrew_infra.nag import acknowledge
 
-TENANT_CLAIM = "custom:tenant"
+#: The claim the api function reads the tenant from (the Cognito pool's ``tenant`` custom attribute).
+TENANT_CLAIM = DEFAULT_TENANT_CLAIM
 #: One JSON object per request ($context variables of HTTP APIs; API Gateway "Customizing HTTP API access logs").
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "time": "$context.requestTime",

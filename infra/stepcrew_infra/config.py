@@ -65,6 +65,7 @@ class StageConfig:
     # ---------------------------------------------------------------------------------------- derived
     @property
     def is_prod(self) -> bool:
+        """True for the stages of :data:`constants.PROD_STAGES`."""
         return self.stage in C.PROD_STAGES
 
     @property
@@ -83,6 +84,7 @@ class StageConfig:
 
     @property
     def log_retention(self) -> logs.RetentionDays:
+        """How long log groups keep events: one year for prod stages, one month otherwise."""
         return C.PROD_LOG_RETENTION if self.is_prod else C.LOG_RETENTION
 
     # ---------------------------------------------------------------------------------------- loading

@@ -42,7 +42,7 @@ PROD_STAGES = frozenset({"prod"})
 STAGE_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
 
 API_FUNCTION = "api"
-TOOL_FUNCTIONS = tuple(name for name, spec in wiring.FUNCTIONS.items() if spec.tool)
+TOOL_FUNCTIONS = tuple(wiring.TOOL_FUNCTIONS.values())
 #: Role functions: every function that is neither a tool nor the HTTP API handler.
 ROLE_FUNCTIONS = tuple(name for name in wiring.FUNCTIONS if name not in TOOL_FUNCTIONS and name != API_FUNCTION)
 #: Functions invoked asynchronously (InvocationType Event). None today: Step Functions' ``lambda:invoke`` and

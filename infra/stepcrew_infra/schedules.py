@@ -138,15 +138,14 @@ class Schedules(Construct):
             return
         self.dlq = dead_letter_queue(self, "Dlq", name="schedule-dlq", config=config, registry=queues,
                                      purpose="scheduled run starts that failed after the Scheduler retry policy")
-        account = Stack.of(self).account
+        stack = Stack.of(self)
         self.role = iam.Role(self, "Role", description=f"stepcrew {config.stage}: EventBridge Scheduler -> run",
                              assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
-                                 "StringEquals": {"aws:SourceAccount": account}}))
+                                 "StringEquals": {"aws:SourceAccount": stack.account}}))
         self.role.add_to_policy(iam.PolicyStatement(sid="StartRuns", actions=["states:StartExecution"],
                                                     resources=[run_state_machine.state_machine_arn]))
         self.role.add_to_policy(iam.PolicyStatement(sid="DeadLetters", actions=["sqs:SendMessage"],
                                                     resources=[self.dlq.queue_arn]))
-        stack = Stack.of(self)
         for entry in self.file.schedules:
             self.schedules[entry.name] = scheduler.CfnSchedule(
                 self, f"Schedule-{entry.name}", name=config.resource_name(entry.name),

@@ -67,6 +67,8 @@ def folder_size(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the layer (see the module docstring). Returns 0, or 1 when the built folder is over the size limit;
+    pip failing raises CalledProcessError."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python-version", default=None, help="default: the stack's Lambda runtime")
     parser.add_argument("--dry-run", action="store_true", help="print the pip command and stop")

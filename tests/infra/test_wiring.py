@@ -67,3 +67,14 @@ def test_infra_holds_no_second_mapping():
     orchestration = sources["orchestration.py"]
     assert "wiring.substitutions(" in orchestration and "wiring.STATE_MACHINES[name].read_text()" in orchestration
     assert orchestration.count("definition_substitutions=") == 1
+
+
+def test_api_gateway_routes_are_the_routes_the_api_handler_serves():
+    """infra/constants.API_ROUTES (what API Gateway routes to the api function) must equal the handler's own
+    routes, as generated into docs/openapi.json: a route served by the code but not by API Gateway would 404 on
+    AWS, and the reverse would reach the handler's own 404."""
+    openapi = json.loads((wiring.REPO_ROOT / "docs" / "openapi.json").read_text())
+    served = {(method.upper(), re.sub(r"\{[^}]+\}", "{}", path)) for path, ops in openapi["paths"].items()
+              for method in ops}
+    routed = {(method, re.sub(r"\{[^}]+\}", "{}", path)) for method, path, _ in C.API_ROUTES}
+    assert routed == served

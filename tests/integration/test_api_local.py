@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from stepcrew.api.app import ApiConfig, build_app
-from stepcrew.api.dev import LocalLambdaContext, RouteTable, build_event, serve
+from stepcrew.api.dev import RouteTable, api_lambda_context, build_event, serve
 from stepcrew.api.idempotency import dynamodb_persistence
 from stepcrew.data import DEMO_DATASET, DEMO_GOAL
 from stepcrew.local.runtime import LocalRuntime
@@ -45,7 +45,7 @@ class Client:
         event = build_event(method=method, target=target, headers=hdrs, routes=self.routes,
                             body=json.dumps(body).encode() if body is not None else None,
                             claims={"sub": f"user-{tenant}", "custom:tenant": tenant})
-        resp = self.app.resolve(event, LocalLambdaContext())
+        resp = self.app.resolve(event, api_lambda_context())
         return resp["statusCode"], {k.lower(): v for k, v in resp["headers"].items()}, json.loads(resp["body"])
 
 

@@ -30,10 +30,11 @@ import json
 import math
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from aws_lambda_powertools import Logger
@@ -59,7 +60,6 @@ from stepcrew.api.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     Unprocessable,
-    error_body,
     error_doc,
 )
 from stepcrew.api.idempotency import IDEMPOTENCY_KEY_PREFIX, idempotency_config
@@ -82,6 +82,7 @@ from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_re
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
 logger = Logger(child=True)
+_T = TypeVar("_T")
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}$"  # stepcrew.models.RunId
 EVENT_CURSOR_MAX_CHARS = 128
@@ -117,6 +118,7 @@ class StepFunctionsTasks:
 
     @property
     def client(self) -> Any:
+        """The boto3 ``stepfunctions`` client given at construction, else one built on first use."""
         if self._client is None:
             import boto3
 
@@ -124,9 +126,11 @@ class StepFunctionsTasks:
         return self._client
 
     def send_task_success(self, token: str, output: dict) -> None:
+        """``SendTaskSuccess`` with ``output`` as JSON. Raises botocore's ClientError (e.g. ``TaskTimedOut``)."""
         self.client.send_task_success(taskToken=token, output=json.dumps(output))
 
     def send_task_failure(self, token: str, error: str, cause: str) -> None:
+        """``SendTaskFailure``; ``error`` cut to 256 and ``cause`` to 32,768 characters. Raises ClientError."""
         self.client.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
 
 
@@ -298,6 +302,7 @@ class StepcrewApi(APIGatewayHttpResolver):
 
     @property
     def tenant(self) -> str:
+        """The caller's tenant, set by :meth:`resolve` from the JWT claims (KeyError outside a request)."""
         return self.context["tenant"]
 
     # ------------------------------------------------------------------------------------------ use cases
@@ -344,10 +349,15 @@ class StepcrewApi(APIGatewayHttpResolver):
 
     def get_owned_run(self, run_id: str) -> Run:
         """The caller's run, or NotFound (malformed id, unknown id, another tenant's run: all alike)."""
+        return self.read_owned(run_id, self.store.get_run)
+
+    def read_owned(self, run_id: str, read: Callable[[str, str], _T]) -> _T:
+        """``read(run_id, tenant)`` for the caller's run; NotFound for a malformed id (``read`` is not called)
+        and when ``read`` raises RunNotFoundError (unknown id, another tenant's run)."""
         if not re.match(RUN_ID_PATTERN, run_id):
             raise NotFound(f"run {run_id[:64]!r} not found")
         try:
-            return self.store.get_run(run_id, self.tenant)
+            return read(run_id, self.tenant)
         except RunNotFoundError:
             raise NotFound(f"run {run_id!r} not found") from None
 
@@ -432,11 +442,7 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
     def get_run_route(
         run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
     ) -> RunResult:
-        app.get_owned_run(run_id)
-        try:
-            return run_result(app.store, run_id, app.tenant)
-        except RunNotFoundError:
-            raise NotFound(f"run {run_id!r} not found") from None
+        return app.read_owned(run_id, partial(run_result, app.store))  # run_result reads the run itself
 
     @app.get("/runs/<run_id>/events", operation_id="listRunEvents", security=AUTH, tags=["runs"],
              summary="A run's progress events, oldest first",
@@ -524,8 +530,7 @@ def _register_error_handlers(app: StepcrewApi) -> None:
         errors = list(err.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error_response(BadRequest("the request body is not valid JSON", code="malformed_json"))
-        if any(tuple(e.get("loc") or ())[:1] == ("body",) and e.get("type") == "missing"
-               and len(tuple(e.get("loc") or ())) == 1 for e in errors):
+        if any(e.get("type") == "missing" and tuple(e.get("loc") or ()) == ("body",) for e in errors):
             return _error_response(BadRequest("a JSON body is required"))
         return _error_response(BadRequest(_validation_message(errors)))
 
@@ -556,8 +561,8 @@ def _register_error_handlers(app: StepcrewApi) -> None:
                                                "tenant": app.context.get("tenant")})
         if dependency:
             return _error_response(ServiceUnavailable("a dependency failed; retry later"))
-        return Response(status_code=500, content_type=content_types.APPLICATION_JSON,
-                        body=error_body("internal_error", "internal error"))
+        return _error_response(ApiError("internal error", code="internal_error",
+                                        status=HTTPStatus.INTERNAL_SERVER_ERROR))
 
 
 # ============================================================================================== builders

@@ -45,6 +45,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from stepcrew.api.auth import TENANT_PATTERN
+from stepcrew.api.errors import error_body
+from stepcrew.api.settings import DATA_SCHEMES
+from stepcrew.local.hook import FUNCTION_PREFIX, LambdaContext
+from stepcrew.wiring import FUNCTIONS
 
 #: API Gateway HTTP API payload quota (10 MB, "Amazon API Gateway quotas for HTTP APIs"); the handler's own cap
 #: (64 KiB, :data:`stepcrew.api.errors.MAX_BODY_BYTES`) applies below it.
@@ -53,7 +57,6 @@ SAVE_EVERY_S = 2.0
 LOCAL_TOKEN_PREFIX = "local:"
 ANONYMOUS_TENANT = "local"
 ACCOUNT_ID = "123456789012"
-API_TIMEOUT_MS = 29_000  # the api function's timeout (stepcrew.wiring.FUNCTIONS["api"].timeout_s)
 _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
 
@@ -71,20 +74,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class LocalLambdaContext:
-    """The slice of the Lambda context object that Powertools reads (name, ARN, request id, remaining time)."""
-
-    function_name = "stepcrew-local-api"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:stepcrew-local-api"
-
-    def __init__(self, timeout_ms: int = API_TIMEOUT_MS) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + timeout_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+def api_lambda_context() -> LambdaContext:
+    """A fresh Lambda context of the ``api`` function for one request (new request id; memory and timeout from
+    :data:`stepcrew.wiring.FUNCTIONS`, so ``get_remaining_time_in_millis`` starts at its timeout, 29,000 ms)."""
+    spec = FUNCTIONS["api"]
+    name = f"{FUNCTION_PREFIX}{spec.name}"
+    arn = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{name}"
+    return LambdaContext(function_name=name, invoked_function_arn=arn, memory_limit_in_mb=spec.memory_mb,
+                         timeout_s=spec.timeout_s)
 
 
 class RouteTable:
@@ -196,7 +193,7 @@ def build_event(*, method: str, target: str, headers: list[tuple[str, str]], bod
 
 
 def _error(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+    return json.dumps(error_body(code, message)).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -290,7 +287,7 @@ class DevServer(ThreadingHTTPServer):
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         """Run the handler on one v2 event (serialised)."""
         with self._lock:
-            return self.app.resolve(event, LocalLambdaContext())
+            return self.app.resolve(event, api_lambda_context())
 
     def service_actions(self) -> None:  # called by serve_forever about every poll interval
         if self._on_tick is not None:
@@ -361,7 +358,7 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     with LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
         app = build_app(runtime.store, runtime, runtime,
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
-                        ApiConfig(stage="local", data_schemes=("file", "s3"), default_provider=provider))
+                        ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider))
         saver = _Saver(runtime)
         server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick)
         try:

@@ -77,7 +77,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        """The response body: :func:`error_body` of ``code`` and ``message``."""
+        return error_body(self.code, self.message)
 
 
 class BadRequest(ApiError):

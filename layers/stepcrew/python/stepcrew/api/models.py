@@ -17,6 +17,8 @@ from stepcrew.models import EventKind, RunRequest, RunStatus, Strict
 #: A crew as the API accepts it: a packaged crew's name only (never a path: the API must not read arbitrary
 #: files). Same pattern as :attr:`stepcrew.models.Crew.name`.
 CREW_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+#: A provider name, same pattern as :attr:`stepcrew.models.RunRequest.provider`.
+PROVIDER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 #: The Idempotency-Key header: 1-128 characters of ``[A-Za-z0-9_.:-]`` (a UUID fits).
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 #: Longest ``goal`` shown in ``GET /runs`` (characters); ``GET /runs/{id}`` has the run's full view.
@@ -34,7 +36,7 @@ class NewRun(RunRequest):
 
     tenant: SkipJsonSchema[None] = Field(default=None, exclude=True)  # type: ignore[assignment]
     crew: str = Field(default="default", pattern=CREW_NAME_PATTERN, description="name of a packaged crew")
-    provider: str = Field(default="rule", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+    provider: str = Field(default="rule", pattern=PROVIDER_PATTERN,
                           description="a registered provider ('rule' = the offline rule engine); when omitted, the "
                                       "deployment's default (STEPCREW_DEFAULT_PROVIDER, else 'rule')")
 
@@ -62,6 +64,7 @@ class RunLinks(BaseModel):
 
     @classmethod
     def of(cls, run_id: str) -> RunLinks:
+        """The links of ``run_id``: ``/runs/<id>``, ``/runs/<id>/events``, ``/runs/<id>/approval``."""
         return cls(self=f"/runs/{run_id}", events=f"/runs/{run_id}/events", approval=f"/runs/{run_id}/approval")
 
 

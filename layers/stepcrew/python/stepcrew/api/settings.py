@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from stepcrew.api.auth import DEFAULT_TENANT_CLAIM
+from stepcrew.api.models import PROVIDER_PATTERN
 from stepcrew.settings import RoleSettings
 
 STATE_MACHINE_ARN_PATTERN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
@@ -29,9 +31,9 @@ class ApiSettings(RoleSettings):
     """Settings of the ``api`` function (see the module docstring)."""
 
     run_state_machine_arn: str = Field(alias="STEPCREW_RUN_STATE_MACHINE_ARN", pattern=STATE_MACHINE_ARN_PATTERN)
-    tenant_claim: str = Field(default="custom:tenant", alias="STEPCREW_TENANT_CLAIM", min_length=1, max_length=128)
+    tenant_claim: str = Field(default=DEFAULT_TENANT_CLAIM, alias="STEPCREW_TENANT_CLAIM", min_length=1, max_length=128)
     data_schemes: str = Field(default="s3", alias="STEPCREW_DATA_SCHEMES")
-    default_provider: str = Field(default="rule", alias="STEPCREW_DEFAULT_PROVIDER", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    default_provider: str = Field(default="rule", alias="STEPCREW_DEFAULT_PROVIDER", pattern=PROVIDER_PATTERN)
 
     @field_validator("data_schemes")
     @classmethod
@@ -53,4 +55,5 @@ class ApiSettings(RoleSettings):
 
     @property
     def schemes(self) -> tuple[str, ...]:
+        """``data_schemes`` as a tuple, e.g. ``("s3",)``."""
         return tuple(self.data_schemes.split(","))
