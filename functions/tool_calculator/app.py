@@ -19,4 +19,7 @@ TOOL = Calculator()
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """``event``: a ToolInvocation as JSON (arguments ``{"expression"}``). Returns the ToolResult as JSON,
+    content ``{"expression", "value"}``, at most TOOL_OUTPUT_MAX_BYTES (8 KiB). Tool problems are ``ok: false``
+    results; a malformed event raises pydantic's ValidationError."""
     return invoke_event(TOOL, event, logger)

@@ -17,4 +17,7 @@ TOOL = DescribeDataset()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """``event``: a ToolInvocation as JSON (arguments ``{"columns"?}``, dataset ``context.data_uri``). Returns
+    the ToolResult as JSON, content ``{"dataset", "rows", "columns"}``, at most TOOL_OUTPUT_MAX_BYTES (8 KiB).
+    Tool problems are ``ok: false`` results; a malformed event raises pydantic's ValidationError."""
     return invoke_event(TOOL, event, logger)

@@ -17,4 +17,8 @@ TOOL = QueryDataset()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """``event``: a ToolInvocation as JSON (arguments ``{"sql", "max_rows"?}``, dataset ``context.data_uri``).
+    Returns the ToolResult as JSON, content ``{"columns", "rows", "row_count", "truncated"}``, at most
+    TOOL_OUTPUT_MAX_BYTES (8 KiB). Tool problems are ``ok: false`` results; a malformed event raises pydantic's
+    ValidationError."""
     return invoke_event(TOOL, event, logger)

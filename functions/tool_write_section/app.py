@@ -19,4 +19,7 @@ TOOL = WriteSection()
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """``event``: a ToolInvocation as JSON (arguments ``{"heading", "summary", "bullets"?, "table"?}``).
+    Returns the ToolResult as JSON, content ``{"markdown", "words"}``, at most TOOL_OUTPUT_MAX_BYTES (8 KiB).
+    Tool problems are ``ok: false`` results; a malformed event raises pydantic's ValidationError."""
     return invoke_event(TOOL, event, logger)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
+from stepcrew.local import hook
 from stepcrew.models import (
     AgentRole, CriterionScores, Crew, Message, Plan, ProgressEvent, Review, Run, RunError, RunStatus, SubTask,
     SubtaskStatus, ToolCall,
@@ -53,16 +53,10 @@ def make_plan(*ids: str) -> Plan:
 
 @pytest.fixture(scope="module")
 def moto_dynamodb() -> Iterator[object]:
-    """One moto account per module (a fresh table per test), with each DynamoDB request under a lock."""
-    lock = threading.Lock()
-    original = DynamoHandler.call_action
-
-    def call_action(self):
-        with lock:
-            return original(self)
-
+    """One moto account per module (a fresh table per test), with each DynamoDB request under a lock (the local
+    hook's own serialisation)."""
     with pytest.MonkeyPatch.context() as mp, mock_aws():
-        mp.setattr(DynamoHandler, "call_action", call_action)
+        mp.setattr(DynamoHandler, "call_action", hook._serialised(DynamoHandler.call_action))
         yield boto3.client("dynamodb", region_name="us-east-1")
 
 

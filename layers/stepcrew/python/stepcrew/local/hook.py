@@ -25,6 +25,7 @@ guards this module against moto changes.
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -204,27 +205,19 @@ def _dispatch_invoke(self: Any, function_name: str, qualifier: str | None, body:
 # ---------------------------------------------------------------------------------------------- moto fixes
 
 
+@functools.cache
 def _operation_model(service: str, action: str) -> Any:
+    """botocore's operation model of ``action`` (any casing) in ``service``, cached: asked twice per Task of a
+    Step Functions service integration. RuntimeError for an unknown operation."""
+    import botocore.session
     from moto.stepfunctions.parser.utils import camel_to_snake_case
 
-    model = _service_model(service)
+    model = botocore.session.get_session().get_service_model(service)
     names = {camel_to_snake_case(op): op for op in model.operation_names}
     op = names.get(camel_to_snake_case(action))
     if op is None:
         raise RuntimeError(f"no operation {action!r} in service {service!r}")
     return model.operation_model(op)
-
-
-_service_models: dict[str, Any] = {}
-
-
-def _service_model(service: str) -> Any:
-    import botocore.session
-
-    with _lock:
-        if service not in _service_models:
-            _service_models[service] = botocore.session.get_session().get_service_model(service)
-        return _service_models[service]
 
 
 def _make_sfn_normalise_parameters(original: Callable) -> Callable:

@@ -319,14 +319,8 @@ class LocalRuntime:
 
     def execution_history(self, execution_arn: str) -> list[dict]:
         """Every history event of the execution, oldest first (boto3 shapes: ``type``, ``id``, ``*Details``)."""
-        events: list[dict] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        pages = self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        return [event for page in pages for event in page["events"]]
 
     def send_task_success(self, token: str, output: dict) -> None:
         """Resume a ``.waitForTaskToken`` task with ``output`` (JSON-serialisable) as its result."""
@@ -341,5 +335,4 @@ class LocalRuntime:
         of items in the file; 0 and nothing written without a ``state_dir``."""
         if self._state is None:
             return 0
-        ddb = self.client("dynamodb")
-        return self._state.save(ddb, self.table_name, self._state.changed_partitions(ddb, self.table_name))
+        return self._state.save_changed(self.client("dynamodb"), self.table_name)

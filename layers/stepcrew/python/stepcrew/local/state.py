@@ -32,38 +32,31 @@ def default_state_dir() -> Path:
     return (Path(home) if home else Path.home() / ".stepcrew") / "state"
 
 
-def _encode(value: Any) -> Any:
-    """DynamoDB JSON from boto3 (bytes for B/BS) -> JSON-safe (base64 text)."""
+def _map_binary(value: Any, convert: Any) -> Any:
+    """``value`` (DynamoDB JSON) with ``convert`` applied to every binary value (``B``, each member of ``BS``)."""
     if isinstance(value, dict):
         out = {}
         for key, inner in value.items():
             if key == "B":
-                out[key] = base64.b64encode(inner).decode()
+                out[key] = convert(inner)
             elif key == "BS":
-                out[key] = [base64.b64encode(b).decode() for b in inner]
+                out[key] = [convert(b) for b in inner]
             else:
-                out[key] = _encode(inner)
+                out[key] = _map_binary(inner, convert)
         return out
     if isinstance(value, list):
-        return [_encode(v) for v in value]
+        return [_map_binary(v, convert) for v in value]
     return value
+
+
+def _encode(value: Any) -> Any:
+    """DynamoDB JSON from boto3 (bytes for B/BS) -> JSON-safe (base64 text)."""
+    return _map_binary(value, lambda b: base64.b64encode(b).decode())
 
 
 def _decode(value: Any) -> Any:
     """Inverse of :func:`_encode`."""
-    if isinstance(value, dict):
-        out = {}
-        for key, inner in value.items():
-            if key == "B":
-                out[key] = base64.b64decode(inner)
-            elif key == "BS":
-                out[key] = [base64.b64decode(b) for b in inner]
-            else:
-                out[key] = _decode(inner)
-        return out
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+    return _map_binary(value, base64.b64decode)
 
 
 def _canonical(item: dict) -> str:
@@ -73,7 +66,7 @@ def _canonical(item: dict) -> str:
 class LocalState:
     """The saved copy of one emulated table in ``folder`` (created on first save).
 
-    ``restore`` remembers what it loaded, so :meth:`changed_partitions` can tell which partitions this process
+    ``restore`` remembers what it loaded, so :meth:`save_changed` can tell which partitions this process
     wrote, changed or emptied since."""
 
     def __init__(self, folder: Path) -> None:
@@ -127,14 +120,8 @@ class LocalState:
 
     @staticmethod
     def _scan(client: Any, table_name: str) -> list[dict]:
-        items: list[dict] = []
-        kwargs: dict[str, Any] = {"TableName": table_name}
-        while True:
-            page = client.scan(**kwargs)
-            items.extend(_encode(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pages = client.get_paginator("scan").paginate(TableName=table_name)
+        return [_encode(item) for page in pages for item in page.get("Items", [])]
 
     @staticmethod
     def _partition(item: dict, hash_key: str) -> str:
@@ -167,13 +154,6 @@ class LocalState:
         LOG.debug("restored %d items from %s", len(items), self.path)
         return len(items)
 
-    def changed_partitions(self, client: Any, table_name: str) -> set[str]:
-        """Hash-key values whose items differ from the baseline (written, changed or deleted since
-        :meth:`restore` / the last :meth:`save`)."""
-        hash_key = self._hash_key(client, table_name)
-        now = self._by_partition(self._scan(client, table_name), hash_key)
-        return {pk for pk in now.keys() | self._baseline.keys() if now.get(pk) != self._baseline.get(pk)}
-
     def save(self, client: Any, table_name: str, partitions: set[str] | None = None) -> int:
         """Write the table to the file. ``partitions`` None: the file becomes exactly the table. Otherwise the
         file is re-read under the lock and only those partitions are replaced by the table's items (a
@@ -181,6 +161,20 @@ class LocalState:
         in the file."""
         hash_key = self._hash_key(client, table_name)
         current = self._scan(client, table_name)
+        return self._save(current, self._by_partition(current, hash_key), hash_key, partitions)
+
+    def save_changed(self, client: Any, table_name: str) -> int:
+        """:meth:`save` of the partitions (hash-key values) whose items differ from the baseline: written,
+        changed or deleted since :meth:`restore` / the last save. One scan of the table. Returns the number of
+        items in the file."""
+        hash_key = self._hash_key(client, table_name)
+        current = self._scan(client, table_name)
+        now = self._by_partition(current, hash_key)
+        changed = {pk for pk in now.keys() | self._baseline.keys() if now.get(pk) != self._baseline.get(pk)}
+        return self._save(current, now, hash_key, changed)
+
+    def _save(self, current: list[dict], saved: dict[str, set[str]], hash_key: str,
+              partitions: set[str] | None) -> int:
         with self._locked(exclusive=True):
             if partitions is None:
                 merged = current
@@ -188,7 +182,6 @@ class LocalState:
                 kept = [item for item in self._read() if self._partition(item, hash_key) not in partitions]
                 merged = kept + [item for item in current if self._partition(item, hash_key) in partitions]
             self._write(merged)
-        saved = self._by_partition(current, hash_key)
         for pk in (saved.keys() | self._baseline.keys()) if partitions is None else partitions:
             if pk in saved:
                 self._baseline[pk] = saved[pk]

@@ -43,6 +43,13 @@ class RunStateConflictError(StoreError):
     """A conditional write failed: the run (or sub-task) was not in an expected status."""
 
 
+def status_conflict(what: str, status: str | None,
+                    expected: Iterable[RunStatus | SubtaskStatus]) -> RunStateConflictError:
+    """The error for a write refused because ``what`` (``run <id>`` or ``sub-task <id> of run <id>``) has
+    status ``status`` (its value), not one of ``expected``."""
+    return RunStateConflictError(f"{what} is {status}, expected one of {', '.join(st.value for st in expected)}")
+
+
 class RunStore(ABC):
     """Port for all persistent run state. Timestamps are UTC; costs are USD floats (stored as Decimal)."""
 
@@ -79,7 +86,8 @@ class RunStore(ABC):
         """Store (replace) the run's validated plan and create one PENDING sub-task record per sub-task."""
 
     @abstractmethod
-    def get_plan(self, run_id: str) -> Plan | None: ...
+    def get_plan(self, run_id: str) -> Plan | None:
+        """The run's plan, or None before :meth:`put_plan`."""
 
     @abstractmethod
     def get_subtask(self, run_id: str, subtask_id: str) -> SubtaskRecord:
@@ -104,7 +112,8 @@ class RunStore(ABC):
         message count. Each message is its own item (DynamoDB items are capped at 400 KB)."""
 
     @abstractmethod
-    def get_messages(self, run_id: str, conversation_id: str) -> list[Message]: ...
+    def get_messages(self, run_id: str, conversation_id: str) -> list[Message]:
+        """The conversation's messages in order (empty if none). ValueError for a bad conversation id."""
 
     # ---- progress events
     @abstractmethod
@@ -121,7 +130,8 @@ class RunStore(ABC):
         """Store the current report (replacing the previous version); returns its version (1, 2, ...)."""
 
     @abstractmethod
-    def get_report(self, run_id: str) -> str | None: ...
+    def get_report(self, run_id: str) -> str | None:
+        """The current report text (Markdown), or None before :meth:`put_report`."""
 
     @abstractmethod
     def put_review(self, run_id: str, review: Review) -> None:

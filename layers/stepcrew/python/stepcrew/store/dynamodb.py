@@ -24,9 +24,6 @@ counters and events expire 90 days after the write (``expires_at``, see the sche
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +46,14 @@ from stepcrew.models import (
     Usage,
 )
 from stepcrew.store import schema as s
-from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
+from stepcrew.store.base import (
+    RunExistsError,
+    RunNotFoundError,
+    RunStateConflictError,
+    RunStore,
+    StoreError,
+    status_conflict,
+)
 
 _EVENT_SK_END = s.EVENT_PREFIX[:-1] + chr(ord(s.EVENT_PREFIX[-1]) + 1)  # "EVENT$": above every "EVENT#..." key
 _CURSOR_KEYS = (s.PK, s.SK, s.GSI1_PK, s.GSI1_SK)
@@ -128,6 +132,24 @@ class DynamoRunStore(RunStore):
                            ExpressionAttributeValues={":pk": {"S": s.run_pk(run_id)}, ":prefix": {"S": prefix}},
                            **extra)
 
+    def _set_if_status(self, pk: str, sk: str, values: dict[str, Any],
+                       statuses: list[RunStatus] | list[SubtaskStatus] | None) -> dict[str, Any]:
+        """One UpdateItem: SET ``values`` (attribute -> DynamoDB value) on an existing item and, with
+        ``statuses`` (non-empty), only if its ``status`` is one of them. Returns the new item; _ConditionFailed
+        if the item is absent or in another status."""
+        names = {f"#f{i}": name for i, name in enumerate(values)}
+        attr_values = {f":v{i}": self._ser.serialize(v) for i, v in enumerate(values.values())}
+        condition = "attribute_exists(PK)"
+        if statuses is not None:
+            names["#status"] = "status"
+            attr_values.update({f":s{i}": {"S": st.value} for i, st in enumerate(statuses)})
+            condition += " AND #status IN (" + ", ".join(f":s{i}" for i in range(len(statuses))) + ")"
+        resp = self._call("update_item", Key=self._key(pk, sk), ConditionExpression=condition,
+                          UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
+                          ExpressionAttributeNames=names, ExpressionAttributeValues=attr_values,
+                          ReturnValues="ALL_NEW")
+        return self._from_av(resp["Attributes"])
+
     def _require_run(self, run_id: str) -> None:
         if self._get(s.run_pk(run_id), s.META_SK, projection="PK") is None:
             raise RunNotFoundError(run_id)
@@ -177,15 +199,11 @@ class DynamoRunStore(RunStore):
 
     @staticmethod
     def _encode_cursor(item: dict[str, Any]) -> str:
-        key = {name: item[name] for name in _CURSOR_KEYS}
-        return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+        return s.encode_cursor({name: item[name] for name in _CURSOR_KEYS})
 
     @staticmethod
     def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
-        try:
-            key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-        except (ValueError, UnicodeError, binascii.Error, AttributeError) as e:
-            raise ValueError("invalid cursor") from e
+        key = s.decode_cursor(cursor)
         valid = (isinstance(key, dict) and set(key) == set(_CURSOR_KEYS)
                  and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()))
         if not valid or key[s.GSI1_PK]["S"] != s.tenant_pk(tenant):
@@ -201,29 +219,18 @@ class DynamoRunStore(RunStore):
         changes.setdefault("updated_at", datetime.now(UTC))
         _, values = s.validate_changes(Run, changes, set(Run.model_fields) - s.RUN_FIXED_FIELDS)
         s.check_item_size({s.PK: s.run_pk(run_id), s.SK: s.META_SK, **values})
-        names = {f"#f{i}": name for i, name in enumerate(values)}
-        attr_values = {f":v{i}": self._ser.serialize(value) for i, value in enumerate(values.values())}
-        condition = "attribute_exists(PK)"
         statuses = None if expected is None else [RunStatus(x) for x in expected]
-        if statuses is not None:
-            if not statuses:
-                self._require_run(run_id)
-                raise RunStateConflictError(f"run {run_id}: no expected status given")
-            names["#status"] = "status"
-            attr_values.update({f":s{i}": {"S": st.value} for i, st in enumerate(statuses)})
-            condition += " AND #status IN (" + ", ".join(f":s{i}" for i in range(len(statuses))) + ")"
+        if statuses == []:
+            self._require_run(run_id)
+            raise RunStateConflictError(f"run {run_id}: no expected status given")
         try:
-            resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
-                              UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values))),
-                              ConditionExpression=condition, ExpressionAttributeNames=names,
-                              ExpressionAttributeValues=attr_values, ReturnValues="ALL_NEW")
+            item = self._set_if_status(s.run_pk(run_id), s.META_SK, values, statuses)
         except _ConditionFailed:
             current = self._get(s.run_pk(run_id), s.META_SK)
             if current is None:
                 raise RunNotFoundError(run_id) from None
-            raise RunStateConflictError(f"run {run_id} is {current.get('status')}, expected one of "
-                                        f"{', '.join(st.value for st in statuses or [])}") from None
-        return s.run_from_item(self._from_av(resp["Attributes"]), self._by_model(run_id))
+            raise status_conflict(f"run {run_id}", current.get("status"), statuses or []) from None
+        return s.run_from_item(item, self._by_model(run_id))
 
     def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
         """``ADD`` to the META totals (RunNotFoundError if the run is absent), then ``ADD`` to ``USAGE#<model>``.
@@ -283,33 +290,21 @@ class DynamoRunStore(RunStore):
         ValueError for other fields or bad values; StoreError if the record would exceed 400 KB."""
         _, values = s.validate_changes(SubtaskRecord, changes, s.SUBTASK_CHANGEABLE_FIELDS)
         statuses = None if expected is None else [SubtaskStatus(x) for x in expected]
+        what = f"sub-task {subtask_id} of run {run_id}"
         if not values or statuses == []:  # nothing is written: a read answers (and checks the status)
             record = self.get_subtask(run_id, subtask_id)
             if statuses is not None and record.status not in statuses:
-                raise RunStateConflictError(f"sub-task {subtask_id} of run {run_id} is {record.status.value}, "
-                                            f"expected one of {', '.join(st.value for st in statuses)}")
+                raise status_conflict(what, record.status.value, statuses)
             return record
-        key = self._key(s.run_pk(run_id), s.task_sk(subtask_id))
         s.check_item_size({s.PK: s.run_pk(run_id), s.SK: s.task_sk(subtask_id), **values})
-        names = {f"#f{i}": name for i, name in enumerate(values)}
-        attr_values = {f":v{i}": self._ser.serialize(v) for i, v in enumerate(values.values())}
-        condition = "attribute_exists(PK)"
-        if statuses is not None:
-            names["#status"] = "status"
-            attr_values.update({f":s{i}": {"S": st.value} for i, st in enumerate(statuses)})
-            condition += " AND #status IN (" + ", ".join(f":s{i}" for i in range(len(statuses))) + ")"
-        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
         try:
-            resp = self._call("update_item", Key=key, ConditionExpression=condition, UpdateExpression=update,
-                              ExpressionAttributeNames=names, ExpressionAttributeValues=attr_values,
-                              ReturnValues="ALL_NEW")
+            item = self._set_if_status(s.run_pk(run_id), s.task_sk(subtask_id), values, statuses)
         except _ConditionFailed:
             current = self._get(s.run_pk(run_id), s.task_sk(subtask_id))
             if current is None:
                 raise KeyError(subtask_id) from None
-            raise RunStateConflictError(f"sub-task {subtask_id} of run {run_id} is {current.get('status')}, "
-                                        f"expected one of {', '.join(st.value for st in statuses or [])}") from None
-        return s.subtask_from_item(self._from_av(resp["Attributes"]))
+            raise status_conflict(what, current.get("status"), statuses or []) from None
+        return s.subtask_from_item(item)
 
     # ------------------------------------------------------------------------------------------ conversations
     def append_messages(self, run_id: str, conversation_id: str, messages: list[Message]) -> int:

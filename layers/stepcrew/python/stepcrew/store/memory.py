@@ -10,9 +10,6 @@ No TTL: messages and events never expire here.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -32,7 +29,7 @@ from stepcrew.models import (
     Usage,
 )
 from stepcrew.store import schema as s
-from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
+from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStore, StoreError, status_conflict
 
 _Totals = dict[str, Any]  # input_tokens: int, output_tokens: int, cost_usd: Decimal
 
@@ -118,14 +115,11 @@ class MemoryRunStore(RunStore):
 
     @staticmethod
     def _encode_cursor(tenant: str, key: str) -> str:
-        return base64.urlsafe_b64encode(json.dumps({"tenant": tenant, "key": key}).encode()).decode()
+        return s.encode_cursor({"tenant": tenant, "key": key})
 
     @staticmethod
     def _decode_cursor(cursor: str, tenant: str) -> str:
-        try:
-            data = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-        except (ValueError, UnicodeError, binascii.Error, AttributeError) as e:
-            raise ValueError("invalid cursor") from e
+        data = s.decode_cursor(cursor)
         if not isinstance(data, dict) or data.get("tenant") != tenant or not isinstance(data.get("key"), str):
             raise ValueError("invalid cursor")
         return data["key"]
@@ -143,8 +137,7 @@ class MemoryRunStore(RunStore):
             if run is None:
                 raise RunNotFoundError(run_id)
             if statuses is not None and run.status not in statuses:
-                raise RunStateConflictError(f"run {run_id} is {run.status.value}, expected one of "
-                                            f"{', '.join(st.value for st in statuses)}")
+                raise status_conflict(f"run {run_id}", run.status.value, statuses)
             updated = run.model_copy(update=values, deep=True)
             s.check_item_size(s.run_item(updated))
             self._runs[run_id] = updated
@@ -203,8 +196,7 @@ class MemoryRunStore(RunStore):
                 raise KeyError(subtask_id)
             current = records[subtask_id].status
             if statuses is not None and current not in statuses:
-                raise RunStateConflictError(f"sub-task {subtask_id} of run {run_id} is {current.value}, "
-                                            f"expected one of {', '.join(st.value for st in statuses)}")
+                raise status_conflict(f"sub-task {subtask_id} of run {run_id}", current.value, statuses)
             updated = records[subtask_id].model_copy(update=values, deep=True)
             s.check_item_size(s.subtask_item(updated, list(records).index(subtask_id)))
             records[subtask_id] = updated

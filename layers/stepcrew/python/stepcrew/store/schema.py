@@ -36,6 +36,8 @@ estimates the size with the rules of "DynamoDB item sizes and formats"
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -215,6 +217,20 @@ def check_limit(limit: int, high: int) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= high:
         raise ValueError(f"limit must be an integer from 1 to {high}, got {limit!r}")
     return limit
+
+
+def encode_cursor(data: Any) -> str:
+    """An opaque page cursor: URL-safe base64 of ``data`` as JSON (sorted keys)."""
+    return base64.urlsafe_b64encode(json.dumps(data, sort_keys=True).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> Any:
+    """Inverse of :func:`encode_cursor`; ValueError("invalid cursor") for text that is not base64 JSON (the
+    caller checks the shape)."""
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error, AttributeError) as e:
+        raise ValueError("invalid cursor") from e
 
 
 def check_usage_numbers(model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:

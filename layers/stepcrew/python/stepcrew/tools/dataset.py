@@ -29,7 +29,7 @@ from stepcrew.tools.base import (
     fit_largest,
     to_jsonable,
 )
-from stepcrew.tools.datasets import dataset_name, memory_limit_mb, open_dataset
+from stepcrew.tools.datasets import dataset_name, first_line, memory_limit_mb, open_dataset
 
 #: Seconds a query (or a describe) may run before it is interrupted. 10 s by default (env
 #: STEPCREW_QUERY_TIMEOUT_S): well inside the 60 s timeout of the data tool Lambdas (stepcrew.wiring.FUNCTIONS).
@@ -51,11 +51,6 @@ T = TypeVar("T")
 def _kind(dtype: str) -> str | None:
     """``numeric``, ``temporal`` or ``text`` for a DuckDB type name; None for lists, structs, blobs..."""
     return next((kind for kind, pattern in _KINDS.items() if pattern.match(dtype)), None)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _clip(value: Any) -> Any:
@@ -101,7 +96,7 @@ def _on_dataset(uri: str | None, seconds: float, work: Callable[[Any], T]) -> T:
         raise LimitExceeded(f"the query needed more than DuckDB's {memory_limit_mb()} MiB memory limit: aggregate "
                             "or filter more, select fewer or shorter values") from None
     except duckdb.Error as exc:
-        raise QueryError(_first_line(exc)) from None
+        raise QueryError(first_line(exc)) from None
     finally:
         cursor.close()
 
@@ -133,11 +128,11 @@ class DescribeDataset(Tool):
             columns = schema
             if args.columns:
                 by_name = {n: (n, t) for n, t in schema} | {n.lower(): (n, t) for n, t in schema}
-                unknown = [c for c in args.columns if c not in by_name and c.lower() not in by_name]
+                picked = [by_name.get(c) or by_name.get(c.lower()) for c in args.columns]
+                unknown = [c for c, p in zip(args.columns, picked, strict=True) if p is None]
                 if unknown:
                     raise DatasetError(f"unknown column(s): {', '.join(unknown)}; "
                                        f"known columns: {', '.join(n for n, _ in schema)}")
-                picked = [by_name.get(c) or by_name[c.lower()] for c in args.columns]
                 columns = list(dict.fromkeys(picked))
             rows = cur.execute("SELECT count(*) FROM data").fetchone()[0]
             return {"dataset": dataset_name(ctx.data_uri or ""), "rows": rows, "columns": self._columns(cur, columns)}
@@ -149,19 +144,19 @@ class DescribeDataset(Tool):
         """Statistics of ``columns`` ((name, DuckDB type) pairs): one scan for all counts and numeric/temporal
         statistics, then one GROUP BY per text column for its top values."""
         numeric = ("min", "max", "mean", "stddev", "median")
+        kinds = [_kind(dtype) for _, dtype in columns]
         exprs = []
-        for name, dtype in columns:
+        for (name, _), kind in zip(columns, kinds, strict=True):
             q = _quote(name)
             exprs += [f"count(*) - count({q})", f"count(DISTINCT {q})"]
-            if _kind(dtype) == "numeric":
+            if kind == "numeric":
                 exprs += [f"min({q})", f"max({q})", f"avg({q})", f"stddev_samp({q})", f"median({q})"]
-            elif _kind(dtype) == "temporal":
+            elif kind == "temporal":
                 exprs += [f"min({q})", f"max({q})"]
         values = iter(cur.execute(f"SELECT {', '.join(exprs)} FROM data").fetchone() if exprs else ())
         out = []
-        for name, dtype in columns:
+        for (name, dtype), kind in zip(columns, kinds, strict=True):
             col: dict[str, Any] = {"name": name, "type": dtype, "nulls": next(values), "distinct": next(values)}
-            kind = _kind(dtype)
             if kind == "numeric":
                 col.update((k, _round(next(values))) for k in numeric)
             elif kind == "temporal":
@@ -225,7 +220,7 @@ class QueryDataset(Tool):
         try:
             statements = cur.extract_statements(sql)
         except duckdb.Error as exc:
-            raise QueryError(_first_line(exc)) from None
+            raise QueryError(first_line(exc)) from None
         if len(statements) != 1:
             raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
         kind = statements[0].type

@@ -98,6 +98,12 @@ def reset_caches() -> None:
         _s3_client = None
 
 
+def first_line(exc: Exception) -> str:
+    """The first line of ``exc``'s message (DuckDB's are long), or its class name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _check_suffix(name: str, uri: str) -> None:
     if not name.lower().endswith(SUFFIXES):
         raise DatasetError(f"unsupported dataset {uri!r}: the file must end in {', '.join(SUFFIXES)}")
@@ -198,8 +204,7 @@ def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
                 con.execute(_load_sql(path), [str(path)])
             except duckdb.Error as exc:
                 con.close()
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                first = first.replace(str(path), path.name)  # no local paths in what the model reads
+                first = first_line(exc).replace(str(path), path.name)  # no local paths in what the model reads
                 raise DatasetError(f"cannot load dataset {path.name}: {first}") from None
             # Order matters: the folders SQL may read are fixed when external access is switched off.
             con.execute("SET temp_directory = ''")
