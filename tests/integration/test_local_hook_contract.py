@@ -395,8 +395,10 @@ def _keys(client, table: str) -> set[tuple[str, str]]:
 
 
 def test_local_state_round_trips_items_through_a_new_mock(tmp_path):
-    item = {"n": {"N": "1.5"}, "m": {"M": {"l": {"L": [{"S": "x"}, {"BOOL": True}]}}}, "b": {"B": b"\x00\xff"},
-            "ss": {"SS": ["a", "b"]}, "nul": {"NULL": True}}
+    # "inputs" is user data whose keys may be anything, including DynamoDB's own type tags
+    item = {"n": {"N": "1.5"}, "m": {"M": {"l": {"L": [{"S": "x"}, {"BOOL": True}, {"B": b"\x01"}]}}},
+            "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"\x02", b"\x03"]}, "ss": {"SS": ["a", "b"]}, "nul": {"NULL": True},
+            "inputs": {"M": {"B": {"S": "not binary"}, "BS": {"S": "nor this"}, "M": {"M": {"B": {"B": b"\x04"}}}}}}
     with LocalRuntime(state_dir=tmp_path, read_only=False, fast_waits=True) as rt:
         _put(rt.client("dynamodb"), rt.table_name, "RUN#a", "META", **item)
     assert (tmp_path / "table.json").is_file()

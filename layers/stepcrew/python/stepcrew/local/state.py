@@ -32,21 +32,25 @@ def default_state_dir() -> Path:
     return (Path(home) if home else Path.home() / ".stepcrew") / "state"
 
 
-def _map_binary(value: Any, convert: Any) -> Any:
-    """``value`` (DynamoDB JSON) with ``convert`` applied to every binary value (``B``, each member of ``BS``)."""
-    if isinstance(value, dict):
-        out = {}
-        for key, inner in value.items():
-            if key == "B":
-                out[key] = convert(inner)
-            elif key == "BS":
-                out[key] = [convert(b) for b in inner]
-            else:
-                out[key] = _map_binary(inner, convert)
-        return out
-    if isinstance(value, list):
-        return [_map_binary(v, convert) for v in value]
-    return value
+def _map_value(typed: dict, convert: Any) -> dict:
+    """One typed DynamoDB JSON value (``{"<tag>": ...}``) with ``convert`` applied to its binary parts. Only the type
+    tag decides: inside ``M`` the keys are attribute names (user data such as run ``inputs``), so a key literally
+    named ``B`` is never mistaken for a binary value."""
+    ((tag, inner),) = typed.items()
+    if tag == "B":
+        return {tag: convert(inner)}
+    if tag == "BS":
+        return {tag: [convert(b) for b in inner]}
+    if tag == "M":
+        return {tag: _map_binary(inner, convert)}
+    if tag == "L":
+        return {tag: [_map_value(v, convert) for v in inner]}
+    return typed
+
+
+def _map_binary(item: dict, convert: Any) -> dict:
+    """An item (attribute name -> typed value) with ``convert`` applied to every binary value (``B``, ``BS``)."""
+    return {name: _map_value(typed, convert) for name, typed in item.items()}
 
 
 def _encode(value: Any) -> Any:
