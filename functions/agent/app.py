@@ -33,6 +33,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
+    """AgentTurnInput -> AgentTurnOutput (JSON dicts): one model turn of a sub-task. Raises pydantic
+    ValidationError for a malformed event, and what :func:`agent_turn` raises."""
     inp = AgentTurnInput.model_validate(event)
     logger.append_keys(run_id=inp.run_id, subtask_id=inp.subtask_id)
     if failed := sum(not result.ok for result in inp.tool_results):

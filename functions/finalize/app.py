@@ -28,6 +28,8 @@ FINALIZE_EVENT = TypeAdapter(FinalizeInput)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
+    """SucceedRun | FailRun | FailSubtask (by ``action``) -> FinalizeOutput (JSON dicts). Raises pydantic
+    ValidationError for a malformed event, and what :func:`finalize` raises."""
     inp = FINALIZE_EVENT.validate_python(event)
     logger.append_keys(run_id=inp.run_id, action=inp.action)
     return finalize(inp, store, metrics).model_dump(mode="json")

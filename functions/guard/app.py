@@ -26,6 +26,8 @@ GUARD_EVENT = TypeAdapter(CreateScheduledRun | RunRef)
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """RunRef -> GuardOutput, or CreateScheduledRun -> RunRef (JSON dicts). Raises pydantic ValidationError
+    for another shape, and what :func:`guard_run` / :func:`create_scheduled_run` raise."""
     inp = GUARD_EVENT.validate_python(event)
     logger.append_keys(run_id=inp.run_id)
     if isinstance(inp, CreateScheduledRun):

@@ -23,6 +23,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """PlanInput -> PlanOutput (JSON dicts); an invalid plan is an output, not an error. Raises pydantic
+    ValidationError for a malformed event, and what :func:`plan_run` raises."""
     inp = PlanInput.model_validate(event)
     logger.append_keys(run_id=inp.run_id)
     return plan_run(inp, store).model_dump(mode="json")

@@ -23,6 +23,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    """SynthInput -> SynthOutput (JSON dicts; the report itself goes to the store). Raises pydantic
+    ValidationError for a malformed event, and what :func:`synthesize` raises."""
     inp = SynthInput.model_validate(event)
     logger.append_keys(run_id=inp.run_id)
     return synthesize(inp, store).model_dump(mode="json")

@@ -50,18 +50,19 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
     Raises BadInput with a one-line message."""
     from pydantic import ValidationError
 
-    from stepcrew.crew import CrewError, load_crew, validate_crew
+    from stepcrew.crew import CrewError, load_crew
     from stepcrew.llm import registry
     from stepcrew.tools.datasets import DatasetError, dataset_uri
 
     try:
-        crew_model = load_crew(crew)
-        validate_crew(crew_model)
+        crew_model = load_crew(crew)  # validated against the tool registry too
     except CrewError as exc:
         raise BadInput(str(exc)) from exc
     name = provider or registry.detect_provider()
-    if name not in registry.known_providers():
-        raise BadInput(f"unknown provider {name!r}; known providers: {', '.join(registry.known_providers())}")
+    try:
+        registry.check_provider(name)
+    except registry.UnknownProviderError as exc:
+        raise BadInput(str(exc)) from exc
     sdk = {"anthropic": "anthropic", "openai": "openai"}.get(name)
     if sdk:
         import importlib.util
@@ -100,6 +101,7 @@ class Progress:
         self.titles: dict[str, str] = {}
 
     def show(self, event: ProgressEvent) -> None:
+        """Print one event as one line (a plan as one line per wave); unknown kinds print their kind."""
         if self.quiet:
             return
         d, sub = event.data, event.subtask_id
@@ -116,7 +118,8 @@ class Progress:
             "tool_result": f"{tag}← {d.get('name')} {'ok' if d.get('ok') else '[red]error[/]'}",
             "subtask_finished": f"{tag}[green]done[/]",
             "subtask_failed": f"{tag}[red]failed[/] {d.get('code', '')}",
-            "synthesized": f"report {'revised' if d.get('mode') == 'improve' else 'drafted'} ({d.get('chars', '?')} chars)",
+            "synthesized": f"report {'revised' if d.get('mode') == 'improve' else 'drafted'} "
+                           f"({d.get('chars', '?')} chars)",
             "review": self._review_text(d),
             "run_succeeded": "[bold green]run SUCCEEDED[/]",
             "run_failed": f"[bold red]run FAILED[/] {d.get('code', '')}",

@@ -34,7 +34,9 @@ class RunStartError(RuntimeError):
 class ExecutionStarter(Protocol):
     """Starts the run state machine for one run. Returns the execution ARN."""
 
-    def start_run(self, run_id: str) -> str: ...
+    def start_run(self, run_id: str) -> str:
+        """Start the execution of run ``run_id``; return its ARN. Any exception means it did not start."""
+        ...
 
 
 class StepFunctionsStarter:
@@ -47,6 +49,7 @@ class StepFunctionsStarter:
 
     @property
     def client(self):
+        """The ``stepfunctions`` boto3 client (the injected one, else built at first use)."""
         if self._client is None:
             import boto3
 
@@ -54,6 +57,8 @@ class StepFunctionsStarter:
         return self._client
 
     def start_run(self, run_id: str) -> str:
+        """``StartExecution`` with input ``{"run_id"}``; returns the execution ARN. Raises botocore's ClientError
+        (e.g. ExecutionAlreadyExists for a second start of the same run)."""
         resp = self.client.start_execution(stateMachineArn=self.state_machine_arn, name=run_id,
                                            input=json.dumps({"run_id": run_id}))
         return resp["executionArn"]

@@ -19,13 +19,14 @@ from stepcrew.domain.common import (
     allowed_tools,
     ancestors,
     emit,
+    facts_of,
     load_active_run,
     logger,
     require_plan,
     subtask_facts,
     worker_for,
 )
-from stepcrew.domain.context import ActContext, SubtaskFacts
+from stepcrew.domain.context import ActContext
 from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError
 from stepcrew.domain.modelcall import call_model
 from stepcrew.events import AgentTurnInput, AgentTurnOutput
@@ -34,6 +35,7 @@ from stepcrew.models import (
     Message,
     Plan,
     Run,
+    SubTask,
     SubtaskRecord,
     SubtaskStatus,
     ToolCall,
@@ -112,7 +114,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
     role = worker_for(run.crew, sub)
     allowed = allowed_tools(sub, role)
     conversation = store.get_messages(inp.run_id, sub.id)
-    ctx = _context(store, run, plan, sub.id)
+    ctx = _context(store, run, plan, sub)
     last = conversation[-1] if conversation else None
     if last is None:
         if record.status == SubtaskStatus.PENDING:
@@ -200,13 +202,9 @@ def _record(store: RunStore, inp: AgentTurnInput, messages: list[Message]) -> li
     return messages
 
 
-def _context(store: RunStore, run: Run, plan: Plan, subtask_id: str) -> ActContext:
-    deps = subtask_facts(store, run.run_id, plan, ancestors(plan, subtask_id))
-    sub = plan.get(subtask_id)
-    facts = SubtaskFacts(id=sub.id, title=sub.title, instructions=sub.instructions,
-                         expected_output=sub.expected_output, role=sub.role, tools=list(sub.tools),
-                         depends_on=list(sub.depends_on))
-    return ActContext(goal=run.goal, has_dataset=run.data is not None, subtask_id=sub.id, subtask=facts,
+def _context(store: RunStore, run: Run, plan: Plan, sub: SubTask) -> ActContext:
+    deps = subtask_facts(store, run.run_id, plan, ancestors(plan, sub.id))
+    return ActContext(goal=run.goal, has_dataset=run.data is not None, subtask_id=sub.id, subtask=facts_of(sub),
                       dependencies=deps)
 
 

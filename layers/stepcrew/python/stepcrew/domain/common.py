@@ -12,7 +12,7 @@ from stepcrew.domain.numbers import NON_SOURCE_TOOLS, numbers_in_json
 from stepcrew.models import AgentRole, Crew, EventKind, Message, Plan, ProgressEvent, Run, RunStatus, SubTask
 from stepcrew.store.base import RunStore
 
-logging.getLogger("stepcrew")  # the package logger handlers configure (copy_config_to_registered_loggers)
+# A child of "stepcrew", the package logger the handlers configure (copy_config_to_registered_loggers).
 logger = logging.getLogger("stepcrew.domain")
 
 #: Statuses a run can still fail from (every non-terminal one).
@@ -74,9 +74,16 @@ def tool_facts(messages: list[Message]) -> list[ToolFact]:
             for m in messages for r in m.tool_results if r.ok]
 
 
+def facts_of(s: SubTask, output: str | None = None, tool_results: list[ToolFact] | None = None) -> SubtaskFacts:
+    """A sub-task's definition as facts, with its ``output`` and successful ``tool_results`` when known."""
+    return SubtaskFacts(id=s.id, title=s.title, instructions=s.instructions, expected_output=s.expected_output,
+                        role=s.role, tools=list(s.tools), depends_on=list(s.depends_on), output=output,
+                        tool_results=tool_results or [])
+
+
 def subtask_facts(store: RunStore, run_id: str, plan: Plan, ids: list[str] | None = None) -> list[SubtaskFacts]:
     """Facts of the named sub-tasks (default: all), in plan order: definition, stored output and the successful
-    tool results of its conversation."""
+    tool results of its conversation. One store read for the records, one per sub-task for its messages."""
     wanted = set(ids) if ids is not None else None
     records = {r.subtask_id: r for r in store.list_subtasks(run_id)}
     out = []
@@ -84,10 +91,7 @@ def subtask_facts(store: RunStore, run_id: str, plan: Plan, ids: list[str] | Non
         if wanted is not None and s.id not in wanted:
             continue
         record = records.get(s.id)
-        out.append(SubtaskFacts(
-            id=s.id, title=s.title, instructions=s.instructions, expected_output=s.expected_output, role=s.role,
-            tools=list(s.tools), depends_on=list(s.depends_on), output=record.output if record else None,
-            tool_results=tool_facts(store.get_messages(run_id, s.id))))
+        out.append(facts_of(s, record.output if record else None, tool_facts(store.get_messages(run_id, s.id))))
     return out
 
 

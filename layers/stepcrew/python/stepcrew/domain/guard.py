@@ -50,9 +50,7 @@ def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
     if run.status.terminal:
         raise RunNotActiveError(f"run {run.run_id} is already {run.status.value}")
     screen_goal(run.goal)
-    if run.provider not in registry.known_providers():
-        raise registry.UnknownProviderError(f"unknown provider {run.provider!r}; known providers: "
-                                            f"{', '.join(registry.known_providers())}")
+    registry.check_provider(run.provider)
     engine = registry.engine_name(run.provider, run.crew.synthesizer.model_tier)
     if run.status == RunStatus.QUEUED:
         _check_dataset(run)

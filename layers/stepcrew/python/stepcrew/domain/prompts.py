@@ -71,15 +71,18 @@ def messages(role: AgentRole, user: str) -> list[Message]:
     return [Message(role="system", content=system_prompt(role)), Message(role="user", content=user)]
 
 
-def _subtask_block(s: SubtaskFacts, with_output: bool) -> str:
-    lines = [f"### {s.id}: {s.title}"]
-    if s.instructions:
-        lines.append(f"Instructions: {s.instructions}")
-    if s.expected_output:
-        lines.append(f"Expected output: {s.expected_output}")
-    if with_output:
+def _subtask_blocks(subtasks: list[SubtaskFacts]) -> str:
+    """One block per sub-task (heading, instructions, expected output, clipped output), blank-line separated."""
+    blocks = []
+    for s in subtasks:
+        lines = [f"### {s.id}: {s.title}"]
+        if s.instructions:
+            lines.append(f"Instructions: {s.instructions}")
+        if s.expected_output:
+            lines.append(f"Expected output: {s.expected_output}")
         lines.append("Output:\n" + (clip(s.output) or "(no output)"))
-    return "\n".join(lines)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 # ----------------------------------------------------------------------------------------------- user prompts
@@ -113,15 +116,14 @@ def act_prompt(ctx: ActContext, tools: list[str]) -> str:
     parts.append(f"Tools you may call: {', '.join(tools) or 'none'}."
                  + (" The dataset is the SQL table `data`." if ctx.has_dataset else " No dataset is attached."))
     if ctx.dependencies:
-        parts.append("Results of the sub-tasks this one depends on:\n\n"
-                     + "\n\n".join(_subtask_block(d, with_output=True) for d in ctx.dependencies))
+        parts.append("Results of the sub-tasks this one depends on:\n\n" + _subtask_blocks(ctx.dependencies))
     parts.append("Use the tools for every figure. When done, answer in plain text with the figures.")
     return "\n\n".join(parts)
 
 
 def synth_prompt(ctx: ReportContext) -> str:
     """User prompt of the synthesizer (draft): goal and every sub-task's output."""
-    blocks = "\n\n".join(_subtask_block(s, with_output=True) for s in ctx.subtasks)
+    blocks = _subtask_blocks(ctx.subtasks)
     return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n"
             "Write the report in Markdown: a summary with the key figures, one section per sub-task, and a method "
             "section (sub-tasks and tools used). Use only figures that appear in the sub-task results.")
@@ -129,7 +131,7 @@ def synth_prompt(ctx: ReportContext) -> str:
 
 def improve_prompt(ctx: ReportContext) -> str:
     """User prompt of the synthesizer (improve): the current report, the reviewer's feedback and the results."""
-    blocks = "\n\n".join(_subtask_block(s, with_output=True) for s in ctx.subtasks)
+    blocks = _subtask_blocks(ctx.subtasks)
     return (f"Goal:\n{ctx.goal}\n\nCurrent report:\n{clip(ctx.report)}\n\nReviewer feedback:\n{ctx.feedback}\n\n"
             f"Sub-task results:\n\n{blocks}\n\n"
             "Rewrite the whole report in Markdown so that it addresses every point of the feedback. Keep the "
@@ -138,7 +140,7 @@ def improve_prompt(ctx: ReportContext) -> str:
 
 def review_prompt(ctx: ReportContext) -> str:
     """User prompt of the reviewer: goal, report, sub-tasks with outputs, the tool figures and the rubric."""
-    blocks = "\n\n".join(_subtask_block(s, with_output=True) for s in ctx.subtasks)
+    blocks = _subtask_blocks(ctx.subtasks)
     numbers = ", ".join(f"{n:g}" for n in ctx.tool_numbers[:300]) or "(none)"
     return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{clip(ctx.report)}\n\nSub-tasks:\n\n{blocks}\n\n"
             f"Figures returned by the tools: {numbers}\n\n"

@@ -13,16 +13,20 @@ from stepcrew.llm.base import (
     ModelError,
     ModelThrottledError,
     ModelUnavailableError,
+    StopReason,
 )
-from stepcrew.models import Message, ToolResult
+from stepcrew.models import Message, ToolCall, ToolResult
 
 #: Longest provider error detail kept in a ModelError message (the run record stores it; keep it short).
 ERROR_DETAIL_MAX_CHARS = 300
 #: Longest raw (unparseable) tool-argument string kept in ``ToolCall.arguments["_raw"]`` (it travels in state).
 RAW_ARGUMENTS_MAX_CHARS = 1000
+#: Anthropic and Bedrock Converse stop reasons of an answer cut short (reported as ``max_tokens``).
+TRUNCATED_STOP_REASONS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -55,6 +59,13 @@ def merge_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[
         else:
             out.append((role, list(blocks)))
     return out
+
+
+def stop_reason(truncated: bool, calls: list[ToolCall]) -> StopReason:
+    """The provider-neutral stop reason: ``max_tokens`` when the answer was cut short, else ``tool_use`` when it
+    holds tool calls (whatever the provider said: some compatible servers answer "stop" with calls), else
+    ``end_turn``."""
+    return "max_tokens" if truncated else ("tool_use" if calls else "end_turn")
 
 
 def cost(input_tokens: int, output_tokens: int, *model_ids: str | None) -> float:

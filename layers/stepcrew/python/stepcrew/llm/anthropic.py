@@ -22,13 +22,12 @@ from stepcrew.llm.base import (
     ResponseUsage,
     check_allow_model_requests,
 )
-from stepcrew.llm.secrets import resolve_api_key
+from stepcrew.llm.secrets import KEY_ENV, resolve_api_key
 from stepcrew.models import Message, ToolCall
 
 logger = logging.getLogger(__name__)
 
-_KEY_HINT = "ANTHROPIC_API_KEY or STEPCREW_ANTHROPIC_SECRET"
-_TRUNCATED = {"max_tokens", "model_context_window_exceeded"}
+_KEY_HINT = " or ".join(KEY_ENV["anthropic"])  # the env vars that configure the key
 
 
 class AnthropicModel(Model):
@@ -107,7 +106,7 @@ class AnthropicModel(Model):
         input_tokens = (usage.input_tokens or 0) + (getattr(usage, "cache_creation_input_tokens", None) or 0) \
             + (getattr(usage, "cache_read_input_tokens", None) or 0)
         output_tokens = usage.output_tokens or 0
-        stop = "max_tokens" if message.stop_reason in _TRUNCATED else ("tool_use" if calls else "end_turn")
+        stop = _convert.stop_reason(message.stop_reason in _convert.TRUNCATED_STOP_REASONS, calls)
         return ModelResponse(
             text="".join(texts), tool_calls=calls, stop_reason=stop, model=self.model,
             usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,

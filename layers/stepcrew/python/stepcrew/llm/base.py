@@ -37,6 +37,9 @@ class ToolSpec(BaseModel):
 
 
 class ModelSettings(BaseModel):
+    """Per-call settings: model id, output cap (tokens, 1-64,000), temperature (0-2; Anthropic does not send
+    it), request timeout in seconds (up to 900, Lambda's maximum)."""
+
     model_config = ConfigDict(extra="forbid")
     model: str = Field(description="provider model id, e.g. 'claude-sonnet-4-5'")
     max_tokens: int = Field(default=2048, ge=1, le=64_000)
@@ -58,6 +61,8 @@ class ModelRequest(BaseModel):
 
 
 class ResponseUsage(BaseModel):
+    """Tokens of one call (input counts cache reads and writes where reported) and its cost in USD."""
+
     model_config = ConfigDict(extra="forbid")
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
@@ -65,6 +70,8 @@ class ResponseUsage(BaseModel):
 
 
 class ModelResponse(BaseModel):
+    """One answer: text, tool calls (``stop_reason`` ``tool_use``), usage and the model id."""
+
     model_config = ConfigDict(extra="forbid")
     text: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)

@@ -45,7 +45,6 @@ ERROR_CODES: dict[str, type[ModelError]] = {
     "ValidationException": ModelBadRequestError,
     "ResourceNotFoundException": ModelBadRequestError,
 }
-_TRUNCATED = {"max_tokens", "model_context_window_exceeded"}
 CONNECT_TIMEOUT_S = 10
 
 
@@ -127,7 +126,7 @@ class BedrockModel(Model):
         usage = answer.get("usage", {})
         input_tokens = int(usage.get("inputTokens", 0))
         output_tokens = int(usage.get("outputTokens", 0))
-        stop = "max_tokens" if answer.get("stopReason") in _TRUNCATED else ("tool_use" if calls else "end_turn")
+        stop = _convert.stop_reason(answer.get("stopReason") in _convert.TRUNCATED_STOP_REASONS, calls)
         return ModelResponse(
             text="".join(texts), tool_calls=calls, stop_reason=stop, model=self.model,
             usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,

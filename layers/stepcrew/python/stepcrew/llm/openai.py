@@ -24,12 +24,12 @@ from stepcrew.llm.base import (
     ResponseUsage,
     check_allow_model_requests,
 )
-from stepcrew.llm.secrets import resolve_api_key
+from stepcrew.llm.secrets import KEY_ENV, resolve_api_key
 from stepcrew.models import Message, ToolCall
 
 logger = logging.getLogger(__name__)
 
-_KEY_HINT = "OPENAI_API_KEY or STEPCREW_OPENAI_SECRET"
+_KEY_HINT = " or ".join(KEY_ENV["openai"])  # the env vars that configure the key
 #: Key sent to an OpenAI-compatible server when none is configured (Ollama, vLLM and llama.cpp ignore it).
 COMPAT_PLACEHOLDER_KEY = "not-needed"
 
@@ -38,8 +38,8 @@ class OpenAIModel(Model):
     """A model behind the OpenAI Chat Completions API.
 
     ``model``: the model id sent (``gpt-4o``; ``llama3.1`` on Ollama); also ``ModelResponse.model``. The cost is
-    priced as the model the completion names (the one actually used), else ``model`` (unknown ids cost 0). ``base_url``: an OpenAI-compatible server (e.g.
-    ``http://localhost:11434/v1``); None -> env ``OPENAI_BASE_URL``, else api.openai.com. ``api_key``: None ->
+    priced as the model the completion names (the one actually used), else ``model`` (unknown ids cost 0).
+    ``base_url``: an OpenAI-compatible server (e.g. ``http://localhost:11434/v1``); None -> env ``OPENAI_BASE_URL``, else api.openai.com. ``api_key``: None ->
     :func:`stepcrew.llm.secrets.resolve_api_key` at the first request; with a custom base URL and no key
     configured, :data:`COMPAT_PLACEHOLDER_KEY` is sent. ``client``: an ``openai.OpenAI`` to use as is.
     ``request.settings.timeout_s`` is the per-request timeout in seconds. Errors: the :class:`ModelError`
@@ -120,8 +120,7 @@ class OpenAIModel(Model):
         usage = completion.usage
         input_tokens = (usage.prompt_tokens or 0) if usage else 0
         output_tokens = (usage.completion_tokens or 0) if usage else 0
-        # Some compatible servers answer finish_reason "stop" with tool calls: the calls decide.
-        stop = "max_tokens" if choice.finish_reason == "length" else ("tool_use" if calls else "end_turn")
+        stop = _convert.stop_reason(choice.finish_reason == "length", calls)
         return ModelResponse(
             text=msg.content or "", tool_calls=calls, stop_reason=stop, model=self.model,
             usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,

@@ -116,6 +116,13 @@ def known_providers() -> list[str]:
         return sorted(_factories)
 
 
+def check_provider(name: str) -> None:
+    """Raise UnknownProviderError (naming the known providers) unless ``name`` is registered. Builds nothing."""
+    with _lock:
+        if name not in _factories:
+            raise _unknown(name)
+
+
 def resolve(provider: str, tier: str) -> Model:
     """The Model for ``provider`` and ``tier``, built by its factory once and cached (per provider, tier and
     model id, so an env override of the model id takes effect). Raises UnknownProviderError or ValueError (tier)."""

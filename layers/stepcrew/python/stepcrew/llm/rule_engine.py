@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from stepcrew.domain.common import tool_numbers
+from stepcrew.domain.common import tool_facts, tool_numbers
 from stepcrew.domain.context import ActContext, PlanContext, ReportContext, SubtaskFacts, ToolFact
 from stepcrew.domain.numbers import NON_SOURCE_TOOLS, fmt, matches, numbers_in_json, numbers_in_text
 from stepcrew.llm.base import Model, ModelBadRequestError, ModelRequest, ModelResponse
@@ -219,12 +219,20 @@ def spread_calcs(measures: list[Column]) -> list[str]:
     return out[:MAX_TOOL_CALLS_PER_TURN]
 
 
+def _calculations(facts: Iterable[ToolFact]) -> list[ToolFact]:
+    """The calculator results that hold a finite number ``value``."""
+    return [f for f in facts
+            if f.name == "calculator" and isinstance(f.content, dict) and _is_num(f.content.get("value"))]
+
+
 def _calc_values(facts: Iterable[ToolFact]) -> dict[str, float]:
-    out = {}
-    for f in facts:
-        if f.name == "calculator" and isinstance(f.content, dict) and _is_num(f.content.get("value")):
-            out[str(f.content.get("expression", f.arguments.get("expression", "")))] = float(f.content["value"])
-    return out
+    return {str(f.content.get("expression", f.arguments.get("expression", ""))): float(f.content["value"])
+            for f in _calculations(facts)}
+
+
+def _calc_lines(facts: Iterable[ToolFact]) -> list[str]:
+    """``"<expression> = <value>"`` for each calculator result, in order."""
+    return [f"{f.content.get('expression')} = {fmt(f.content['value'])}" for f in _calculations(facts)]
 
 
 @dataclass(frozen=True)
@@ -310,8 +318,7 @@ def _answer_text(own: list[ToolFact], failures: list[ToolResult], deps: list[Too
     if gaps:
         parts.append("\n".join(f"- {g.sentence()}" for g in gaps))
     elif any(f.name == "calculator" for f in own):
-        parts.append("\n".join(f"- {f.content.get('expression')} = {fmt(f.content['value'])}" for f in own
-                               if f.name == "calculator" and _is_num((f.content or {}).get("value"))))
+        parts.append("\n".join(f"- {line}" for line in _calc_lines(own)))
     for r in failures:
         parts.append(f"The tool {r.name} failed: {r.error.type if r.error else 'error'}.")
     if not parts:
@@ -425,13 +432,12 @@ def _position(text: str, word: str) -> int:
 def _query(group: Column | None, measures: list[Column], attempt: int) -> str:
     """The GROUP BY of the given attempt: 0 full (count + rounded means, ordered), 1 one unrounded mean,
     2 counts only. Without a group column: overall means."""
+    means = ", ".join(f"ROUND(AVG({_q(m.name)}), 2) AS {_q('mean_' + m.name)}" for m in measures)
     if group is None:
-        aggs = ", ".join(f"ROUND(AVG({_q(m.name)}), 2) AS {_q('mean_' + m.name)}" for m in measures) or "1 AS one"
-        return f"SELECT COUNT(*) AS n, {aggs} FROM data"
+        return f"SELECT COUNT(*) AS n, {means or '1 AS one'} FROM data"
     g = _q(group.name)
     if attempt == 0 and measures:
-        aggs = ", ".join(f"ROUND(AVG({_q(m.name)}), 2) AS {_q('mean_' + m.name)}" for m in measures)
-        return f"SELECT {g}, COUNT(*) AS n, {aggs} FROM data WHERE {g} IS NOT NULL GROUP BY {g} ORDER BY 3 DESC"
+        return f"SELECT {g}, COUNT(*) AS n, {means} FROM data WHERE {g} IS NOT NULL GROUP BY {g} ORDER BY 3 DESC"
     if attempt <= 1 and measures:
         m = measures[0]
         return f"SELECT {g}, AVG({_q(m.name)}) AS {_q('mean_' + m.name)} FROM data GROUP BY 1 ORDER BY 2 DESC"
@@ -471,8 +477,7 @@ def _act(ctx: ActContext, request: ModelRequest) -> ModelResponse:
     allowed = {t.name for t in request.tools}
     calls, results = _exchanges(request.messages)
     by_id = {r.call_id: r for r in results}
-    arguments = {c.call_id: c.arguments for c in calls}
-    own = [ToolFact(name=r.name, arguments=arguments.get(r.call_id, {}), content=r.content) for r in results if r.ok]
+    own = tool_facts(request.messages)
     failures = [r for r in results if not r.ok]
     deps = [f for d in ctx.dependencies for f in d.tool_results]
     tried = {c.name for c in calls}
@@ -589,8 +594,7 @@ def _summary(ctx: ReportContext) -> list[str]:
         lines.append(_profile_lines(schema)[0])
     lines += [g.sentence() for g in _gaps(facts)]
     if not lines:
-        lines += [f"{f.content.get('expression')} = {fmt(f.content['value'])}" for f in facts
-                  if f.name == "calculator" and isinstance(f.content, dict) and _is_num(f.content.get("value"))]
+        lines += _calc_lines(facts)
     if not lines:
         lines.append("The tools returned no figures for this goal; the rule engine can only compute what the tools "
                      "can.")

@@ -39,12 +39,16 @@ def _next_call_id() -> str:
         return f"call_{next(_call_ids)}"
 
 
+def _usage(model: str, input_tokens: int, output_tokens: int) -> ResponseUsage:
+    return ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
+                         cost_usd=pricing.cost_usd(model, input_tokens, output_tokens))
+
+
 def reply(text: str, *, input_tokens: int = 10, output_tokens: int = 20, model: str = "scripted") -> ModelResponse:
     """A final answer (``stop_reason="end_turn"``). Cost comes from :mod:`stepcrew.llm.pricing` for ``model``
     (0 for the default ``"scripted"``)."""
     return ModelResponse(text=text, stop_reason="end_turn", model=model,
-                         usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
-                                             cost_usd=pricing.cost_usd(model, input_tokens, output_tokens)))
+                         usage=_usage(model, input_tokens, output_tokens))
 
 
 def call_tools(*calls: tuple[str, dict[str, Any]], text: str = "", input_tokens: int = 10, output_tokens: int = 20,
@@ -56,8 +60,7 @@ def call_tools(*calls: tuple[str, dict[str, Any]], text: str = "", input_tokens:
     return ModelResponse(
         text=text, stop_reason="tool_use", model=model,
         tool_calls=[ToolCall(call_id=_next_call_id(), name=name, arguments=dict(args)) for name, args in calls],
-        usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
-                            cost_usd=pricing.cost_usd(model, input_tokens, output_tokens)))
+        usage=_usage(model, input_tokens, output_tokens))
 
 
 def call_tool(name: str, arguments: dict[str, Any], call_id: str | None = None, *, text: str = "",
