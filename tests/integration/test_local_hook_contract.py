@@ -546,3 +546,21 @@ def test_other_moto_versions_are_refused(monkeypatch):
     with pytest.raises(hook.MotoVersionError, match="moto==5.2.5"):
         LocalRuntime().__enter__()
     assert not hook.is_installed()
+
+
+def test_metrics_left_by_an_invocation_are_dropped_when_metrics_are_disabled(local_rt):
+    # The local runtime disables EMF output; without a flush Powertools would keep every metric forever.
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace="stepcrew-test")
+
+    def emits(event, context):
+        metrics.add_metric(name="ToolErrors", unit=MetricUnit.Count, value=1)
+        return {"ok": True}
+
+    local_rt.register_handler("emits", emits)
+    for _ in range(3):
+        local_rt.client("lambda").invoke(FunctionName=local_rt.function_arn("finalize").replace("finalize", "emits"),
+                                         Payload=b"{}")
+    assert dict(metrics.provider.metric_set) == {}

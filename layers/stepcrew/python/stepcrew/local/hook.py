@@ -196,10 +196,23 @@ def _dispatch_invoke(self: Any, function_name: str, qualifier: str | None, body:
         return _error_payload(type(exc).__name__, str(exc), response_headers)
     finally:
         _count_active(-1)
+        _drop_unflushed_metrics()
     try:
         return json.dumps(result).encode()
     except (TypeError, ValueError) as exc:
         return _error_payload("Runtime.MarshalError", f"Unable to marshal response: {exc}", response_headers)
+
+
+def _drop_unflushed_metrics() -> None:
+    """On Lambda each invocation's metrics are flushed (EMF) at its end. Under POWERTOOLS_METRICS_DISABLED (set by the
+    local runtime) Powertools skips that flush and never clears its metric store, which every ``Metrics`` of the
+    process shares: clear it after each invocation, so a long-lived local process (``stepcrew dev``) does not grow."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if is_metrics_disabled():
+        from aws_lambda_powertools import Metrics
+
+        Metrics().clear_metrics()
 
 
 # ---------------------------------------------------------------------------------------------- moto fixes
