@@ -14,6 +14,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,8 @@ def test_a_killed_run_is_saved_and_marked_failed(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "demo"], env=cli_env(tmp_path),
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     run_id = None
+    watchdog = threading.Timer(120, proc.kill)  # a stalled child ends the read loop below (and fails the test)
+    watchdog.start()
     try:
         for line in proc.stderr:  # wait until the run is executing
             if line.startswith("run ") and run_id is None:
@@ -159,6 +162,7 @@ def test_a_killed_run_is_saved_and_marked_failed(tmp_path):
         rest = proc.stderr.read()
         assert proc.wait(timeout=60) == 130, rest
     finally:
+        watchdog.cancel()
         proc.kill() if proc.poll() is None else None
     assert run_id and "interrupted" in rest
     shown = json.loads(stepcrew(tmp_path, "runs", "show", run_id, "--json").stdout)
