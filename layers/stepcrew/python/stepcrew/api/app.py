@@ -311,12 +311,13 @@ class StepcrewApi(APIGatewayHttpResolver):
         default provider when the body names none) and the loaded, validated crew. Raises BadRequest; writes
         nothing."""
         from stepcrew.crew import CrewError, load_crew, packaged_crews
-        from stepcrew.llm.registry import known_providers
+        from stepcrew.llm.registry import UnknownProviderError, check_provider
 
         provider = new_run.provider if "provider" in new_run.model_fields_set else self.config.default_provider
-        if provider not in known_providers():
-            raise BadRequest(f"unknown provider {provider!r}; known providers: {', '.join(known_providers())}",
-                             code="unknown_provider")
+        try:
+            check_provider(provider)
+        except UnknownProviderError as exc:
+            raise BadRequest(str(exc), code="unknown_provider") from None
         if new_run.data is not None:
             scheme = new_run.data.split("://", 1)[0]
             if scheme not in self.config.data_schemes:

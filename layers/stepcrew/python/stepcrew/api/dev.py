@@ -345,16 +345,17 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
                          "lets any caller act as any tenant")
     from stepcrew.api.app import ApiConfig, build_app
     from stepcrew.api.idempotency import dynamodb_persistence
-    from stepcrew.llm.registry import detect_provider, known_providers
+    from stepcrew.llm.registry import UnknownProviderError, check_provider, detect_provider
     from stepcrew.local.runtime import LocalRuntime
     from stepcrew.local.state import default_state_dir
 
     anonymous = _truthy(os.environ.get("STEPCREW_DEV_ALLOW_ANONYMOUS")) if allow_anonymous is None else allow_anonymous
     folder = Path(state_dir) if state_dir is not None else default_state_dir()
     provider = detect_provider()
-    if provider not in known_providers():
-        raise ValueError(f"STEPCREW_PROVIDER names an unknown provider {provider!r}; known: "
-                         f"{', '.join(known_providers())}")
+    try:
+        check_provider(provider)
+    except UnknownProviderError as exc:
+        raise ValueError(f"STEPCREW_PROVIDER names an {exc}") from None
     with LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
         app = build_app(runtime.store, runtime, runtime,
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),

@@ -47,10 +47,9 @@ class ApiSettings(RoleSettings):
     @field_validator("default_provider")
     @classmethod
     def _known_provider(cls, v: str) -> str:
-        from stepcrew.llm.registry import known_providers
+        from stepcrew.llm.registry import check_provider
 
-        if v not in known_providers():
-            raise ValueError(f"unknown provider {v!r}; known: {', '.join(known_providers())}")
+        check_provider(v)  # UnknownProviderError is a ValueError: pydantic reports it as this field's error
         return v
 
     @property
