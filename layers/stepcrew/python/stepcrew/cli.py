@@ -44,10 +44,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 # --------------------------------------------------------------------------------------------- request building
-def build_request(goal: str, data: Path | None, crew: str, provider: str | None, threshold: float | None,
-                  max_rounds: int | None, *, aws: bool = False, data_uri: str | None = None):
-    """Validate everything a run needs before anything is written. Returns (RunRequest, Crew).
-    Raises BadInput with a one-line message."""
+def build_request(goal: str, data: Path | None, crew: str, provider: str | None, *, review: dict | None = None,
+                  budget: dict | None = None, aws: bool = False, data_uri: str | None = None):
+    """Validate everything a run needs before anything is written. ``review``/``budget``: fields of
+    :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` (omitted ones keep their defaults).
+    Returns (RunRequest, Crew). Raises BadInput with a one-line message."""
     from pydantic import ValidationError
 
     from stepcrew.crew import CrewError, load_crew
@@ -77,13 +78,9 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
             uri = dataset_uri(data)
         except DatasetError as exc:
             raise BadInput(str(exc)) from exc
-    review: dict = {}
-    if threshold is not None:
-        review["threshold"] = threshold
-    if max_rounds is not None:
-        review["max_rounds"] = max_rounds
     try:
-        request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review)
+        request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review or {},
+                             budget=budget or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -272,9 +269,14 @@ AwsOpt = Annotated[bool, typer.Option("--aws", envvar="STEPCREW_AWS", help="Driv
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the run.")]
 
 
-def _run(goal, data, crew, provider, as_json, aws, timeout, threshold=None, max_rounds=None, data_uri=None) -> None:
+def _given(**values) -> dict:
+    """The options the user actually gave (None = not given: the model's default applies)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None) -> None:
     try:
-        request, crew_model = build_request(goal, data, crew, provider, threshold, max_rounds, aws=aws,
+        request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
                                             data_uri=data_uri)
         with sigterm_as_interrupt():
             code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
@@ -292,9 +294,15 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         threshold: Annotated[float | None, typer.Option(help="Review pass threshold, 0-1 (default 0.8).")] = None,
         max_rounds: Annotated[int | None, typer.Option(help="Review rounds at most (default 2).")] = None,
         data_uri: Annotated[str | None, typer.Option("--data-uri", help="s3:// dataset (with --aws).")] = None,
+        max_tokens: Annotated[int | None, typer.Option(help="Budget: input + output tokens of the whole run.")] = None,
+        max_cost: Annotated[float | None, typer.Option(help="Budget: USD for the whole run (price table).")] = None,
+        max_turns: Annotated[int | None, typer.Option(help="Budget: model calls per sub-task (default 8).")] = None,
         ) -> None:
-    """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report."""
-    _run(goal, data, crew, provider, as_json, aws, timeout, threshold, max_rounds, data_uri)
+    """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. A run that
+    passes a budget ends FAILED with BudgetExceededError or MaxTurnsExceededError."""
+    _run(goal, data, crew, provider, as_json, aws, timeout, review=_given(threshold=threshold, max_rounds=max_rounds),
+         budget=_given(max_tokens=max_tokens, max_cost_usd=max_cost, max_turns_per_subtask=max_turns),
+         data_uri=data_uri)
 
 
 @app.command()
