@@ -53,6 +53,19 @@ def test_item_layout_keys_gsi_and_ttl(client):
     assert items["MSGSEQ#w"]["count"] == {"N": "1"}
 
 
+def test_the_crew_is_one_json_string_and_old_map_records_still_read(client):
+    store = DynamoRunStore("t", client=client)
+    store.create_run(RUN)
+    meta = _items(client)["META"]
+    assert set(meta["crew"]) == {"S"} and Crew.model_validate_json(meta["crew"]["S"]) == RUN.crew
+    # a record written before the crew became a string: the crew as a DynamoDB map
+    from boto3.dynamodb.types import TypeSerializer
+
+    old = {**meta, "crew": TypeSerializer().serialize(schema.to_dynamo(RUN.crew.model_dump(mode="json")))}
+    client.put_item(TableName="t", Item=old)
+    assert store.get_run("r1").crew == RUN.crew
+
+
 def test_client_errors_become_store_errors():
     with mock_aws():
         store = DynamoRunStore("missing", client=boto3.client("dynamodb", region_name="us-east-1"))

@@ -285,8 +285,10 @@ def _body(model: Any) -> str:
 # --------------------------------------------------------------------------------------------- items
 def run_item(run: Run) -> dict[str, Any]:
     """The META item of ``run`` (plain Python, numbers as Decimal): keys, GSI1 keys, one attribute per field
-    except ``usage``, and the usage totals."""
-    fields = to_dynamo(run.model_dump(mode="json", exclude={"usage"}))
+    except ``usage``, and the usage totals. The crew is one JSON string (``crew``): it is never queried, and a deep
+    map costs every read of the run (moto's serializer took ~0.2 s per read of the default crew as a map)."""
+    fields = to_dynamo(run.model_dump(mode="json", exclude={"usage", "crew"}))
+    fields["crew"] = run.crew.model_dump_json()
     for name in ("created_at", "updated_at", "started_at", "finished_at"):
         value = getattr(run, name)
         fields[name] = iso_ts(value) if value is not None else None
@@ -298,6 +300,8 @@ def run_item(run: Run) -> dict[str, Any]:
 def run_from_item(item: dict[str, Any], by_model: dict[str, ModelUsage] | None = None) -> Run:
     """Rebuild a :class:`Run` from its META item (and its per-model usage, when read)."""
     data = from_dynamo({k: v for k, v in item.items() if k not in _RUN_KEY_ATTRIBUTES})
+    if isinstance(data.get("crew"), str):  # JSON string since schema 1.1; a map in records written before
+        data["crew"] = json.loads(data["crew"])
     usage = {name: data.pop(name, 0) for name in USAGE_TOTAL_ATTRIBUTES}
     usage["by_model"] = {m: u.model_dump() for m, u in (by_model or {}).items()}
     return Run.model_validate({**data, "usage": usage})
