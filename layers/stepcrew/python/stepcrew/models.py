@@ -28,11 +28,17 @@ TOOL_OUTPUT_MAX_BYTES = 8 * 1024
 FINAL_OUTPUT_MAX_CHARS = 200_000  # DynamoDB items are capped at 400 KB; the report item keeps headroom.
 DEFAULT_TENANT = "local"
 
+#: Identifier patterns, one source for these models and the HTTP API's checks (stepcrew.api).
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}$"
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+PROVIDER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+CREW_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+
 SubtaskId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 # Run ids are at most 39 characters so that "<run_id>-<subtask_id>" fits a Step Functions execution name (80).
-RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}$")]
+RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
+Tenant = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -95,7 +101,7 @@ class RunRequest(Strict):
     goal: str = Field(min_length=1, max_length=GOAL_MAX_CHARS)
     crew: str = Field(default="default", min_length=1, max_length=64, description="crew name")
     data: str | None = Field(default=None, max_length=2048)
-    provider: str = Field(default="rule", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    provider: str = Field(default="rule", pattern=PROVIDER_PATTERN)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     budget: Budget = Field(default_factory=Budget)
     inputs: dict[str, str] = Field(default_factory=dict, max_length=32)
@@ -136,7 +142,7 @@ class Crew(Strict):
     """A crew: one planner, >= 1 worker roles, one reviewer, one synthesizer. Tool names are checked against
     the tool registry by :func:`stepcrew.crew.validate_crew` (the model alone cannot know the registry)."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    name: str = Field(pattern=CREW_NAME_PATTERN)
     description: str = Field(default="", max_length=2000)
     planner: AgentRole
     workers: list[AgentRole] = Field(min_length=1, max_length=8)

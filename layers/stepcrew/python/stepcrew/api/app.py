@@ -77,14 +77,13 @@ from stepcrew.api.models import (
     RunList,
     RunSummary,
 )
-from stepcrew.models import Crew, Run, RunRequest, RunResult, RunStatus
+from stepcrew.models import RUN_ID_PATTERN, Crew, Run, RunRequest, RunResult, RunStatus
 from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_result, start_run
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
 logger = Logger(child=True)
 _T = TypeVar("_T")
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}$"  # stepcrew.models.RunId
 EVENT_CURSOR_MAX_CHARS = 128
 LIST_CURSOR_MAX_CHARS = 2048
 APPROVAL_REJECTED_ERROR = "ApprovalRejected"  # the error the run state machine's Catch records on the run

@@ -17,9 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from stepcrew import models
 from stepcrew.api.errors import Forbidden, Unauthorized
 
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+TENANT_PATTERN = re.compile(models.TENANT_PATTERN)
 DEFAULT_TENANT_CLAIM = "custom:tenant"
 
 

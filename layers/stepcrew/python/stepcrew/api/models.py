@@ -12,13 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from stepcrew.models import EventKind, RunRequest, RunStatus, Strict
+from stepcrew.models import CREW_NAME_PATTERN, PROVIDER_PATTERN, EventKind, RunRequest, RunStatus, Strict
 
 #: A crew as the API accepts it: a packaged crew's name only (never a path: the API must not read arbitrary
-#: files). Same pattern as :attr:`stepcrew.models.Crew.name`.
-CREW_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
-#: A provider name, same pattern as :attr:`stepcrew.models.RunRequest.provider`.
-PROVIDER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+#: files): CREW_NAME_PATTERN. A provider: PROVIDER_PATTERN (both from stepcrew.models).
 #: The Idempotency-Key header: 1-128 characters of ``[A-Za-z0-9_.:-]`` (a UUID fits).
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 #: Longest ``goal`` shown in ``GET /runs`` (characters); ``GET /runs/{id}`` has the run's full view.

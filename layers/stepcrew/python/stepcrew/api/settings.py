@@ -20,7 +20,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from stepcrew.api.auth import DEFAULT_TENANT_CLAIM
-from stepcrew.api.models import PROVIDER_PATTERN
+from stepcrew.models import PROVIDER_PATTERN
 from stepcrew.settings import RoleSettings
 
 STATE_MACHINE_ARN_PATTERN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
