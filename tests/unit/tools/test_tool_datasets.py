@@ -115,7 +115,7 @@ def test_query_over_an_s3_dataset(s3, make_invocation):
 
 def test_an_unreadable_file_is_a_dataset_error(tmp_path, make_invocation):
     path = tmp_path / "broken.parquet"
-    path.write_bytes(b"not parquet at all")
+    path.write_bytes(b"PAR1 not parquet at all")  # the Parquet magic, so DuckDB is the one to reject it
     result = QueryDataset().invoke(make_invocation("query_dataset", {"sql": "SELECT 1"}, path.as_uri()))
     assert result.error.type == "DatasetError"
     assert result.error.message.startswith("cannot load dataset broken.parquet: ")

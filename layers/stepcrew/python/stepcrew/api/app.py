@@ -323,6 +323,14 @@ class StepcrewApi(APIGatewayHttpResolver):
                 allowed = ", ".join(f"{s}://" for s in self.config.data_schemes)
                 raise BadRequest(f"data must be a {allowed} URI here", code="invalid_data_uri")
             _check_dataset_uri(new_run.data)
+            if scheme == "file":  # local dev server only: check the file now; an s3:// dataset is checked by the run
+                from stepcrew.tools.datasets import resolve_dataset
+                from stepcrew.tools.errors import DatasetError
+
+                try:
+                    resolve_dataset(new_run.data)
+                except DatasetError as exc:
+                    raise BadRequest(str(exc), code="invalid_dataset") from None
         if new_run.crew not in packaged_crews():
             raise BadRequest(f"unknown crew {new_run.crew!r}; available crews: {', '.join(packaged_crews())}",
                              code="unknown_crew")

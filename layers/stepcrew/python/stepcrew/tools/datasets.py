@@ -8,6 +8,17 @@ A run's dataset is a URI chosen by the run (``RunRequest.data``), never by the m
 Accepted files: extension in :data:`SUFFIXES`, at most :data:`MAX_DATASET_BYTES`. Anything else raises
 :class:`DatasetError` with a one-line message.
 
+Before any model call the file's content is checked too, cheaply and in this order (each failure is a one-line
+DatasetError naming the file by its name only, never a local path):
+
+1. :func:`check_dataset_file` (on a local file, and on an S3 download before it enters the cache) reads at most
+   :data:`SNIFF_BYTES`: the file is not empty; a Parquet file starts with the magic ``PAR1``; a CSV/JSON/JSON Lines
+   file holds no NUL byte (binary) and is UTF-8 text (a BOM is allowed); a CSV file has a header row (no empty
+   cell, not all numbers) and at least one row after it; a JSON file starts with ``[`` or ``{``, a JSON Lines file
+   with ``{``.
+2. :func:`open_dataset`, once DuckDB has loaded the table: it has at least one row, and a CSV's columns were not
+   auto-named ``column0, column1...`` (DuckDB's names when it detects no header).
+
 :func:`open_dataset` loads the file into an in-memory DuckDB table ``data``, then switches off spilling to disk
 (``temp_directory=''``: DuckDB otherwise adds its temporary folder, ``<cwd>/.tmp``, to the folders SQL may still
 read), caps DuckDB's memory at :func:`memory_limit_mb` (a query that needs more fails with a typed error instead of
@@ -19,9 +30,13 @@ DuckDB is imported lazily (it is heavy; the calculator Lambda never pays for it)
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import io
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -48,6 +63,8 @@ DEFAULT_MEMORY_LIMIT_MB = 1024
 #: Share of the Lambda function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MiB) DuckDB may use; the rest is for
 #: Python, the loaded modules and the tool output.
 LAMBDA_MEMORY_SHARE = 0.6
+#: Bytes :func:`check_dataset_file` reads at most from the start of a dataset.
+SNIFF_BYTES = 64 * 1024
 CACHE_DIR = Path(os.environ.get("STEPCREW_DATASET_CACHE", Path(tempfile.gettempdir()) / "stepcrew-datasets"))
 
 _lock = threading.Lock()
@@ -118,7 +135,72 @@ def _check_file(path: Path, uri: str) -> Path:
     size = path.stat().st_size
     if size > MAX_DATASET_BYTES:
         raise DatasetError(f"dataset is too big: {size} bytes (limit {MAX_DATASET_BYTES} bytes): {uri}")
+    check_dataset_file(path, uri)
     return path
+
+
+_TEXT_KINDS = {".csv": "CSV", ".json": "JSON", ".jsonl": "JSON Lines"}
+_CSV_DELIMITERS = (",", ";", "\t", "|")
+_NUMBER = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
+_AUTO_COLUMN = re.compile(r"column\d+")
+
+
+def check_dataset_file(path: Path, uri: str) -> None:
+    """Reject a dataset file whose first :data:`SNIFF_BYTES` show it cannot be what its suffix says: empty; a
+    ``.parquet`` without the ``PAR1`` magic; a ``.csv``/``.json``/``.jsonl`` that is binary (a NUL byte) or not
+    UTF-8; a CSV without a header row or without rows; a JSON not starting with ``[``/``{``, a JSON Lines file
+    whose first line does not start with ``{``. Pure Python, no DuckDB. Raises DatasetError (one line, naming the
+    file by the name in ``uri``, never by ``path``)."""
+    name = dataset_name(uri) if "://" in uri else Path(uri).name
+    # The kind comes from the URI's name: a download is checked as ``<hash>.csv.part``.
+    suffix = next((s for s in SUFFIXES if name.lower().endswith(s) or path.name.lower().endswith(s)), None)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if not head:
+        raise DatasetError(f"dataset {name} is empty")
+    if suffix == ".parquet":
+        if head[:4] != b"PAR1":
+            raise DatasetError(f"dataset {name} is not a Parquet file")
+        return
+    kind = _TEXT_KINDS.get(suffix)
+    if kind is None:
+        return
+    if b"\0" in head:
+        raise DatasetError(f"dataset {name} is binary, not a text {kind} file")
+    complete = size <= len(head)
+    try:  # final=False: a multi-byte character cut at the end of the sniffed bytes is buffered, not an error
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=complete)
+    except UnicodeDecodeError:
+        raise DatasetError(f"dataset {name} is not UTF-8 text") from None
+    if not text.strip():
+        raise DatasetError(f"dataset {name} is empty")
+    if suffix == ".csv":
+        _check_csv_text(text, complete, name)
+    elif suffix == ".json" and text.lstrip()[0] not in "[{":
+        raise DatasetError(f"dataset {name} is not JSON")
+    elif suffix == ".jsonl" and not next(ln for ln in text.splitlines() if ln.strip()).lstrip().startswith("{"):
+        raise DatasetError(f"dataset {name} is not JSON Lines")
+
+
+def _check_csv_text(text: str, complete: bool, name: str) -> None:
+    """The header and row checks of :func:`check_dataset_file` on the decoded start of a CSV (``complete``: the
+    whole file). Leading blank lines are skipped, as DuckDB does."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.strip())
+    body = "".join(lines[start:])
+    top = lines[start]
+    delimiter = max(_CSV_DELIMITERS, key=top.count) if any(d in top for d in _CSV_DELIMITERS) else ","
+    reader = csv.reader(io.StringIO(body), delimiter=delimiter)
+    header = next(reader)
+    has_row = any(len(row) > 1 or "".join(row).strip() for row in reader)
+    if not complete and not has_row:
+        header = header[:-1]  # the sniffed bytes may end inside the header: its last cell may be cut
+    cells = [cell.strip() for cell in header]
+    if any(not cell for cell in cells) or (cells and all(_NUMBER.fullmatch(cell) for cell in cells)):
+        raise DatasetError(f"dataset {name} has no header row (the first line must name the columns)")
+    if complete and not has_row:
+        raise DatasetError(f"dataset {name} has a header but no rows")
 
 
 def dataset_uri(path: str | Path) -> str:
@@ -170,6 +252,11 @@ def _download(uri: str, bucket: str, key: str) -> Path:
         except Exception as exc:
             partial.unlink(missing_ok=True)
             raise DatasetError(f"cannot download dataset {uri}: {_s3_reason(exc)}") from None
+        try:
+            check_dataset_file(partial, uri)
+        except DatasetError:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(target)
         _downloads[uri] = target
         logger.info("dataset downloaded", extra={"bytes": size})
@@ -202,10 +289,20 @@ def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
             con = duckdb.connect(":memory:")
             try:
                 con.execute(_load_sql(path), [str(path)])
+                rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
+                columns = [r[0] for r in con.execute("DESCRIBE data").fetchall()]
             except duckdb.Error as exc:
                 con.close()
                 first = first_line(exc).replace(str(path), path.name)  # no local paths in what the model reads
                 raise DatasetError(f"cannot load dataset {path.name}: {first}") from None
+            problem = None
+            if rows == 0:
+                problem = "has no rows"
+            elif path.name.lower().endswith(".csv") and all(_AUTO_COLUMN.fullmatch(c) for c in columns):
+                problem = "has no header row (the first line must name the columns)"
+            if problem is not None:
+                con.close()
+                raise DatasetError(f"dataset {dataset_name(uri)} {problem}")
             # Order matters: the folders SQL may read are fixed when external access is switched off.
             con.execute("SET temp_directory = ''")
             con.execute(f"SET memory_limit = '{memory_limit_mb()}MiB'")
