@@ -15,12 +15,14 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepcrew.domain.agent import agent_turn
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import AgentTurnInput
 from stepcrew.settings import MetricsSettings, load_settings
 from stepcrew.store.dynamodb import DynamoRunStore
 
 settings = load_settings(MetricsSettings)
 store = DynamoRunStore(settings.table_name)
+engines = EngineResolver()  # the run's provider picks its engine: the rule engine or an LLM engine
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=settings.metrics_namespace)
@@ -39,4 +41,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(run_id=inp.run_id, subtask_id=inp.subtask_id)
     if failed := sum(not result.ok for result in inp.tool_results):
         metrics.add_metric(name="ToolErrors", unit=MetricUnit.Count, value=failed)
-    return agent_turn(inp, store).model_dump(mode="json")
+    return agent_turn(inp, store, engines).model_dump(mode="json")

@@ -9,12 +9,14 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepcrew.domain.planner import plan_run
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import PlanInput
 from stepcrew.settings import load_settings
 from stepcrew.store.dynamodb import DynamoRunStore
 
 settings = load_settings()
 store = DynamoRunStore(settings.table_name)
+engines = EngineResolver()  # the run's provider picks its engine: the rule engine or an LLM engine
 logger = Logger()
 tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
@@ -27,4 +29,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     ValidationError for a malformed event, and what :func:`plan_run` raises."""
     inp = PlanInput.model_validate(event)
     logger.append_keys(run_id=inp.run_id)
-    return plan_run(inp, store).model_dump(mode="json")
+    return plan_run(inp, store, engines).model_dump(mode="json")

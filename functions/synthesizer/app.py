@@ -9,12 +9,14 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepcrew.domain.synthesizer import synthesize
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import SynthInput
 from stepcrew.settings import load_settings
 from stepcrew.store.dynamodb import DynamoRunStore
 
 settings = load_settings()
 store = DynamoRunStore(settings.table_name)
+engines = EngineResolver()  # the run's provider picks its engine: the rule engine or an LLM engine
 logger = Logger()
 tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
@@ -27,4 +29,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     ValidationError for a malformed event, and what :func:`synthesize` raises."""
     inp = SynthInput.model_validate(event)
     logger.append_keys(run_id=inp.run_id)
-    return synthesize(inp, store).model_dump(mode="json")
+    return synthesize(inp, store, engines).model_dump(mode="json")

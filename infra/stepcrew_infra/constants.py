@@ -95,6 +95,7 @@ API_ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("GET", "/runs/{id}", True),
     ("GET", "/runs/{id}/events", True),
     ("POST", "/runs/{id}/approval", True),
+    ("POST", "/runs/{id}/review", True),
     ("GET", "/health", False),
 )
 

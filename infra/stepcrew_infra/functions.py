@@ -120,6 +120,8 @@ class StepcrewFunction(Construct):
             env["STEPCREW_TABLE_NAME"] = resources.table.table_name
         if spec.reads_data:
             env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
+        if spec.emits_events:
+            env["STEPCREW_EVENT_BUS"] = "default"
         if spec.calls_models:
             for provider, secret in sorted(resources.secrets.items()):
                 env[C.PROVIDER_SECRETS[provider]] = secret.secret_arn
@@ -156,6 +158,10 @@ class StepcrewFunction(Construct):
                                                         resources=[bucket.arn_for_objects("*")]))
             self.role.add_to_policy(iam.PolicyStatement(sid="ListDatasets", actions=["s3:ListBucket"],
                                                         resources=[bucket.bucket_arn]))
+        if spec.emits_events:  # stepcrew.run.needs_review on the account's default bus
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="PublishEvents", actions=["events:PutEvents"],
+                resources=[stack.format_arn(service="events", resource="event-bus", resource_name="default")]))
         if spec.calls_models:
             secrets = [resources.secrets[p] for p in sorted(resources.secrets)]
             self.role.add_to_policy(iam.PolicyStatement(

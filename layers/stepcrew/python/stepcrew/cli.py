@@ -5,8 +5,10 @@
 
 Runs execute the real state machines in the local runtime (moto in-process) unless ``--aws`` is given, which drives
 a deployed stack (env ``STEPCREW_TABLE_NAME`` and ``STEPCREW_RUN_STATE_MACHINE_ARN``). Progress goes to stderr
-(rich); ``--json`` prints exactly one JSON object (:class:`stepcrew.models.RunResult`) on stdout. Exit codes:
-0 the run SUCCEEDED; 1 the run FAILED (or did not finish in ``--timeout``); 2 bad input (nothing was written).
+(rich); ``--json`` prints exactly one JSON object (:class:`stepcrew.models.RunResult`) on stdout. Exit codes
+(:data:`EXIT_CODES`): 0 the run SUCCEEDED; 1 it FAILED (or did not finish in ``--timeout``); 2 bad input (nothing
+was written); 3 it NEEDS_REVIEW (its report failed review and waits for a person: ``stepcrew runs review``); 4 it
+was DECLINED (the engine cannot answer this goal, and says why); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ app.add_typer(runs_app, name="runs")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+#: Exit code per final run status (bad input is 2, an interrupt 130).
+EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.NEEDS_REVIEW: 3, RunStatus.DECLINED: 4}
+#: Statuses where ``stepcrew run`` stops following: terminal, or handed to a person for review.
+_STOP = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DECLINED, RunStatus.NEEDS_REVIEW}
+
+
 class BadInput(Exception):
     """Bad command-line input: exit 2 with a one-line message, nothing written."""
 
@@ -45,7 +53,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 # --------------------------------------------------------------------------------------------- request building
 def build_request(goal: str, data: Path | None, crew: str, provider: str | None, *, review: dict | None = None,
-                  budget: dict | None = None, aws: bool = False, data_uri: str | None = None):
+                  budget: dict | None = None, aws: bool = False, data_uri: str | None = None,
+                  require_approval: bool = False):
     """Validate everything a run needs before anything is written. ``review``/``budget``: fields of
     :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` (omitted ones keep their defaults).
     Returns (RunRequest, Crew). Raises BadInput with a one-line message."""
@@ -80,7 +89,7 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
             raise BadInput(str(exc)) from exc
     try:
         request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review or {},
-                             budget=budget or {})
+                             budget=budget or {}, require_approval=require_approval)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -120,6 +129,10 @@ class Progress:
             "review": self._review_text(d),
             "run_succeeded": "[bold green]run SUCCEEDED[/]",
             "run_failed": f"[bold red]run FAILED[/] {d.get('code', '')}",
+            "run_declined": f"[bold yellow]run DECLINED[/] ({d.get('code', '')}): the engine cannot answer this goal",
+            "needs_review": f"[bold yellow]report handed off for review[/] (NEEDS_REVIEW until {d.get('deadline')})",
+            "review_decided": f"review decision: {'accepted' if d.get('accept') else 'rejected'}",
+            "approval_requested": "[yellow]waiting for approval of the plan[/]",
         }.get(event.kind, event.kind)
         self.console.print(f"[dim]{event.at:%H:%M:%S}[/] {text}")
 
@@ -141,6 +154,8 @@ class Progress:
 
     @staticmethod
     def _review_text(d: dict) -> str:
+        if d.get("overall") is None:
+            return f"review round {d.get('round')}: [red]no valid scores[/] ({d.get('error', 'error')})"
         verdict = "[green]passed[/]" if d.get("passed") else "[yellow]below threshold[/]"
         return f"review round {d.get('round')}: overall {d.get('overall', 0):.2f} {verdict}"
 
@@ -174,7 +189,13 @@ def print_result(result: RunResult, as_json: bool, out) -> None:
         table.add_row(s.id, s.status.value, str(s.tool_calls), ", ".join(deps.get(s.id, [])) or "—")
     err.print(table)
     for r in result.review.rounds:
-        err.print(f"review round {r.round}: overall {r.overall:.2f} ({'passed' if r.passed else 'not passed'})")
+        score = "no valid scores" if r.overall is None else f"overall {r.overall:.2f}"
+        err.print(f"review round {r.round}: {score} ({'passed' if r.passed else 'not passed'})")
+    if result.decline:
+        err.print(f"[yellow]DECLINED ({result.decline.code}): {result.decline.reason}[/]")
+    if result.status == RunStatus.NEEDS_REVIEW:
+        err.print(f"[yellow]NEEDS_REVIEW: the report below failed its last review round; answer with `stepcrew runs "
+                  f"review {result.run_id} --accept` or `--reject` (deadline {result.review.deadline}).[/]")
     u = result.usage
     err.print(f"engine {result.engine or '?'} · tokens in {u.input_tokens} / out {u.output_tokens} · "
               f"cost ${u.cost_usd:.4f}")
@@ -215,6 +236,71 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+# --------------------------------------------------------------------------------------------- approvals
+def decisions_dir() -> Path:
+    """``$STEPCREW_HOME/decisions``: where ``stepcrew runs approve`` leaves an answer for the process that runs the
+    run (a local run lives in its ``stepcrew run`` process: the emulated execution cannot be reached otherwise)."""
+    from stepcrew.local.state import default_state_dir
+
+    return default_state_dir().parent / "decisions"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ApprovalWaiter:
+    """While a local run waits for approval: asks on the terminal (interactive) or picks up the answer that
+    ``stepcrew runs approve`` writes to ``decisions/<run_id>.approval.json``, and answers the task token through the
+    same use case as the API (:func:`stepcrew.domain.decisions.answer_approval`). ``<run_id>.live`` holds this
+    process's pid while it waits."""
+
+    def __init__(self, store, resumer, run_id: str, *, interactive: bool) -> None:
+        self.store, self.resumer, self.run_id, self.interactive = store, resumer, run_id, interactive
+        self.folder = decisions_dir()
+        self._live: Path | None = None
+
+    def poll(self) -> None:
+        from stepcrew.domain.decisions import DecisionError, answer_approval
+
+        if self._live is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._live = self.folder / f"{self.run_id}.live"
+            self._live.write_text(str(os.getpid()))
+            err.print(f"run {self.run_id} waits for approval of its plan: `stepcrew runs approve {self.run_id}` "
+                      "(or --reject)")
+        answer: dict | None = None
+        if self.interactive:
+            reply = typer.prompt("approve the plan? [y/N]", default="n", err=True)
+            answer = {"approved": reply.strip().lower() in ("y", "yes"), "comment": "answered at the terminal"}
+        else:
+            inbox = self.folder / f"{self.run_id}.approval.json"
+            if inbox.is_file():
+                try:
+                    answer = json.loads(inbox.read_text())
+                finally:
+                    inbox.unlink(missing_ok=True)
+        if answer is None:
+            return
+        try:
+            answer_approval(self.store, self.resumer, self.run_id, None, bool(answer.get("approved")),
+                            str(answer.get("comment") or ""))
+            outcome = {"ok": True, "approved": bool(answer.get("approved"))}
+        except DecisionError as exc:
+            outcome = {"ok": False, "error": str(exc)}
+        (self.folder / f"{self.run_id}.approval.done").write_text(json.dumps(outcome))
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------------------------- execution
 def _aws_backend():
     from stepcrew.service import StepFunctionsStarter
@@ -250,13 +336,23 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
                 run = start_run(run, store, starter)
             except RunStartError as exc:
                 err.print(f"[red]error:[/] {exc}")
-            finished = follow(store, run.run_id, lambda: store.get_run(run.run_id).status.terminal, progress,
-                              timeout_s)
+            waiter = ApprovalWaiter(store, starter, run.run_id, interactive=not as_json and sys.stdin.isatty())
+
+            def done() -> bool:
+                status = store.get_run(run.run_id).status
+                if status == RunStatus.WAITING_APPROVAL and not aws:
+                    waiter.poll()
+                return status in _STOP
+
+            try:
+                finished = follow(store, run.run_id, done, progress, timeout_s)
+            finally:
+                waiter.close()
             result = run_result(store, run.run_id)
         if not finished:
             err.print(f"[red]error:[/] run {run.run_id} did not finish within {timeout_s:.0f} s")
         print_result(result, as_json, out)
-    return 0 if result.status == RunStatus.SUCCEEDED else 1
+    return EXIT_CODES.get(result.status, 1) if finished else 1
 
 
 GoalArg = Annotated[str, typer.Argument(help="What the crew should achieve (1-10,000 characters).")]
@@ -274,10 +370,11 @@ def _given(**values) -> dict:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None) -> None:
+def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None,
+         require_approval=False) -> None:
     try:
         request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
-                                            data_uri=data_uri)
+                                            data_uri=data_uri, require_approval=require_approval)
         with sigterm_as_interrupt():
             code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
     except BadInput as exc:
@@ -297,12 +394,23 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         max_tokens: Annotated[int | None, typer.Option(help="Budget: input + output tokens of the whole run.")] = None,
         max_cost: Annotated[float | None, typer.Option(help="Budget: USD for the whole run (price table).")] = None,
         max_turns: Annotated[int | None, typer.Option(help="Budget: model calls per sub-task (default 8).")] = None,
+        on_review_fail: Annotated[str | None, typer.Option(
+            "--on-review-fail", help="A report that fails its last review round: 'handoff' (default: NEEDS_REVIEW, "
+                                     "exit 3) or 'fail' (FAILED ReviewFailed, exit 1).")] = None,
+        handoff_timeout: Annotated[int | None, typer.Option(
+            help="Seconds a hand-off waits for a person before the run fails ReviewTimedOut (default 86400).")] = None,
+        require_approval: Annotated[bool, typer.Option(
+            "--require-approval", help="Pause after planning until the plan is approved (asked here when "
+                                       "interactive, else answer with `stepcrew runs approve RUN_ID`).")] = False,
         ) -> None:
-    """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. A run that
-    passes a budget ends FAILED with BudgetExceededError or MaxTurnsExceededError."""
-    _run(goal, data, crew, provider, as_json, aws, timeout, review=_given(threshold=threshold, max_rounds=max_rounds),
+    """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. Exit 0
+    SUCCEEDED, 1 FAILED (a budget passed, a failed review with --on-review-fail fail...), 3 NEEDS_REVIEW, 4
+    DECLINED."""
+    _run(goal, data, crew, provider, as_json, aws, timeout,
+         review=_given(threshold=threshold, max_rounds=max_rounds, on_fail=on_review_fail,
+                       handoff_timeout_s=handoff_timeout),
          budget=_given(max_tokens=max_tokens, max_cost_usd=max_cost, max_turns_per_subtask=max_turns),
-         data_uri=data_uri)
+         data_uri=data_uri, require_approval=require_approval)
 
 
 @app.command()
@@ -364,6 +472,85 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")], as_jso
     print_result(result, as_json, sys.stdout)
 
 
+@runs_app.command("approve")
+def runs_approve(run_id: Annotated[str, typer.Argument(help="The run id (WAITING_APPROVAL).")],
+                 reject: Annotated[bool, typer.Option("--reject", help="Reject the plan (the run FAILS).")] = False,
+                 comment: Annotated[str, typer.Option(help="Why (shown as the failure reason when rejected).")] = "",
+                 wait: Annotated[float, typer.Option(help="Seconds to wait for the run's process.")] = 30.0) -> None:
+    """Approve (or --reject) the plan of a local run waiting for approval. A local run waits in its own `stepcrew
+    run --require-approval` process; the answer is handed to that process. Exit 0 answered, 1 not answered, 2 no such
+    waiting run."""
+    folder = decisions_dir()
+    live = folder / f"{run_id}.live"
+    try:
+        pid = int(live.read_text()) if live.is_file() else 0
+    except ValueError:
+        pid = 0
+    if not pid or not _pid_alive(pid):
+        raise _fail(f"no `stepcrew run` process is waiting for the approval of run {run_id!r} (a local run waits "
+                    "only while its process runs; over HTTP use `stepcrew dev` and POST /runs/{id}/approval)")
+    done = folder / f"{run_id}.approval.done"
+    done.unlink(missing_ok=True)
+    tmp = folder / f".{run_id}.approval.json.tmp"
+    tmp.write_text(json.dumps({"approved": not reject, "comment": comment}))
+    tmp.replace(folder / f"{run_id}.approval.json")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if done.is_file():
+            outcome = json.loads(done.read_text())
+            done.unlink(missing_ok=True)
+            if not outcome.get("ok"):
+                raise _fail(outcome.get("error", "the answer was refused"), code=1)
+            err.print(f"run {run_id}: plan {'approved' if not reject else 'rejected'}")
+            return
+        time.sleep(0.1)
+    (folder / f"{run_id}.approval.json").unlink(missing_ok=True)
+    raise _fail(f"the process of run {run_id} did not take the answer within {wait:.0f} s", code=1)
+
+
+@runs_app.command("review")
+def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_REVIEW).")],
+                accept: Annotated[bool | None, typer.Option("--accept/--reject",
+                                                            help="Accept the report (SUCCEEDED) or reject it "
+                                                                 "(FAILED ReviewRejected).")] = None,
+                comment: Annotated[str, typer.Option(help="Why (the failure reason when rejected).")] = "",
+                report: Annotated[Path | None, typer.Option(help="A corrected report (Markdown file) to keep "
+                                                                 "when accepting.")] = None,
+                as_json: JsonOpt = False) -> None:
+    """Answer a local run handed off for review (its report failed the last review round). Exit 0 accepted
+    (SUCCEEDED), 1 rejected (FAILED) or expired (FAILED ReviewTimedOut), 2 bad input (no such run, not NEEDS_REVIEW,
+    no --accept/--reject)."""
+    from stepcrew.domain.decisions import DecisionClosed, DecisionError, answer_review
+    from stepcrew.local.runtime import LocalRuntime
+    from stepcrew.local.state import default_state_dir
+    from stepcrew.models import ReviewDecision
+    from stepcrew.service import run_result
+    from stepcrew.store.base import RunNotFoundError
+
+    if accept is None:
+        raise _fail("give --accept or --reject")
+    text = None
+    if report is not None:
+        try:
+            text = report.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read the report {report}: {exc}") from None
+    code = 0
+    with stdout_reserved() as out, LocalRuntime(state_dir=default_state_dir(), store_only=True) as runtime:
+        try:
+            answer_review(runtime.store, None, run_id, None, ReviewDecision(accept=accept, comment=comment), text)
+        except RunNotFoundError:
+            raise _fail(f"no run {run_id!r}") from None
+        except DecisionClosed as exc:
+            err.print(f"[red]error:[/] {exc}")
+            code = 1
+        except DecisionError as exc:
+            raise _fail(str(exc)) from None
+        result = run_result(runtime.store, run_id)
+        print_result(result, as_json, out)
+    raise typer.Exit(code or EXIT_CODES.get(result.status, 1))
+
+
 @app.command()
 def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000) -> None:
     """Serve the HTTP API on 127.0.0.1 with the local runtime behind it (a local token stands in for JWT)."""
@@ -371,6 +558,77 @@ def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000) ->
     from stepcrew.local.state import default_state_dir
 
     serve(host="127.0.0.1", port=port, state_dir=default_state_dir())
+
+
+@app.command("eval")
+def eval_suite(
+        suite: Annotated[str, typer.Argument(help="A suite YAML file, or a shipped suite's name (analyst).")],
+        provider: Annotated[str, typer.Option("--provider", help="rule | anthropic | openai | bedrock (default "
+                                              "rule: offline; another provider also judges each report)")] = "rule",
+        as_json: JsonOpt = False,
+        gate: Annotated[bool, typer.Option("--gate", help="Exit 1 when the suite's gate thresholds fail.")] = False,
+        out: Annotated[Path | None, typer.Option("--out", help="Also write eval.md and eval.json here.")] = None,
+        case: Annotated[list[str] | None, typer.Option("--case", help="Run only this case id (repeatable).")] = None,
+        timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for each run.")] = 300.0,
+) -> None:
+    """Run a golden-set eval suite: every case as a real local run, scored against its expected answer (entity,
+    figures, tools, or a decline). Prints a Markdown table (one JSON object with --json). Exit 0; with --gate 1
+    when a threshold fails; 2 for bad input (nothing run)."""
+    from stepcrew.evals.report import outcome, to_json, to_markdown
+    from stepcrew.evals.runner import gate as check_gate
+    from stepcrew.evals.runner import llm_judge, run_suite, select_cases
+    from stepcrew.evals.suite import SuiteError, load_suite
+    from stepcrew.llm import registry
+
+    try:
+        try:
+            loaded = load_suite(suite)
+            registry.check_provider(provider)
+            selected = select_cases(loaded, case)
+        except (SuiteError, registry.UnknownProviderError, ValueError) as exc:
+            raise BadInput(str(exc)) from exc
+        sdk = {"anthropic": "anthropic", "openai": "openai"}.get(provider)
+        if sdk:
+            import importlib.util
+
+            if importlib.util.find_spec(sdk) is None:
+                raise BadInput(f"provider {provider!r} needs the {sdk} SDK: pip install 'stepcrew[{sdk}]'")
+        if out is not None:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BadInput(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from exc
+        judge = llm_judge(provider) if provider != registry.RULE else None
+        done = [0]
+
+        def progress(result) -> None:
+            done[0] += 1
+            err.print(f"[{done[0]}/{len(selected)}] {result.id} {result.status} {outcome(result)}"
+                      + (f" ({result.error})" if result.error else ""), markup=False)
+
+        with sigterm_as_interrupt(), stdout_reserved() as stdout:
+            err.print(f"eval {loaded.name}: {len(selected)} case(s), provider {provider}", markup=False)
+            report = run_suite(loaded, provider=provider, timeout_s=timeout, case_ids=case, judge=judge,
+                               on_case=progress)
+            failures = check_gate(report, loaded.gate)
+            payload = to_json(report)
+            text = json.dumps(payload) + "\n" if as_json else to_markdown(report)
+            if out is not None:
+                (out / "eval.md").write_text(to_markdown(report), encoding="utf-8")
+                (out / "eval.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+            stdout.write(text)
+    except BadInput as exc:
+        from rich.markup import escape
+
+        raise _fail(escape(str(exc))) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; the runs in flight were stopped", code=130) from None
+    t = report.totals
+    err.print(f"score {t.score:.2f} ({t.success + t.declined_correctly}/{t.cases}) · wrong but passed "
+              f"{t.wrong_but_passed} · wall {t.wall_s:.1f} s", markup=False)
+    for failure in failures:
+        err.print(f"gate failed: {failure}", markup=False)
+    raise typer.Exit(1 if gate and failures else 0)
 
 
 def main() -> None:

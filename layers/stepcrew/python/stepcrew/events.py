@@ -34,46 +34,68 @@ class CreateScheduledRun(Strict):
 
 
 class RunConfig(Strict):
-    """The small slice of the run record that the run state machine's Choice states read."""
+    """The small slice of the run record that the run state machine's Choice states read: the review threshold and
+    rounds, what a failed last round becomes (``on_fail``), the hand-off's timeout (seconds), whether the plan
+    needs approval, and whether the run has a dataset (then it is profiled before planning)."""
 
     threshold: Score
     max_rounds: int = Field(ge=1)
+    on_fail: Literal["handoff", "fail"] = "handoff"
+    handoff_timeout_s: int = Field(default=86_400, ge=1)
     require_approval: bool = False
+    has_data: bool = False
+    data_uri: str | None = None
+
+
+class DatasetSlot(Strict):
+    """Where the run state machine keeps the dataset's describe_dataset result (``$.guard.profile.result``): None
+    until the DescribeData state fills it (and for runs without a dataset)."""
+
+    result: ToolResult | None = None
 
 
 class GuardOutput(Strict):
     run_id: RunId
     config: RunConfig
+    profile: DatasetSlot = Field(default_factory=DatasetSlot)
 
 
 class PlanInput(Strict):
+    """``dataset``: the describe_dataset result the run state machine got before planning (None without data)."""
+
     run_id: RunId
     attempt: int = Field(default=1, ge=1, le=MAX_PLAN_ATTEMPTS)
     previous_error: str | None = Field(default=None, max_length=4000)
+    dataset: ToolResult | None = None
 
 
 class PlanOutput(Strict):
     """``valid`` false and ``retry`` true: the state machine calls the planner again with ``next_attempt`` and
-    ``error``; ``valid`` false and ``retry`` false: the run fails with ``PlanInvalidError: <error>``."""
+    ``error``; ``declined`` true: the engine cannot answer the goal (``error`` says why) and the run ends DECLINED;
+    ``valid`` false otherwise: the run fails with ``PlanInvalidError: <error>``."""
 
     run_id: RunId
     valid: bool
     attempt: int
     next_attempt: int
     retry: bool
+    declined: bool = False
     error: str | None = None
     waves: list[list[SubtaskId]] = Field(default_factory=list)
     subtask_count: int = 0
 
 
 class ApprovalInput(Strict):
+    """``kind``: ``approval`` (the plan gate) or ``review`` (the hand-off of a report that failed review)."""
+
     run_id: RunId
     task_token: str = Field(min_length=1, max_length=4096)
+    kind: Literal["approval", "review"] = "approval"
 
 
 class ApprovalOutput(Strict):
     run_id: RunId
-    status: Literal["WAITING_APPROVAL"] = "WAITING_APPROVAL"
+    status: Literal["WAITING_APPROVAL", "NEEDS_REVIEW"] = "WAITING_APPROVAL"
 
 
 class AgentStart(Strict):
@@ -119,25 +141,31 @@ class SynthOutput(Strict):
     chars: int = Field(ge=0)
 
 
-class ReviewInput(Strict):
-    run_id: RunId
-    round: int = Field(default=1, ge=1)
-
-
-class ReviewOutput(Strict):
-    run_id: RunId
-    round: int = Field(ge=1)
-    next_round: int
-    overall: Score
-    passed: bool
-    budget_exhausted: bool = False
-
-
 class StepFunctionsError(Strict):
     """What a Catch with ``ResultPath: "$.error"`` puts in state: ``{"Error": ..., "Cause": ...}``."""
 
     Error: str = "States.TaskFailed"
     Cause: str | None = None
+
+
+class ReviewInput(Strict):
+    """``failed``: the state machine's retries of this round ended in this error (ReviewReplyError): record the
+    round as failed instead of reviewing."""
+
+    run_id: RunId
+    round: int = Field(default=1, ge=1)
+    failed: StepFunctionsError | None = None
+
+
+class ReviewOutput(Strict):
+    """``overall`` None: the round gave no valid scores (recorded as failed, ``passed`` false)."""
+
+    run_id: RunId
+    round: int = Field(ge=1)
+    next_round: int
+    overall: Score | None
+    passed: bool
+    budget_exhausted: bool = False
 
 
 class SucceedRun(Strict):
@@ -151,6 +179,11 @@ class FailRun(Strict):
     error: StepFunctionsError
 
 
+class DeclineRun(Strict):
+    action: Literal["decline_run"] = "decline_run"
+    run_id: RunId
+
+
 class FailSubtask(Strict):
     action: Literal["fail_subtask"] = "fail_subtask"
     run_id: RunId
@@ -158,7 +191,7 @@ class FailSubtask(Strict):
     error: StepFunctionsError
 
 
-FinalizeInput = Annotated[SucceedRun | FailRun | FailSubtask, Field(discriminator="action")]
+FinalizeInput = Annotated[SucceedRun | FailRun | FailSubtask | DeclineRun, Field(discriminator="action")]
 
 
 class FinalizeOutput(Strict):

@@ -56,15 +56,21 @@ class Strict(BaseModel):
 
 
 class RunStatus(StrEnum):
+    """A run's status. Terminal: SUCCEEDED (the report passed review, or a person accepted it), FAILED (with a
+    reason), DECLINED (the engine said it cannot answer this goal, and why). Waiting for a person: WAITING_APPROVAL
+    (the plan) and NEEDS_REVIEW (the report failed its last review round and was handed off)."""
+
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     WAITING_APPROVAL = "WAITING_APPROVAL"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    DECLINED = "DECLINED"
 
     @property
     def terminal(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DECLINED)
 
 
 class SubtaskStatus(StrEnum):
@@ -75,12 +81,26 @@ class SubtaskStatus(StrEnum):
 
 
 # --------------------------------------------------------------------------------------------- run request
+#: Longest a hand-off may wait for a person (seconds): a Standard execution lasts at most one year (Step Functions
+#: quotas page); stepcrew caps the wait at 30 days.
+HANDOFF_TIMEOUT_MAX_S = 30 * 24 * 3600
+
+
 class ReviewConfig(Strict):
-    """Reflection loop settings: stop when ``overall >= threshold`` or after ``max_rounds`` review rounds."""
+    """Reflection loop settings: stop when ``overall >= threshold`` or after ``max_rounds`` review rounds.
+
+    ``on_fail``: what a report below the threshold after the last round becomes: ``handoff`` (default: the run
+    waits in NEEDS_REVIEW for a person, at most ``handoff_timeout_s`` seconds, then FAILED ``ReviewTimedOut``) or
+    ``fail`` (FAILED ``ReviewFailed`` with the scores). Never SUCCEEDED."""
 
     threshold: Score = 0.8
     max_rounds: int = Field(default=2, ge=1, le=5, description="review rounds at most (each failing round but "
                                                                 "the last is followed by one improvement)")
+    on_fail: Literal["handoff", "fail"] = Field(default="handoff", description="a report that fails its last review "
+                                                "round: hand off to a person (NEEDS_REVIEW) or fail the run")
+    handoff_timeout_s: int = Field(default=86_400, ge=1, le=HANDOFF_TIMEOUT_MAX_S,
+                                   description="seconds a hand-off waits for a person before the run fails "
+                                               "(ReviewTimedOut); default 24 h")
 
 
 class Budget(Strict):
@@ -327,6 +347,14 @@ class Usage(Strict):
                      cost_usd=self.cost_usd + cost_usd, by_model=by_model)
 
 
+class Decline(Strict):
+    """The engine cannot answer the goal: ``code`` (forecast, cause, unknown_column, no_rule, no_dataset,
+    unsupported) and a one-line ``reason`` naming what it could not do (the run ends DECLINED)."""
+
+    code: Literal["forecast", "cause", "unknown_column", "no_rule", "no_dataset", "unsupported"]
+    reason: Annotated[str, _clip(2000)] = Field(min_length=1)
+
+
 class CriterionScores(Strict):
     accuracy: Score
     completeness: Score
@@ -334,13 +362,24 @@ class CriterionScores(Strict):
 
 
 class Review(Strict):
-    """One review round of the final report. ``overall`` in [0, 1]; ``passed`` = overall >= threshold."""
+    """One review round of the final report. ``overall`` in [0, 1] (the mean of the scores); ``passed`` =
+    overall >= threshold. A round whose reviewer gave no valid scores (after the state machine's retries) has
+    ``scores`` and ``overall`` None, ``passed`` false and ``error`` saying why: never a silent 0."""
 
     round: int = Field(ge=1)
-    scores: CriterionScores
-    overall: Score
+    scores: CriterionScores | None = None
+    overall: Score | None = None
     passed: bool
     feedback: str = Field(default="", max_length=4000)
+    error: Annotated[str, _clip(2000)] | None = None
+
+
+class ReviewDecision(Strict):
+    """A person's answer to a hand-off (``POST /runs/{id}/review``, ``stepcrew runs review``)."""
+
+    accept: bool
+    comment: str = Field(default="", max_length=2000)
+    at: datetime = Field(default_factory=utcnow)
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -366,7 +405,11 @@ class Run(Strict):
     budget: Budget = Field(default_factory=Budget)
     inputs: dict[str, str] = Field(default_factory=dict)
     require_approval: bool = False
-    approval_token: str | None = Field(default=None, description="Step Functions task token while waiting")
+    approval_token: str | None = Field(default=None, description="Step Functions task token while waiting for a "
+                                                                  "person (approval or review hand-off)")
+    review_deadline: datetime | None = Field(default=None, description="NEEDS_REVIEW: when the hand-off expires")
+    review_decision: ReviewDecision | None = None
+    decline: Decline | None = None
     status: RunStatus = RunStatus.QUEUED
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -395,6 +438,7 @@ class SubtaskRecord(Strict):
 EventKind = Literal[
     "run_queued", "run_started", "plan_ready", "plan_invalid", "subtask_started", "model_turn", "tool_call",
     "tool_result", "subtask_finished", "subtask_failed", "synthesized", "review", "run_succeeded", "run_failed",
+    "run_declined", "needs_review", "review_decided", "approval_requested",
 ]
 
 
@@ -429,12 +473,19 @@ class SubtaskView(Strict):
 
 class ReviewRoundView(Strict):
     round: int
-    overall: Score
+    overall: Score | None
     passed: bool
+    error: str | None = None
 
 
 class ReviewView(Strict):
+    """Review rounds; ``threshold`` and ``on_fail`` of the run; ``decision``: a person's answer to a hand-off."""
+
     rounds: list[ReviewRoundView]
+    threshold: Score = 0.8
+    on_fail: Literal["handoff", "fail"] = "handoff"
+    deadline: datetime | None = None
+    decision: ReviewDecision | None = None
 
 
 class UsageView(Strict):
@@ -455,3 +506,4 @@ class RunResult(Strict):
     final_output: str | None
     usage: UsageView
     error: RunError | None = None
+    decline: Decline | None = None

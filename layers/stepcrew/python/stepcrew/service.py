@@ -100,7 +100,8 @@ def run_result(store: RunStore, run_id: str, tenant: str | None = None) -> RunRe
     plan = store.get_plan(run_id)
     subtasks = store.list_subtasks(run_id) if plan else []
     reviews = store.list_reviews(run_id)
-    report = store.get_report(run_id) if run.status == RunStatus.SUCCEEDED else None
+    # the report of a run that earned it, or that waits for a person's review (shown so they can judge it)
+    report = store.get_report(run_id) if run.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_REVIEW) else None
     return RunResult(
         run_id=run.run_id,
         status=run.status,
@@ -109,10 +110,14 @@ def run_result(store: RunStore, run_id: str, tenant: str | None = None) -> RunRe
                                 for s in (plan.subtasks if plan else [])]),
         subtasks=[SubtaskView(id=s.subtask_id, status=s.status, tool_calls=s.tool_calls, started_at=s.started_at,
                               finished_at=s.finished_at) for s in subtasks],
-        review=ReviewView(rounds=[ReviewRoundView(round=r.round, overall=r.overall, passed=r.passed)
-                                  for r in reviews]),
+        review=ReviewView(rounds=[ReviewRoundView(round=r.round, overall=r.overall, passed=r.passed, error=r.error)
+                                  for r in reviews], threshold=run.review_config.threshold,
+                          on_fail=run.review_config.on_fail,
+                          deadline=run.review_deadline if run.status == RunStatus.NEEDS_REVIEW else None,
+                          decision=run.review_decision),
         final_output=report,
         usage=UsageView(input_tokens=run.usage.input_tokens, output_tokens=run.usage.output_tokens,
                         cost_usd=round(run.usage.cost_usd, 6)),
         error=run.error,
+        decline=run.decline,
     )

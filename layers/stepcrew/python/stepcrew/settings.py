@@ -45,6 +45,15 @@ class MetricsSettings(RoleSettings):
     metrics_namespace: str = Field(alias="POWERTOOLS_METRICS_NAMESPACE", min_length=1, max_length=255)
 
 
+class EventSettings(RoleSettings):
+    """Settings of role functions that publish EventBridge events (approval: ``stepcrew.run.needs_review``).
+
+    - ``STEPCREW_EVENT_BUS``: the event bus name or ARN (``default`` for the account's default bus).
+    """
+
+    event_bus: str = Field(alias="STEPCREW_EVENT_BUS", min_length=1, max_length=1600)
+
+
 S = TypeVar("S", bound=RoleSettings)
 
 

@@ -39,7 +39,8 @@ FUNCTIONS_DIR = ROOT / "functions"
 class FunctionSpec:
     """One Lambda function. ``touches_table``: reads/writes the run table; ``reads_data``: reads datasets
     (S3 on AWS); ``calls_models``: calls LLM providers (needs provider secrets); ``starts_runs``: starts
-    executions of the run state machine (the API). Memory in MB, timeout in seconds (Lambda max 900)."""
+    executions of the run state machine (the API); ``emits_events``: publishes EventBridge events to the default bus
+    (the approval function: ``stepcrew.run.needs_review``). Memory in MB, timeout in seconds (Lambda max 900)."""
 
     name: str
     description: str
@@ -47,6 +48,7 @@ class FunctionSpec:
     reads_data: bool = False
     calls_models: bool = False
     starts_runs: bool = False
+    emits_events: bool = False
     memory_mb: int = 512
     timeout_s: int = 60
     tool: str | None = None  # tool name when this function is a tool
@@ -61,7 +63,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  reads_data=True),
     FunctionSpec("planner", "Planner role: goal -> validated DAG of sub-tasks", touches_table=True,
                  calls_models=True, timeout_s=300),
-    FunctionSpec("approval", "Stores the task token of a run waiting for approval", touches_table=True),
+    FunctionSpec("approval", "Stores the task token of a run waiting for a person (approval, review hand-off)",
+                 touches_table=True, emits_events=True),
     FunctionSpec("agent", "Worker roles: one agent-loop turn (model call) of a sub-task", touches_table=True,
                  calls_models=True, timeout_s=300),
     FunctionSpec("synthesizer", "Synthesizer role: sub-task outputs -> report; improves it on feedback",
@@ -72,7 +75,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  touches_table=True),
     FunctionSpec("tool_calculator", "Tool: safe arithmetic expressions", tool="calculator", memory_mb=256,
                  timeout_s=10),
-    FunctionSpec("tool_describe_dataset", "Tool: dataset schema and summary statistics", tool="describe_dataset",
+    FunctionSpec("tool_describe_dataset", "Tool: dataset schema and summary statistics (also profiles a run's "
+                 "dataset before planning)", tool="describe_dataset",
                  reads_data=True, memory_mb=1024, timeout_s=60),
     FunctionSpec("tool_query_dataset", "Tool: read-only SQL over CSV/Parquet with DuckDB", tool="query_dataset",
                  reads_data=True, memory_mb=1024, timeout_s=60),

@@ -9,6 +9,8 @@ Routes (schemas in ``docs/openapi.json``; errors and their statuses in :mod:`ste
 - ``GET /runs?limit=1..100&cursor=``: the caller's runs, newest first.
 - ``GET /runs/{run_id}``: the :class:`~stepcrew.models.RunResult` view (:func:`stepcrew.service.run_result`).
 - ``GET /runs/{run_id}/events?after=&limit=1..1000``: progress events, oldest first.
+- ``POST /runs/{run_id}/review``: ``{"accept": bool, "comment"?, "report"?}`` answers a run handed off for review
+  (NEEDS_REVIEW): SUCCEEDED or FAILED ``ReviewRejected``; 409 unless the run is NEEDS_REVIEW (or after its deadline).
 - ``POST /runs/{run_id}/approval``: ``{"approved": bool, "comment"?}`` resumes a run waiting on its task token
   (SendTaskSuccess, or SendTaskFailure with error ``ApprovalRejected``); 409 unless the run is
   ``WAITING_APPROVAL``.
@@ -34,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlparse
 
 from aws_lambda_powertools import Logger
@@ -74,10 +76,21 @@ from stepcrew.api.models import (
     NewRun,
     RunAccepted,
     RunLinks,
+    ReviewAnswer,
+    ReviewAnswered,
     RunList,
     RunSummary,
 )
-from stepcrew.models import RUN_ID_PATTERN, Crew, Run, RunRequest, RunResult, RunStatus
+from stepcrew.domain.decisions import (
+    APPROVAL_REJECTED_ERROR,  # noqa: F401  (re-exported for callers of the API module)
+    DecisionError,
+    ReportTooLarge,
+    ResumeFailed,
+    TaskResumer,
+    answer_approval,
+    answer_review,
+)
+from stepcrew.models import RUN_ID_PATTERN, Crew, ReviewDecision, Run, RunRequest, RunResult
 from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_result, start_run
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
@@ -86,7 +99,6 @@ _T = TypeVar("_T")
 
 EVENT_CURSOR_MAX_CHARS = 128
 LIST_CURSOR_MAX_CHARS = 2048
-APPROVAL_REJECTED_ERROR = "ApprovalRejected"  # the error the run state machine's Catch records on the run
 _HEALTH = ("GET", "/health")
 AUTH = [{"jwt": []}]
 OPENAPI_TITLE = "stepcrew API"
@@ -97,16 +109,6 @@ OPENAPI_DESCRIPTION = (
     f"state, 413 body over {MAX_BODY_BYTES} bytes, 415 not JSON, 422 Idempotency-Key reused with another body, "
     "500 unexpected, 503 dependency failure (retry). Generated from stepcrew.api.app; regenerate with "
     "'python -m stepcrew.api.openapi --write'.")
-
-
-class TaskResumer(Protocol):
-    """Answers a Step Functions task token (``.waitForTaskToken``). ``output``: JSON-serialisable (<= 256 KiB
-    once serialised); ``error`` <= 256 and ``cause`` <= 32,768 characters (Step Functions API reference,
-    SendTaskSuccess/SendTaskFailure). :class:`stepcrew.local.runtime.LocalRuntime` is one."""
-
-    def send_task_success(self, token: str, output: dict) -> None: ...
-
-    def send_task_failure(self, token: str, error: str, cause: str) -> None: ...
 
 
 class StepFunctionsTasks:
@@ -131,10 +133,6 @@ class StepFunctionsTasks:
     def send_task_failure(self, token: str, error: str, cause: str) -> None:
         """``SendTaskFailure``; ``error`` cut to 256 and ``cause`` to 32,768 characters. Raises ClientError."""
         self.client.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
-
-
-#: Error codes of a dead task token (the task timed out, or was already answered), Step Functions API reference.
-_CLOSED_TOKEN_ERRORS = {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}
 
 
 @dataclass(frozen=True)
@@ -474,36 +472,31 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
                                    "retry"))
     def approval_route(run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
                        body: Annotated[Approval, Body(description="the decision")]) -> ApprovalAccepted:
-        run = app.get_owned_run(run_id)
-        if run.status != RunStatus.WAITING_APPROVAL or not run.approval_token:
-            raise Conflict(f"run {run_id} is {run.status.value}, not WAITING_APPROVAL")
-        token = run.approval_token
-        try:  # claim the decision: only one request can move the run out of WAITING_APPROVAL
-            run = app.store.update_run(run_id, {"status": RunStatus.RUNNING, "approval_token": None},
-                                       expected=[RunStatus.WAITING_APPROVAL])
-        except RunStateConflictError:
-            raise Conflict(f"run {run_id} is no longer WAITING_APPROVAL") from None
         try:
-            if body.approved:
-                app.tasks.send_task_success(token, {"approved": True, "comment": body.comment})
-            else:
-                app.tasks.send_task_failure(token, APPROVAL_REJECTED_ERROR,
-                                            f"rejected by the approver: {body.comment}" if body.comment
-                                            else "rejected by the approver")
-        except Exception as exc:
-            code = _client_error_code(exc)
-            try:  # give the decision back, so it can be retried (a dead task is then failed by its timeout)
-                app.store.update_run(run_id, {"status": RunStatus.WAITING_APPROVAL, "approval_token": token},
-                                     expected=[RunStatus.RUNNING])
-            except (RunStateConflictError, StoreError):
-                pass
-            logger.warning("task token answer failed", extra={"run_id": run_id, "error_code": code})
-            if code in _CLOSED_TOKEN_ERRORS:
-                raise Conflict(f"the approval task of run {run_id} is closed (timed out or already answered)",
-                               code="approval_closed") from None
-            raise ServiceUnavailable("could not resume the run; retry") from None
-        logger.info("approval recorded", extra={"run_id": run_id, "tenant": app.tenant, "approved": body.approved})
+            run = answer_approval(app.store, app.tasks, run_id, app.tenant, body.approved, body.comment or "")
+        except DecisionError as exc:
+            raise _decision_error(exc) from None
         return ApprovalAccepted(run_id=run_id, approved=body.approved, status=run.status, links=RunLinks.of(run_id))
+
+    @app.post("/runs/<run_id>/review", operation_id="answerReview", security=AUTH, tags=["runs"],
+              summary="Accept or reject the report of a run handed off for review (NEEDS_REVIEW)",
+              description="A run whose report failed its last review round waits in NEEDS_REVIEW (review.on_fail "
+                          "handoff). accept: true (optionally with a corrected report) ends it SUCCEEDED; false ends "
+                          "it FAILED ReviewRejected with the comment. An answer after the deadline is a 409 and the "
+                          "run is FAILED ReviewTimedOut.",
+              responses=_responses(200, "Decision recorded; the run resumes", s404="Unknown run (or another "
+                                   "tenant's)", s409="The run is not NEEDS_REVIEW, or its hand-off closed or "
+                                   "expired", s415="Body is not application/json", s503="Step Functions failed; "
+                                   "retry"))
+    def review_route(run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
+                     body: Annotated[ReviewAnswer, Body(description="the decision")]) -> ReviewAnswered:
+        app.get_owned_run(run_id)
+        decision = ReviewDecision(accept=body.accept, comment=body.comment)
+        try:
+            run = answer_review(app.store, app.tasks, run_id, app.tenant, decision, body.report)
+        except DecisionError as exc:
+            raise _decision_error(exc) from None
+        return ReviewAnswered(run_id=run_id, accept=body.accept, status=run.status, links=RunLinks.of(run_id))
 
     @app.get("/health", operation_id="health", tags=["health"], summary="Liveness (no authentication)",
              responses={200: {"description": "The API is up"}, 500: error_doc("Unexpected error")})
@@ -511,13 +504,13 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
         return Health(status="ok", stage=app.config.stage, version=stepcrew.__version__)
 
 
-def _client_error_code(exc: Exception) -> str:
-    """botocore ClientError's code (``TaskTimedOut``...), else the exception's class name (the local runtime may
-    raise its own)."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
-    return type(exc).__name__
+def _decision_error(exc: DecisionError) -> ApiError:
+    """The API error of a decision that cannot be applied: 409 (not waiting, closed), 400 (too large), 503."""
+    if isinstance(exc, ResumeFailed):
+        return ServiceUnavailable(str(exc))
+    if isinstance(exc, ReportTooLarge):
+        return BadRequest(str(exc), code=exc.code)
+    return Conflict(str(exc), code=exc.code)
 
 
 def _summary(run: Run) -> RunSummary:

@@ -58,11 +58,13 @@ class RunLinks(BaseModel):
     self: str = Field(description="GET: the run's result view")
     events: str = Field(description="GET: the run's progress events")
     approval: str = Field(description="POST: approve or reject a run waiting for approval")
+    review: str = Field(description="POST: accept or reject the report of a run handed off for review")
 
     @classmethod
     def of(cls, run_id: str) -> RunLinks:
-        """The links of ``run_id``: ``/runs/<id>``, ``/runs/<id>/events``, ``/runs/<id>/approval``."""
-        return cls(self=f"/runs/{run_id}", events=f"/runs/{run_id}/events", approval=f"/runs/{run_id}/approval")
+        """The links of ``run_id``: ``/runs/<id>``, ``/runs/<id>/events``, ``/approval``, ``/review``."""
+        return cls(self=f"/runs/{run_id}", events=f"/runs/{run_id}/events", approval=f"/runs/{run_id}/approval",
+                   review=f"/runs/{run_id}/review")
 
 
 class RunAccepted(BaseModel):
@@ -121,6 +123,22 @@ class ApprovalAccepted(BaseModel):
     run_id: str
     approved: bool
     status: RunStatus = Field(description="RUNNING: the run resumed (a rejected run then ends FAILED)")
+    links: RunLinks
+
+
+class ReviewAnswer(Strict):
+    """Body of ``POST /runs/{id}/review``: ``accept`` (a JSON boolean), an optional ``comment`` (the failure reason
+    when rejected) and, when accepting, an optional corrected ``report`` (Markdown, at most 200,000 characters)."""
+
+    accept: StrictBool
+    comment: str = Field(default="", max_length=APPROVAL_COMMENT_MAX_CHARS)
+    report: str | None = Field(default=None, min_length=1, max_length=200_000)
+
+
+class ReviewAnswered(BaseModel):
+    run_id: str
+    accept: bool
+    status: RunStatus = Field(description="RUNNING: the run resumed (accepted: then SUCCEEDED; rejected: FAILED)")
     links: RunLinks
 
 

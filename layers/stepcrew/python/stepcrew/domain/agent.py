@@ -14,21 +14,22 @@ the model is asked again at once (once per invocation; the state machine loops o
 
 from __future__ import annotations
 
-from stepcrew.domain import prompts
 from stepcrew.domain.common import (
     allowed_tools,
     ancestors,
+    dataset_profile,
     emit,
-    facts_of,
+    engines_or_default,
     load_active_run,
     logger,
     require_plan,
     subtask_facts,
     worker_for,
 )
-from stepcrew.domain.context import ActContext
 from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError
-from stepcrew.domain.modelcall import call_model
+from stepcrew.domain.modelcall import engine_call
+from stepcrew.engines.facts import ActFacts, facts_of
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import AgentTurnInput, AgentTurnOutput
 from stepcrew.models import (
     MAX_TOOL_CALLS_PER_TURN,
@@ -83,7 +84,7 @@ def _output(inp: AgentTurnInput, run: Run, record: SubtaskRecord, stop: str, cal
                 tool_calls=list(calls), data_uri=run.data, status=record.status)
 
 
-def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
+def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | None = None) -> AgentTurnOutput:
     """Run one agent-loop turn of sub-task ``inp.subtask_id`` (see the module docstring).
 
     First call: the sub-task becomes RUNNING (``started_at``, event ``subtask_started``) and the conversation
@@ -113,6 +114,8 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
         raise SubtaskStateError(f"sub-task {inp.subtask_id} has already failed")
     role = worker_for(run.crew, sub)
     allowed = allowed_tools(sub, role)
+    specs = tool_specs(allowed)
+    engine = engines_or_default(engines).engine(run.provider)
     conversation = store.get_messages(inp.run_id, sub.id)
     ctx = _context(store, run, plan, sub)
     last = conversation[-1] if conversation else None
@@ -122,7 +125,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
                                                                "started_at": utcnow()},
                                           expected=[SubtaskStatus.PENDING])
             emit(store, inp.run_id, "subtask_started", sub.id, role=role.name)
-        conversation = _record(store, inp, prompts.messages(role, prompts.act_prompt(ctx, allowed)))
+        conversation = _record(store, inp, engine.open(ctx, role, specs))
     elif last.role == "assistant" and not last.tool_calls:  # replay: the answer is stored, the finish was not
         return _finish(store, inp, run, conversation, allowed, last.content)
     elif last.role == "assistant" and not _answers(inp, last, allowed):
@@ -138,21 +141,21 @@ def agent_turn(inp: AgentTurnInput, store: RunStore) -> AgentTurnOutput:
     elif inp.tool_results and not _is_replay(inp, conversation):
         raise SubtaskStateError(f"sub-task {sub.id}: tool results arrived but no tool call is pending")
     # else: a retry after a failed model call: the conversation already ends with the prompt or the results.
-    specs = tool_specs(allowed)
     turns = _counts(conversation, allowed)[0]
     new: list[Message] = []
     for _ in range(CALLS_PER_INVOCATION):
         if turns >= run.budget.max_turns_per_subtask:
             raise MaxTurnsExceededError(f"sub-task {sub.id} reached its limit of "
                                         f"{run.budget.max_turns_per_subtask} model calls")
-        response = call_model(store, run, role, purpose="act", messages=[*conversation, *new],
-                              context=ctx.model_dump(), tools=specs, subtask_id=sub.id).response
+        so_far = [*conversation, *new]
+        reply = engine_call(store, run, "act", lambda: engine.act(ctx, role, so_far, specs), subtask_id=sub.id).reply
         turns += 1
-        to_run, refused = split_calls(response.tool_calls, allowed)
-        if response.stop_reason != "tool_use" or not response.tool_calls:
-            conversation += _record(store, inp, [*new, Message(role="assistant", content=response.text)])
-            return _finish(store, inp, run, conversation, allowed, response.text)
-        new.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
+        message = reply.message
+        to_run, refused = split_calls(message.tool_calls, allowed)
+        if reply.stop_reason != "tool_use" or not message.tool_calls:
+            conversation += _record(store, inp, [*new, Message(role="assistant", content=message.content)])
+            return _finish(store, inp, run, conversation, allowed, message.content)
+        new.append(Message(role="assistant", content=message.content, tool_calls=message.tool_calls))
         if to_run:
             break
         new.append(Message(role="tool", tool_results=refused))  # nothing to run: tell the model, ask again
@@ -202,10 +205,10 @@ def _record(store: RunStore, inp: AgentTurnInput, messages: list[Message]) -> li
     return messages
 
 
-def _context(store: RunStore, run: Run, plan: Plan, sub: SubTask) -> ActContext:
+def _context(store: RunStore, run: Run, plan: Plan, sub: SubTask) -> ActFacts:
     deps = subtask_facts(store, run.run_id, plan, ancestors(plan, sub.id))
-    return ActContext(goal=run.goal, has_dataset=run.data is not None, subtask_id=sub.id, subtask=facts_of(sub),
-                      dependencies=deps)
+    return ActFacts(goal=run.goal, has_dataset=run.data is not None, dataset=dataset_profile(store, run.run_id),
+                    subtask=facts_of(sub), dependencies=deps)
 
 
 def _finish(store: RunStore, inp: AgentTurnInput, run: Run, conversation: list[Message], allowed: list[str],

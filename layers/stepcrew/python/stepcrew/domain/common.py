@@ -6,17 +6,57 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from stepcrew.domain.context import SubtaskFacts, ToolFact
 from stepcrew.domain.errors import MissingInputError, RunNotActiveError
-from stepcrew.domain.numbers import NON_SOURCE_TOOLS, numbers_in_json
-from stepcrew.models import AgentRole, Crew, EventKind, Message, Plan, ProgressEvent, Run, RunStatus, SubTask
+from stepcrew.engines.facts import DatasetProfile, SubtaskFacts, facts_of, tool_facts
+from stepcrew.engines.resolve import EngineResolver
+from stepcrew.models import (
+    AgentRole,
+    Crew,
+    EventKind,
+    Message,
+    Plan,
+    ProgressEvent,
+    Run,
+    RunStatus,
+    SubTask,
+    ToolResult,
+)
 from stepcrew.store.base import RunStore
 
 # A child of "stepcrew", the package logger the handlers configure (copy_config_to_registered_loggers).
 logger = logging.getLogger("stepcrew.domain")
 
 #: Statuses a run can still fail from (every non-terminal one).
-ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
+ACTIVE_STATUSES = tuple(s for s in RunStatus if not s.terminal)
+#: Conversation holding the dataset's profile: the describe_dataset result the run state machine got before planning.
+DATASET_CONVERSATION = "dataset"
+
+_default_engines: EngineResolver | None = None
+
+
+def engines_or_default(engines: EngineResolver | None) -> EngineResolver:
+    """``engines``, else one process-wide :class:`EngineResolver` on the provider registry (handlers pass theirs)."""
+    global _default_engines
+    if engines is not None:
+        return engines
+    if _default_engines is None:
+        _default_engines = EngineResolver()
+    return _default_engines
+
+
+def store_dataset_profile(store: RunStore, run_id: str, result: ToolResult) -> None:
+    """Keep the run's dataset profile (a successful describe_dataset result) once, as conversation ``dataset``."""
+    if not store.get_messages(run_id, DATASET_CONVERSATION):
+        store.append_messages(run_id, DATASET_CONVERSATION, [Message(role="tool", tool_results=[result])])
+
+
+def dataset_profile(store: RunStore, run_id: str) -> DatasetProfile | None:
+    """The run's dataset profile stored by the planner, or None (no dataset, or not profiled)."""
+    for m in store.get_messages(run_id, DATASET_CONVERSATION):
+        for r in m.tool_results:
+            if r.ok and isinstance(r.content, dict):
+                return DatasetProfile.model_validate(r.content)
+    return None
 
 
 def emit(store: RunStore, run_id: str, kind: EventKind, subtask_id: str | None = None, **data: Any) -> None:
@@ -67,20 +107,6 @@ def role_tool_errors(plan: Plan, crew: Crew) -> str | None:
     return None
 
 
-def tool_facts(messages: list[Message]) -> list[ToolFact]:
-    """Successful tool results of a conversation, each with the arguments of the call that produced it."""
-    arguments = {c.call_id: c.arguments for m in messages for c in m.tool_calls}
-    return [ToolFact(name=r.name, arguments=arguments.get(r.call_id, {}), content=r.content)
-            for m in messages for r in m.tool_results if r.ok]
-
-
-def facts_of(s: SubTask, output: str | None = None, tool_results: list[ToolFact] | None = None) -> SubtaskFacts:
-    """A sub-task's definition as facts, with its ``output`` and successful ``tool_results`` when known."""
-    return SubtaskFacts(id=s.id, title=s.title, instructions=s.instructions, expected_output=s.expected_output,
-                        role=s.role, tools=list(s.tools), depends_on=list(s.depends_on), output=output,
-                        tool_results=tool_results or [])
-
-
 def subtask_facts(store: RunStore, run_id: str, plan: Plan, ids: list[str] | None = None) -> list[SubtaskFacts]:
     """Facts of the named sub-tasks (default: all), in plan order: definition, stored output and the successful
     tool results of its conversation. One store read for the records, one per sub-task for its messages."""
@@ -91,7 +117,7 @@ def subtask_facts(store: RunStore, run_id: str, plan: Plan, ids: list[str] | Non
         if wanted is not None and s.id not in wanted:
             continue
         record = records.get(s.id)
-        out.append(facts_of(s, record.output if record else None, tool_facts(store.get_messages(run_id, s.id))))
+        out.append(facts_of(s, record.output if record else None, tool_facts(store.get_messages(run_id, s.id), s.id)))
     return out
 
 
@@ -105,15 +131,3 @@ def ancestors(plan: Plan, subtask_id: str) -> list[str]:
             seen.add(sid)
             stack.extend(plan.get(sid).depends_on)
     return [s.id for s in plan.subtasks if s.id in seen]
-
-
-def tool_numbers(facts: list[SubtaskFacts]) -> list[float]:
-    """Distinct numbers in the sub-tasks' source tool results (not write_section prose), list lengths included,
-    in order."""
-    seen: dict[float, None] = {}
-    for f in facts:
-        for t in f.tool_results:
-            if t.name not in NON_SOURCE_TOOLS:
-                seen.update(dict.fromkeys(numbers_in_json(t.content, with_lengths=True)))
-    return list(seen)
-

@@ -11,8 +11,14 @@ import json
 from typing import Any, Protocol
 
 from stepcrew.domain.common import ACTIVE_STATUSES, emit, logger
-from stepcrew.domain.errors import OutputRejectedError, RunNotActiveError, SubtaskStateError, one_line
-from stepcrew.events import FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
+from stepcrew.domain.errors import (
+    MissingInputError,
+    OutputRejectedError,
+    RunNotActiveError,
+    SubtaskStateError,
+    one_line,
+)
+from stepcrew.events import DeclineRun, FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
 from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
 from stepcrew.store.base import RunStateConflictError, RunStore
 
@@ -32,8 +38,8 @@ def _as_given(error: StepFunctionsError) -> RunError:
                     message=one_line(error.Cause or error.Error or "no cause given"))
 
 
-def _lambda_error(cause: str | None) -> tuple[str, str] | None:
-    """``(errorType, errorMessage)`` when ``cause`` is a Lambda error JSON, else None."""
+def lambda_error(cause: str | None) -> tuple[str, str] | None:
+    """The Lambda runtime's error JSON in a Catch ``Cause``: ``(errorType, errorMessage)`` when ``cause`` is a Lambda error JSON, else None."""
     try:
         data = json.loads(cause) if cause else None
     except ValueError:
@@ -43,15 +49,33 @@ def _lambda_error(cause: str | None) -> tuple[str, str] | None:
     return None
 
 
-def failure_reason(store: RunStore, run_id: str, error: StepFunctionsError) -> RunError:
+def review_failed_reason(store: RunStore, run_id: str, threshold: float) -> RunError:
+    """``ReviewFailed`` with the last review round's scores (or why it gave none) and the threshold."""
+    reviews = store.list_reviews(run_id)
+    if not reviews:
+        return RunError(code="ReviewFailed", message="the report was not reviewed")
+    last = reviews[-1]
+    if last.scores is None or last.overall is None:
+        detail = f"gave no valid scores ({last.error or 'no reason recorded'})"
+    else:
+        s = last.scores
+        detail = (f"scored {last.overall:.2f} (accuracy {s.accuracy:.2f}, completeness {s.completeness:.2f}, "
+                  f"relevance {s.relevance:.2f})")
+    return RunError(code="ReviewFailed", message=one_line(
+        f"the last review round ({last.round}) {detail}, below the threshold {threshold:.2f}; the report is kept"))
+
+
+def failure_reason(store: RunStore, run_id: str, error: StepFunctionsError, threshold: float = 0.8) -> RunError:
     """A readable reason for a run failure (see the module docstring). Never raises on odd input."""
+    if error.Error == "ReviewFailed":
+        return review_failed_reason(store, run_id, threshold)
     if error.Error == "PlanInvalidError":
         return RunError(code="PlanInvalidError",
                         message=one_line(f"the plan was invalid: {error.Cause or 'no detail'}"))
-    lambda_error = _lambda_error(error.Cause)
-    if lambda_error and lambda_error[0] not in _CHILD_FAILURES:
-        return RunError(code=lambda_error[0], message=one_line(lambda_error[1]))
-    if error.Error in _CHILD_FAILURES or lambda_error or "SubtaskFailedError" in (error.Cause or ""):
+    lerr = lambda_error(error.Cause)
+    if lerr and lerr[0] not in _CHILD_FAILURES:
+        return RunError(code=lerr[0], message=one_line(lerr[1]))
+    if error.Error in _CHILD_FAILURES or lerr or "SubtaskFailedError" in (error.Cause or ""):
         for record in store.list_subtasks(run_id):
             if record.status == SubtaskStatus.FAILED and record.error is not None:
                 return RunError(code=record.error.code, message=one_line(
@@ -61,17 +85,17 @@ def failure_reason(store: RunStore, run_id: str, error: StepFunctionsError) -> R
 
 def subtask_reason(error: StepFunctionsError) -> RunError:
     """The reason a sub-task's agent loop failed: the Lambda error JSON's type and message, else Error/Cause."""
-    lambda_error = _lambda_error(error.Cause)
-    if lambda_error:
-        return RunError(code=lambda_error[0], message=one_line(lambda_error[1]))
+    lerr = lambda_error(error.Cause)
+    if lerr:
+        return RunError(code=lerr[0], message=one_line(lerr[1]))
     return _as_given(error)
 
 
 def _record_metrics(metrics: MetricsSink | None, run: Run) -> None:
     if metrics is None:
         return
-    metrics.add_metric(name="RunsSucceeded" if run.status == RunStatus.SUCCEEDED else "RunsFailed", unit="Count",
-                       value=1)
+    name = {RunStatus.SUCCEEDED: "RunsSucceeded", RunStatus.DECLINED: "RunsDeclined"}.get(run.status, "RunsFailed")
+    metrics.add_metric(name=name, unit="Count", value=1)
     start, end = run.started_at or run.created_at, run.finished_at or utcnow()
     metrics.add_metric(name="RunDurationSeconds", unit="Seconds", value=max((end - start).total_seconds(), 0.0))
     metrics.add_metric(name="InputTokens", unit="Count", value=run.usage.input_tokens)
@@ -85,7 +109,8 @@ def _usage_data(run: Run) -> dict[str, Any]:
 
 
 def succeed_run(inp: SucceedRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
-    """Output guard (a non-empty report within FINAL_OUTPUT_MAX_CHARS exists), then RUNNING -> SUCCEEDED
+    """Output guard (a non-empty report within FINAL_OUTPUT_MAX_CHARS exists, and it passed its last review round
+    or a person accepted it: a run never reports a success it did not earn), then RUNNING -> SUCCEEDED
     (``finished_at``, event ``run_succeeded``, metrics). An already SUCCEEDED run is a no-op. Raises
     OutputRejectedError, or RunNotActiveError for a run that is FAILED or not RUNNING."""
     run = store.get_run(inp.run_id)
@@ -96,6 +121,11 @@ def succeed_run(inp: SucceedRun, store: RunStore, metrics: MetricsSink | None = 
     report = store.get_report(run.run_id)
     if not report or not report.strip():
         raise OutputRejectedError(f"run {run.run_id} has no report")
+    reviews = store.list_reviews(run.run_id)
+    accepted = run.review_decision is not None and run.review_decision.accept
+    if not accepted and not (reviews and reviews[-1].passed):
+        raise OutputRejectedError(f"run {run.run_id}: the report neither passed its last review round nor was "
+                                  "accepted by a person")
     if len(report) > FINAL_OUTPUT_MAX_CHARS:
         raise OutputRejectedError(f"run {run.run_id}: report of {len(report)} characters is over the limit of "
                                   f"{FINAL_OUTPUT_MAX_CHARS}")
@@ -112,7 +142,7 @@ def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) 
     run = store.get_run(inp.run_id)
     if run.status.terminal:
         return FinalizeOutput(run_id=run.run_id, status=run.status.value)
-    reason = failure_reason(store, run.run_id, inp.error)
+    reason = failure_reason(store, run.run_id, inp.error, run.review_config.threshold)
     try:
         run = store.update_run(run.run_id, {"status": RunStatus.FAILED, "error": reason, "finished_at": utcnow(),
                                             "approval_token": None}, expected=ACTIVE_STATUSES)
@@ -121,6 +151,24 @@ def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) 
         return FinalizeOutput(run_id=run.run_id, status=run.status.value)
     logger.info("run failed", extra={"run_id": run.run_id, "error_code": reason.code})
     emit(store, run.run_id, "run_failed", code=reason.code, **_usage_data(run))
+    _record_metrics(metrics, run)
+    return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+
+
+def decline_run(inp: DeclineRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
+    """RUNNING -> DECLINED (``finished_at``, event ``run_declined`` with the decline code, metric RunsDeclined): the
+    engine said it cannot answer the goal (the planner stored ``decline`` on the run). An already DECLINED run is a
+    no-op. Raises RunNotActiveError for another status, MissingInputError when no decline is recorded."""
+    run = store.get_run(inp.run_id)
+    if run.status == RunStatus.DECLINED:
+        return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+    if run.status != RunStatus.RUNNING:
+        raise RunNotActiveError(f"run {run.run_id} is {run.status.value}, not RUNNING")
+    if run.decline is None:
+        raise MissingInputError(f"run {run.run_id} has no recorded decline")
+    run = store.update_run(run.run_id, {"status": RunStatus.DECLINED, "finished_at": utcnow()},
+                           expected=[RunStatus.RUNNING])
+    emit(store, run.run_id, "run_declined", code=run.decline.code, **_usage_data(run))
     _record_metrics(metrics, run)
     return FinalizeOutput(run_id=run.run_id, status=run.status.value)
 
@@ -145,11 +193,13 @@ def fail_subtask(inp: FailSubtask, store: RunStore, metrics: MetricsSink | None 
     return FinalizeOutput(run_id=inp.run_id, status=record.status.value, subtask_id=inp.subtask_id)
 
 
-def finalize(inp: SucceedRun | FailRun | FailSubtask, store: RunStore,
+def finalize(inp: SucceedRun | FailRun | FailSubtask | DeclineRun, store: RunStore,
              metrics: MetricsSink | None = None) -> FinalizeOutput:
-    """Dispatch on ``inp.action`` (``succeed_run`` | ``fail_run`` | ``fail_subtask``)."""
+    """Dispatch on ``inp.action`` (``succeed_run`` | ``fail_run`` | ``fail_subtask`` | ``decline_run``)."""
     if isinstance(inp, SucceedRun):
         return succeed_run(inp, store, metrics)
     if isinstance(inp, FailRun):
         return fail_run(inp, store, metrics)
+    if isinstance(inp, DeclineRun):
+        return decline_run(inp, store, metrics)
     return fail_subtask(inp, store, metrics)

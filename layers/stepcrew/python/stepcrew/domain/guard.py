@@ -51,7 +51,7 @@ def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
         raise RunNotActiveError(f"run {run.run_id} is already {run.status.value}")
     screen_goal(run.goal)
     registry.check_provider(run.provider)
-    engine = registry.engine_name(run.provider, run.crew.synthesizer.model_tier)
+    engine = registry.engine_name(run.provider, "smart")
     if run.status == RunStatus.QUEUED:
         _check_dataset(run)
         try:
@@ -64,9 +64,11 @@ def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
                 raise RunNotActiveError(f"run {run.run_id} is already {run.status.value}") from None
     else:
         logger.info("guard redelivered for a started run", extra={"run_id": run.run_id})
-    return GuardOutput(run_id=run.run_id, config=RunConfig(threshold=run.review_config.threshold,
-                                                           max_rounds=run.review_config.max_rounds,
-                                                           require_approval=run.require_approval))
+    rc = run.review_config
+    return GuardOutput(run_id=run.run_id, config=RunConfig(threshold=rc.threshold, max_rounds=rc.max_rounds,
+                                                           on_fail=rc.on_fail, handoff_timeout_s=rc.handoff_timeout_s,
+                                                           require_approval=run.require_approval,
+                                                           has_data=run.data is not None, data_uri=run.data))
 
 
 def create_scheduled_run(event: CreateScheduledRun, store: RunStore) -> RunRef:

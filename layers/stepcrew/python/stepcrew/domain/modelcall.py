@@ -1,35 +1,32 @@
-"""One model call of a role: resolve the model, call it, record usage on the run, enforce the run budget.
+"""One engine call of a role: check the run budget, call the engine, record each model call's usage.
 
-Every role (planner, workers, synthesizer, reviewer) calls models through :func:`call_model`, so usage is always
-recorded (``store.add_usage``, atomic) and a ``model_turn`` progress event is written (ids and numbers only).
-The budget is checked before the call (a run already past a cap makes no more calls) and after it (the call that
-passes a cap fails the run with :class:`~stepcrew.domain.errors.BudgetExceededError`).
+Every role (planner, workers, synthesizer, reviewer) reaches its engine (:mod:`stepcrew.engines`) through
+:func:`engine_call`, so usage is always recorded (``store.add_usage``, atomic) with a ``model_turn`` progress event
+per model call (ids and numbers only). The budget is checked before the call (a run already past a cap makes no
+more calls) and after it (the call that passes a cap fails the run with
+:class:`~stepcrew.domain.errors.BudgetExceededError`).
 
 The one-shot roles (planner, synthesizer, reviewer) go through :func:`exchange`, which makes a Step Functions
-Retry safe: the reply stored for the same exchange is reused instead of calling (and paying for) the model again.
+Retry safe: the reply stored for the same exchange (same index, same facts) is reused instead of calling (and
+paying for) the engine again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
 
 from stepcrew.domain.common import emit
 from stepcrew.domain.errors import BudgetExceededError
-from stepcrew.llm import registry
-from stepcrew.llm.base import ModelRequest, ModelResponse, ModelSettings, Purpose, ToolSpec
-from stepcrew.llm.pricing import cost_usd
-from stepcrew.models import AgentRole, Budget, Message, Run, Usage
+from stepcrew.engines.base import EngineCall
+from stepcrew.models import Budget, Message, Run, Usage
 from stepcrew.store.base import RunStore
 
-
-@dataclass(frozen=True)
-class ModelCall:
-    """A model's response and the run's usage right after it was recorded."""
-
-    response: ModelResponse
-    usage: Usage
+R = TypeVar("R", bound=BaseModel)
 
 
 def budget_passed(budget: Budget, usage: Usage) -> str | None:
@@ -55,59 +52,62 @@ def _check(run: Run, usage: Usage) -> None:
         raise BudgetExceededError(f"run {run.run_id}: {reason}")
 
 
-def call_model(store: RunStore, run: Run, role: AgentRole, *, purpose: Purpose, messages: list[Message],
-               context: dict[str, Any], tools: Sequence[ToolSpec] = (), subtask_id: str | None = None) -> ModelCall:
-    """Call the model of ``role`` (``run.provider`` at ``role.model_tier``) once.
-
-    Records the response's tokens and cost on the run (cost from the response, else from the price table) and a
-    ``model_turn`` event. Raises BudgetExceededError (before the call if the run is already past a cap, after it
-    if this call passed one), UnknownProviderError, or the model's ModelError.
-    """
-    _check(run, run.usage)
-    model = registry.resolve(run.provider, role.model_tier)
-    settings = ModelSettings(model=registry.model_id(run.provider, role.model_tier) or run.provider)
-    request = ModelRequest(messages=messages, tools=list(tools), settings=settings, purpose=purpose, context=context)
-    response = model.request(request)
-    u = response.usage
-    cost = u.cost_usd or cost_usd(response.model, u.input_tokens, u.output_tokens)
-    usage = store.add_usage(run.run_id, response.model, u.input_tokens, u.output_tokens, cost)
-    emit(store, run.run_id, "model_turn", subtask_id, purpose=purpose, model=response.model,
-         stop_reason=response.stop_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-         tool_calls=len(response.tool_calls))
-    _check(run, usage)
-    return ModelCall(response=response, usage=usage)
+def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: str,
+                 subtask_id: str | None = None) -> Usage:
+    """Add each call's usage to the run and emit one ``model_turn`` event per call. Returns the run's usage."""
+    usage = run.usage
+    for c in calls:
+        usage = store.add_usage(run.run_id, c.model, c.input_tokens, c.output_tokens, c.cost_usd)
+        emit(store, run.run_id, "model_turn", subtask_id, purpose=purpose, model=c.model, stop_reason=c.stop_reason,
+             input_tokens=c.input_tokens, output_tokens=c.output_tokens, tool_calls=c.tool_calls)
+    return usage
 
 
 @dataclass(frozen=True)
-class Exchange:
-    """The reply of one exchange of a one-shot role and the run's usage after it."""
+class Called(Generic[R]):
+    """An engine reply and the run's usage right after it was recorded; ``replayed``: taken from the ledger."""
 
-    text: str
+    reply: R
     usage: Usage
+    replayed: bool = False
 
 
-def exchange(store: RunStore, run: Run, role: AgentRole, *, conversation: str, index: int, purpose: Purpose,
-             messages: list[Message], context: dict[str, Any],
-             keep: Callable[[str], str] = lambda text: text) -> Exchange:
-    """Exchange ``index`` (0-based) of a one-shot role's conversation: ``messages`` is ``[system, user]``; the
-    conversation ``conversation`` stores every exchange as ``[user, assistant]`` (so exchange ``i`` sits at
-    positions ``2i`` and ``2i + 1``). Callers number exchanges: planner attempt - 1, synthesizer round (draft 0),
-    reviewer round - 1.
+def engine_call(store: RunStore, run: Run, purpose: str, call: Callable[[], R],
+                subtask_id: str | None = None) -> Called[R]:
+    """Run ``call()`` (one engine method) under the run's budget and record its usage. Raises
+    BudgetExceededError (before the call if the run is already past a cap, after it if this call passed one) or
+    what the engine raises (a ModelError)."""
+    _check(run, run.usage)
+    reply = call()
+    usage = record_calls(store, run, reply.calls, purpose, subtask_id)
+    _check(run, usage)
+    return Called(reply=reply, usage=usage)
 
-    When the stored exchange at ``index`` has this very user prompt and a reply (a Retry of the state machine
-    after the model call succeeded but a later write failed), its reply is returned with no model call: usage,
-    the ``model_turn`` event and the messages are not recorded twice. Otherwise :func:`call_model` runs and the
-    exchange is stored with the reply as ``keep(reply)`` (e.g. capped); an empty kept reply is not stored (the
-    caller rejects it and a later call asks again). Raises what :func:`call_model` raises.
+
+def ledger_key(purpose: str, index: int, facts: BaseModel) -> str:
+    """The ledger's user-turn text for one exchange: purpose, index and a hash of the facts it answered."""
+    digest = hashlib.sha256(facts.model_dump_json().encode()).hexdigest()[:32]
+    return f"{purpose}#{index} facts:{digest}"
+
+
+def exchange(store: RunStore, run: Run, *, conversation: str, index: int, purpose: str, facts: BaseModel,
+             call: Callable[[], R], reply_type: type[R], keep: Callable[[R], bool] = lambda reply: True) -> Called[R]:
+    """Exchange ``index`` of a one-shot role's conversation ``conversation`` (planner attempt - 1, synthesizer
+    round, reviewer round - 1), stored as ``[user: ledger key, assistant: reply JSON]``.
+
+    When the conversation already holds this exchange's key (same index and facts: a Retry of the state machine
+    after the call succeeded but a later write failed), the stored reply is returned with no engine call: usage,
+    the ``model_turn`` events and the messages are not recorded twice. Otherwise :func:`engine_call` runs and the
+    reply is stored if ``keep(reply)`` (a reply the caller rejects is not stored, so a retry asks again).
     """
-    user = messages[-1]
+    key = ledger_key(purpose, index, facts)
     stored = store.get_messages(run.run_id, conversation)
-    at = 2 * index
-    if (len(stored) > at + 1 and stored[at].role == "user" and stored[at].content == user.content
-            and stored[at + 1].role == "assistant"):
-        return Exchange(text=stored[at + 1].content, usage=run.usage)
-    call = call_model(store, run, role, purpose=purpose, messages=messages, context=context)
-    text = keep(call.response.text)
-    if text:
-        store.append_messages(run.run_id, conversation, [user, Message(role="assistant", content=text)])
-    return Exchange(text=text, usage=call.usage)
+    for i, message in enumerate(stored[:-1]):
+        if message.role == "user" and message.content == key and stored[i + 1].role == "assistant":
+            return Called(reply=reply_type.model_validate_json(stored[i + 1].content), usage=run.usage, replayed=True)
+    called = engine_call(store, run, purpose, call)
+    if keep(called.reply):
+        store.append_messages(run.run_id, conversation, [Message(role="user", content=key),
+                                                         Message(role="assistant",
+                                                                 content=called.reply.model_dump_json())])
+    return called

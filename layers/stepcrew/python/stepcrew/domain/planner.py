@@ -1,74 +1,83 @@
-"""Planner role: the run's goal -> a validated DAG of sub-tasks (:class:`~stepcrew.models.Plan`).
+"""Planner role: the run's goal -> a validated DAG of sub-tasks (:class:`~stepcrew.models.Plan`), or a decline.
 
-An invalid plan is not an exception: the output says so (``valid`` false, ``error`` one line) and whether the state
-machine should ask again (``retry``: ``attempt < MAX_PLAN_ATTEMPTS``), with the error fed back into the prompt.
+The planner's engine (:mod:`stepcrew.engines`) sees the goal, the dataset's profile (the describe_dataset result
+the run state machine fetched before planning), the workers and the tools. An invalid plan is not an exception:
+the output says so (``valid`` false, ``error`` one line) and whether the state machine should ask again
+(``retry``: ``attempt < MAX_PLAN_ATTEMPTS``), with the error fed back. A decline (the engine cannot answer this
+goal) is recorded on the run and the output says ``declined``: the state machine ends the run DECLINED.
 """
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from stepcrew.domain import prompts
-from stepcrew.domain.common import emit, load_active_run, role_tool_errors
-from stepcrew.domain.context import PlanContext, WorkerInfo
-from stepcrew.domain.errors import describe_validation_error, one_line
+from stepcrew.domain.common import (
+    dataset_profile,
+    emit,
+    engines_or_default,
+    load_active_run,
+    role_tool_errors,
+    store_dataset_profile,
+)
 from stepcrew.domain.modelcall import exchange
+from stepcrew.engines.base import PlanReply
+from stepcrew.engines.facts import PlanFacts, WorkerInfo
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import MAX_PLAN_ATTEMPTS, PlanInput, PlanOutput
-from stepcrew.models import Plan, PlanValidationError
+from stepcrew.models import Crew, Plan, PlanValidationError
 from stepcrew.store.base import RunStore
+from stepcrew.text import one_line
 from stepcrew.tools.registry import known_tools
 
-#: Conversation id of the planner's exchanges (one per attempt, each a fresh prompt; a retried attempt reuses its
-#: stored reply, see :func:`stepcrew.domain.modelcall.exchange`).
+#: Conversation id of the planner's exchanges (one per attempt; a retried attempt reuses its stored reply, see
+#: :func:`stepcrew.domain.modelcall.exchange`).
 CONVERSATION = "planner"
 
 
-def parse_plan(text: str, tools: set[str], roles: set[str]) -> Plan:
-    """Parse and validate a planner reply. Raises PlanValidationError with a one-line reason (bad JSON, schema
-    error, or a broken rule: ids, dependencies, cycle, unknown tools or roles)."""
-    try:
-        data = prompts.parse_json_reply(text)
-        plan = Plan.model_validate(data)
-    except prompts.JsonReplyError as exc:
-        raise PlanValidationError(str(exc)) from exc
-    except ValidationError as exc:
-        raise PlanValidationError(describe_validation_error(exc, prefix="plan schema: ")) from exc
-    plan.validate_rules(tools, roles)
-    return plan
+def check_plan(reply: PlanReply, tools: set[str], crew: Crew) -> Plan:
+    """The reply's plan, validated against the known tools and the crew's roles and their tools. Raises
+    PlanValidationError with a one-line reason (the reply was no plan, or a rule is broken)."""
+    if reply.plan is None:
+        raise PlanValidationError(reply.error or "the reply held no plan")
+    reply.plan.validate_rules(tools, {w.name for w in crew.workers})
+    role_error = role_tool_errors(reply.plan, crew)
+    if role_error:
+        raise PlanValidationError(role_error)
+    return reply.plan
 
 
-def plan_run(inp: PlanInput, store: RunStore) -> PlanOutput:
+def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = None) -> PlanOutput:
     """Ask the crew's planner for a plan and validate it.
 
     Valid: the plan is stored (``put_plan``: one PENDING record per sub-task) and a ``plan_ready`` event lists
     ids, titles and dependencies. Invalid: a ``plan_invalid`` event; ``retry`` is true while
-    ``attempt < MAX_PLAN_ATTEMPTS`` (3). A replayed attempt reuses its stored reply (no second model call).
-    Raises RunNotActiveError, BudgetExceededError or a ModelError.
+    ``attempt < MAX_PLAN_ATTEMPTS`` (3). Declined: ``decline`` is stored on the run and ``declined`` is true.
+    A replayed attempt reuses its stored reply (no second engine call). Raises RunNotActiveError,
+    BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
+    if inp.dataset is not None and inp.dataset.ok:
+        store_dataset_profile(store, run.run_id, inp.dataset)
     crew = run.crew
     tools = known_tools()
-    ctx = PlanContext(goal=run.goal, has_dataset=run.data is not None, inputs=run.inputs,
+    facts = PlanFacts(goal=run.goal, has_dataset=run.data is not None, dataset=dataset_profile(store, run.run_id),
+                      inputs=run.inputs,
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
                       tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error)
-    msgs = prompts.messages(crew.planner, prompts.plan_prompt(ctx))
-    reply = exchange(store, run, crew.planner, conversation=CONVERSATION, index=inp.attempt - 1, purpose="plan",
-                     messages=msgs, context=ctx.model_dump()).text
+    engine = engines_or_default(engines).engine(run.provider)
+    reply = exchange(store, run, conversation=CONVERSATION, index=inp.attempt - 1, purpose="plan", facts=facts,
+                     call=lambda: engine.plan(facts, crew.planner), reply_type=PlanReply).reply
+    out = dict(run_id=run.run_id, attempt=inp.attempt, next_attempt=min(inp.attempt + 1, MAX_PLAN_ATTEMPTS))
+    if reply.decline is not None:
+        store.update_run(run.run_id, {"decline": reply.decline})
+        emit(store, run.run_id, "plan_invalid", attempt=inp.attempt, retry=False, declined=reply.decline.code)
+        return PlanOutput(**out, valid=False, retry=False, declined=True, error=one_line(reply.decline.reason))
     try:
-        plan = parse_plan(reply, tools, {w.name for w in crew.workers})
-        role_error = role_tool_errors(plan, crew)
-        if role_error:
-            raise PlanValidationError(role_error)
+        plan = check_plan(reply, tools, crew)
     except PlanValidationError as exc:
-        error = one_line(str(exc))
         retry = inp.attempt < MAX_PLAN_ATTEMPTS
         emit(store, run.run_id, "plan_invalid", attempt=inp.attempt, retry=retry)
-        return PlanOutput(run_id=run.run_id, valid=False, attempt=inp.attempt,
-                          next_attempt=min(inp.attempt + 1, MAX_PLAN_ATTEMPTS), retry=retry, error=error)
+        return PlanOutput(**out, valid=False, retry=retry, error=one_line(str(exc)))
     store.put_plan(run.run_id, plan)
     waves = plan.waves()
     emit(store, run.run_id, "plan_ready", attempt=inp.attempt, waves=waves,
          subtasks=[{"id": s.id, "title": s.title, "depends_on": list(s.depends_on)} for s in plan.subtasks])
-    return PlanOutput(run_id=run.run_id, valid=True, attempt=inp.attempt,
-                      next_attempt=min(inp.attempt + 1, MAX_PLAN_ATTEMPTS), retry=False, waves=waves,
-                      subtask_count=len(plan.subtasks))
+    return PlanOutput(**out, valid=True, retry=False, waves=waves, subtask_count=len(plan.subtasks))

@@ -1,75 +1,81 @@
 """Reviewer role: scores the current report on accuracy, completeness and relevance (each 0-1).
 
-``overall`` is the mean of the three; ``passed`` = overall >= the run's threshold. A reply that is not the asked
-JSON, or has a score outside 0-1, fails closed: all scores 0, not passed, and the feedback says why.
+``overall`` is the mean of the three; ``passed`` = overall >= the run's threshold. The engine's reply is parsed
+strictly: a reply with no valid scores raises :class:`ReviewReplyError` (after its usage is recorded), which the
+state machine retries; when the retries are spent it calls :func:`review` again with ``failed`` set, and the round
+is recorded as failed with the reason (``scores`` None, ``passed`` false): never a silent 0.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from stepcrew.domain import prompts
-from stepcrew.domain.common import emit, load_active_run, tool_numbers
-from stepcrew.domain.errors import MissingInputError, describe_validation_error
+from stepcrew.domain.common import emit, engines_or_default, load_active_run
+from stepcrew.domain.errors import DomainError, MissingInputError
+from stepcrew.domain.finalize import lambda_error
 from stepcrew.domain.modelcall import budget_reached, exchange
 from stepcrew.domain.synthesizer import report_context
+from stepcrew.engines.base import ReviewReply
+from stepcrew.engines.facts import tool_numbers
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import ReviewInput, ReviewOutput
-from stepcrew.models import CriterionScores, Review, Score
+from stepcrew.models import Review
 from stepcrew.store.base import RunStore
+from stepcrew.text import one_line
 
 CONVERSATION = "reviewer"
 _FEEDBACK_MAX = 4000  # Review.feedback's limit
 
 
-class _ReviewReply(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    accuracy: Score
-    completeness: Score
-    relevance: Score
-    feedback: str = ""
+class ReviewReplyError(DomainError):
+    """The reviewer's reply held no valid scores (no JSON object, a missing score, a score outside 0-1). Retried by
+    the state machine; then the round is recorded as failed with this reason."""
 
 
-def parse_review(text: str, round_: int, threshold: float) -> Review:
-    """A :class:`Review` from a reviewer reply; fails closed (scores 0, not passed, feedback = the reason) when
-    the reply holds no JSON object or a score is missing or outside 0-1."""
-    try:
-        reply = _ReviewReply.model_validate(prompts.parse_json_reply(text))
-    except prompts.JsonReplyError as exc:
-        return _rejected(round_, f"unparseable review: {exc}")
-    except ValidationError as exc:
-        return _rejected(round_, describe_validation_error(exc, prefix="invalid review: "))
-    scores = CriterionScores(accuracy=reply.accuracy, completeness=reply.completeness, relevance=reply.relevance)
-    overall = round((reply.accuracy + reply.completeness + reply.relevance) / 3, 4)
-    return Review(round=round_, scores=scores, overall=overall, passed=overall >= threshold,
-                  feedback=reply.feedback.strip()[:_FEEDBACK_MAX])
+def _output(inp: ReviewInput, result: Review, budget_exhausted: bool) -> ReviewOutput:
+    return ReviewOutput(run_id=inp.run_id, round=inp.round, next_round=inp.round + 1, overall=result.overall,
+                        passed=result.passed, budget_exhausted=budget_exhausted)
 
 
-def _rejected(round_: int, reason: str) -> Review:
-    return Review(round=round_, scores=CriterionScores(accuracy=0, completeness=0, relevance=0), overall=0,
-                  passed=False, feedback=f"The review was rejected and scored 0 ({reason})."[:_FEEDBACK_MAX])
+def _failed_round(inp: ReviewInput, store: RunStore) -> ReviewOutput:
+    run = load_active_run(store, inp.run_id)
+    error = lambda_error(inp.failed.Cause) if inp.failed else None
+    reason = one_line(error[1] if error else (inp.failed.Cause or inp.failed.Error), 2000)
+    result = Review(round=inp.round, passed=False, error=reason,
+                    feedback=f"The review round gave no valid scores ({reason}).")
+    store.put_review(run.run_id, result)
+    emit(store, run.run_id, "review", round=inp.round, overall=None, passed=False, error="ReviewReplyError")
+    return _output(inp, result, budget_reached(run.budget, run.usage))
 
 
-def review(inp: ReviewInput, store: RunStore) -> ReviewOutput:
+def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = None) -> ReviewOutput:
     """Review round ``inp.round`` of the run's report: store it (``put_review``), emit ``review`` (scores only).
 
     ``budget_exhausted`` is true when the run's usage has reached a budget cap (no improvement round should
-    start). A replayed event reuses the reply stored for its round (no second model call). Raises
-    MissingInputError (no report, unfinished sub-tasks), RunNotActiveError, BudgetExceededError or a ModelError.
+    start). A replayed event reuses the reply stored for its round (no second engine call). With ``inp.failed``
+    (the state machine's retries of this round are spent) the round is recorded as failed. Raises
+    ReviewReplyError, MissingInputError (no report, unfinished sub-tasks), RunNotActiveError, BudgetExceededError
+    or a ModelError.
     """
+    if inp.failed is not None:
+        return _failed_round(inp, store)
     run = load_active_run(store, inp.run_id)
     report = store.get_report(run.run_id)
     if not report:
         raise MissingInputError(f"run {run.run_id} has no report to review")
-    ctx = report_context(store, run)
-    ctx = ctx.model_copy(update={"report": report, "tool_numbers": tool_numbers(ctx.subtasks)})
+    facts = report_context(store, run)
+    facts = facts.model_copy(update={"report": report, "tool_numbers": tool_numbers(facts.subtasks)})
     role = run.crew.reviewer
-    msgs = prompts.messages(role, prompts.review_prompt(ctx))
-    reply = exchange(store, run, role, conversation=CONVERSATION, index=inp.round - 1, purpose="review",
-                     messages=msgs, context=ctx.model_dump())
-    result = parse_review(reply.text, inp.round, run.review_config.threshold)
+    engine = engines_or_default(engines).engine(run.provider)
+    called = exchange(store, run, conversation=CONVERSATION, index=inp.round - 1, purpose="review", facts=facts,
+                      call=lambda: engine.review(facts, role), reply_type=ReviewReply,
+                      keep=lambda r: r.error is None and r.scores is not None)
+    reply = called.reply
+    if reply.error is not None or reply.scores is None:
+        raise ReviewReplyError(f"run {run.run_id} review round {inp.round}: {reply.error or 'no scores'}")
+    s = reply.scores
+    overall = round((s.accuracy + s.completeness + s.relevance) / 3, 4)
+    result = Review(round=inp.round, scores=s, overall=overall, passed=overall >= run.review_config.threshold,
+                    feedback=reply.feedback.strip()[:_FEEDBACK_MAX])
     store.put_review(run.run_id, result)
-    s = result.scores
     emit(store, run.run_id, "review", round=inp.round, overall=result.overall, passed=result.passed,
          accuracy=s.accuracy, completeness=s.completeness, relevance=s.relevance)
-    return ReviewOutput(run_id=run.run_id, round=inp.round, next_round=inp.round + 1, overall=result.overall,
-                        passed=result.passed, budget_exhausted=budget_reached(run.budget, reply.usage))
+    return _output(inp, result, budget_reached(run.budget, called.usage))

@@ -3,11 +3,19 @@ review round's feedback -> a revised report. The report goes to the store; state
 
 from __future__ import annotations
 
-from stepcrew.domain import prompts
-from stepcrew.domain.common import emit, load_active_run, require_plan, subtask_facts
-from stepcrew.domain.context import ReportContext
+from stepcrew.domain.common import (
+    dataset_profile,
+    emit,
+    engines_or_default,
+    load_active_run,
+    require_plan,
+    subtask_facts,
+)
 from stepcrew.domain.errors import EmptyOutputError, MissingInputError
 from stepcrew.domain.modelcall import exchange
+from stepcrew.engines.base import ReportReply
+from stepcrew.engines.facts import ReportFacts
+from stepcrew.engines.resolve import EngineResolver
 from stepcrew.events import SynthInput, SynthOutput
 from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, SubtaskStatus
 from stepcrew.store.base import RunStore
@@ -16,15 +24,15 @@ CONVERSATION = "synthesizer"
 _TRUNCATED = "\n\n[... report truncated at the size limit]"
 
 
-def report_context(store: RunStore, run: Run) -> ReportContext:
-    """Goal and every sub-task's facts. MissingInputError if the plan is missing or a sub-task has not succeeded
-    (a report is only written from complete results)."""
+def report_context(store: RunStore, run: Run) -> ReportFacts:
+    """Goal, dataset profile and every sub-task's facts. MissingInputError if the plan is missing or a sub-task has
+    not succeeded (a report is only written from complete results)."""
     plan = require_plan(store, run.run_id)
     pending = [r.subtask_id for r in store.list_subtasks(run.run_id) if r.status != SubtaskStatus.SUCCEEDED]
     if pending:
         raise MissingInputError(f"run {run.run_id}: sub-task(s) without a result: {', '.join(pending)}")
-    return ReportContext(goal=run.goal, has_dataset=run.data is not None,
-                         subtasks=subtask_facts(store, run.run_id, plan))
+    return ReportFacts(goal=run.goal, has_dataset=run.data is not None, dataset=dataset_profile(store, run.run_id),
+                       subtasks=subtask_facts(store, run.run_id, plan))
 
 
 def cap_report(text: str) -> str:
@@ -34,30 +42,30 @@ def cap_report(text: str) -> str:
     return text[: FINAL_OUTPUT_MAX_CHARS - len(_TRUNCATED)] + _TRUNCATED
 
 
-def synthesize(inp: SynthInput, store: RunStore) -> SynthOutput:
+def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None = None) -> SynthOutput:
     """Write (``draft``) or revise (``improve``, with the feedback of review round ``inp.round``) the report.
 
     Stores it (``put_report``, a new version) and emits ``synthesized`` (mode, round, chars, version). A replayed
-    event reuses the reply stored for its round (no second model call). Raises
-    MissingInputError (no plan, unfinished sub-tasks; improve: no report or no review of that round),
-    EmptyOutputError, RunNotActiveError, BudgetExceededError or a ModelError.
+    event reuses the reply stored for its round (no second engine call). Raises MissingInputError (no plan,
+    unfinished sub-tasks; improve: no report or no review of that round), EmptyOutputError, RunNotActiveError,
+    BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
-    ctx = report_context(store, run)
+    facts = report_context(store, run)
     if inp.mode == "improve":
         report = store.get_report(run.run_id)
         review = next((r for r in store.list_reviews(run.run_id) if r.round == inp.round), None)
         if not report or review is None:
             raise MissingInputError(f"run {run.run_id}: improve needs the report and review round {inp.round}")
-        ctx = ctx.model_copy(update={"report": report, "feedback": review.feedback or "(no feedback given)"})
-        user = prompts.improve_prompt(ctx)
-    else:
-        user = prompts.synth_prompt(ctx)
+        feedback = review.feedback or (f"The review gave no scores: {review.error}" if review.error else "")
+        facts = facts.model_copy(update={"report": report, "feedback": feedback or "(no feedback given)"})
+    engine = engines_or_default(engines).engine(run.provider)
     role = run.crew.synthesizer
-    msgs = prompts.messages(role, user)
     purpose = "improve" if inp.mode == "improve" else "synthesize"
-    report = exchange(store, run, role, conversation=CONVERSATION, index=inp.round, purpose=purpose, messages=msgs,
-                      context=ctx.model_dump(), keep=lambda text: cap_report(text.strip())).text
+    call = (lambda: engine.improve(facts, role)) if inp.mode == "improve" else (lambda: engine.synthesize(facts, role))
+    reply = exchange(store, run, conversation=CONVERSATION, index=inp.round, purpose=purpose, facts=facts, call=call,
+                     reply_type=ReportReply, keep=lambda r: bool(r.text.strip())).reply
+    report = cap_report(reply.text.strip())
     if not report:
         raise EmptyOutputError(f"run {run.run_id}: the synthesizer returned an empty report ({inp.mode})")
     version = store.put_report(run.run_id, report)

@@ -1,9 +1,11 @@
-"""The structured facts of a model call (``ModelRequest.context``), one model per purpose.
+"""The typed facts an engine receives for one role call (the engine boundary's input).
 
-The domain builds these and renders the same facts into the prompts (:mod:`stepcrew.domain.prompts`); real
-providers read the prompts, the rule engine (:mod:`stepcrew.llm.rule_engine`), which has no language model,
-reads these models. Contents are the run's own data (goal, tool results, outputs): they go to the model and
-the store, never to logs or progress events.
+The domain (:mod:`stepcrew.domain`) reads the store and builds these; an engine (:mod:`stepcrew.engines`) turns them
+into a plan, an agent turn, a report or a review. The LLM engine renders them into prompts
+(:mod:`stepcrew.engines.prompts`); the rule engine (:mod:`stepcrew.engines.rules`) reads them directly. Contents are
+the run's own data (goal, tool results, outputs): they go to the model and the store, never to logs or events.
+
+Shapes only, plus pure helpers over :mod:`stepcrew.models` types: this module imports nothing above ``models``.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stepcrew.engines.numbers import NON_SOURCE_TOOLS, numbers_in_json
+from stepcrew.models import Message, SubTask
+
 
 class _Facts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class ToolFact(_Facts):
-    """One successful tool call: its name, arguments and result ``content`` (tool-specific JSON)."""
+    """One successful tool call: its name, arguments and result ``content`` (tool-specific JSON). ``source`` names
+    the call as ``<subtask id>/<call id>`` (how a report cites it)."""
 
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     content: Any = None
+    source: str = ""
 
 
 class WorkerInfo(_Facts):
@@ -31,6 +38,53 @@ class WorkerInfo(_Facts):
     name: str
     role: str
     tools: list[str]
+
+
+class ColumnProfile(BaseModel):
+    """One column of a ``describe_dataset`` result (:class:`stepcrew.tools.dataset.DescribeDataset`): DuckDB type,
+    null and distinct counts; numbers add min/max/mean/stddev/median; dates min/max; text the top values."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    type: str = ""
+    nulls: int | None = None
+    distinct: int | None = None
+    min: Any = None
+    max: Any = None
+    mean: float | None = None
+    stddev: float | None = None
+    median: float | None = None
+    top: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def numeric(self) -> bool:
+        return self.mean is not None or _base_type(self.type) in _NUMERIC_TYPES
+
+    @property
+    def temporal(self) -> bool:
+        """A date, time or timestamp column."""
+        return _base_type(self.type).startswith(("DATE", "TIME", "INTERVAL"))
+
+
+_NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL"}
+
+
+def _base_type(dtype: str) -> str:
+    return dtype.upper().split("(", 1)[0].strip()
+
+
+class DatasetProfile(BaseModel):
+    """The run's dataset as ``describe_dataset`` returned it before planning: file name, rows, columns."""
+
+    model_config = ConfigDict(extra="ignore")
+    dataset: str = "the dataset"
+    rows: int | None = None
+    columns: list[ColumnProfile] = Field(default_factory=list)
+    columns_omitted: int = 0
+
+    def column(self, name: str) -> ColumnProfile | None:
+        return next((c for c in self.columns if c.name == name), None)
 
 
 class SubtaskFacts(_Facts):
@@ -47,11 +101,13 @@ class SubtaskFacts(_Facts):
     tool_results: list[ToolFact] = Field(default_factory=list)
 
 
-class PlanContext(_Facts):
-    """purpose ``plan``: the goal, whether a dataset is attached, the workers and the known tools."""
+class PlanFacts(_Facts):
+    """Planning: the goal, the dataset's profile (None without a dataset), the workers and the known tools; on a
+    retry the attempt number and the previous plan's validation error."""
 
     goal: str
     has_dataset: bool
+    dataset: DatasetProfile | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
     workers: list[WorkerInfo]
     tools: list[str]
@@ -59,27 +115,54 @@ class PlanContext(_Facts):
     previous_error: str | None = None
 
 
-class ActContext(_Facts):
-    """purpose ``act``: one sub-task of a worker; ``dependencies`` are all its ancestors in the plan (in plan
-    order) with their outputs and successful tool results. The allowed tools are the request's ``tools``.
-    ``subtask_id`` repeats ``subtask.id`` at the top level (test models route scripts on it)."""
+class ActFacts(_Facts):
+    """One sub-task of a worker; ``dependencies`` are all its ancestors in the plan (in plan order) with their
+    outputs and successful tool results."""
 
     goal: str
     has_dataset: bool
-    subtask_id: str
+    dataset: DatasetProfile | None = None
     subtask: SubtaskFacts
     dependencies: list[SubtaskFacts] = Field(default_factory=list)
 
 
-class ReportContext(_Facts):
-    """purposes ``synthesize``, ``improve`` and ``review``: every sub-task with its output and tool results.
-    ``report`` is the current report (improve, review), ``feedback`` the review to apply (improve) and
-    ``tool_numbers`` the numbers found in the tool results (review: what the report's figures are checked
-    against)."""
+class ReportFacts(_Facts):
+    """Synthesize, improve and review: every sub-task with its output and tool results. ``report`` is the current
+    report (improve, review), ``feedback`` the review to apply (improve), ``tool_numbers`` the numbers of the source
+    tool results at full precision (review: what the report's figures are checked against)."""
 
     goal: str
     has_dataset: bool
+    dataset: DatasetProfile | None = None
     subtasks: list[SubtaskFacts]
     report: str | None = None
     feedback: str | None = None
     tool_numbers: list[float] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- pure helpers
+def tool_facts(messages: list[Message], subtask_id: str = "") -> list[ToolFact]:
+    """Successful tool results of a conversation, each with the arguments of the call that produced it and its
+    source ``<subtask_id>/<call id>``."""
+    arguments = {c.call_id: c.arguments for m in messages for c in m.tool_calls}
+    return [ToolFact(name=r.name, arguments=arguments.get(r.call_id, {}), content=r.content,
+                     source=f"{subtask_id}/{r.call_id}" if subtask_id else r.call_id)
+            for m in messages for r in m.tool_results if r.ok]
+
+
+def facts_of(s: SubTask, output: str | None = None, tool_results: list[ToolFact] | None = None) -> SubtaskFacts:
+    """A sub-task's definition as facts, with its ``output`` and successful ``tool_results`` when known."""
+    return SubtaskFacts(id=s.id, title=s.title, instructions=s.instructions, expected_output=s.expected_output,
+                        role=s.role, tools=list(s.tools), depends_on=list(s.depends_on), output=output,
+                        tool_results=tool_results or [])
+
+
+def tool_numbers(facts: list[SubtaskFacts]) -> list[float]:
+    """Distinct numbers in the sub-tasks' source tool results (not write_section prose), list lengths included,
+    in order, at full precision."""
+    seen: dict[float, None] = {}
+    for f in facts:
+        for t in f.tool_results:
+            if t.name not in NON_SOURCE_TOOLS:
+                seen.update(dict.fromkeys(numbers_in_json(t.content, with_lengths=True)))
+    return list(seen)

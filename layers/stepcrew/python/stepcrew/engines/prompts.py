@@ -1,8 +1,8 @@
-"""Prompts of every role, and the one parser for JSON replies.
+"""Prompts of every role for the LLM engine, the one parser for JSON replies, and :func:`describe`, which tells the
+roles' prompts apart (test models route on it).
 
 The system prompt is rendered from the :class:`~stepcrew.models.AgentRole` (role, goal, backstory, expertise,
-output rules); user prompts render the same facts that go, structured, into ``ModelRequest.context``
-(:mod:`stepcrew.domain.context`). Long texts are clipped to :data:`PROMPT_TEXT_MAX_CHARS` each so a prompt stays
+output rules); user prompts render the typed facts of :mod:`stepcrew.engines.facts`. Long texts are clipped to :data:`PROMPT_TEXT_MAX_CHARS` each so a prompt stays
 well under provider context windows.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from stepcrew.domain.context import ActContext, PlanContext, ReportContext, SubtaskFacts
-from stepcrew.domain.errors import one_line
+from stepcrew.engines.facts import ActFacts, DatasetProfile, PlanFacts, ReportFacts, SubtaskFacts
+from stepcrew.llm.base import ModelRequest
 from stepcrew.models import MAX_SUBTASKS, AgentRole, Message, Plan
+from stepcrew.text import one_line
 
 #: Largest single text (an output, a report) rendered into a prompt; stepcrew's own cap (~1.5k tokens).
 PROMPT_TEXT_MAX_CHARS = 6000
@@ -86,13 +88,12 @@ def _subtask_blocks(subtasks: list[SubtaskFacts]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- user prompts
-def plan_prompt(ctx: PlanContext) -> str:
+def plan_prompt(ctx: PlanFacts) -> str:
     """User prompt of the planner: goal, dataset, workers and their tools, the Plan JSON schema, the rules, and
     on a retry the previous validation error."""
     workers = "\n".join(f"- {w.name} ({w.role}): tools {', '.join(w.tools) or 'none'}" for w in ctx.workers)
     inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
-    dataset = ("A dataset is attached: tools read it as the SQL table `data`." if ctx.has_dataset
-               else "No dataset is attached.")
+    dataset = dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached."
     parts = [
         f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}", f"Workers:\n{workers}",
         f"Known tools: {', '.join(ctx.tools)}",
@@ -100,6 +101,8 @@ def plan_prompt(ctx: PlanContext) -> str:
         f"Rules: 1 to {MAX_SUBTASKS} sub-tasks; ids match ^[a-z0-9][a-z0-9_-]{{0,39}}$ and are unique; depends_on "
         "names earlier sub-task ids only and forms no cycle; role is one of the workers; tools are a subset of "
         "that worker's tools. Independent sub-tasks run in parallel.",
+        'If the data and tools cannot answer the goal (a forecast, a cause, a column the data lacks), reply '
+        '{"decline": "<what cannot be answered and why>"} instead of a plan.',
     ]
     if ctx.previous_error:
         parts.append(f"Your previous plan (attempt {ctx.attempt - 1}) was rejected: {ctx.previous_error}\n"
@@ -107,21 +110,21 @@ def plan_prompt(ctx: PlanContext) -> str:
     return "\n\n".join(parts)
 
 
-def act_prompt(ctx: ActContext, tools: list[str]) -> str:
+def act_prompt(ctx: ActFacts, tools: list[str]) -> str:
     """First user prompt of a worker: goal, the sub-task, its allowed tools and the outputs it depends on."""
     s = ctx.subtask
     parts = [f"Overall goal:\n{ctx.goal}", f"Your sub-task ({s.id}): {s.title}\n{s.instructions}"]
     if s.expected_output:
         parts.append(f"Expected output: {s.expected_output}")
-    parts.append(f"Tools you may call: {', '.join(tools) or 'none'}."
-                 + (" The dataset is the SQL table `data`." if ctx.has_dataset else " No dataset is attached."))
+    parts.append(f"Tools you may call: {', '.join(tools) or 'none'}.")
+    parts.append(dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached.")
     if ctx.dependencies:
         parts.append("Results of the sub-tasks this one depends on:\n\n" + _subtask_blocks(ctx.dependencies))
     parts.append("Use the tools for every figure. When done, answer in plain text with the figures.")
     return "\n\n".join(parts)
 
 
-def synth_prompt(ctx: ReportContext) -> str:
+def synth_prompt(ctx: ReportFacts) -> str:
     """User prompt of the synthesizer (draft): goal and every sub-task's output."""
     blocks = _subtask_blocks(ctx.subtasks)
     return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n"
@@ -129,7 +132,7 @@ def synth_prompt(ctx: ReportContext) -> str:
             "section (sub-tasks and tools used). Use only figures that appear in the sub-task results.")
 
 
-def improve_prompt(ctx: ReportContext) -> str:
+def improve_prompt(ctx: ReportFacts) -> str:
     """User prompt of the synthesizer (improve): the current report, the reviewer's feedback and the results."""
     blocks = _subtask_blocks(ctx.subtasks)
     return (f"Goal:\n{ctx.goal}\n\nCurrent report:\n{clip(ctx.report)}\n\nReviewer feedback:\n{ctx.feedback}\n\n"
@@ -138,13 +141,64 @@ def improve_prompt(ctx: ReportContext) -> str:
             "figures exactly as in the sub-task results.")
 
 
-def review_prompt(ctx: ReportContext) -> str:
+def review_prompt(ctx: ReportFacts) -> str:
     """User prompt of the reviewer: goal, report, sub-tasks with outputs, the tool figures and the rubric."""
     blocks = _subtask_blocks(ctx.subtasks)
-    numbers = ", ".join(f"{n:g}" for n in ctx.tool_numbers[:300]) or "(none)"
+    numbers = ", ".join(repr(n) for n in ctx.tool_numbers[:300]) or "(none)"  # full precision
     return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{clip(ctx.report)}\n\nSub-tasks:\n\n{blocks}\n\n"
             f"Figures returned by the tools: {numbers}\n\n"
-            "Score the report from 0 to 1 on: accuracy (share of its figures that match the tool figures), "
-            "completeness (share of sub-tasks it answers), relevance (how well it answers the goal). Reply with "
+            "Score the report from 0 to 1 on: accuracy (share of its figures that match the tool figures; 0 when an "
+            "analytical report states no figures), completeness (share of sub-tasks whose key figures appear in "
+            "it), relevance (whether it answers the goal's question: a trend needs the periods and the first-to-"
+            "last change, a 'which' question the entity named in the summary). Reply with "
             'one JSON object: {"accuracy": <0-1>, "completeness": <0-1>, "relevance": <0-1>, '
             '"feedback": "<what is missing or wrong>"}.')
+
+
+def dataset_text(profile: DatasetProfile | None) -> str:
+    """The dataset as the SQL table ``data``: rows and one line per column (name, type, a few facts)."""
+    if profile is None:
+        return "A dataset is attached: tools read it as the SQL table `data`."
+    lines = [f"The dataset ({profile.dataset}, {profile.rows} rows) is the SQL table `data`; columns:"]
+    for c in profile.columns:
+        extra = ""
+        if c.numeric and c.min is not None:
+            extra = f", {c.min} to {c.max}"
+        elif c.temporal and c.min is not None:
+            extra = f", {c.min} to {c.max}"
+        elif c.top:
+            extra = ", e.g. " + ", ".join(str(t.get("value")) for t in c.top[:3])
+        lines.append(f"- {c.name} ({c.type}{extra})")
+    if profile.columns_omitted:
+        lines.append(f"- ... and {profile.columns_omitted} more columns")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- describe
+@dataclass(frozen=True)
+class CallLabel:
+    """Which role call a request is: ``purpose`` (plan, act, synthesize, improve, review) and, for ``act``, the
+    sub-task id."""
+
+    purpose: str
+    subtask_id: str | None = None
+
+
+_ACT = re.compile(r"^Your sub-task \(([a-z0-9][a-z0-9_-]{0,39})\):", re.MULTILINE)
+
+
+def describe(request: ModelRequest) -> CallLabel:
+    """Tell which prompt of this module opened ``request``'s conversation (its first user message). Test models
+    route scripts on it; it reads only what the prompts say anyway, so the model port needs no label."""
+    first = next((m.content for m in request.messages if m.role == "user"), "")
+    if m := _ACT.search(first):
+        return CallLabel("act", m.group(1))
+    if first.startswith("Report to review:") or "\n\nReport to review:\n" in first:
+        return CallLabel("review")
+    if "\n\nCurrent report:\n" in first:
+        return CallLabel("improve")
+    if "\n\nSub-task results:\n" in first:
+        return CallLabel("synthesize")
+    if "\n\nWorkers:\n" in first:
+        return CallLabel("plan")
+    return CallLabel("unknown")

@@ -1,8 +1,10 @@
 """The LLM port: one method, ``Model.request(ModelRequest) -> ModelResponse``.
 
-Adapters (one file per provider: :mod:`.bedrock`, :mod:`.anthropic`, :mod:`.openai`), the offline
-:mod:`.rule_engine` and the test models in :mod:`.testing` all subclass :class:`Model`. Provider SDK types never
-leave an adapter. Provider SDK retries are switched off in every adapter: transient failures surface as
+Adapters (one file per provider: :mod:`.bedrock`, :mod:`.anthropic`, :mod:`.openai`) and the test models in
+:mod:`.testing` and :mod:`stepcrew.engines.testing` subclass :class:`Model`. The port carries messages, tool schemas
+and settings only (like pydantic-ai's ``Model.request``): it knows nothing of plans, sub-tasks or reviews. Roles
+reach models through an engine (:mod:`stepcrew.engines`), which renders the domain's facts into messages; the
+offline rule engine is an engine, not a model. Provider SDK types never leave an adapter. Provider SDK retries are switched off in every adapter: transient failures surface as
 :class:`ModelThrottledError` / :class:`ModelUnavailableError` and the state machine's ``Retry`` is the one retry
 layer (Retry/Catch match on these class names, which the Lambda runtime reports as ``errorType``).
 """
@@ -17,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stepcrew.models import Message, ToolCall
 
-Purpose = Literal["plan", "act", "synthesize", "improve", "review"]
 StopReason = Literal["end_turn", "tool_use", "max_tokens"]
 
 #: Set to False (tests/conftest.py does, for the whole pytest session) to make every real provider call fail
@@ -48,16 +49,13 @@ class ModelSettings(BaseModel):
 
 
 class ModelRequest(BaseModel):
-    """One model call. ``messages`` start with a ``system`` message. ``purpose`` and ``context`` describe the
-    call in structured form: real providers see the same facts rendered into ``messages``; the rule engine,
-    which has no language model, reads ``context`` directly."""
+    """One model call: ``messages`` (starting with a ``system`` message), the tool schemas the model may call and
+    the call's settings. Nothing else: the domain's facts reach a model only as rendered messages."""
 
     model_config = ConfigDict(extra="forbid")
     messages: list[Message] = Field(min_length=1)
     tools: list[ToolSpec] = Field(default_factory=list)
     settings: ModelSettings
-    purpose: Purpose
-    context: dict[str, Any] = Field(default_factory=dict)
 
 
 class ResponseUsage(BaseModel):

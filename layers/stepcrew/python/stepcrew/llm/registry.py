@@ -1,7 +1,8 @@
 """Provider registry: provider name + model tier -> a :class:`Model`.
 
 Built-in providers: ``anthropic``, ``openai`` (also OpenAI-compatible servers via ``OPENAI_BASE_URL``),
-``bedrock`` and ``rule`` (the offline rule engine, model id ``rule-engine``). Resolved models are cached per
+``bedrock``; and ``rule``, the offline rule engine, which is a known provider name but not a model (it is an engine:
+:mod:`stepcrew.engines.rules`; :func:`resolve` refuses it). Resolved models are cached per
 (provider, tier, model id), so a warm Lambda reuses its SDK client. Building a model never touches the network
 or a secret: adapters do that at their first request.
 
@@ -80,21 +81,16 @@ def _bedrock(tier: str) -> Model:
     return BedrockModel(model_id("bedrock", tier))
 
 
-def _rule(tier: str) -> Model:
-    from stepcrew.llm.rule_engine import RuleEngineModel
-
-    return RuleEngineModel()
-
-
 _lock = threading.RLock()  # re-entrant: a factory may resolve another provider
-_factories: dict[str, Factory] = {"anthropic": _anthropic, "openai": _openai, "bedrock": _bedrock, "rule": _rule}
+_factories: dict[str, Factory] = {"anthropic": _anthropic, "openai": _openai, "bedrock": _bedrock}
+RULE = "rule"  # the rule engine: known, never a model
 _cache: dict[tuple[str, str, str], Model] = {}
 
 
 def register(name: str, factory: Factory) -> None:
     """Register (or replace) provider ``name``; ``factory(tier)`` returns a Model for tier "fast" | "smart".
     Drops cached models of that name."""
-    if not name or not name.replace("_", "").replace("-", "").isalnum() or not name[0].isalpha():
+    if not name or not name.replace("_", "").replace("-", "").isalnum() or not name[0].isalpha() or name == RULE:
         raise ValueError(f"invalid provider name {name!r}")
     with _lock:
         _factories[name] = factory
@@ -111,15 +107,15 @@ def unregister(name: str) -> None:
 
 
 def known_providers() -> list[str]:
-    """Registered provider names, sorted."""
+    """Registered provider names and ``rule``, sorted."""
     with _lock:
-        return sorted(_factories)
+        return sorted([*_factories, RULE])
 
 
 def check_provider(name: str) -> None:
     """Raise UnknownProviderError (naming the known providers) unless ``name`` is registered. Builds nothing."""
     with _lock:
-        if name not in _factories:
+        if name not in _factories and name != RULE:
             raise _unknown(name)
 
 
@@ -127,6 +123,8 @@ def resolve(provider: str, tier: str) -> Model:
     """The Model for ``provider`` and ``tier``, built by its factory once and cached (per provider, tier and
     model id, so an env override of the model id takes effect). Raises UnknownProviderError or ValueError (tier)."""
     _check_tier(tier)
+    if provider == RULE:
+        raise ValueError("provider 'rule' is the rule engine, not a model (stepcrew.engines.resolve)")
     with _lock:
         factory = _factories.get(provider)
         if factory is None:
@@ -166,4 +164,4 @@ def _drop(name: str) -> None:
 
 
 def _unknown(name: str) -> UnknownProviderError:
-    return UnknownProviderError(f"unknown provider {name!r}; known providers: {', '.join(sorted(_factories))}")
+    return UnknownProviderError(f"unknown provider {name!r}; known providers: {', '.join(known_providers())}")

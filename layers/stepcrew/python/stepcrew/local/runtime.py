@@ -68,6 +68,8 @@ class LocalRuntime:
     - ``extra_env``: more environment variables for the handlers (restored on exit).
     - ``read_only``: only the table (restored from ``state_dir``), no functions, state machines or hook, and
       nothing saved on exit: for reading kept runs.
+    - ``store_only``: only the table, saved on exit: for writing kept runs without executing anything (a
+      person's answer to a run handed off for review after its process ended).
 
     Errors: :class:`stepcrew.local.hook.MotoVersionError` if moto is not the pinned version; botocore's
     ClientError (``InvalidDefinition``) if an ASL file is rejected; ValueError for an unreadable state file;
@@ -79,13 +81,14 @@ class LocalRuntime:
 
     def __init__(self, *, region: str = "us-east-1", fast_waits: bool | None = None, state_dir: Path | None = None,
                  table_name: str = "stepcrew-local-runs", extra_env: dict[str, str] | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, store_only: bool = False) -> None:
         self.region = region
         self.fast_waits = hook.fast_waits_from_env() if fast_waits is None else fast_waits
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.table_name = table_name
         self.extra_env = dict(extra_env or {})
         self.read_only = read_only
+        self.store_only = store_only
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
@@ -111,11 +114,12 @@ class LocalRuntime:
             mock = mock_aws(config=MOTO_CONFIG)
             mock.start()
             self._mock = mock  # only once started: teardown must never call AWS without moto
-            if not self.read_only:
+            executes = not (self.read_only or self.store_only)
+            if executes:
                 hook.install(fast_waits=self.fast_waits)
                 self._hooked = True
             self._create_table()
-            if not self.read_only:
+            if executes:
                 self._create_functions()
                 self._create_state_machines()
         except BaseException:
@@ -130,6 +134,7 @@ class LocalRuntime:
         env = {
             "STEPCREW_TABLE_NAME": self.table_name,
             "STEPCREW_STAGE": "local",
+            "STEPCREW_EVENT_BUS": "default",  # moto's EventBridge default bus
             "POWERTOOLS_SERVICE_NAME": "stepcrew",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
@@ -179,7 +184,7 @@ class LocalRuntime:
         """Stop executions still running (ours and any a test created), then let handlers in flight finish, so
         none of them calls AWS after moto is stopped. Returns the names (= run ids) of the stopped executions of
         the run state machine."""
-        if self.read_only:
+        if self.read_only or self.store_only:
             return []
         sfn, run_machine, cut_off = self.sfn, self._state_machine_arns.get("run"), []
         for page in sfn.get_paginator("list_state_machines").paginate():
@@ -203,7 +208,9 @@ class LocalRuntime:
         from stepcrew.models import ProgressEvent, RunError, RunStatus, utcnow
         from stepcrew.store.base import RunNotFoundError, RunStateConflictError, StoreError
 
-        active = [status for status in RunStatus if not status.terminal]
+        # NEEDS_REVIEW runs stay waiting: a person's answer later is applied by the same finalize steps
+        # (stepcrew.domain.decisions.answer_review with no execution to resume); only work in flight is cut off.
+        active = [status for status in RunStatus if not status.terminal and status != RunStatus.NEEDS_REVIEW]
         for run_id in run_ids:
             try:
                 self.store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(),

@@ -1,0 +1,151 @@
+"""A person's answers to a waiting run, one use case each for the API and the CLI.
+
+- :func:`answer_approval`: the plan gate (WAITING_APPROVAL): approve -> the run goes on; reject -> FAILED
+  ``ApprovalRejected``.
+- :func:`answer_review`: the hand-off of a report that failed its last review round (NEEDS_REVIEW): accept (optionally
+  with a corrected report, stored as a new version first) -> SUCCEEDED, the decision recorded on the run; reject ->
+  FAILED ``ReviewRejected``; an answer after the deadline -> FAILED ``ReviewTimedOut`` and :class:`DecisionClosed`.
+
+Both claim the decision with a conditional write (only one answer moves the run out of its waiting status), then
+answer the Step Functions task token (``SendTaskSuccess``/``SendTaskFailure``); when that fails the claim is given back
+so the answer can be retried. A local run whose process has ended has no execution left to resume: pass
+``resumer=None`` and the review decision is applied by the same finalize steps the state machine runs after the
+hand-off (:func:`stepcrew.domain.finalize.succeed_run` / ``fail_run``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from stepcrew.domain.common import emit, logger
+from stepcrew.domain.finalize import fail_run, succeed_run
+from stepcrew.events import FailRun, StepFunctionsError, SucceedRun
+from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, ReviewDecision, Run, RunStatus, utcnow
+from stepcrew.store.base import RunStateConflictError, RunStore, StoreError
+
+APPROVAL_REJECTED_ERROR = "ApprovalRejected"
+REVIEW_REJECTED_ERROR = "ReviewRejected"
+REVIEW_TIMED_OUT_ERROR = "ReviewTimedOut"
+#: Error codes of a dead task token (timed out, or already answered), Step Functions API reference.
+CLOSED_TOKEN_ERRORS = {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}
+
+
+class TaskResumer(Protocol):
+    """Answers a Step Functions task token (``.waitForTaskToken``). ``output``: JSON-serialisable (<= 256 KiB);
+    ``error`` <= 256 and ``cause`` <= 32,768 characters (Step Functions API reference, SendTaskSuccess/Failure)."""
+
+    def send_task_success(self, token: str, output: dict) -> None: ...
+
+    def send_task_failure(self, token: str, error: str, cause: str) -> None: ...
+
+
+class DecisionError(Exception):
+    """A decision that cannot be applied. ``code`` is the API error code."""
+
+    code = "decision_failed"
+
+
+class NotWaiting(DecisionError):
+    """The run is not waiting for this kind of decision (409)."""
+
+    code = "run_not_waiting"
+
+
+class DecisionClosed(DecisionError):
+    """The waiting task is closed: timed out or already answered (409)."""
+
+    code = "decision_closed"
+
+
+class ResumeFailed(DecisionError):
+    """Step Functions could not be reached; nothing changed, retry (503)."""
+
+    code = "resume_failed"
+
+
+class ReportTooLarge(DecisionError):
+    """A corrected report over FINAL_OUTPUT_MAX_CHARS (400)."""
+
+    code = "report_too_large"
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+def _claim(store: RunStore, run: Run, waiting: RunStatus, extra: dict[str, Any]) -> str:
+    if run.status != waiting or not run.approval_token:
+        raise NotWaiting(f"run {run.run_id} is {run.status.value}, not {waiting.value}")
+    try:
+        store.update_run(run.run_id, {"status": RunStatus.RUNNING, "approval_token": None, **extra},
+                         expected=[waiting])
+    except RunStateConflictError:
+        raise NotWaiting(f"run {run.run_id} is no longer {waiting.value}") from None
+    return run.approval_token
+
+
+def _resume(store: RunStore, resumer: TaskResumer, run: Run, token: str, waiting: RunStatus, ok: bool,
+            output: dict, error: str, cause: str, undo: dict[str, Any]) -> None:
+    try:
+        if ok:
+            resumer.send_task_success(token, output)
+        else:
+            resumer.send_task_failure(token, error, cause)
+    except Exception as exc:
+        code = _error_code(exc)
+        try:  # give the decision back, so it can be retried (a dead task is then failed by its timeout)
+            store.update_run(run.run_id, {"status": waiting, "approval_token": token, **undo},
+                             expected=[RunStatus.RUNNING])
+        except (RunStateConflictError, StoreError):
+            pass
+        logger.warning("task token answer failed", extra={"run_id": run.run_id, "error_code": code})
+        if code in CLOSED_TOKEN_ERRORS:
+            raise DecisionClosed(f"the waiting task of run {run.run_id} is closed (timed out or already "
+                                 "answered)") from None
+        raise ResumeFailed("could not resume the run; retry") from None
+
+
+def answer_approval(store: RunStore, resumer: TaskResumer, run_id: str, tenant: str | None, approved: bool,
+                    comment: str = "") -> Run:
+    """Approve or reject the plan of a WAITING_APPROVAL run. Raises RunNotFoundError (unknown or another tenant's
+    run), NotWaiting, DecisionClosed, ResumeFailed. Returns the run after the claim (RUNNING)."""
+    run = store.get_run(run_id, tenant)
+    token = _claim(store, run, RunStatus.WAITING_APPROVAL, {})
+    cause = f"rejected by the approver: {comment}" if comment else "rejected by the approver"
+    _resume(store, resumer, run, token, RunStatus.WAITING_APPROVAL, approved, {"approved": True, "comment": comment},
+            APPROVAL_REJECTED_ERROR, cause, {})
+    logger.info("approval recorded", extra={"run_id": run_id, "approved": approved})
+    return store.get_run(run_id)
+
+
+def answer_review(store: RunStore, resumer: TaskResumer | None, run_id: str, tenant: str | None,
+                  decision: ReviewDecision, report: str | None = None) -> Run:
+    """Accept or reject the report of a NEEDS_REVIEW run (see the module docstring). Raises RunNotFoundError,
+    NotWaiting, DecisionClosed (also when the deadline has passed: the run is then FAILED ``ReviewTimedOut``),
+    ReportTooLarge, ResumeFailed. Returns the run (RUNNING while the execution finishes, or its terminal state
+    when ``resumer`` is None)."""
+    run = store.get_run(run_id, tenant)
+    if report is not None and len(report) > FINAL_OUTPUT_MAX_CHARS:
+        raise ReportTooLarge(f"the report has {len(report)} characters, over the limit of {FINAL_OUTPUT_MAX_CHARS}")
+    if run.status == RunStatus.NEEDS_REVIEW and run.review_deadline and run.review_deadline < utcnow():
+        fail_run(FailRun(run_id=run_id, error=StepFunctionsError(
+            Error=REVIEW_TIMED_OUT_ERROR, Cause="no person answered the review hand-off before its deadline")), store)
+        raise DecisionClosed(f"the review hand-off of run {run_id} expired at {run.review_deadline.isoformat()}")
+    token = _claim(store, run, RunStatus.NEEDS_REVIEW, {"review_decision": decision})
+    if report is not None and report.strip() and decision.accept:
+        store.put_report(run_id, report.strip())
+    emit(store, run_id, "review_decided", accept=decision.accept, report_replaced=bool(report and decision.accept))
+    cause = f"rejected by the reviewer: {decision.comment}" if decision.comment else "rejected by the reviewer"
+    if resumer is None:  # no execution left (a local run whose process ended): the same finalize steps, directly
+        if decision.accept:
+            succeed_run(SucceedRun(run_id=run_id), store)
+        else:
+            fail_run(FailRun(run_id=run_id, error=StepFunctionsError(Error=REVIEW_REJECTED_ERROR, Cause=cause)), store)
+        return store.get_run(run_id)
+    _resume(store, resumer, run, token, RunStatus.NEEDS_REVIEW, decision.accept, {"accept": True},
+            REVIEW_REJECTED_ERROR, cause, {"review_decision": None})
+    logger.info("review decision recorded", extra={"run_id": run_id, "accept": decision.accept})
+    return store.get_run(run_id)

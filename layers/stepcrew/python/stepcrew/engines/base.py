@@ -1,0 +1,110 @@
+"""The engine port: how a role's work gets done, one method per role call.
+
+A role use case (:mod:`stepcrew.domain`) loads what it needs from the store, builds typed facts
+(:mod:`stepcrew.engines.facts`) and asks its run's engine for a plan, an agent turn, a report or a review; it then
+validates and records the reply. Two implementations:
+
+- :class:`stepcrew.engines.llm.LLMEngine`: renders the facts into prompts, calls a :class:`stepcrew.llm.base.Model`
+  (the port that carries messages, tool schemas and settings only) and parses the replies;
+- :class:`stepcrew.engines.rules.RuleEngine`: the offline rule engine (no LLM), which reads the facts directly.
+
+Why one method per role rather than a model behind everything: a rule engine has no use for prompts, and a model
+port that carried the domain's facts "for the rule engine" would let domain shapes leak into every provider
+adapter. Here the arrows point one way: ``models`` <- ``llm`` <- ``engines`` <- ``domain``.
+
+Replies carry what the engine produced, the usage of each model call it made (:class:`EngineCall`; the rule engine
+reports one zero-cost call under ``rule-engine`` so progress shows its turns) and, for replies that a model may get
+wrong (a plan, a review), the parse error instead of raising, so the domain records the usage of a paid call before
+it decides what to do. Errors: :class:`stepcrew.llm.base.ModelError` subclasses pass through unchanged (the state
+machines' Retry/Catch match their class names).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pydantic import BaseModel, ConfigDict, Field
+
+from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts
+from stepcrew.llm.base import StopReason, ToolSpec
+from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
+
+
+
+class EngineCall(BaseModel):
+    """Usage of one model call: the model id that answered, tokens and cost (USD), its stop reason and tool calls."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0)
+    stop_reason: StopReason = "end_turn"
+    tool_calls: int = Field(default=0, ge=0)
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    calls: list[EngineCall] = Field(default_factory=list)
+
+
+class PlanReply(_Reply):
+    """Exactly one of ``plan`` (to be validated by the domain), ``decline`` or ``error`` (the reply was not a plan:
+    fed back to the planner on the next attempt). ``text`` is the raw reply (the ledger keeps it)."""
+
+    plan: Plan | None = None
+    decline: Decline | None = None
+    error: str | None = None
+    text: str = ""
+
+
+class ActReply(_Reply):
+    """The next assistant turn of a sub-task: its message (text and tool calls) and stop reason."""
+
+    message: Message
+    stop_reason: StopReason
+
+
+class ReportReply(_Reply):
+    """A Markdown report (draft or revision)."""
+
+    text: str
+
+
+class ReviewReply(_Reply):
+    """Scores and feedback, or ``error`` when the reply held no valid scores (never a silent 0)."""
+
+    scores: CriterionScores | None = None
+    feedback: str = ""
+    error: str | None = None
+    text: str = ""
+
+
+class Engine(ABC):
+    """Plays a crew's roles. ``name`` is what a run reports as its engine (``rule-engine``, ``openai:gpt-4o``)."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def plan(self, facts: PlanFacts, role: AgentRole) -> PlanReply:
+        """A plan for the goal, a decline, or why the reply was not a plan."""
+
+    @abstractmethod
+    def open(self, facts: ActFacts, role: AgentRole, tools: list[ToolSpec]) -> list[Message]:
+        """The opening messages (system, user) of a sub-task's conversation."""
+
+    @abstractmethod
+    def act(self, facts: ActFacts, role: AgentRole, conversation: list[Message], tools: list[ToolSpec]) -> ActReply:
+        """The next turn of a sub-task whose conversation so far is ``conversation`` (opening messages, assistant
+        turns and tool results). Tool calls name tools of ``tools``."""
+
+    @abstractmethod
+    def synthesize(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
+        """The report from every sub-task's output."""
+
+    @abstractmethod
+    def improve(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
+        """The report revised with ``facts.feedback``."""
+
+    @abstractmethod
+    def review(self, facts: ReportFacts, role: AgentRole) -> ReviewReply:
+        """Scores of ``facts.report`` on accuracy, completeness and relevance (each 0-1) with feedback."""

@@ -1,0 +1,116 @@
+"""The LLM engine: plays every role with a language model behind the :class:`~stepcrew.llm.base.Model` port.
+
+It renders the facts into messages (:mod:`stepcrew.engines.prompts`), sends them with the tool schemas and the
+role's settings (model id of the role's tier), and parses the replies: a plan as JSON (or a decline), a review's
+scores strictly (a reply without valid scores is a :class:`ReviewReply` with ``error``, never a silent 0). Model
+errors (:class:`~stepcrew.llm.base.ModelError`) pass through for the state machine's Retry/Catch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stepcrew.engines import prompts
+from stepcrew.engines.base import (
+    ActReply,
+    Engine,
+    EngineCall,
+    PlanReply,
+    ReportReply,
+    ReviewReply,
+)
+from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts
+from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ToolSpec
+from stepcrew.llm.pricing import cost_usd
+from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan, Score
+from stepcrew.text import describe_validation_error, one_line
+
+#: ``(tier) -> (Model, model id)`` for one provider (see :class:`stepcrew.engines.resolve.EngineResolver`).
+ModelFor = Callable[[str], tuple[Model, str]]
+
+
+class _ReviewScores(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    accuracy: Score
+    completeness: Score
+    relevance: Score
+    feedback: str = ""
+
+
+def _call(response: ModelResponse) -> EngineCall:
+    u = response.usage
+    return EngineCall(model=response.model, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                      cost_usd=u.cost_usd or cost_usd(response.model, u.input_tokens, u.output_tokens),
+                      stop_reason=response.stop_reason, tool_calls=len(response.tool_calls))
+
+
+def parse_plan_reply(text: str) -> tuple[Plan | None, Decline | None, str | None]:
+    """``(plan, decline, error)`` from a planner reply: a plan (validated later by the domain), a
+    ``{"decline": "..."}`` object, or a one-line reason why the reply is neither."""
+    try:
+        data = prompts.parse_json_reply(text)
+    except prompts.JsonReplyError as exc:
+        return None, None, str(exc)
+    if isinstance(data.get("decline"), str) and data["decline"].strip() and "subtasks" not in data:
+        return None, Decline(code="unsupported", reason=one_line(data["decline"], 2000)), None
+    try:
+        return Plan.model_validate(data), None, None
+    except ValidationError as exc:
+        return None, None, describe_validation_error(exc, prefix="plan schema: ")
+
+
+def parse_review_reply(text: str) -> tuple[CriterionScores | None, str, str | None]:
+    """``(scores, feedback, error)`` from a reviewer reply; strict: every score present and within 0-1, else
+    ``error`` says why (the domain retries, then records a failed review round)."""
+    try:
+        reply = _ReviewScores.model_validate(prompts.parse_json_reply(text))
+    except prompts.JsonReplyError as exc:
+        return None, "", f"unparseable review: {exc}"
+    except ValidationError as exc:
+        return None, "", describe_validation_error(exc, prefix="invalid review: ")
+    scores = CriterionScores(accuracy=reply.accuracy, completeness=reply.completeness, relevance=reply.relevance)
+    return scores, reply.feedback.strip(), None
+
+
+class LLMEngine(Engine):
+    """Plays the roles with provider ``provider``'s models; ``model_for(tier)`` gives the Model and its id for the
+    role's ``model_tier``. ``name`` is ``<provider>:<model id of the smart tier>``."""
+
+    def __init__(self, provider: str, model_for: ModelFor, *, name: str | None = None) -> None:
+        self.provider = provider
+        self._model_for = model_for
+        self.name = name or f"{provider}:{model_for('smart')[1]}"
+
+    def _request(self, role: AgentRole, messages: list[Message], tools: list[ToolSpec] = ()) -> ModelResponse:
+        model, model_id = self._model_for(role.model_tier)
+        settings = ModelSettings(model=model_id or self.provider)
+        return model.request(ModelRequest(messages=messages, tools=list(tools), settings=settings))
+
+    def plan(self, facts: PlanFacts, role: AgentRole) -> PlanReply:
+        response = self._request(role, prompts.messages(role, prompts.plan_prompt(facts)))
+        plan, decline, error = parse_plan_reply(response.text)
+        return PlanReply(plan=plan, decline=decline, error=error, text=response.text, calls=[_call(response)])
+
+    def open(self, facts: ActFacts, role: AgentRole, tools: list[ToolSpec]) -> list[Message]:
+        return prompts.messages(role, prompts.act_prompt(facts, [t.name for t in tools]))
+
+    def act(self, facts: ActFacts, role: AgentRole, conversation: list[Message], tools: list[ToolSpec]) -> ActReply:
+        response = self._request(role, conversation, tools)
+        message = Message(role="assistant", content=response.text, tool_calls=response.tool_calls)
+        return ActReply(message=message, stop_reason=response.stop_reason, calls=[_call(response)])
+
+    def synthesize(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
+        response = self._request(role, prompts.messages(role, prompts.synth_prompt(facts)))
+        return ReportReply(text=response.text, calls=[_call(response)])
+
+    def improve(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
+        response = self._request(role, prompts.messages(role, prompts.improve_prompt(facts)))
+        return ReportReply(text=response.text, calls=[_call(response)])
+
+    def review(self, facts: ReportFacts, role: AgentRole) -> ReviewReply:
+        response = self._request(role, prompts.messages(role, prompts.review_prompt(facts)))
+        scores, feedback, error = parse_review_reply(response.text)
+        return ReviewReply(scores=scores, feedback=feedback, error=error, text=response.text,
+                           calls=[_call(response)])

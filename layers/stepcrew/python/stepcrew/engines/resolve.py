@@ -1,0 +1,56 @@
+"""Which engine plays a run's roles: ``rule`` -> the rule engine; any other provider -> the LLM engine on that
+provider's models (:mod:`stepcrew.llm.registry`).
+
+Handlers build one :class:`EngineResolver` per cold start and pass it to the role use cases; tests pass one whose
+``model_for`` returns their scripted model. The local runtime and a deployed stack resolve engines the same way:
+the run record's ``provider`` decides, nothing in the ASL does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from stepcrew.engines.base import Engine
+from stepcrew.llm import registry
+from stepcrew.llm.base import Model
+
+RULE_PROVIDER = "rule"
+
+
+def _registry_model(provider: str, tier: str) -> tuple[Model, str]:
+    return registry.resolve(provider, tier), registry.model_id(provider, tier)
+
+
+class EngineResolver:
+    """``engine(provider)`` -> the :class:`~stepcrew.engines.base.Engine` for a run. ``model_for(provider, tier)``
+    returns ``(Model, model id)`` (default: the provider registry). Engines are cached per provider.
+    Raises :class:`stepcrew.llm.registry.UnknownProviderError` for an unknown provider."""
+
+    def __init__(self, model_for: Callable[[str, str], tuple[Model, str]] | None = None) -> None:
+        self._model_for = model_for or _registry_model
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, provider: str) -> Engine:
+        with self._lock:
+            engine = self._engines.get(provider)
+            if engine is None:
+                engine = self._engines[provider] = self._build(provider)
+            return engine
+
+    def _build(self, provider: str) -> Engine:
+        if provider == RULE_PROVIDER:
+            from stepcrew.engines.rules import RuleEngine
+
+            return RuleEngine()
+        if self._model_for is _registry_model:
+            registry.check_provider(provider)
+        from stepcrew.engines.llm import LLMEngine
+
+        return LLMEngine(provider, lambda tier: self._model_for(provider, tier))
+
+
+def scripted_resolver(model: Model, model_id: str = "scripted") -> EngineResolver:
+    """A resolver whose every non-rule provider plays ``model`` (tests and the eval's judge)."""
+    return EngineResolver(lambda provider, tier: (model, model_id))

@@ -1,0 +1,29 @@
+"""Small text helpers shared by every layer (this module imports nothing of stepcrew)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def one_line(text: str, limit: int = 4000) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space, clipped to ``limit``
+    characters (an ellipsis marks the cut)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """The first error of a pydantic ``ValidationError`` as one readable line, e.g.
+    ``"workers.0.tools.1: String should match pattern '^[a-z]...' (got 'Bad Tool'); 2 more error(s)"``."""
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return one_line(f"{prefix}{exc}")
+    first = errors[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {one_line(repr(got), 80)})"
+    more = f"; {len(errors) - 1} more error(s)" if len(errors) > 1 else ""
+    return one_line(f"{prefix}{loc}: {first.get('msg', 'invalid')}{shown}{more}")
