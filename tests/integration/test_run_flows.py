@@ -15,7 +15,7 @@ import pytest
 from stepcrew.crew import load_crew
 from stepcrew.llm import registry
 from stepcrew.llm.base import ModelAuthError, ModelThrottledError
-from stepcrew.llm.testing import FunctionModel, ScriptedModel, call_tool, call_tools, reply
+from stepcrew.engines.testing import FunctionModel, ScriptedModel, call_tool, call_tools, label, reply
 from stepcrew.local.runtime import LocalRuntime
 from stepcrew.models import RunRequest, RunStatus, SubtaskStatus
 from stepcrew.service import create_run, run_result, start_run
@@ -78,7 +78,7 @@ def test_happy_path_runs_independent_subtasks_side_by_side(runtime):
                              by_subtask={"gamma": [call_tool("calculator", {"expression": "4 + 9"}), reply("13")]})
 
     def act(request):
-        sub = request.context["subtask_id"]
+        sub = label(request).subtask_id
         if sub in ("alpha", "beta"):
             if not any(m.role == "tool" for m in request.messages):
                 barrier.wait()
@@ -86,7 +86,7 @@ def test_happy_path_runs_independent_subtasks_side_by_side(runtime):
             return reply(f"{sub} done")
         return scripted.request(request)
 
-    model = FunctionModel(lambda r: act(r) if r.purpose == "act" else scripted.request(r))
+    model = FunctionModel(lambda r: act(r) if label(r).purpose == "act" else scripted.request(r))
     # When
     result = execute(runtime, model)
     # Then
@@ -154,11 +154,16 @@ def test_reflection_loop_stops_at_max_rounds(runtime):
         "synthesize": [reply("# Draft")],
         "improve": [reply("# Draft v2"), reply("# Draft v3")],
         "review": [reply(review_json(0.3)), reply(review_json(0.5)), reply(review_json(0.99))]})
-    result = execute(runtime, scripted, review={"threshold": 0.8, "max_rounds": 2})
+    result = execute(runtime, scripted, review={"threshold": 0.8, "max_rounds": 2, "on_fail": "fail"})
     assert [(r.round, r.passed) for r in result.review.rounds] == [(1, False), (2, False)]
     assert len(scripted.requests_for("improve")) == 1  # one improvement between the two rounds, none after
-    assert result.status == RunStatus.SUCCEEDED
-    assert result.final_output == "# Draft v2"
+    # a report that never passed is not a success: with on_fail "fail" the run fails with the last round's scores
+    assert result.status == RunStatus.FAILED
+    assert result.error.code == "ReviewFailed"
+    assert "round (2)" in result.error.message and "0.50" in result.error.message and "0.80" in result.error.message
+    assert result.final_output is None
+    assert runtime.store.get_report(result.run_id) == "# Draft v2"  # the report is kept, the improved one
+    assert scripted.remaining()["purpose:review"] == 1  # no third round
 
 
 def test_provider_failure_ends_the_run_failed_with_the_reason(runtime):

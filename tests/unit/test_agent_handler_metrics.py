@@ -25,7 +25,8 @@ def agent_app(monkeypatch):
     module.metrics.clear_metrics()
     seen = []
 
-    def fake_turn(inp: AgentTurnInput, store):
+    def fake_turn(inp: AgentTurnInput, store, engines=None):
+        assert engines is module.engines  # the handler's cold-start EngineResolver
         seen.append(inp)
         return AgentTurnOutput(run_id=inp.run_id, subtask_id=inp.subtask_id, turn=2, stop_reason="end_turn",
                                status=SubtaskStatus.SUCCEEDED)

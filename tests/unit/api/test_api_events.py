@@ -15,7 +15,7 @@ from api_helpers import RecordingTasks
 from stepcrew.api.app import ApiConfig, build_app
 from stepcrew.api.auth import tenant_from_event
 from stepcrew.api.dev import RouteTable
-from stepcrew.api.models import Approval, NewRun
+from stepcrew.api.models import Approval, NewRun, ReviewAnswer
 from stepcrew.crew import load_crew
 from stepcrew.events import CreateScheduledRun
 from stepcrew.models import Run, RunStatus
@@ -24,7 +24,8 @@ from stepcrew.wiring import REPO_ROOT, STATE_MACHINES
 EVENTS_DIR = REPO_ROOT / "events"
 API_EVENTS = sorted(EVENTS_DIR.glob("api_*.json"))
 SCHEDULE_EVENTS = sorted(EVENTS_DIR.glob("schedule_*.json"))
-BODY_MODELS = {"POST /runs": NewRun, "POST /runs/{run_id}/approval": Approval}
+BODY_MODELS = {"POST /runs": NewRun, "POST /runs/{run_id}/approval": Approval,
+               "POST /runs/{run_id}/review": ReviewAnswer}
 SUCCESS = {"POST /runs": 202}
 ROUTES = RouteTable.from_app(build_app(None, None, None, None))  # type: ignore[arg-type]
 
@@ -65,9 +66,9 @@ def test_api_event_is_a_valid_http_api_v2_event_for_its_route(path):
 def test_handler_answers_each_api_event(api, path):
     event = load(path)
     run_id = "5f0c8e2a9b7d4c61a3e2f1d0b9c8a7e6"
+    waiting = RunStatus.NEEDS_REVIEW if path.name == "api_post_run_review.json" else RunStatus.WAITING_APPROVAL
     api.store.create_run(Run(run_id=run_id, tenant="acme", goal="Compare the penguin species",
-                             crew=load_crew("default"), status=RunStatus.WAITING_APPROVAL,
-                             approval_token="token-from-the-approval-task"))
+                             crew=load_crew("default"), status=waiting, approval_token="token-from-the-approval-task"))
     api.tasks = RecordingTasks()
     app = build_app(api.store, api.starter, api.tasks, api.persistence, ApiConfig(stage="prod"))
     api.app = app

@@ -3,6 +3,7 @@ answer and the store/Step Functions see exactly the expected effect."""
 
 from __future__ import annotations
 
+import pytest
 from api_helpers import TENANT, http_event, start
 
 from stepcrew.models import ProgressEvent, RunStatus
@@ -15,7 +16,7 @@ def test_post_runs_records_the_run_for_the_token_tenant_and_starts_one_execution
     run_id = data["run_id"]
     assert data["status"] == "QUEUED"
     assert data["links"] == {"self": f"/runs/{run_id}", "events": f"/runs/{run_id}/events",
-                             "approval": f"/runs/{run_id}/approval"}
+                             "approval": f"/runs/{run_id}/approval", "review": f"/runs/{run_id}/review"}
     assert headers["location"] == f"/runs/{run_id}"
     assert "idempotent-replayed" not in headers
     assert api.starter.started == [run_id]
@@ -42,7 +43,8 @@ def test_get_run_returns_the_result_view(api):
     status, _, data = api.call(http_event("GET", f"/runs/{run_id}"))
     assert status == 200
     assert data["run_id"] == run_id and data["status"] == "QUEUED"
-    assert set(data) == {"run_id", "status", "engine", "plan", "subtasks", "review", "final_output", "usage", "error"}
+    assert set(data) == {"run_id", "status", "engine", "plan", "subtasks", "review", "final_output", "usage", "error",
+                         "decline"}
 
 
 def test_list_runs_pages_newest_first_and_only_the_callers(api):
@@ -92,7 +94,7 @@ def test_approval_sends_task_success_with_the_stored_token_and_resumes_the_run(a
     assert status == 200
     assert data == {"run_id": run_id, "approved": True, "status": "RUNNING",
                     "links": {"self": f"/runs/{run_id}", "events": f"/runs/{run_id}/events",
-                              "approval": f"/runs/{run_id}/approval"}}
+                              "approval": f"/runs/{run_id}/approval", "review": f"/runs/{run_id}/review"}}
     assert api.tasks.answers == [("success", "task-token-1", {"approved": True, "comment": "looks fine"})]
     run = api.store.get_run(run_id)
     assert run.status == RunStatus.RUNNING and run.approval_token is None
@@ -173,3 +175,55 @@ def test_a_store_failure_is_503(api, monkeypatch):
     status, _, data = api.call(http_event("GET", f"/runs/{'0' * 32}"))
     assert status == 503 and data["error"]["code"] == "service_unavailable"
     assert "DynamoDB" not in data["error"]["message"]
+
+
+def _handed_off(api, token="review-token-1") -> str:
+    from datetime import timedelta
+
+    from stepcrew.models import utcnow
+
+    run_id = start(api, {"goal": "A report that failed review"})
+    api.store.put_report(run_id, "# Draft\n42")
+    api.store.update_run(run_id, {"status": RunStatus.NEEDS_REVIEW, "approval_token": token,
+                                  "review_deadline": utcnow() + timedelta(hours=1)})
+    return run_id
+
+
+def test_review_accept_records_the_decision_keeps_a_corrected_report_and_resumes(api):
+    run_id = _handed_off(api)
+    status, _, data = api.call(http_event("POST", f"/runs/{run_id}/review",
+                                          body={"accept": True, "comment": "checked", "report": "# Fixed\n42"}))
+    assert status == 200 and data["accept"] is True and data["status"] == "RUNNING"
+    assert api.tasks.answers == [("success", "review-token-1", {"accept": True})]
+    run = api.store.get_run(run_id)
+    assert run.review_decision.accept and run.review_decision.comment == "checked" and run.approval_token is None
+    assert api.store.get_report(run_id) == "# Fixed\n42"
+
+
+def test_review_reject_sends_review_rejected_with_the_comment(api):
+    run_id = _handed_off(api)
+    status, _, _ = api.call(http_event("POST", f"/runs/{run_id}/review", body={"accept": False, "comment": "wrong"}))
+    assert status == 200
+    assert api.tasks.answers == [("failure", "review-token-1", "ReviewRejected", "rejected by the reviewer: wrong")]
+    assert api.store.get_report(run_id) == "# Draft\n42"
+
+
+def test_review_of_a_run_that_is_not_waiting_for_review_is_409_and_changes_nothing(api):
+    run_id = _waiting(api)  # WAITING_APPROVAL, not NEEDS_REVIEW
+    status, _, data = api.call(http_event("POST", f"/runs/{run_id}/review", body={"accept": True}))
+    assert status == 409 and data["error"]["code"] == "run_not_waiting"
+    assert api.tasks.answers == [] and api.store.get_run(run_id).status == RunStatus.WAITING_APPROVAL
+
+
+def test_review_of_another_tenants_run_is_404(api):
+    run_id = _handed_off(api)
+    status, _, data = api.call(http_event("POST", f"/runs/{run_id}/review", body={"accept": True}, tenant="other"))
+    assert status == 404 and api.tasks.answers == []
+    assert api.store.get_run(run_id).status == RunStatus.NEEDS_REVIEW
+
+
+@pytest.mark.parametrize("body", [{"accept": "yes"}, {}, {"accept": True, "report": ""}, {"accept": True, "x": 1}])
+def test_a_malformed_review_answer_is_400(api, body):
+    run_id = _handed_off(api)
+    status, _, data = api.call(http_event("POST", f"/runs/{run_id}/review", body=body))
+    assert status == 400 and api.tasks.answers == []

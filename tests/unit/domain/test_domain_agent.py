@@ -8,7 +8,9 @@ from stepcrew.domain.agent import agent_turn
 from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError
 from stepcrew.events import AgentTurnInput
 from stepcrew.llm.base import ModelAuthError
-from stepcrew.llm.testing import ScriptedModel, call_tool, call_tools, reply
+from stepcrew.engines.facts import ToolFact
+from stepcrew.engines.llm import LLMEngine
+from stepcrew.engines.testing import ScriptedModel, call_tool, call_tools, label, reply
 from stepcrew.models import Budget, SubtaskStatus, ToolResult
 
 DATA = "file:///data/penguins.csv"
@@ -50,10 +52,12 @@ def test_first_turn_starts_the_subtask_and_returns_the_tool_call(store, setup):
     assert _kinds(store) == ["subtask_started", "model_turn", "tool_call"]
     assert [m.role for m in store.get_messages(RUN_ID, "compare")] == ["system", "user", "assistant"]
     request = model.requests[0]
-    assert request.purpose == "act" and [t.name for t in request.tools] == ["describe_dataset", "query_dataset"]
+    assert label(request).purpose == "act" and [t.name for t in request.tools] == ["describe_dataset", "query_dataset"]
     assert "Data analyst" in request.messages[0].content
     assert "Mean body mass per species." in request.messages[1].content
-    assert request.context["subtask_id"] == "compare" and request.context["has_dataset"]
+    assert label(request).subtask_id == "compare"
+    assert "SQL table `data`" in request.messages[1].content  # the run has a dataset
+    assert "No dataset is attached." not in request.messages[1].content
 
 
 def test_tool_results_are_appended_and_the_answer_ends_the_subtask(store, setup):
@@ -128,7 +132,15 @@ def test_results_that_answer_nothing_pending_are_rejected(store, setup):
     assert first.tool_calls[0].call_id == "c1"
 
 
-def test_dependency_outputs_and_tool_results_reach_the_next_subtask(store, setup):
+def test_dependency_outputs_and_tool_results_reach_the_next_subtask(store, setup, monkeypatch):
+    seen = []  # the facts each act call gave the engine
+    act = LLMEngine.act
+
+    def spy(self, facts, *args):
+        seen.append(facts)
+        return act(self, facts, *args)
+
+    monkeypatch.setattr(LLMEngine, "act", spy)
     model = setup(compare=[call_tool("query_dataset", {"sql": "SELECT 1"}), reply("Gentoo 5076.02 g")],
                   write=[reply("## Findings")])
     first = agent_turn(_turn(), store)
@@ -136,9 +148,12 @@ def test_dependency_outputs_and_tool_results_reach_the_next_subtask(store, setup
     out = agent_turn(_turn("write"), store)
     assert out.status == SubtaskStatus.SUCCEEDED
     request = model.requests[-1]
-    dep = request.context["dependencies"][0]
-    assert dep["id"] == "compare" and dep["output"] == "Gentoo 5076.02 g"
-    assert dep["tool_results"] == [{"name": "query_dataset", "arguments": {"sql": "SELECT 1"}, "content": TABLE}]
+    facts = seen[-1]
+    assert facts.subtask.id == "write" and label(request).subtask_id == "write"
+    [dep] = facts.dependencies
+    assert dep.id == "compare" and dep.output == "Gentoo 5076.02 g"
+    assert dep.tool_results == [ToolFact(name="query_dataset", arguments={"sql": "SELECT 1"}, content=TABLE,
+                                         source=f"compare/{first.tool_calls[0].call_id}")]
     assert "Gentoo 5076.02 g" in request.messages[1].content
     assert [t.name for t in request.tools] == ["write_section"]
 

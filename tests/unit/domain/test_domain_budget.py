@@ -7,7 +7,7 @@ from domain_helpers import RUN_ID, plan_json, two_step_plan
 from stepcrew.domain.errors import BudgetExceededError
 from stepcrew.domain.planner import plan_run
 from stepcrew.events import PlanInput
-from stepcrew.llm.testing import ScriptedModel, reply
+from stepcrew.engines.testing import ScriptedModel, reply
 from stepcrew.models import Budget
 
 

@@ -19,7 +19,7 @@ from stepcrew.events import (
     StepFunctionsError,
     SucceedRun,
 )
-from stepcrew.models import RunError, RunStatus, SubtaskStatus, utcnow
+from stepcrew.models import CriterionScores, Review, RunError, RunStatus, SubtaskStatus, utcnow
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 
@@ -44,6 +44,8 @@ def _lambda_cause(error_type, message):
 def test_succeed_run_after_the_output_guard_records_metrics(store, make_run):
     make_run(started_at=utcnow())
     store.put_report(RUN_ID, "# Report\n")
+    store.put_review(RUN_ID, Review(round=1, scores=CriterionScores(accuracy=0.9, completeness=0.9, relevance=0.9),
+                                    overall=0.9, passed=True))  # the last review round passed
     store.add_usage(RUN_ID, "m", 100, 50, 0.25)
     sink = Sink()
     out = finalize(SucceedRun(run_id=RUN_ID), store, sink)

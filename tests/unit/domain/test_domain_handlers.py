@@ -1,13 +1,16 @@
 """Role handlers: settings validated at import, the sample events of events/ parsed and answered with the
-handler's output model (the store swapped for the in-memory fake, the rule engine as provider)."""
+handler's output model (the store swapped for the in-memory fake; the roles that call an engine get the handler's
+resolver swapped for one playing a ScriptedModel, so these tests do not depend on the rule engine's answers)."""
 
 import importlib.util
 import json
 
 import pytest
-from domain_helpers import two_step_plan
+from domain_helpers import TEST_PROVIDER, plan_json, two_step_plan
 
 from stepcrew.data import DEMO_DATASET
+from stepcrew.engines.resolve import scripted_resolver
+from stepcrew.engines.testing import ScriptedModel, call_tool, label, reply
 from stepcrew.events import (
     AgentTurnOutput,
     ApprovalOutput,
@@ -18,7 +21,7 @@ from stepcrew.events import (
     RunRef,
     SynthOutput,
 )
-from stepcrew.models import Run, RunStatus, SubtaskStatus
+from stepcrew.models import CriterionScores, Review, Run, RunStatus, SubtaskStatus
 from stepcrew.settings import SettingsError
 from stepcrew.store.memory import MemoryRunStore
 from stepcrew.tools.datasets import dataset_uri
@@ -26,7 +29,7 @@ from stepcrew.wiring import FUNCTIONS_DIR, REPO_ROOT
 
 EVENTS = REPO_ROOT / "events"
 ENV = {"STEPCREW_TABLE_NAME": "stepcrew-runs", "STEPCREW_STAGE": "test", "POWERTOOLS_SERVICE_NAME": "stepcrew-test",
-       "POWERTOOLS_METRICS_NAMESPACE": "stepcrew-test"}
+       "POWERTOOLS_METRICS_NAMESPACE": "stepcrew-test", "STEPCREW_EVENT_BUS": "default"}
 
 
 def _import(function: str):
@@ -38,16 +41,21 @@ def _import(function: str):
 
 @pytest.fixture
 def handler(monkeypatch, crew):
-    """``handler(function)`` -> (handler, store seeded with the sample events' run, RUNNING, rule engine)."""
+    """``handler(function, status=RUNNING, model=None)`` -> (handler, store seeded with the sample events' run).
+    With ``model`` the run's provider is a test one and the handler's ``engines`` play ``model``; else the run's
+    provider is ``rule`` (for handlers that call no engine)."""
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
 
-    def load(function: str, status=RunStatus.RUNNING):
+    def load(function: str, status=RunStatus.RUNNING, model=None):
         module = _import(function)
         module.store = MemoryRunStore()
+        if model is not None:
+            module.engines = scripted_resolver(model)
         run_id = json.loads((EVENTS / "guard.json").read_text())["run_id"]
         module.store.create_run(Run(run_id=run_id, goal="Compare penguin species by body mass.", crew=crew,
-                                    provider="rule", data=dataset_uri(DEMO_DATASET), status=status))
+                                    provider=TEST_PROVIDER if model is not None else "rule",
+                                    data=dataset_uri(DEMO_DATASET), status=status))
         return module.handler, module.store, run_id
 
     return load
@@ -87,9 +95,11 @@ def test_guard_handler_writes_a_scheduled_run(handler, lambda_context):
 
 
 def test_planner_handler(handler, lambda_context):
-    fn, store, run_id = handler("planner")
+    model = ScriptedModel(by_purpose={"plan": [reply(plan_json(two_step_plan()))]})
+    fn, store, run_id = handler("planner", model=model)
     out = PlanOutput.model_validate(fn(_event("planner"), lambda_context))
-    assert out.valid and store.get_plan(run_id) is not None
+    assert out.valid and store.get_plan(run_id) == two_step_plan()
+    assert [label(r).purpose for r in model.requests] == ["plan"]
 
 
 def test_approval_handler(handler, lambda_context):
@@ -99,15 +109,19 @@ def test_approval_handler(handler, lambda_context):
 
 
 def test_agent_handler_first_turn(handler, lambda_context):
-    fn, store, run_id = handler("agent")
+    model = ScriptedModel(by_subtask={"compare": [call_tool("describe_dataset", {})]})
+    fn, store, run_id = handler("agent", model=model)
     store.put_plan(run_id, two_step_plan())
     out = AgentTurnOutput.model_validate(fn(_event("agent_first_turn"), lambda_context))
     assert out.stop_reason == "tool_use" and out.tool_calls[0].name == "describe_dataset"
     assert out.data_uri == dataset_uri(DEMO_DATASET)
+    assert model.remaining() == {"default": 0, "subtask:compare": 0}
 
 
 def test_synthesizer_and_reviewer_handlers(handler, lambda_context):
-    fn, store, run_id = handler("synthesizer")
+    model = ScriptedModel(by_purpose={"synthesize": [reply("# Report\ncompare done")], "review": [reply(json.dumps(
+        {"accuracy": 0.9, "completeness": 0.9, "relevance": 0.9, "feedback": "fine"}))]})
+    fn, store, run_id = handler("synthesizer", model=model)
     store.put_plan(run_id, two_step_plan())
     for sid in ("compare", "write"):
         store.update_subtask(run_id, sid, {"status": SubtaskStatus.SUCCEEDED, "output": f"{sid} done"})
@@ -115,8 +129,10 @@ def test_synthesizer_and_reviewer_handlers(handler, lambda_context):
     assert out.chars > 0
     review_module = _import("reviewer")
     review_module.store = store
+    review_module.engines = scripted_resolver(model)
     result = ReviewOutput.model_validate(review_module.handler(_event("reviewer"), lambda_context))
     assert result.round == 1 and result.next_round == 2
+    assert store.get_report(run_id) == "# Report\ncompare done" and result.passed
 
 
 @pytest.mark.parametrize(("name", "status"), [("finalize_succeed_run", "SUCCEEDED"),
@@ -126,6 +142,8 @@ def test_finalize_handler(handler, lambda_context, capsys, name, status):
     fn, store, run_id = handler("finalize")
     store.put_plan(run_id, two_step_plan())
     store.put_report(run_id, "# Report")
+    store.put_review(run_id, Review(round=1, scores=CriterionScores(accuracy=0.9, completeness=0.9, relevance=0.9),
+                                    overall=0.9, passed=True))  # succeed_run needs a passed last round
     out = FinalizeOutput.model_validate(fn(_event(name), lambda_context))
     assert out.status == status
     if name != "finalize_fail_subtask":

@@ -7,8 +7,11 @@ import pytest
 from domain_helpers import RUN_ID, plan_json, two_step_plan
 
 from stepcrew.domain.planner import plan_run
+from stepcrew.domain.modelcall import ledger_key
+from stepcrew.engines.base import PlanReply
+from stepcrew.engines.llm import LLMEngine
 from stepcrew.events import PlanInput
-from stepcrew.llm.testing import ScriptedModel, reply
+from stepcrew.engines.testing import ScriptedModel, label, reply
 from stepcrew.models import SubtaskStatus
 
 
@@ -34,11 +37,13 @@ def test_valid_fenced_plan_is_stored_with_waves_and_event(store, make_run, use_m
     (event,) = _events(store, "plan_ready")
     assert event.data["subtasks"][1] == {"id": "write", "title": "Write it up", "depends_on": ["compare"]}
     request = model.requests[0]
-    assert request.purpose == "plan" and request.messages[0].role == "system"
+    assert label(request).purpose == "plan" and request.messages[0].role == "system"
     assert "Planner" in request.messages[0].content
-    assert "JSON Schema" in request.messages[1].content
-    assert request.context["goal"] == "Compare the penguin species by body mass."
-    assert {w["name"] for w in request.context["workers"]} == {"data_analyst", "writer"}
+    prompt = request.messages[1].content
+    assert "JSON Schema" in prompt
+    assert prompt.startswith("Goal:\nCompare the penguin species by body mass.\n\n")
+    workers = prompt.split("Workers:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert {line[2:].split(" ", 1)[0] for line in workers} == {"data_analyst", "writer"}
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -72,16 +77,20 @@ def test_retry_prompt_carries_the_previous_error_and_last_attempt_does_not_retry
     out = plan_run(PlanInput(run_id=RUN_ID, attempt=3, previous_error="sub-task 'x' names unknown tool(s): y"), store)
     assert not out.valid and not out.retry
     prompt = model.requests[0].messages[-1].content
-    assert "was rejected: sub-task 'x' names unknown tool(s): y" in prompt
-    assert model.requests[0].context["previous_error"] == "sub-task 'x' names unknown tool(s): y"
-    assert model.requests[0].context["attempt"] == 3
+    assert "Your previous plan (attempt 2) was rejected: sub-task 'x' names unknown tool(s): y" in prompt
 
 
-def test_planner_exchange_is_kept_for_audit(store, make_run, use_model):
+def test_planner_exchange_is_kept_for_audit(store, make_run, use_model, monkeypatch):
+    seen = []  # the facts the engine was asked to plan from
+    plan = LLMEngine.plan
+    monkeypatch.setattr(LLMEngine, "plan", lambda self, facts, role: seen.append(facts) or plan(self, facts, role))
     make_run(provider=use_model(ScriptedModel([reply(plan_json(two_step_plan()))])))
     plan_run(PlanInput(run_id=RUN_ID), store)
-    roles = [m.role for m in store.get_messages(RUN_ID, "planner")]
-    assert roles == ["user", "assistant"]
+    stored = store.get_messages(RUN_ID, "planner")
+    assert [m.role for m in stored] == ["user", "assistant"]
+    # the ledger keeps the exchange's key (purpose, attempt index, facts hash) and the engine's reply
+    assert stored[0].content == ledger_key("plan", 0, seen[0])
+    assert PlanReply.model_validate_json(stored[1].content).plan == two_step_plan()
 
 
 def test_a_retry_after_the_reply_was_stored_reuses_it_without_a_new_model_call(store, make_run, use_model):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from stepcrew.domain.context import ActContext, SubtaskFacts
-from stepcrew.domain.prompts import JsonReplyError, act_prompt, parse_json_reply, system_prompt
+from stepcrew.engines.facts import ActFacts, SubtaskFacts
+from stepcrew.engines.prompts import JsonReplyError, act_prompt, parse_json_reply, system_prompt
 
 
 @pytest.mark.parametrize("text", [
@@ -39,7 +39,7 @@ def test_system_prompt_renders_every_part_of_the_role(crew):
 
 def test_worker_prompt_clips_long_dependency_outputs():
     dep = SubtaskFacts(id="profile", title="Profile", output="x" * 10_000)
-    ctx = ActContext(goal="g", has_dataset=True, subtask_id="s", dependencies=[dep],
+    ctx = ActFacts(goal="g", has_dataset=True, dependencies=[dep],
                      subtask=SubtaskFacts(id="s", title="S", instructions="do it", expected_output="a table"))
     prompt = act_prompt(ctx, ["calculator"])
     assert "Tools you may call: calculator." in prompt and "Expected output: a table" in prompt
@@ -47,7 +47,7 @@ def test_worker_prompt_clips_long_dependency_outputs():
 
 
 def test_dates_and_times_are_not_figures_but_signed_numbers_are():
-    from stepcrew.domain.numbers import numbers_in_text
+    from stepcrew.engines.numbers import numbers_in_text
 
     text = "On 2024-03-01 at 12:30 (see 3/4) it was -3.5 degrees, 5,076.02 g and 344 birds."
     assert [v for _, v in numbers_in_text(text)] == [-3.5, 5076.02, 344]

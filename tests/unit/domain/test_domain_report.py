@@ -6,10 +6,11 @@ import pytest
 from domain_helpers import RUN_ID, two_step_plan
 
 from stepcrew.domain.errors import EmptyOutputError, MissingInputError
-from stepcrew.domain.reviewer import review
+from stepcrew.domain.reviewer import ReviewReplyError, review
 from stepcrew.domain.synthesizer import synthesize
-from stepcrew.events import ReviewInput, SynthInput
-from stepcrew.llm.testing import ScriptedModel, reply
+from stepcrew.engines.llm import LLMEngine
+from stepcrew.events import ReviewInput, StepFunctionsError, SynthInput
+from stepcrew.engines.testing import ScriptedModel, label, reply
 from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Budget, Message, ReviewConfig, SubtaskStatus, ToolCall, ToolResult
 
 
@@ -34,24 +35,40 @@ def finished(store, make_run, use_model):
     return given
 
 
+@pytest.fixture
+def engine_facts(monkeypatch):
+    """The facts each LLM engine call got, per method name (what the engine boundary receives)."""
+    seen: dict[str, list] = {}
+    for method in ("synthesize", "improve", "review"):
+        original = getattr(LLMEngine, method)
+
+        def spy(self, facts, role, _original=original, _method=method):
+            seen.setdefault(_method, []).append(facts)
+            return _original(self, facts, role)
+
+        monkeypatch.setattr(LLMEngine, method, spy)
+    return seen
+
+
 def _review_json(a, c, r, feedback="fine"):
     return json.dumps({"accuracy": a, "completeness": c, "relevance": r, "feedback": feedback})
 
 
-def test_draft_is_written_from_the_subtask_outputs(store, finished):
+def test_draft_is_written_from_the_subtask_outputs(store, finished, engine_facts):
     model = finished(synthesize=[reply("# Report\nGentoo: 5076.02 g\n")])
     out = synthesize(SynthInput(run_id=RUN_ID), store)
     assert out.mode == "draft" and out.chars == len("# Report\nGentoo: 5076.02 g")
     assert store.get_report(RUN_ID) == "# Report\nGentoo: 5076.02 g"
     request = model.requests[0]
-    assert request.purpose == "synthesize" and "Report synthesizer" in request.messages[0].content
+    assert label(request).purpose == "synthesize" and "Report synthesizer" in request.messages[0].content
     assert "Gentoo: 5076.02 g" in request.messages[1].content
-    assert request.context["subtasks"][0]["tool_results"][0]["content"] == {"rows": [["Gentoo", 5076.02]]}
+    (facts,) = engine_facts["synthesize"]
+    assert facts.subtasks[0].tool_results[0].content == {"rows": [["Gentoo", 5076.02]]}
     (event,) = [e for _, e in store.list_events(RUN_ID) if e.kind == "synthesized"]
     assert event.data == {"mode": "draft", "round": 0, "chars": out.chars, "version": 1}
 
 
-def test_improve_applies_the_feedback_of_the_given_round(store, finished):
+def test_improve_applies_the_feedback_of_the_given_round(store, finished, engine_facts):
     model = finished(synthesize=[reply("v1")], review=[reply(_review_json(0.2, 0.2, 0.2, "add the method"))],
                      improve=[reply("v2 with method")])
     synthesize(SynthInput(run_id=RUN_ID), store)
@@ -60,7 +77,9 @@ def test_improve_applies_the_feedback_of_the_given_round(store, finished):
     assert out.mode == "improve" and store.get_report(RUN_ID) == "v2 with method"
     request = model.requests_for("improve")[0]
     assert "add the method" in request.messages[1].content and "v1" in request.messages[1].content
-    assert request.context["feedback"] == "add the method" and request.context["report"] == "v1"
+    assert "Current report:\nv1\n\nReviewer feedback:\nadd the method\n\n" in request.messages[1].content
+    (facts,) = engine_facts["improve"]
+    assert facts.feedback == "add the method" and facts.report == "v1"
 
 
 def test_improve_without_that_review_round_is_missing_input(store, finished):
@@ -93,7 +112,9 @@ def test_review_passes_at_the_threshold_and_reports_the_mean(store, finished):
     assert out.overall == pytest.approx(0.8) and out.passed and out.next_round == 2 and not out.budget_exhausted
     (stored,) = store.list_reviews(RUN_ID)
     assert stored.scores.completeness == 0.9 and stored.feedback == "fine"
-    assert set(model.requests_for("review")[0].context["tool_numbers"]) == {5076.02, 1.0, 2.0}  # 2 = list lengths
+    prompt = model.requests_for("review")[0].messages[1].content
+    figures = prompt.split("Figures returned by the tools: ", 1)[1].split("\n", 1)[0]
+    assert {float(n) for n in figures.split(", ")} == {5076.02, 1.0, 2.0}  # 2 = list lengths
     (event,) = [e for _, e in store.list_events(RUN_ID) if e.kind == "review"]
     assert event.data["passed"] is True and "feedback" not in event.data
 
@@ -113,11 +134,19 @@ def test_review_below_the_threshold_fails(store, finished):
 def test_unparseable_or_out_of_range_reviews_fail_closed(store, finished, text, why):
     finished(synthesize=[reply("r")], review=[reply(text)])
     synthesize(SynthInput(run_id=RUN_ID), store)
-    out = review(ReviewInput(run_id=RUN_ID), store)
-    assert out.overall == 0 and not out.passed
+    # a reply without valid scores is an error (never a silent 0), after the paid call's usage is recorded
+    with pytest.raises(ReviewReplyError, match=why) as info:
+        review(ReviewInput(run_id=RUN_ID), store)
+    assert store.list_reviews(RUN_ID) == []
+    assert store.get_run(RUN_ID).usage.output_tokens == 40  # synthesize + the rejected review
+    assert store.get_messages(RUN_ID, "reviewer") == []  # not kept: a retry asks again
+    # once the state machine's retries are spent, the round is recorded as failed, with the reason
+    cause = json.dumps({"errorType": "ReviewReplyError", "errorMessage": str(info.value)})
+    out = review(ReviewInput(run_id=RUN_ID, failed=StepFunctionsError(Error="ReviewReplyError", Cause=cause)), store)
+    assert out.overall is None and not out.passed
     (stored,) = store.list_reviews(RUN_ID)
-    assert stored.scores.accuracy == stored.scores.relevance == 0
-    assert why in stored.feedback
+    assert stored.scores is None and stored.overall is None and not stored.passed
+    assert why in stored.error and why in stored.feedback
 
 
 def test_review_flags_an_exhausted_budget(store, finished):

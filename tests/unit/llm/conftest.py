@@ -30,8 +30,7 @@ def basic_request() -> ModelRequest:
     return ModelRequest(
         messages=[Message(role="system", content="You are an analyst."),
                   Message(role="user", content="How many rows?")],
-        tools=[SQL_TOOL], settings=ModelSettings(model="ignored", max_tokens=512, temperature=0.1, timeout_s=30),
-        purpose="act", context={"subtask_id": "s1"})
+        tools=[SQL_TOOL], settings=ModelSettings(model="ignored", max_tokens=512, temperature=0.1, timeout_s=30))
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ def tool_round_request() -> ModelRequest:
                 ToolResult(call_id="toolu_2", name="sql_query", ok=False,
                            error=ToolError(type="QueryError", message="no column nope"))]),
         ],
-        tools=[SQL_TOOL], settings=ModelSettings(model="ignored"), purpose="act", context={"subtask_id": "s1"})
+        tools=[SQL_TOOL], settings=ModelSettings(model="ignored"))
 
 
 class FakeHTTP:

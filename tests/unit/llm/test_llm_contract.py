@@ -16,7 +16,7 @@ from stepcrew.llm.anthropic import AnthropicModel
 from stepcrew.llm.base import Model, ModelRequestsForbiddenError, ModelResponse
 from stepcrew.llm.bedrock import BedrockModel
 from stepcrew.llm.openai import OpenAIModel
-from stepcrew.llm.testing import FunctionModel, ScriptedModel, call_tool
+from stepcrew.engines.testing import FunctionModel, ScriptedModel, call_tool
 
 
 def _anthropic(fake_http, stack):

@@ -101,8 +101,25 @@ def test_builtin_factories_build_adapters_without_network(monkeypatch):
     assert isinstance(bedrock_model, BedrockModel) and bedrock_model.model.startswith("us.anthropic.claude-haiku")
 
 
-def test_rule_provider_builds_the_rule_engine():
-    pytest.importorskip("stepcrew.llm.rule_engine")
-    model = registry.resolve("rule", "smart")
-    assert type(model).__name__ == "RuleEngineModel"
-    assert registry.resolve("rule", "fast") is not None
+def test_rule_is_a_known_provider_but_not_a_model():
+    # "rule" names the offline rule engine: the registry knows the name but never builds a Model for it
+    assert "rule" in registry.known_providers()
+    registry.check_provider("rule")  # known: no UnknownProviderError
+    for tier in ("smart", "fast"):
+        with pytest.raises(ValueError, match="rule engine") as info:
+            registry.resolve("rule", tier)
+        assert not isinstance(info.value, UnknownProviderError)
+    with pytest.raises(ValueError):
+        registry.register("rule", lambda tier: FunctionModel(lambda r: reply("x")))
+    assert "rule" not in registry._factories
+
+
+def test_rule_provider_resolves_to_the_rule_engine():
+    from stepcrew.engines.resolve import EngineResolver
+    from stepcrew.engines.rules import RuleEngine
+
+    resolver = EngineResolver()
+    engine = resolver.engine("rule")
+    assert isinstance(engine, RuleEngine)
+    assert engine.name == "rule-engine"
+    assert resolver.engine("rule") is engine  # cached per provider

@@ -6,24 +6,41 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from stepcrew.engines import prompts
+from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts, SubtaskFacts, WorkerInfo
+from stepcrew.engines.testing import ScriptedModel, ScriptExhaustedError, label
 from stepcrew.llm import base
 from stepcrew.llm.base import ModelRequest, ModelSettings, ModelThrottledError
-from stepcrew.llm.testing import (
-    FunctionModel,
-    ScriptedModel,
-    ScriptExhaustedError,
-    call_tool,
-    call_tools,
-    override_allow_model_requests,
-    reply,
-)
+from stepcrew.llm.testing import FunctionModel, call_tool, call_tools, override_allow_model_requests, reply
 from stepcrew.models import Message
+
+GOAL = "Compare the penguin species by body mass."
+_DONE = SubtaskFacts(id="s1", title="Stats", output="Adelie 3700 g.")
+
+
+def _opening(purpose: str, subtask_id: str | None) -> str:
+    """The first user prompt the LLM engine renders for a role call of ``purpose`` (what ``label`` reads)."""
+    if purpose == "act":
+        return prompts.act_prompt(ActFacts(goal=GOAL, has_dataset=False,
+                                           subtask=SubtaskFacts(id=subtask_id or "s1", title="Stats")), [])
+    if purpose == "plan":
+        return prompts.plan_prompt(PlanFacts(goal=GOAL, has_dataset=False, tools=["calculator"],
+                                             workers=[WorkerInfo(name="analyst", role="Analyst",
+                                                                 tools=["calculator"])]))
+    report = ReportFacts(goal=GOAL, has_dataset=False, subtasks=[_DONE], report="# Report", feedback="more")
+    return {"synthesize": prompts.synth_prompt, "improve": prompts.improve_prompt,
+            "review": prompts.review_prompt}[purpose](report)
 
 
 def _req(purpose: str = "act", subtask_id: str | None = None, text: str = "hi") -> ModelRequest:
-    context = {"subtask_id": subtask_id} if subtask_id else {}
-    return ModelRequest(messages=[Message(role="user", content=text)], settings=ModelSettings(model="scripted"),
-                        purpose=purpose, context=context)
+    """A request whose conversation was opened by ``purpose``'s real prompt and ends with the user turn ``text``."""
+    request = ModelRequest(messages=[Message(role="system", content="You are a tester."),
+                                     Message(role="user", content=_opening(purpose, subtask_id)),
+                                     Message(role="user", content=text)],
+                           settings=ModelSettings(model="scripted"))
+    assert (label(request).purpose, label(request).subtask_id) == (
+        purpose, (subtask_id or "s1") if purpose == "act" else None)
+    return request
 
 
 def test_turns_play_in_order_and_requests_are_recorded():
@@ -33,7 +50,7 @@ def test_turns_play_in_order_and_requests_are_recorded():
     assert (first.stop_reason, first.tool_calls[0].call_id, first.tool_calls[0].arguments) == (
         "tool_use", "c1", {"sql": "select 1"})
     assert (second.stop_reason, second.text) == ("end_turn", "done")
-    assert [r.messages[0].content for r in model.requests] == ["a", "b"]
+    assert [r.messages[-1].content for r in model.requests] == ["a", "b"]
     assert model.remaining() == {"default": 0}
 
 
@@ -72,7 +89,7 @@ def test_per_purpose_scripts_are_independent():
     assert model.request(_req("synthesize")).text == "default"  # no script of its own: the default one
     with pytest.raises(ScriptExhaustedError, match="purpose:plan"):
         model.request(_req("plan"))
-    assert [r.purpose for r in model.requests_for("plan")] == ["plan", "plan"]
+    assert [label(r).purpose for r in model.requests_for("plan")] == ["plan", "plan"]
 
 
 def test_per_subtask_act_scripts_are_deterministic_under_threads():
@@ -104,7 +121,7 @@ def test_responses_are_copies():
 
 
 def test_function_model_records_and_answers():
-    model = FunctionModel(lambda r: reply(r.purpose), model="fn")
+    model = FunctionModel(lambda r: reply(label(r).purpose), model="fn")
     assert model.request(_req("review")).text == "review"
     assert len(model.requests) == 1 and model.model == "fn"
 

@@ -598,7 +598,10 @@ def eval_suite(
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise BadInput(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from exc
-        judge = llm_judge(provider) if provider != registry.RULE else None
+        try:
+            judge = llm_judge(provider) if provider != registry.RULE else None
+        except Exception as exc:  # noqa: BLE001  a provider that cannot even be built: bad input, nothing run
+            raise BadInput(f"cannot build the judge for provider {provider!r}: {exc}") from exc
         done = [0]
 
         def progress(result) -> None:
@@ -627,7 +630,7 @@ def eval_suite(
     err.print(f"score {t.score:.2f} ({t.success + t.declined_correctly}/{t.cases}) · wrong but passed "
               f"{t.wrong_but_passed} · wall {t.wall_s:.1f} s", markup=False)
     for failure in failures:
-        err.print(f"gate failed: {failure}", markup=False)
+        err.print(f"gate {'failed' if gate else '(not enforced)'}: {failure}", markup=False)
     raise typer.Exit(1 if gate and failures else 0)
 
 

@@ -89,7 +89,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
 
     First call: the sub-task becomes RUNNING (``started_at``, event ``subtask_started``) and the conversation
     starts with the worker's system prompt and a user prompt (goal, instructions, expected output, the outputs of
-    the sub-tasks it depends on; the context also carries their tool results). Later calls append the tool
+    the sub-tasks it depends on; the engine's facts also carry their tool results). Later calls append the tool
     results (event ``tool_result`` each). Tool calls are counted on the sub-task (event ``tool_call`` each). The
     final answer is stored on the sub-task (SUCCEEDED, ``finished_at``, event ``subtask_finished``).
 

@@ -40,9 +40,14 @@ class TaskResumer(Protocol):
 
 
 class DecisionError(Exception):
-    """A decision that cannot be applied. ``code`` is the API error code."""
+    """A decision that cannot be applied. ``code`` is the API error code (a class default, or given)."""
 
     code = "decision_failed"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
 
 
 class NotWaiting(DecisionError):
@@ -88,7 +93,7 @@ def _claim(store: RunStore, run: Run, waiting: RunStatus, extra: dict[str, Any])
 
 
 def _resume(store: RunStore, resumer: TaskResumer, run: Run, token: str, waiting: RunStatus, ok: bool,
-            output: dict, error: str, cause: str, undo: dict[str, Any]) -> None:
+            output: dict, error: str, cause: str, undo: dict[str, Any], closed_code: str) -> None:
     try:
         if ok:
             resumer.send_task_success(token, output)
@@ -104,7 +109,7 @@ def _resume(store: RunStore, resumer: TaskResumer, run: Run, token: str, waiting
         logger.warning("task token answer failed", extra={"run_id": run.run_id, "error_code": code})
         if code in CLOSED_TOKEN_ERRORS:
             raise DecisionClosed(f"the waiting task of run {run.run_id} is closed (timed out or already "
-                                 "answered)") from None
+                                 "answered)", code=closed_code) from None
         raise ResumeFailed("could not resume the run; retry") from None
 
 
@@ -116,7 +121,7 @@ def answer_approval(store: RunStore, resumer: TaskResumer, run_id: str, tenant: 
     token = _claim(store, run, RunStatus.WAITING_APPROVAL, {})
     cause = f"rejected by the approver: {comment}" if comment else "rejected by the approver"
     _resume(store, resumer, run, token, RunStatus.WAITING_APPROVAL, approved, {"approved": True, "comment": comment},
-            APPROVAL_REJECTED_ERROR, cause, {})
+            APPROVAL_REJECTED_ERROR, cause, {}, "approval_closed")
     logger.info("approval recorded", extra={"run_id": run_id, "approved": approved})
     return store.get_run(run_id)
 
@@ -146,6 +151,6 @@ def answer_review(store: RunStore, resumer: TaskResumer | None, run_id: str, ten
             fail_run(FailRun(run_id=run_id, error=StepFunctionsError(Error=REVIEW_REJECTED_ERROR, Cause=cause)), store)
         return store.get_run(run_id)
     _resume(store, resumer, run, token, RunStatus.NEEDS_REVIEW, decision.accept, {"accept": True},
-            REVIEW_REJECTED_ERROR, cause, {"review_decision": None})
+            REVIEW_REJECTED_ERROR, cause, {"review_decision": None}, "review_closed")
     logger.info("review decision recorded", extra={"run_id": run_id, "accept": decision.accept})
     return store.get_run(run_id)

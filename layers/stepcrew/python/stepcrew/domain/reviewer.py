@@ -42,7 +42,8 @@ def _failed_round(inp: ReviewInput, store: RunStore) -> ReviewOutput:
     result = Review(round=inp.round, passed=False, error=reason,
                     feedback=f"The review round gave no valid scores ({reason}).")
     store.put_review(run.run_id, result)
-    emit(store, run.run_id, "review", round=inp.round, overall=None, passed=False, error="ReviewReplyError")
+    emit(store, run.run_id, "review", round=inp.round, overall=None, passed=False,
+         error=error[0] if error else inp.failed.Error)
     return _output(inp, result, budget_reached(run.budget, run.usage))
 
 

@@ -38,8 +38,12 @@ Judge = Callable[[str, dict, str], float | None]
 
 #: Lines of a report taken as its answer when it has too few headings to find the first section.
 ANSWER_FALLBACK_LINES = 15
-#: Runs of the suite executing at the same time (each execution runs in background threads anyway).
-DEFAULT_WORKERS = 3
+#: Runs of the suite executing at the same time. 1: the tools' process-wide DuckDB cache
+#: (:data:`stepcrew.tools.datasets.MAX_CACHED_DATASETS`, 2) closes an evicted connection even while another run's
+#: tool call still uses it (``ResourceInUseException``) once runs on more than two datasets overlap; and with the
+#: rule engine, overlapping runs only compete for the GIL (the shipped suite took 55 s one at a time, 65-68 s with
+#: 2-3 at a time).
+DEFAULT_WORKERS = 1
 _HEADING = re.compile(r"^\s{0,3}(#{1,2})\s+\S")
 
 
@@ -348,8 +352,8 @@ class _Batch:
 
         try:
             self.rt.sfn.stop_execution(executionArn=arn)
-            self.rt.store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(),
-                                              "error": RunError(code="Interrupted", message="the eval was interrupted")},
+            error = RunError(code="Interrupted", message="the eval was interrupted")
+            self.rt.store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(), "error": error},
                                      expected=[s for s in RunStatus if not s.terminal])
             self.rt.store.add_event(ProgressEvent(run_id=run_id, kind="run_failed", data={"code": "Interrupted"}))
         except Exception:  # noqa: BLE001  finished meanwhile, or already stopped: nothing to undo

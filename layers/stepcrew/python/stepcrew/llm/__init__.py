@@ -1,4 +1,5 @@
-"""LLM port, provider adapters, the offline rule engine and test models."""
+"""The Model port (messages, tool schemas, settings), one adapter per provider, pricing and test models. The
+offline rule engine is an engine, not a model: see :mod:`stepcrew.engines.rules`."""
 
 from stepcrew.llm.base import (
     Model,

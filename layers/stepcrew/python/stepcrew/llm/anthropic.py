@@ -88,7 +88,7 @@ class AnthropicModel(Model):
             err = _map_error(exc)
             raise err from (None if isinstance(err, ModelAuthError) else exc)  # never chain an auth error's text
         response = self._to_response(message)
-        logger.debug("anthropic call done", extra={"model": self.model, "purpose": request.purpose,
+        logger.debug("anthropic call done", extra={"model": self.model, "tools": len(request.tools),
                                                    "stop_reason": response.stop_reason,
                                                    "request_id": getattr(message, "id", None)})
         return response

@@ -112,7 +112,7 @@ def check_allow_model_requests() -> None:
 
 
 class Model(ABC):
-    """The LLM port. ``provider`` names the adapter (``anthropic``, ``openai``, ``bedrock``, ``rule``...)."""
+    """The LLM port. ``provider`` names the adapter (``anthropic``, ``openai``, ``bedrock``...)."""
 
     provider: str = "abstract"
 

@@ -107,7 +107,7 @@ class BedrockModel(Model):
                 raise ModelAuthError("bedrock: no AWS credentials found") from None
             raise ModelUnavailableError(f"bedrock unreachable ({type(exc).__name__})") from exc
         response = self._to_response(answer)
-        logger.debug("bedrock call done", extra={"model": self.model, "purpose": request.purpose,
+        logger.debug("bedrock call done", extra={"model": self.model, "tools": len(request.tools),
                                                  "stop_reason": response.stop_reason,
                                                  "request_id": answer.get("ResponseMetadata", {}).get("RequestId")})
         return response

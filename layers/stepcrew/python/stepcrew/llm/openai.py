@@ -100,7 +100,7 @@ class OpenAIModel(Model):
             err = _map_error(exc)
             raise err from (None if isinstance(err, ModelAuthError) else exc)  # OpenAI's 401 text echoes the key
         response = self._to_response(completion)
-        logger.debug("openai call done", extra={"model": self.model, "purpose": request.purpose,
+        logger.debug("openai call done", extra={"model": self.model, "tools": len(request.tools),
                                                 "stop_reason": response.stop_reason,
                                                 "request_id": getattr(completion, "id", None)})
         return response

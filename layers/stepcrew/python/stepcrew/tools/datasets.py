@@ -310,7 +310,9 @@ def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
             con.execute("SET lock_configuration = true")
             _databases[key] = con
             while len(_databases) > MAX_CACHED_DATASETS:
-                _databases.popitem(last=False)[1].close()
+                # dropped, not closed: another thread may still hold a cursor on it (parallel sub-tasks of the
+                # local runtime share this process); DuckDB frees it once the last cursor is gone
+                _databases.popitem(last=False)
         _databases.move_to_end(key)
         return con.cursor()
 

@@ -194,6 +194,14 @@ def profile_text(profile: Any) -> str:
     return "\n".join(lines)
 
 
+def title_of(goal: str, limit: int = 90) -> str:
+    """The report's title: the goal's first sentence, cut at a word boundary within ``limit`` characters."""
+    first = re.split(r"(?<=[.?!])\s", " ".join(goal.split()), maxsplit=1)[0]
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
 def _all_facts(facts: ReportFacts) -> list[ToolFact]:
     return [f for s in facts.subtasks for f in s.tool_results]
 
@@ -213,8 +221,7 @@ def _dedupe(lines: list[str]) -> list[str]:
 def report(facts: ReportFacts) -> str:
     """The rule engine's Markdown report (see the module docstring)."""
     everything = _all_facts(facts)
-    title = facts.goal.strip().splitlines()[0][:100]
-    parts = [f"# {title}", REPORT_BANNER]
+    parts = [f"# {title_of(facts.goal)}", REPORT_BANNER]
     sources: dict[str, str] = {}
     if not facts.has_dataset:
         lines = [f"{f.content.get('expression')} = {fmt(f.content.get('value'))} [S{i}]"

@@ -105,6 +105,22 @@ def _named(label: str, text: str) -> bool:
                                      text.lower()) is not None
 
 
+def _body(answer: str) -> str:
+    """The answer without its heading lines and the italic banner (a title may name every group)."""
+    return "\n".join(line for line in answer.splitlines()
+                     if not line.startswith("#") and not (line.startswith("_") and line.rstrip().endswith("_")))
+
+
+def _leads(entity: str, others: list[str], answer: str) -> bool:
+    """``entity`` is named in the answer's body before any competing label (the answer states it as the answer)."""
+    body = _body(answer).lower()
+    def first(label: str) -> int:
+        m = re.search(r"(?<![a-z0-9])" + re.escape(label.lower()) + r"(?![a-z0-9])", body)
+        return m.start() if m else -1
+    at = first(entity)
+    return at >= 0 and all(first(o) < 0 or first(o) > at for o in others)
+
+
 def _traced(text: str, candidates: list[float]) -> list[tuple[str, float]]:
     return [(w, v) for w, v in numbers_in_text(strip_code(text)) if matches(w, v, candidates)]
 
@@ -127,8 +143,9 @@ def _checks(q: Question, facts: ReportFacts, answer: str, candidates: list[float
         checks.append(("the answer states the first-to-last change",
                        any(matches(w, v, changes) for w, v in numbers_in_text(strip_code(answer)))))
     if finding.entity is not None:
-        checks.append((f"the answer names {finding.entity!r}, which the tool results single out",
-                       _named(finding.entity, answer)))
+        others = [str(r[0]) for r in (finding.table[1] if finding.table else []) if str(r[0]) != finding.entity]
+        checks.append((f"the answer names {finding.entity!r} first, which the tool results single out",
+                       _leads(finding.entity, others, answer)))
     if q.kind == "top_n" and finding.table:
         labels = [str(r[0]) for r in finding.table[1]]
         checks.append(("the answer lists every ranked entity", all(_named(x, answer) for x in labels)))
