@@ -151,8 +151,17 @@ def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
         expected |= {"s3"} if spec.reads_data else set()
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
         expected |= {"states"} if spec.starts_runs else set()
+        expected |= {"events"} if spec.emits_events else set()
         expected |= {"sqs"} if name in C.ASYNC_FUNCTIONS else set()  # its own dead-letter queue
         assert services(function_statements(synth, name)) == expected, name
+
+
+def test_only_the_approval_function_publishes_events_and_only_to_the_default_bus(synth):
+    for name, spec in wiring.FUNCTIONS.items():
+        statements = [st for st in function_statements(synth, name) if "events:PutEvents" in json.dumps(st)]
+        assert bool(statements) == spec.emits_events == (name == "approval"), name
+        for st in statements:
+            assert "event-bus/default" in json.dumps(st["Resource"]), st
 
 
 def test_each_function_policy_names_only_its_own_resources(synth):
@@ -302,6 +311,7 @@ def test_api_routes_and_jwt_authorizer(synth):
     routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()}
     assert set(routes) == {f"{m} {p}" for m, p, _ in C.API_ROUTES} == {
         "POST /runs", "GET /runs", "GET /runs/{id}", "GET /runs/{id}/events", "POST /runs/{id}/approval",
+        "POST /runs/{id}/review",
         "GET /health"}
     for key, route in routes.items():
         if key == "GET /health":

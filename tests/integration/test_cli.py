@@ -173,8 +173,8 @@ def test_a_killed_run_is_saved_and_marked_failed(tmp_path):
 def test_budget_options_reach_the_run(tmp_path):
     from stepcrew.data import DEMO_GOAL
 
-    # the rule engine's compare sub-task needs 3 model turns (describe, query, answer): a limit of 2 fails it
-    proc = stepcrew(tmp_path, "run", DEMO_GOAL, "--data", str(DEMO_DATASET), "--max-turns", "2", "--json")
+    # every rule-engine sub-task needs 2 model turns (tool calls, answer): a limit of 1 fails it
+    proc = stepcrew(tmp_path, "run", DEMO_GOAL, "--data", str(DEMO_DATASET), "--max-turns", "1", "--json")
     assert proc.returncode == 1, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["status"] == "FAILED" and "MaxTurnsExceededError" in json.dumps(result["error"])

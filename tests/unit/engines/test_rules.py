@@ -14,7 +14,7 @@ from stepcrew.engines.facts import ColumnProfile, DatasetProfile, ReportFacts, S
 from stepcrew.engines.llm import parse_review_reply
 from stepcrew.engines.rules import RuleEngine, analysis
 from stepcrew.engines.rules.questions import Question, interpret
-from stepcrew.engines.rules.rubric import rubric
+from stepcrew.engines.rules.rubric import answer_part, rubric
 from stepcrew.models import AgentRole, Decline
 
 PENGUINS = DatasetProfile(dataset="penguins.csv", rows=344, columns=[
@@ -67,8 +67,9 @@ def heaviest_facts(report: str | None = None) -> ReportFacts:
 def test_the_rule_engines_own_report_answers_first_and_scores_full_marks():
     facts = heaviest_facts()
     report = RuleEngine().synthesize(facts, ROLE).text
-    answer = report.split("## ", 1)[0]
-    assert "Gentoo has the highest mean body_mass_g: 5076.02 g" in answer
+    answer = answer_part(report)
+    assert answer.startswith("# Which penguin species is the heaviest on average?")
+    assert "Gentoo has the highest mean body_mass_g: 5076.02 g" in answer and "## Figures" not in answer
     assert "[S1]" in answer and "## Sources" in report
     r = rubric(report, facts)
     assert (r.accuracy, r.completeness, r.relevance) == (1.0, 1.0, 1.0), r.feedback()

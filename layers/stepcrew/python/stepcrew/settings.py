@@ -12,7 +12,7 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stepcrew.domain.errors import describe_validation_error
+from stepcrew.text import describe_validation_error
 
 
 class SettingsError(RuntimeError):

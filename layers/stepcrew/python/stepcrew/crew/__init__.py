@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from stepcrew.domain.errors import describe_validation_error, one_line
+from stepcrew.text import describe_validation_error, one_line
 from stepcrew.models import Crew
 
 CREW_DIR = Path(__file__).resolve().parent

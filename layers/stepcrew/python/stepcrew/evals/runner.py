@@ -38,13 +38,9 @@ Judge = Callable[[str, dict, str], float | None]
 
 #: Lines of a report taken as its answer when it has too few headings to find the first section.
 ANSWER_FALLBACK_LINES = 15
-#: Runs of the suite executing at the same time. 1: the tools' process-wide DuckDB cache
-#: (:data:`stepcrew.tools.datasets.MAX_CACHED_DATASETS`, 2) closes an evicted connection even while another run's
-#: tool call still uses it (``ResourceInUseException``) once runs on more than two datasets overlap; and with the
-#: rule engine, overlapping runs only compete for the GIL (the shipped suite took 55 s one at a time, 65-68 s with
-#: 2-3 at a time).
+#: Runs of the suite executing at the same time. 1: with the rule engine, overlapping runs only compete for the
+#: GIL (the shipped suite took 55 s one at a time, 65-68 s with 2-3 at a time).
 DEFAULT_WORKERS = 1
-_HEADING = re.compile(r"^\s{0,3}(#{1,2})\s+\S")
 
 
 class JudgeError(RuntimeError):
@@ -127,15 +123,12 @@ class EvalReport(BaseModel):
 
 # --------------------------------------------------------------------------------------------- scoring
 def answer_text(report: str) -> str:
-    """The answer part of a report: its title and first section. With a level-1 title first (``# ...``) that is
-    the text before the third ``#``/``##`` heading line; otherwise the text before the second one. A report with
-    fewer headings: its first :data:`ANSWER_FALLBACK_LINES` lines."""
-    lines = (report or "").splitlines()
-    headings = [i for i, line in enumerate(lines) if _HEADING.match(line)]
-    ends_at = 3 if headings and _HEADING.match(lines[headings[0]]).group(1) == "#" else 2
-    if len(headings) < ends_at:
-        return "\n".join(lines[:ANSWER_FALLBACK_LINES])
-    return "\n".join(lines[: headings[ends_at - 1]])
+    """The answer part of a report, as the rule engine's rubric reads it
+    (:func:`stepcrew.engines.rules.rubric.answer_part`): its title and first section; a report with too few
+    headings: its first :data:`ANSWER_FALLBACK_LINES` lines."""
+    from stepcrew.engines.rules.rubric import answer_part
+
+    return answer_part(report or "", ANSWER_FALLBACK_LINES)
 
 
 def find_figures(case: Case, report: str) -> list[str]:

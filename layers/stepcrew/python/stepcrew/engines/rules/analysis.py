@@ -138,6 +138,16 @@ def queries(question: Question) -> list[str]:
     return [f"SELECT {q(label)}, {q(m)} FROM data{_where(f, f'{q(m)} IS NOT NULL')} ORDER BY 2 {order}, 1 LIMIT 1"]
 
 
+def coverage_query(question: Question) -> str | None:
+    """The SQL of the ``coverage`` sub-task: how many rows the question reads and how many of them hold each
+    measure it uses (missing values are skipped, so a reader must see how many). None when there is no measure."""
+    cols = list(dict.fromkeys([*question.measures[:4], *([question.group] if question.group else [])]))
+    if not cols or question.kind in ("profile", "share"):
+        return None
+    known = ", ".join(f"count({q(c)}) AS {q('with_' + c)}" for c in cols)
+    return f"SELECT count(*) AS {q('rows')}, {known} FROM data{_where(question.filters)}"
+
+
 def _per_group_first_last(question: Question) -> str:
     g, m, t = q(question.group or ""), q(question.measure or ""), q(question.time_column or "")
     cond = _where(question.filters, f"{m} IS NOT NULL", f"{g} IS NOT NULL")

@@ -35,7 +35,7 @@ from stepcrew.models import MAX_TOOL_CALLS_PER_TURN, AgentRole, CriterionScores,
 REPORT_BANNER = ("_Produced by the stepcrew rule engine (no LLM): deterministic rules read the goal against the "
                  "dataset's columns, ran the tools on the data and wrote this report. Every figure cites the tool "
                  "call it came from ([S1] ... under Sources)._")
-QUERY, COMPUTE, ARITHMETIC = "query", "compute", "arithmetic"
+QUERY, COVERAGE, COMPUTE, ARITHMETIC = "query", "coverage", "compute", "arithmetic"
 _ARITH = re.compile(r"[\d.(][\d.\s()+\-*/%^]*[\d)]")
 _CALL = EngineCall(model=RULE_ENGINE_MODEL)
 def needs_compute(q: Question) -> bool:
@@ -103,6 +103,10 @@ def plan(facts: PlanFacts) -> PlanReply:
                                                         "every rule-engine answer needs."), calls=[_CALL])
     subtasks = [_subtask(QUERY, "Query the data", f"Answer the {q.kind.replace('_', ' ')} question with read-only "
                          "SQL over the table `data`.", ["query_dataset"], analyst, [], "The query results.")]
+    if analysis.coverage_query(q):  # independent of the query: the two run side by side
+        subtasks.append(_subtask(COVERAGE, "Check the data coverage", "Count the rows the question reads and how "
+                                 "many hold each column it uses.", ["query_dataset"], analyst, [],
+                                 "Row counts per column."))
     if needs_compute(q):
         calc = _worker(facts, "calculator")
         if calc is not None:
@@ -149,6 +153,11 @@ def act(facts: ActFacts, conversation: list[Message], allowed: set[str]) -> ActR
             return _reply(profile_text(facts.dataset))
         if not calls and "query_dataset" in allowed:
             return call([("query_dataset", {"sql": sql, "max_rows": 200}) for sql in analysis.queries(q)][:8])
+        return _reply(_results_text(own, failures))
+    if sid == COVERAGE and q is not None:
+        sql = analysis.coverage_query(q)
+        if not calls and sql and "query_dataset" in allowed:
+            return call([("query_dataset", {"sql": sql, "max_rows": 1})])
         return _reply(_results_text(own, failures))
     if sid == COMPUTE and q is not None:
         deps = [f for d in facts.dependencies for f in d.tool_results]
@@ -227,17 +236,17 @@ def report(facts: ReportFacts) -> str:
         lines = [f"{f.content.get('expression')} = {fmt(f.content.get('value'))} [S{i}]"
                  for i, f in enumerate((f for f in everything if f.name == "calculator"
                                         and isinstance(f.content, dict)), 1)]
-        parts.append("**Answer.** " + ("; ".join(lines) + "." if lines else "The calculator returned no value."))
+        parts += ["## Answer", "; ".join(lines) + "." if lines else "The calculator returned no value."]
         sources = {f"S{i}": f.source for i, f in enumerate((f for f in everything if f.name == "calculator"), 1)}
         parts += ["## Sources", _sources(sources, everything)]
         return "\n\n".join(parts) + "\n"
     q = question_of(facts.goal, facts)
     if q is None:
-        parts.append("**Answer.** The rule engine could not read this goal against the dataset.")
+        parts += ["## Answer", "The rule engine could not read this goal against the dataset."]
         return "\n\n".join(parts) + "\n"
     finding = analysis.find(q, everything, facts.dataset.dataset if facts.dataset else "the dataset")
     answer = _dedupe(finding.answer)
-    parts.append("**Answer.** " + " ".join(answer))
+    parts += ["## Answer", " ".join(answer)]
     if finding.recommendation:
         parts.append(finding.recommendation)
     if not finding.complete:
@@ -246,9 +255,23 @@ def report(facts: ReportFacts) -> str:
         cols, rows = finding.table
         cited = next((f"[{k}]" for k, v in finding.sources.items() if v == _table_source(everything, q)), "")
         parts += ["## Figures", markdown_table(cols, rows, limit=50) + (f"\n\nSource: {cited}" if cited else "")]
+    coverage = _coverage(q, everything, finding)
     parts += ["## Sources", _sources(finding.sources, everything)]
-    parts += ["## Method", _method(q, facts)]
+    parts += ["## Method", _method(q, facts) + (f"\n- {coverage}" if coverage else "")]
     return "\n\n".join(parts) + "\n"
+
+
+def _coverage(q: Question, everything: list[ToolFact], finding: analysis.Finding) -> str:
+    """``Data coverage: 344 rows; body_mass_g known in 342 [S4]`` from the coverage sub-task's result."""
+    sql = analysis.coverage_query(q)
+    fact = next((f for f in everything if f.name == "query_dataset" and f.arguments.get("sql") == sql), None)
+    if fact is None or not isinstance(fact.content, dict) or not fact.content.get("rows"):
+        return ""
+    key = f"S{len(finding.sources) + 1}"
+    finding.sources[key] = fact.source
+    cols, row = fact.content.get("columns") or [], fact.content["rows"][0]
+    known = ", ".join(f"{c.removeprefix('with_')} known in {fmt(v)}" for c, v in zip(cols[1:], row[1:], strict=False))
+    return f"Data coverage [{key}]: {fmt(row[0])} rows read; {known} (rows without a value are skipped)."
 
 
 def _table_source(everything: list[ToolFact], q: Question) -> str:
@@ -266,7 +289,7 @@ def _sources(sources: dict[str, str], everything: list[ToolFact]) -> str:
         sub, _, call = source.partition("/")
         if f.name == "query_dataset":
             rows = f.content.get("row_count") if isinstance(f.content, dict) else None
-            lines.append(f"- [{key}] query_dataset (sub-task `{sub}`, call `{call}`), {rows} rows: "
+            lines.append(f"- [{key}] query_dataset (sub-task `{sub}`, call `{call}`), {rows} row{'' if rows == 1 else 's'}: "
                          f"`{f.arguments.get('sql', '')}`")
         elif f.name == "calculator" and isinstance(f.content, dict):
             lines.append(f"- [{key}] calculator (sub-task `{sub}`, call `{call}`): `{f.content.get('expression')}` "

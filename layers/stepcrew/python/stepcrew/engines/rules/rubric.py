@@ -6,8 +6,8 @@
   figure on an analytical goal (a run with a dataset, or any tool figure) scores 0, not 1.
 - **completeness** = share of sub-tasks whose key figures (the numbers of their own output that trace to tool
   results) appear in the report; a sub-task that produced no such figure is not answered. Titles do not count.
-- **relevance** = share of the checks of the goal's question type that the report passes, read in its answer (the
-  text before its second heading): a trend names the first and last period and states a first-vs-last change; a
+- **relevance** = share of the checks of the goal's question type that the report passes, read in its answer (its
+  title and first section, :func:`answer_part`): a trend names the first and last period and states a first-vs-last change; a
   "which"/top-N/recommend question names the entity the tool results single out; a recommendation is one action
   tied to a computed figure; a share states a percentage; a correlation states r; a filtered aggregate names its
   filter; a comparison names every group. A goal the rules cannot read scores 0.
@@ -33,12 +33,19 @@ def strip_code(text: str) -> str:
     return _CODE.sub(" ", text)
 
 
-def answer_part(report: str) -> str:
-    """The report's answer: the text before its second heading line (title + first section), else 15 lines."""
-    lines = report.splitlines()
-    headings = [i for i, line in enumerate(lines) if line.startswith("#")]
-    end = headings[1] if len(headings) > 1 else min(len(lines), 15)
-    return "\n".join(lines[:end])
+_HEADING = re.compile(r"^\s{0,3}(#{1,2})\s+\S")
+
+
+def answer_part(report: str, fallback_lines: int = 15) -> str:
+    """The report's answer: its title and first section. With a level-1 title first (``# ...``) that is the text
+    before the third ``#``/``##`` heading line, otherwise the text before the second; a report with fewer headings:
+    its first ``fallback_lines`` lines. (The rule engine's reports are ``# title``, ``## Answer``, ``## Figures``...)"""
+    lines = (report or "").splitlines()
+    headings = [i for i, line in enumerate(lines) if _HEADING.match(line)]
+    ends_at = 3 if headings and _HEADING.match(lines[headings[0]]).group(1) == "#" else 2
+    if len(headings) < ends_at:
+        return "\n".join(lines[:fallback_lines])
+    return "\n".join(lines[: headings[ends_at - 1]])
 
 
 @dataclass(frozen=True)
