@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,3 +28,18 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {one_line(repr(got), 80)})"
     more = f"; {len(errors) - 1} more error(s)" if len(errors) > 1 else ""
     return one_line(f"{prefix}{loc}: {first.get('msg', 'invalid')}{shown}{more}")
+
+
+def read_text_file(path: Path, max_bytes: int, what: str, error: type[Exception]) -> str:
+    """The UTF-8 text of a small file (a crew, a suite). Raises ``error`` with a one-line message naming ``what``
+    when it is larger than ``max_bytes``, unreadable or not UTF-8."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: {what} file too large ({size} bytes > {max_bytes})")
+        return path.read_text(encoding="utf-8")
+    except error:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise error(f"{path}: cannot read {what} file: {reason}") from exc

@@ -472,6 +472,7 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
                                    "retry"))
     def approval_route(run_id: Annotated[str, Path(description="run id (an unknown or malformed id is a 404)")],
                        body: Annotated[Approval, Body(description="the decision")]) -> ApprovalAccepted:
+        app.get_owned_run(run_id)
         try:
             run = answer_approval(app.store, app.tasks, run_id, app.tenant, body.approved, body.comment or "")
         except DecisionError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from stepcrew.text import describe_validation_error, one_line
+from stepcrew.text import describe_validation_error, one_line, read_text_file
 from stepcrew.models import Crew
 
 CREW_DIR = Path(__file__).resolve().parent
@@ -43,16 +43,7 @@ def _source(name_or_path: str) -> Path:
 
 
 def _read(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > CREW_FILE_MAX_BYTES:
-            raise CrewError(f"{path}: crew file too large ({size} bytes > {CREW_FILE_MAX_BYTES})")
-        return path.read_text(encoding="utf-8")
-    except CrewError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise CrewError(f"{path}: cannot read crew file: {reason}") from exc
+    return read_text_file(path, CREW_FILE_MAX_BYTES, "crew", CrewError)
 
 
 def parse_crew(text: str, source: str = "<crew>") -> Crew:

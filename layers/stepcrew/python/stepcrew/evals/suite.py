@@ -42,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from stepcrew.models import GOAL_MAX_CHARS
-from stepcrew.text import one_line
+from stepcrew.text import one_line, read_text_file
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: Largest suite file read (bytes): a suite is tens of KB; anything much bigger is a mistake.
@@ -195,16 +195,7 @@ def _source(path_or_name: str | Path) -> Path:
 
 
 def _read(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-        if size > SUITE_FILE_MAX_BYTES:
-            raise SuiteError(f"{path}: suite file too large ({size} bytes > {SUITE_FILE_MAX_BYTES})")
-        return path.read_text(encoding="utf-8")
-    except SuiteError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise SuiteError(f"{path}: cannot read suite file: {reason}") from exc
+    return read_text_file(path, SUITE_FILE_MAX_BYTES, "suite", SuiteError)
 
 
 def _describe(exc: ValidationError, data: dict, source: str) -> str:
