@@ -12,6 +12,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from stepcrew import wiring
+from stepcrew.models import HANDOFF_TIMEOUT_MAX_S
 from stepcrew.llm.secrets import KEY_ENV
 
 # --------------------------------------------------------------------------------------------- paths
@@ -73,8 +74,9 @@ PROD_LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 
 # --------------------------------------------------------------------------------------------- orchestration
 #: Upper bounds on one execution. Standard workflows may run up to one year (Step Functions quotas page); a run
-#: waits at most 24 h for approval (``TimeoutSeconds`` 86400 in run.asl.json), so 2 days covers it plus the work.
-RUN_TIMEOUT = Duration.days(2)
+#: waits at most 24 h for approval (``TimeoutSeconds`` 86400 in run.asl.json) and at most
+#: ``stepcrew.models.HANDOFF_TIMEOUT_MAX_S`` (30 days) for a person's review, so that plus 2 days covers the work.
+RUN_TIMEOUT = Duration.seconds(86_400 + HANDOFF_TIMEOUT_MAX_S + 2 * 86_400)
 #: One agent loop (a sub-task): up to 50 model turns (``Budget.max_turns_per_subtask`` le=50) of <= 300 s each.
 AGENT_TIMEOUT = Duration.hours(5)
 #: The managed rule ``.sync:2`` (``states:startExecution.sync:2``) uses to follow child executions

@@ -431,3 +431,16 @@ def test_dashboard_shows_runs_tokens_cost_tool_errors_dlqs_and_throttles(synth):
     for needle in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionTime", "p95", "p50",
                    *C.CUSTOM_METRICS, "ApproximateNumberOfMessagesVisible", "Throttles"):
         assert needle in body, needle
+
+
+def test_the_run_state_machine_outlasts_its_longest_waits_for_a_person(synth):
+    from stepcrew.models import HANDOFF_TIMEOUT_MAX_S
+
+    (machine,) = [m for m in synth.of_type("AWS::StepFunctions::StateMachine").values()
+                  if "HandOff" in json.dumps(m["Properties"].get("DefinitionString", ""))]
+    definition = json.loads(machine["Properties"]["DefinitionString"]) if isinstance(
+        machine["Properties"]["DefinitionString"], str) else None
+    approval = 86_400  # WaitForApproval's TimeoutSeconds in run.asl.json
+    if definition is not None:
+        approval = definition["States"]["WaitForApproval"]["TimeoutSeconds"]
+    assert C.RUN_TIMEOUT.to_seconds() > approval + HANDOFF_TIMEOUT_MAX_S
