@@ -366,3 +366,20 @@ def test_unusable_judge_reply_gives_no_score_and_a_note(judge_provider, reply):
     judged = _judge(judge, PENGUINS, scored, GOOD_REPORT)
     assert judged.judge_score is None
     assert len(judged.notes) == 1 and judged.notes[0].startswith("judge: ")
+
+
+def test_naming_the_wrong_entity_first_is_not_a_success_and_counts_as_wrong_but_passed():
+    report = ("# Penguins\n\n## Answer\n\nChinstrap penguins are the heaviest. Means: Adelie 3700.66 g, Chinstrap "
+              "3733.09 g, Gentoo 5076.02 g.\n\n## Figures\n")
+    result = score_case(PENGUINS, run_result("SUCCEEDED", report), ["query_dataset"], 1, 0.1)
+    assert result.entity_ok is False and result.task_success is False and result.wrong_but_passed is True
+
+
+def test_a_figure_with_the_wrong_sign_is_not_found_but_a_magnitude_may_be_written_negative():
+    corr = Case.model_validate({"id": "corr", "goal": "Correlation of weight and mpg?", "dataset": "cars",
+                                "type": "correlation", "answerable": True,
+                                "expect": {"figures": [{"name": "pearson_r", "value": -0.83, "tolerance": 0.01}]}})
+    assert score_case(corr, run_result("SUCCEEDED", "# C\n\nr = 0.83\n"), [], 1, 0.1).figures_found == 0
+    assert score_case(corr, run_result("SUCCEEDED", "# C\n\nr = -0.83\n"), [], 1, 0.1).figures_found == 1
+    report = "# W\n\n## Answer\n\nUSA fell the most: a change of -29.1 %.\n"
+    assert score_case(DECLINE, run_result("SUCCEEDED", report), [], 1, 0.1).task_success is True

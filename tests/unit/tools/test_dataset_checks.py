@@ -26,7 +26,7 @@ BAD_FILES = {
     "header only": ("header.csv", b"species,island\n\n  \n", "header.csv has a header but no rows"),
     "numeric first row": ("numbers.csv", b"1,2.5,-3\n4,5,6\n", "numbers.csv has no header row"),
     "numeric first row, ; separated": ("semi.csv", b"1;2,5;3\n4;5;6\n", "semi.csv has no header row"),
-    "empty header cell": ("gap.csv", b"species,,island\nAdelie,1,Torgersen\n", "gap.csv has no header row"),
+    "header of empty cells": ("gap.csv", b",,\nAdelie,1,Torgersen\n", "gap.csv has no header row"),
     "parquet with the wrong magic": ("fake.parquet", b"PAR0" + b"x" * 100, "fake.parquet is not a Parquet file"),
     "CSV named .parquet": ("text.parquet", b"a,b\n1,2\n", "text.parquet is not a Parquet file"),
     "JSON starting with text": ("notes.json", b'  hello {"a": 1}', "notes.json is not JSON"),
@@ -168,3 +168,17 @@ def test_a_good_s3_download_passes_the_check(s3):
     s3.upload_file(str(DEMO_DATASET), BUCKET, "in/penguins.csv")
     path = resolve_dataset(f"s3://{BUCKET}/in/penguins.csv")
     assert path.read_bytes() == DEMO_DATASET.read_bytes()
+
+
+@pytest.mark.parametrize("content", [b",species,mass\n0,Adelie,3700\n1,Gentoo,5000\n",  # pandas' to_csv index
+                                     b"species,mass,\nAdelie,3700,\nGentoo,5000,\n"])   # a trailing comma
+def test_a_header_with_an_unnamed_column_is_fine(tmp_path, content):
+    path = tmp_path / "pandas.csv"
+    path.write_bytes(content)
+    check_dataset_file(path, path.as_uri())
+    cursor = open_dataset(path.as_uri())
+    try:
+        names = [r[0] for r in cursor.execute("DESCRIBE data").fetchall()]
+    finally:
+        cursor.close()
+    assert "species" in names and "mass" in names

@@ -195,7 +195,8 @@ def print_result(result: RunResult, as_json: bool, out) -> None:
         err.print(f"[yellow]DECLINED ({result.decline.code}): {result.decline.reason}[/]")
     if result.status == RunStatus.NEEDS_REVIEW:
         err.print(f"[yellow]NEEDS_REVIEW: the report below failed its last review round; answer with `stepcrew runs "
-                  f"review {result.run_id} --accept` or `--reject` (deadline {result.review.deadline}).[/]")
+                  f"review {result.run_id} --accept` or `--reject` (deployed: POST /runs/{result.run_id}/review; "
+                  f"deadline {result.review.deadline}).[/]")
     u = result.usage
     err.print(f"engine {result.engine or '?'} · tokens in {u.input_tokens} / out {u.output_tokens} · "
               f"cost ${u.cost_usd:.4f}")
@@ -525,7 +526,7 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
     from stepcrew.local.state import default_state_dir
     from stepcrew.models import ReviewDecision
     from stepcrew.service import run_result
-    from stepcrew.store.base import RunNotFoundError
+    from stepcrew.store.base import RunNotFoundError, StoreError
 
     if accept is None:
         raise _fail("give --accept or --reject")
@@ -546,6 +547,8 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
             code = 1
         except DecisionError as exc:
             raise _fail(str(exc)) from None
+        except StoreError as exc:
+            raise _fail(f"the answer could not be stored, nothing changed: {exc}", code=1) from None
         result = run_result(runtime.store, run_id)
         print_result(result, as_json, out)
     raise typer.Exit(code or EXIT_CODES.get(result.status, 1))

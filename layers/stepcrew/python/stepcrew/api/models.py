@@ -128,11 +128,12 @@ class ApprovalAccepted(BaseModel):
 
 class ReviewAnswer(Strict):
     """Body of ``POST /runs/{id}/review``: ``accept`` (a JSON boolean), an optional ``comment`` (the failure reason
-    when rejected) and, when accepting, an optional corrected ``report`` (Markdown, at most 200,000 characters)."""
+    when rejected) and, when accepting, an optional corrected ``report`` (Markdown; the request body is capped at
+    64 KiB, so at most 60,000 characters here: a longer correction goes through ``stepcrew runs review --report``)."""
 
     accept: StrictBool
     comment: str = Field(default="", max_length=APPROVAL_COMMENT_MAX_CHARS)
-    report: str | None = Field(default=None, min_length=1, max_length=200_000)
+    report: str | None = Field(default=None, min_length=1, max_length=60_000)
 
 
 class ReviewAnswered(BaseModel):

@@ -28,6 +28,8 @@ REVIEW_REJECTED_ERROR = "ReviewRejected"
 REVIEW_TIMED_OUT_ERROR = "ReviewTimedOut"
 #: Error codes of a dead task token (timed out, or already answered), Step Functions API reference.
 CLOSED_TOKEN_ERRORS = {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}
+#: A corrected report is one DynamoDB item (400 KB, quotas page): stepcrew keeps it under 350,000 UTF-8 bytes.
+REPORT_MAX_BYTES = 350_000
 
 
 class TaskResumer(Protocol):
@@ -92,6 +94,14 @@ def _claim(store: RunStore, run: Run, waiting: RunStatus, extra: dict[str, Any])
     return run.approval_token
 
 
+def _give_back(store: RunStore, run_id: str, waiting: RunStatus, token: str, undo: dict[str, Any]) -> None:
+    """Undo a claim (the run waits again with its token), so the answer can be retried."""
+    try:
+        store.update_run(run_id, {"status": waiting, "approval_token": token, **undo}, expected=[RunStatus.RUNNING])
+    except (RunStateConflictError, StoreError):
+        logger.warning("could not give a decision back", extra={"run_id": run_id})
+
+
 def _resume(store: RunStore, resumer: TaskResumer, run: Run, token: str, waiting: RunStatus, ok: bool,
             output: dict, error: str, cause: str, undo: dict[str, Any], closed_code: str) -> None:
     try:
@@ -101,11 +111,7 @@ def _resume(store: RunStore, resumer: TaskResumer, run: Run, token: str, waiting
             resumer.send_task_failure(token, error, cause)
     except Exception as exc:
         code = _error_code(exc)
-        try:  # give the decision back, so it can be retried (a dead task is then failed by its timeout)
-            store.update_run(run.run_id, {"status": waiting, "approval_token": token, **undo},
-                             expected=[RunStatus.RUNNING])
-        except (RunStateConflictError, StoreError):
-            pass
+        _give_back(store, run.run_id, waiting, token, undo)  # a dead task is then failed by its timeout
         logger.warning("task token answer failed", extra={"run_id": run.run_id, "error_code": code})
         if code in CLOSED_TOKEN_ERRORS:
             raise DecisionClosed(f"the waiting task of run {run.run_id} is closed (timed out or already "
@@ -131,26 +137,49 @@ def answer_review(store: RunStore, resumer: TaskResumer | None, run_id: str, ten
     """Accept or reject the report of a NEEDS_REVIEW run (see the module docstring). Raises RunNotFoundError,
     NotWaiting, DecisionClosed (also when the deadline has passed: the run is then FAILED ``ReviewTimedOut``),
     ReportTooLarge, ResumeFailed. Returns the run (RUNNING while the execution finishes, or its terminal state
-    when ``resumer`` is None)."""
+    when there is no execution to resume). Whatever fails after the claim gives the claim back (the run waits
+    again and the answer can be retried)."""
     run = store.get_run(run_id, tenant)
-    if report is not None and len(report) > FINAL_OUTPUT_MAX_CHARS:
-        raise ReportTooLarge(f"the report has {len(report)} characters, over the limit of {FINAL_OUTPUT_MAX_CHARS}")
+    report = report.strip() if report is not None and report.strip() else None
+    if report is not None:
+        size = len(report.encode("utf-8"))
+        if len(report) > FINAL_OUTPUT_MAX_CHARS or size > REPORT_MAX_BYTES:
+            raise ReportTooLarge(f"the report has {len(report)} characters ({size} bytes), over the limit of "
+                                 f"{FINAL_OUTPUT_MAX_CHARS} characters or {REPORT_MAX_BYTES} bytes")
     if run.status == RunStatus.NEEDS_REVIEW and run.review_deadline and run.review_deadline < utcnow():
         fail_run(FailRun(run_id=run_id, error=StepFunctionsError(
             Error=REVIEW_TIMED_OUT_ERROR, Cause="no person answered the review hand-off before its deadline")), store)
-        raise DecisionClosed(f"the review hand-off of run {run_id} expired at {run.review_deadline.isoformat()}")
+        raise DecisionClosed(f"the review hand-off of run {run_id} expired at {run.review_deadline.isoformat()}",
+                             code="review_expired")
+    if resumer is not None and not _live(resumer, run):
+        resumer = None  # a local run whose execution ended with its process: nothing to resume
+    previous_report = store.get_report(run_id) if report is not None and decision.accept else None
     token = _claim(store, run, RunStatus.NEEDS_REVIEW, {"review_decision": decision})
-    if report is not None and report.strip() and decision.accept:
-        store.put_report(run_id, report.strip())
-    emit(store, run_id, "review_decided", accept=decision.accept, report_replaced=bool(report and decision.accept))
     cause = f"rejected by the reviewer: {decision.comment}" if decision.comment else "rejected by the reviewer"
-    if resumer is None:  # no execution left (a local run whose process ended): the same finalize steps, directly
-        if decision.accept:
-            succeed_run(SucceedRun(run_id=run_id), store)
-        else:
-            fail_run(FailRun(run_id=run_id, error=StepFunctionsError(Error=REVIEW_REJECTED_ERROR, Cause=cause)), store)
-        return store.get_run(run_id)
+    try:
+        if report is not None and decision.accept:
+            store.put_report(run_id, report)
+        emit(store, run_id, "review_decided", accept=decision.accept, report_replaced=previous_report is not None)
+        if resumer is None:  # no execution left: the same finalize steps the state machine runs, directly
+            if decision.accept:
+                succeed_run(SucceedRun(run_id=run_id), store)
+            else:
+                fail_run(FailRun(run_id=run_id, error=StepFunctionsError(Error=REVIEW_REJECTED_ERROR, Cause=cause)),
+                         store)
+            return store.get_run(run_id)
+    except Exception:
+        _give_back(store, run_id, RunStatus.NEEDS_REVIEW, token, {"review_decision": None})
+        if previous_report is not None:
+            store.put_report(run_id, previous_report)
+        raise
     _resume(store, resumer, run, token, RunStatus.NEEDS_REVIEW, decision.accept, {"accept": True},
             REVIEW_REJECTED_ERROR, cause, {"review_decision": None}, "review_closed")
     logger.info("review decision recorded", extra={"run_id": run_id, "accept": decision.accept})
     return store.get_run(run_id)
+
+
+def _live(resumer: TaskResumer, run: Run) -> bool:
+    """Whether ``run``'s execution can still be resumed: a resumer that can tell (the local runtime:
+    ``has_live_execution``) is asked; any other (Step Functions) is assumed live."""
+    check = getattr(resumer, "has_live_execution", None)
+    return True if check is None or not run.execution_arn else bool(check(run.execution_arn))

@@ -63,8 +63,10 @@ def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None 
     role = run.crew.synthesizer
     purpose = "improve" if inp.mode == "improve" else "synthesize"
     call = (lambda: engine.improve(facts, role)) if inp.mode == "improve" else (lambda: engine.synthesize(facts, role))
-    reply = exchange(store, run, conversation=CONVERSATION, index=inp.round, purpose=purpose, facts=facts, call=call,
-                     reply_type=ReportReply, keep=lambda r: bool(r.text.strip())).reply
+    # the ledger key leaves out the current report: a retried improve (after its put_report) finds its reply
+    key_facts = facts.model_copy(update={"report": None})
+    reply = exchange(store, run, conversation=CONVERSATION, index=inp.round, purpose=purpose, facts=key_facts,
+                     call=call, reply_type=ReportReply, keep=lambda r: bool(r.text.strip())).reply
     report = cap_report(reply.text.strip())
     if not report:
         raise EmptyOutputError(f"run {run.run_id}: the synthesizer returned an empty report ({inp.mode})")

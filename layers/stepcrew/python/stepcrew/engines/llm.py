@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from stepcrew.engines import prompts
 from stepcrew.engines.base import (
@@ -24,18 +26,21 @@ from stepcrew.engines.base import (
 from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts
 from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ToolSpec
 from stepcrew.llm.pricing import cost_usd
-from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan, Score
+from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
 from stepcrew.text import describe_validation_error, one_line
 
 #: ``(tier) -> (Model, model id)`` for one provider (see :class:`stepcrew.engines.resolve.EngineResolver`).
 ModelFor = Callable[[str], tuple[Model, str]]
 
 
+StrictScore = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)]  # JSON numbers only: no true, no "0.9"
+
+
 class _ReviewScores(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    accuracy: Score
-    completeness: Score
-    relevance: Score
+    accuracy: StrictScore
+    completeness: StrictScore
+    relevance: StrictScore
     feedback: str = ""
 
 
@@ -70,7 +75,8 @@ def parse_review_reply(text: str) -> tuple[CriterionScores | None, str, str | No
         return None, "", f"unparseable review: {exc}"
     except ValidationError as exc:
         return None, "", describe_validation_error(exc, prefix="invalid review: ")
-    scores = CriterionScores(accuracy=reply.accuracy, completeness=reply.completeness, relevance=reply.relevance)
+    scores = CriterionScores(accuracy=float(reply.accuracy), completeness=float(reply.completeness),
+                             relevance=float(reply.relevance))
     return scores, reply.feedback.strip(), None
 
 

@@ -131,14 +131,45 @@ def answer_text(report: str) -> str:
     return answer_part(report or "", ANSWER_FALLBACK_LINES)
 
 
+#: Words of a figure's name that make it a magnitude (a decline of 29.1 % may be written -29.1 %): only those
+#: figures are compared by absolute value; every other figure keeps its sign (r = -0.83 is not r = 0.83).
+MAGNITUDE_WORDS = ("decline", "fall", "drop", "loss", "decrease")
+
+
 def find_figures(case: Case, report: str) -> list[str]:
-    """Names of the expected figures found in ``report``: some number in it within the figure's tolerance,
-    absolute values compared."""
+    """Names of the expected figures found in ``report``: some number in it within the figure's tolerance, signed
+    (absolute values only for magnitudes, :data:`MAGNITUDE_WORDS`)."""
     from stepcrew.engines.numbers import numbers_in_text
 
-    values = [abs(v) for _, v in numbers_in_text(report or "")]
-    return [f.name for f in case.expected.figures
-            if any(abs(v - abs(f.value)) <= f.tolerance + 1e-9 for v in values)]
+    values = [v for _, v in numbers_in_text(report or "")]
+    found = []
+    for f in case.expected.figures:
+        magnitude = any(w in f.name.lower() for w in MAGNITUDE_WORDS)
+        if any(abs((abs(v) if magnitude else v) - (abs(f.value) if magnitude else f.value)) <= f.tolerance + 1e-9
+               for v in values):
+            found.append(f.name)
+    return found
+
+
+def _first_sentence(answer: str) -> str:
+    """The first sentence of the answer's body (headings and the italic banner skipped)."""
+    body = " ".join(line.strip() for line in answer.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")
+                    and not (line.strip().startswith("_") and line.strip().endswith("_")))
+    body = body.replace("**", "")
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9*])", body, maxsplit=1)
+    return parts[0] if parts else ""
+
+
+def entity_named(case: Case, answer: str) -> bool:
+    """The expected entity stated as the answer: named in the answer's first sentence (a ranking's other
+    ``entities`` anywhere in the answer)."""
+    expect = case.expected
+    if not expect.answer_terms:
+        return True
+    first, whole = _first_sentence(answer).casefold(), answer.casefold()
+    lead = expect.entity if expect.entity else expect.answer_terms[0]
+    return lead.casefold() in first and all(term.casefold() in whole for term in expect.answer_terms)
 
 
 def score_case(case: Case, result: RunResult, tools_called: list[str], turns: int, wall_s: float) -> CaseResult:
@@ -166,8 +197,7 @@ def score_case(case: Case, result: RunResult, tools_called: list[str], turns: in
         "error": one_line(f"{result.error.code}: {result.error.message}", 500) if result.error else None,
     }
     if case.answerable:
-        answer = answer_text(report).casefold()
-        entity_ok = all(term.casefold() in answer for term in expect.answer_terms)
+        entity_ok = entity_named(case, answer_text(report))
         found = find_figures(case, report)
         task_success = succeeded and entity_ok and len(found) == len(expect.figures)
         out.update(entity_ok=entity_ok, figures_found=len(found), figures_total=len(expect.figures),

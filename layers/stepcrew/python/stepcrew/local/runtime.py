@@ -329,6 +329,13 @@ class LocalRuntime:
         pages = self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
         return [event for page in pages for event in page["events"]]
 
+    def has_live_execution(self, execution_arn: str) -> bool:
+        """Whether this runtime still runs ``execution_arn`` (a run started by an ended process has none)."""
+        try:
+            return self.sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING"
+        except Exception:  # unknown to this runtime's moto: the execution ended with its process
+            return False
+
     def send_task_success(self, token: str, output: dict) -> None:
         """Resume a ``.waitForTaskToken`` task with ``output`` (JSON-serialisable) as its result."""
         self.sfn.send_task_success(taskToken=token, output=json.dumps(output))

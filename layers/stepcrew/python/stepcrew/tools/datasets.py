@@ -197,7 +197,8 @@ def _check_csv_text(text: str, complete: bool, name: str) -> None:
     if not complete and not has_row:
         header = header[:-1]  # the sniffed bytes may end inside the header: its last cell may be cut
     cells = [cell.strip() for cell in header]
-    if any(not cell for cell in cells) or (cells and all(_NUMBER.fullmatch(cell) for cell in cells)):
+    named = [cell for cell in cells if cell]  # an empty cell is fine (pandas' unnamed index column, "a,b,")
+    if not named or all(_NUMBER.fullmatch(cell) for cell in named):
         raise DatasetError(f"dataset {name} has no header row (the first line must name the columns)")
     if complete and not has_row:
         raise DatasetError(f"dataset {name} has a header but no rows")
@@ -299,6 +300,8 @@ def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
             if rows == 0:
                 problem = "has no rows"
             elif path.name.lower().endswith(".csv") and all(_AUTO_COLUMN.fullmatch(c) for c in columns):
+                # DuckDB's sniffer read the first line as data (its types match the rows': "Adelie,3750"); a
+                # header of labels over like-typed data ("region,2019,2020") is read the same way and refused too
                 problem = "has no header row (the first line must name the columns)"
             if problem is not None:
                 con.close()
