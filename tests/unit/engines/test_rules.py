@@ -133,6 +133,12 @@ def test_a_trend_report_without_the_first_to_last_change_is_not_relevant():
     ("What caused the drop in body mass in 2009?", "cause"),
     ("What is the average wingspan of each species?", "unknown_column"),
     ("Compose a haiku about penguins.", "no_rule"),
+    ("What is the average mass of Emperor penguins?", "unknown_value"),
+    ("Which species is NOT the heaviest?", "unsupported"),
+    ("Explain the reason Gentoo penguins are heavy.", "cause"),
+    ("Estimate the mean body mass for 2030.", "forecast"),
+    ("What was the mean flipper length in 2031?", "forecast"),
+    ("What is the 90th percentile of body mass?", "unsupported"),
 ])
 def test_goals_the_rules_cannot_answer_are_declined_with_a_reason(goal, code):
     d = interpret(goal, PENGUINS)
@@ -154,12 +160,24 @@ def test_a_goal_without_a_dataset_is_declined():
     ("What is the total body mass of Chinstrap penguins?", "filter_aggregate", {"agg": "sum"}),
     ("Recommend the species with the largest gap between the mean flipper length of males and females.",
      "recommend", {"metric": "gap", "group": "species"}),
+    ("What is the standard deviation of the body mass of Gentoo penguins?", "filter_aggregate", {"agg": "stddev"}),
+    ("What is the AVERAGE body mass of female Chinstrap penguins?", "filter_aggregate", {"agg": "avg"}),
 ])
+
 def test_question_types_and_their_columns_are_read_from_the_schema(goal, kind, detail):
     q = question(goal)
     assert q.kind == kind
     for key, value in detail.items():
         assert getattr(q, key) == value, (key, getattr(q, key))
+
+
+def test_a_share_counts_the_value_the_verb_points_at_within_the_scope_the_goal_names():
+    q = question("What share of the penguins on Dream island are Adelie?")
+    assert (q.target.column, q.target.value) == ("species", "Adelie")
+    assert [(f.column, f.value) for f in q.filters] == [("island", "Dream")]
+    q = question("What share of Adelie penguins live on Dream?")
+    assert (q.target.column, q.target.value) == ("island", "Dream")
+    assert [(f.column, f.value) for f in q.filters] == [("species", "Adelie")]
 
 
 # ------------------------------------------------------------------------------------------------ LLM parsing

@@ -348,10 +348,10 @@ class Usage(Strict):
 
 
 class Decline(Strict):
-    """The engine cannot answer the goal: ``code`` (forecast, cause, unknown_column, no_rule, no_dataset,
-    unsupported) and a one-line ``reason`` naming what it could not do (the run ends DECLINED)."""
+    """The engine cannot answer the goal: ``code`` (forecast, cause, unknown_column, unknown_value, no_rule,
+    no_dataset, unsupported) and a one-line ``reason`` naming what it could not do (the run ends DECLINED)."""
 
-    code: Literal["forecast", "cause", "unknown_column", "no_rule", "no_dataset", "unsupported"]
+    code: Literal["forecast", "cause", "unknown_column", "unknown_value", "no_rule", "no_dataset", "unsupported"]
     reason: Annotated[str, _clip(2000)] = Field(min_length=1)
 
 

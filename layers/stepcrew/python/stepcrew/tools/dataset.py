@@ -37,6 +37,9 @@ DEFAULT_TIMEOUT_S = float(os.environ.get("STEPCREW_QUERY_TIMEOUT_S", "10"))
 MAX_SQL_CHARS = 4000
 MAX_ROWS = 200
 TOP_VALUES = 5
+#: A text column with at most this many distinct values lists them all in ``top`` (a category's every value is
+#: then known to a planner: "the Coastal region" is found even when it is not among the 5 most frequent).
+ALL_VALUES_UP_TO = 20
 MAX_TEXT_CHARS = 200  # a text value longer than this is clipped in tool output
 
 _KINDS = {
@@ -106,7 +109,8 @@ class DescribeDataset(Tool):
 
     Each column: ``name``, ``type`` (DuckDB type), ``nulls``, ``distinct``; numeric columns add ``min``, ``max``,
     ``mean``, ``stddev`` (sample), ``median`` (floats rounded to 4 decimal places); text/boolean columns add
-    ``top``: up to 5 ``{"value", "count"}`` (most frequent first); date/time columns add ``min`` and ``max``.
+    ``top``: ``{"value", "count"}`` most frequent first, every value for a column of at most 20 distinct values, else
+    the 5 most frequent; date/time columns add ``min`` and ``max``.
     An unknown column raises DatasetError listing the known ones. ``columns`` None or empty = all columns.
     """
 
@@ -163,8 +167,9 @@ class DescribeDataset(Tool):
                 col.update(min=to_jsonable(next(values)), max=to_jsonable(next(values)))
             elif kind == "text":
                 q = _quote(name)
+                limit = ALL_VALUES_UP_TO if (col["distinct"] or 0) <= ALL_VALUES_UP_TO else TOP_VALUES
                 top = cur.execute(f"SELECT {q} AS v, count(*) AS n FROM data WHERE {q} IS NOT NULL GROUP BY v "
-                                  f"ORDER BY n DESC, v LIMIT {TOP_VALUES}").fetchall()
+                                  f"ORDER BY n DESC, v LIMIT {limit}").fetchall()
                 col["top"] = [{"value": _clip(to_jsonable(v)), "count": n} for v, n in top]
             out.append(col)
         return out

@@ -22,8 +22,10 @@ from stepcrew.engines.numbers import fmt
 from stepcrew.engines.rules.questions import Filter, Question, month_name
 
 MAX_CALCULATIONS = 8  # one turn of the compute sub-task (MAX_TOOL_CALLS_PER_TURN)
-_AGG_SQL = {"avg": "avg({})", "sum": "sum({})", "median": "median({})", "max": "max({})", "min": "min({})"}
-_AGG_WORD = {"avg": "mean", "sum": "total", "median": "median", "max": "highest", "min": "lowest", "count": "count"}
+_AGG_SQL = {"avg": "avg({})", "sum": "sum({})", "median": "median({})", "max": "max({})", "min": "min({})",
+            "stddev": "stddev_samp({})", "variance": "var_samp({})"}
+_AGG_WORD = {"avg": "mean", "sum": "total", "median": "median", "max": "highest", "min": "lowest", "count": "count",
+             "stddev": "standard deviation (sample)", "variance": "variance (sample)"}
 
 
 def q(identifier: str) -> str:
@@ -37,8 +39,8 @@ def _lit(value: str | float) -> str:
 
 
 def _where(filters: list[Filter], *extra: str) -> str:
-    parts = [f"year({q(f.column)}) = {int(f.value)}" if f.year else f"{q(f.column)} = {_lit(f.value)}"
-             for f in filters]
+    parts = [f"year({q(f.column)}) = {int(f.value)}" if f.year else f"month({q(f.column)}) = {int(f.value)}"
+             if f.month else f"{q(f.column)} = {_lit(f.value)}" for f in filters]
     parts += [e for e in extra if e]
     return (" WHERE " + " AND ".join(parts)) if parts else ""
 
@@ -48,7 +50,8 @@ def _agg(agg: str, column: str) -> str:
 
 
 def _alias(agg: str, column: str) -> str:
-    return f"{_AGG_WORD.get(agg, 'mean')}_{column}"
+    word = {"stddev": "stddev", "variance": "variance"}.get(agg, _AGG_WORD.get(agg, "mean"))
+    return f"{word}_{column}"
 
 
 def _period_expr(question: Question) -> str:
@@ -312,6 +315,17 @@ def _unit(column: str) -> str:
     return ""
 
 
+def month_label(f: Filter) -> str:
+    """How a filter's value is written in a report (a month filter by the month's name)."""
+    return month_name(int(f.value)) if f.month else label_text(f.value)
+
+
+def _filter_text(f: Filter) -> str:
+    if f.month:
+        return f"month of {f.column} = {month_name(int(f.value))}"
+    return f"{'year of ' if f.year else ''}{f.column} = {label_text(f.value)}"
+
+
 def _pct(v: float) -> str:
     return f"{fmt(v)} %"
 
@@ -336,7 +350,10 @@ def find(question: Question, facts: list[ToolFact], dataset: str = "the dataset"
         value, src = calcs["share_pct"]
         target = question.target
         matching, total = t.rows[0][0], t.rows[0][1]
-        scope = "with a recorded " + target.column if question.non_null else "in the data"
+        scope = " and ".join(_filter_text(f) for f in question.filters)
+        scope = f"with {scope}" if scope else "in the data"
+        if question.non_null:
+            scope += f" (a recorded {target.column})"
         finding = Finding(None, [f"{_pct(value)} {cite(src)} of the rows {scope} have {target.column} = "
                                  f"{target.value}: {fmt(matching)} of {fmt(total)} {cite(t.source)}."],
                           table=(t.columns, t.rows))
@@ -352,8 +369,7 @@ def find(question: Question, facts: list[ToolFact], dataset: str = "the dataset"
         finding = Finding(None, [f"Pearson's r between {what} is {fmt(r)} {cite(t.source)} ({strength}, {sign}), over "
                                  f"{fmt(n)} rows {cite(t.source)}."], table=(t.columns, t.rows))
     elif k == "filter_aggregate":
-        scope = " and ".join(f"{'year of ' if f.year else ''}{f.column} = {label_text(f.value)}"
-                             for f in question.filters) or "all rows"
+        scope = " and ".join(_filter_text(f) for f in question.filters) or "all rows"
         if question.agg == "count" or not m:
             finding = Finding(None, [f"{fmt(t.rows[0][0])} rows {cite(t.source)} have {scope}."],
                               table=(t.columns, t.rows))
@@ -436,7 +452,7 @@ def _extreme(question: Question, t: Table, cite: _Cite, unit: str) -> Finding:
     m = question.measure or ""
     word = "lowest" if question.direction == "min" else "highest"
     if period is None:
-        scope = " and ".join(f"{f.column} = {label_text(f.value)}" for f in question.filters)
+        scope = " and ".join(_filter_text(f) for f in question.filters)
         where = f" (for {scope})" if scope else ""
         return Finding(label_of(best), [f"The {word} {m}{where} is {fmt(best[idx])}{unit} {cite(t.source)}, on "
                                         f"{question.label} {label_of(best)}."], table=(t.columns, t.rows))
@@ -454,7 +470,7 @@ def _series_change(question: Question, t: Table, calcs: dict, cite: _Cite, unit:
     first, last = t.rows[0], t.rows[-1]
     m = question.measure or ""
     agg = "" if question.period == "date" else f"{_AGG_WORD.get(question.agg, 'mean')} "
-    scope = " and ".join(f"{f.column} = {label_text(f.value)}" for f in question.filters)
+    scope = " and ".join(_filter_text(f) for f in question.filters)
     scope = f" of {scope}" if scope else ""
     if "change_pct" not in calcs:
         return Finding(None, ["The change could not be computed."], complete=False)

@@ -27,7 +27,7 @@ from stepcrew.models import Decline
 
 Kind = Literal["group_comparison", "trend", "extremes", "top_n", "share", "correlation", "filter_aggregate",
                "recommend", "profile"]
-Agg = Literal["avg", "sum", "median", "count", "max", "min"]
+Agg = Literal["avg", "sum", "median", "count", "max", "min", "stddev", "variance"]
 
 NEEDS_PROVIDER = "A model provider (--provider anthropic, openai or bedrock) would be needed for that."
 
@@ -61,6 +61,11 @@ _THESAURUS: dict[str, set[str]] = {
     "ticker": {"symbol", "ticker"}, "country": {"origin", "country"}, "countries": {"origin", "country"},
     "region": {"origin", "region"}, "cars": {"name"}, "car": {"name"}, "day": {"date"}, "days": {"date"},
     "cylinder": {"cylinders"},
+    "old": {"age"}, "older": {"age"}, "oldest": {"age"}, "young": {"age"}, "younger": {"age"}, "youngest": {"age"},
+    "strong": {"wind", "speed"}, "strongest": {"wind", "speed"}, "fast": {"speed"}, "fastest": {"speed"},
+    "slow": {"speed"}, "slowest": {"speed"}, "quick": {"acceleration"}, "quickest": {"acceleration"},
+    "earn": {"revenue", "income", "salary"}, "earns": {"revenue", "income", "salary"},
+    "paid": {"salary", "pay"}, "sold": {"units", "quantity", "sales"},
 }
 #: Tokens of column names that say nothing about the measure (units, filler).
 _UNITS = {"mm", "cm", "m", "km", "g", "kg", "mg", "lb", "lbs", "s", "ms", "usd", "eur", "pct", "in", "per", "of",
@@ -74,15 +79,22 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 
 _HIGH = {"highest", "most", "largest", "biggest", "greatest", "maximum", "max", "top", "heaviest", "longest",
          "wettest", "hottest", "warmest", "windiest", "best", "peak", "rainiest", "deepest", "heavier", "longer",
-         "efficient", "powerful", "expensive", "grew", "steepest", "weakest", "fallen", "slimmed"}
+         "efficient", "powerful", "expensive", "grew", "steepest", "weakest", "fallen", "slimmed", "strongest",
+         "oldest", "older", "fastest", "biggest", "greatest", "longest", "windiest", "priciest"}
 _LOW = {"lowest", "least", "smallest", "fewest", "minimum", "min", "lightest", "shortest", "driest", "coldest",
         "worst", "cheapest", "lighter", "shorter"}
 
 _FORECAST = re.compile(r"\b(forecast\w*|predict\w*|projection|project(ed)? (?:to|for)|extrapolat\w*|next "
                        r"(year|quarter|month|week|season|decade)|will (?:be|reach|grow|fall|rise|drop|happen)|in the "
-                       r"future|future)\b", re.IGNORECASE)
-_CAUSE = re.compile(r"(^\s*why\b|\bwhy (is|are|do|does|did|was|were)\b|\bwhat (caused|causes|made|makes|drove|drives)"
-                    r"\b|\bcaused? by\b|\breasons? (for|why|behind)\b|\bbecause of what\b)", re.IGNORECASE)
+                       r"future|future|estimat\w*|tomorrow|going to (?:be|rain|rise|fall)|expected to|outlook|"
+                       r"anticipat\w*)\b", re.IGNORECASE)
+_CAUSE = re.compile(r"(\bwhy\b|\bwhat (caused|causes|made|makes|drove|drives)\b|\bcaused?\b|\breasons?\b|"
+                    r"\bbecause\b|\bexplain\w*\b|\bhow come\b|\bdue to\b|\bimpact of\b|\beffect of\b|"
+                    r"\binfluence\w*\b)", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(not|isn't|aren't|doesn't|don't|didn't|wasn't|weren't|never|except|excluding|other "
+                       r"than|apart from|besides)\b", re.IGNORECASE)
+_UNSUPPORTED_AGG = re.compile(r"\b(percentile|quantile|quartile|mode|skew\w*|kurtosis|regression|cluster\w*|"
+                              r"outliers?|anomal\w*|distribution|histogram)\b", re.IGNORECASE)
 _CORRELATION = re.compile(r"\b(correlat\w*|pearson|relationship between|related to|relate to|move together|"
                           r"associated with|association between)\b", re.IGNORECASE)
 _SHARE = re.compile(r"\b((share|proportion|fraction) of|percentage|what percent|percent of)\b", re.IGNORECASE)
@@ -91,7 +103,7 @@ _TOP = re.compile(r"\b(?:top|first)\s+(\d+|two|three|four|five|six|seven|eight|n
                   r"five|six|seven|eight|nine|ten)\s+(?:\w+\s+){0,3}?(?:most|highest|largest|heaviest|best|biggest|"
                   r"lowest|least|longest|smallest|rainiest|hottest|cheapest)\b|\brank\w*\b", re.IGNORECASE)
 _TREND = re.compile(r"\b(grew|grow|growth|trend\w*|changed? over|change from|over the (?:model |study )?years|"
-                    r"over time|from the first|first to (?:the )?last|per (?:model |study )?year|each year|"
+                    r"over time|from (?:the |its |their )?first|first to (?:the |its |their )?last|per (?:model |study )?year|each year|"
                     r"year over year|get (?:heavier|lighter|bigger|smaller|longer|shorter)|move from|evolv\w*|"
                     r"first (?:model |study )?year|first and (?:in )?(?:the )?last|slimmed down|steepest (?:decline|drop|fall))\b",
                     re.IGNORECASE)
@@ -127,11 +139,13 @@ def col_tokens(name: str) -> set[str]:
 # ------------------------------------------------------------------------------------------------ the spec
 @dataclass(frozen=True)
 class Filter:
-    """``column = value`` (text, number) or ``year(column) = value`` (``year`` true)."""
+    """``column = value`` (text, number), ``year(column) = value`` (``year`` true) or ``month(column) = value``
+    (``month`` true, 1-12)."""
 
     column: str
     value: str | float
     year: bool = False
+    month: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,7 +236,8 @@ def _values(schema: _Schema, goal: str) -> list[tuple[ColumnProfile, str]]:
             value = str(top.get("value", ""))
             if not value:
                 continue
-            m = re.search(r"(?<![a-z0-9])" + re.escape(value.lower()) + r"(?:e?s)?(?![a-z0-9])", lower)
+            m = re.search(r"(?<![a-z0-9])" + re.escape(value.lower()) + r"(?:e?s|ese|ian|an|ish|n?y|ern)?(?![a-z0-9])",
+                          lower)
             pos = m.start() if m else -1
             if pos < 0:
                 names = [n for n, t in _TICKERS.items() if t == value]
@@ -256,16 +271,21 @@ def _measures(schema: _Schema, expanded: list[tuple[str, set[str]]]) -> list[str
 
 def _aggregate(goal: str) -> Agg:
     low = goal.lower()
+    if re.search(r"\b(standard deviation|std ?dev|stdev|std)\b", low):
+        return "stddev"
+    if re.search(r"\bvariance\b", low):
+        return "variance"
     if re.search(r"\b(how many|count|number of)\b", low):
         return "count"
     if re.search(r"\bmedian\b", low):
         return "median"
-    if re.search(r"\b(total|sum|summed|altogether|cumulative)\b", low):
+    if re.search(r"\b(total|sum|summed|altogether|cumulative|how much)\b", low):
         return "sum"
     return "avg"
 
 
 def _direction(goal_words: list[str]) -> Literal["max", "min"] | None:
+    """max/min from the goal's first superlative (column names are removed before: "temp_max" is no superlative)."""
     for w in goal_words:
         if w in _LOW:
             return "min"
@@ -338,7 +358,19 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
         return decline("no_dataset", "The rule engine answers questions about a dataset, and this run has none (or "
                                      "its profile is missing).")
     schema = _Schema.of(profile)
+    if _NEGATION.search(goal):
+        return decline("unsupported", "The rule engine does not answer negated or excluding questions ('not', "
+                                      "'except'): it would risk answering the opposite question.")
+    if m := _UNSUPPORTED_AGG.search(goal):
+        return decline("unsupported", f"The rule engine has no rule for '{m.group(0)}': it computes means, totals, "
+                                      "medians, counts, standard deviations, extremes, rankings, shares, changes "
+                                      "and correlations.")
     gw = words(goal)
+    plain = goal
+    for c in profile.columns:  # exact column names do not count as words of direction ("temp_max")
+        if "_" in c.name or any(ch.isupper() for ch in c.name[1:]):
+            plain = re.sub(r"(?<![A-Za-z0-9_])" + re.escape(c.name) + r"(?![A-Za-z0-9_])", " ", plain,
+                           flags=re.IGNORECASE)
     expanded = _expand(gw)
     unknown = _unknown_measure(goal, schema, expanded)
     if unknown:
@@ -349,30 +381,55 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
     value_cols = {c.name for c, _ in values}
     value_words = {w for _, v in values for w in words(v)} | {w + "s" for _, v in values for w in words(v)}
     measures = _measures(schema, [(w, t) for w, t in expanded if w not in value_words])
+    if not measures and not _SHARE.search(goal) and _aggregate(goal) != "count":
+        # "how much did it rain": a value word ("rain") that also names a measure (precipitation)
+        measures = _measures(schema, expanded)
+        if measures:
+            values = [(c, v) for c, v in values if not any(w in _THESAURUS for w in words(v))]
+            value_cols = {c.name for c, _ in values}
     agg = _aggregate(goal)
-    direction = _direction(gw)
+    direction = _direction(words(plain))
+    unknown_value = _unknown_value(goal, schema, values)
+    if unknown_value:
+        known = "; ".join(f"{c.name}: {', '.join(str(t.get('value')) for t in c.top[:8])}" for c in schema.categorical)
+        return decline("unknown_value", f"The goal names '{unknown_value}', which is not a value of any category "
+                                        f"column of {profile.dataset} ({known}).")
     time_col, period, year_number = _time(schema, goal, gw)
     # group column: named by its tokens, or the column of >= 2 named values
     multi = [name for name in value_cols if sum(1 for c, _ in values if c.name == name) >= 2]
     named_groups = [c for c in schema.categorical if _score(c, expanded) > 0 and c.name not in value_cols]
-    group = multi[0] if multi else (named_groups[0].name if named_groups else None)
+    numeric_group = _numeric_group(goal, schema)
+    group = multi[0] if multi else (named_groups[0].name if named_groups else numeric_group)
+    if numeric_group and group == numeric_group:
+        measures = [m for m in measures if m != numeric_group]
     if multi and named_groups and _GAP.search(goal):  # "the species with the largest gap between males and females"
         group = named_groups[0].name
     filters = [Filter(c.name, v) for c, v in values if c.name != group]
     filters += _numeric_filters(schema, goal)
     year = _year_filter(goal, schema)
     if year is not None:
+        span = _year_span(schema)
+        if span and not (span[0] <= int(year.value) <= span[1]):
+            if int(year.value) > span[1]:
+                return decline("forecast", f"The goal asks about {int(year.value)}, after the data ends ({span[1]}): "
+                                           "the rule engine does not forecast.")
+            return decline("no_rule", f"The goal asks about {int(year.value)}, before the data starts ({span[0]}).")
         filters.append(year)
+    month = _month_filter(goal, schema)
+    if month is not None:
+        filters.append(month)
     base = dict(measures=measures, agg=agg, filters=filters, time_column=time_col, time_is_year_number=year_number)
 
     if _CORRELATION.search(goal):
         return _correlation(goal, schema, measures, values, base, time_col)
     if _SHARE.search(goal):
-        target = next(((c, v) for c, v in values), None)
+        target = _share_target(goal, values)
         if target is None:
             return decline("no_rule", "The goal asks for a share but names no category value the data holds.")
+        scope = [Filter(c.name, v) for c, v in values if (c.name, v) != (target[0].name, target[1])]
+        scope += [f for f in filters if f not in scope and not any(f.column == c.name for c, _ in values)]
         return Question(kind="share", target=Filter(target[0].name, target[1]),
-                        non_null=bool(_NON_NULL.search(goal)), filters=[f for f in filters if f.column != target[0].name])
+                        non_null=bool(_NON_NULL.search(goal)), filters=scope)
     recommend = bool(_RECOMMEND.search(goal))
     split = [c.name for c, _ in values if c.name != group]
     filters = [f for f in filters if not (len(split) >= 2 and split[0] == split[1] and f.column == split[0])]
@@ -427,6 +484,100 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
     return decline("no_rule", "No rule of the rule engine fits this goal: it answers group comparisons, trends, "
                               "extremes, top-N rankings, shares, correlations, filtered aggregates and "
                               "recommendations resting on one of those figures.")
+
+
+_SHARE_VERB = re.compile(r"\b(are|is|were|was|be|come|comes|came|live|lives|lived|recorded as|labell?ed|have|has)\s+"
+                         r"(?:\w+\s+){0,2}$", re.IGNORECASE)
+
+
+def _share_target(goal: str, values: list[tuple[ColumnProfile, str]]) -> tuple[ColumnProfile, str] | None:
+    """The category whose share is asked: the value a verb points at ("... are Adelie", "... live on Dream"), else
+    the last value named; the other values are the scope (the denominator's rows)."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    lower = goal.lower()
+    for c, v in values:
+        at = lower.find(v.lower())
+        if at > 0 and _SHARE_VERB.search(lower[:at]):
+            return c, v
+    return values[-1]
+
+
+#: Analysts' words that are never category values (a goal may shout them: "the AVERAGE mass").
+_VOCABULARY = set("""average mean total median sum count percentage percent share proportion fraction rank ranking
+ranked top trend trends correlation correlate pearson compare comparison change changes changed growth grew highest
+lowest maximum minimum largest smallest most least best worst first last each every group groups per year years month
+months day days date dates value values figure figures report data dataset table column columns row rows please show
+list give tell find compute calculate what which when who how is are was were does do did between across by""".split())
+
+
+def _unknown_value(goal: str, schema: _Schema, values: list[tuple[ColumnProfile, str]]) -> str | None:
+    """A capitalised word in a value position ("cars from Germany", "Emperor penguins", "for Acme") that is no
+    value, column, month or word the rules know: the goal asks about a category the data does not hold."""
+    known = {w for _, v in values for w in words(v)} | {n for n in _TICKERS}
+    known |= {t for c in schema.profile.columns for t in col_tokens(c.name)} | {m.lower() for m in _MONTHS}
+    known |= set(words(schema.profile.dataset)) | set(_THESAURUS) | _STOP | _HIGH | _LOW
+    known |= {w for c in schema.categorical for t in c.top for w in words(str(t.get("value", "")))}
+    known |= _VOCABULARY
+    sentences = re.split(r"(?<=[.?!:;])\s+", goal.strip())
+    for sentence in sentences:
+        tokens = re.findall(r"[A-Za-z][A-Za-z'-]*", sentence)
+        for i, tok in enumerate(tokens):
+            if i == 0 or not tok[0].isupper() or tok.lower().replace("'s", "") in known:
+                continue
+            if tok.isupper() and len(tok) <= 5 and tok.lower() in ("i", "usd", "eur", "id", "pdf", "csv", "sql"):
+                continue
+            nxt = tokens[i + 1].lower() if i + 1 < len(tokens) else ""
+            prev = tokens[i - 1].lower()
+            if nxt in ("dataset", "data", "archipelago", "station") or prev in ("the",) and nxt in ("dataset",):
+                continue
+            if prev in ("from", "of", "for", "in", "on", "at", "among", "by") or nxt in (
+                    "penguins", "penguin", "cars", "car", "stock", "stocks", "island", "region", "customers",
+                    "orders", "shares", "price", "prices") or (tok.isupper() and len(tok) <= 5):
+                return tok
+    return None
+
+
+def _numeric_group(goal: str, schema: _Schema) -> str | None:
+    """A low-cardinality whole-number column named as the grouping ("across cylinder counts", "by number of
+    cylinders", "for each cylinder count")."""
+    m = re.search(r"\b(?:by|across|per|for each|for every|each)\s+(?:the\s+)?(?:number of\s+)?([a-z]+)",
+                  goal.lower())
+    if not m:
+        return None
+    word = m.group(1)
+    for c in schema.numeric:
+        if (c.distinct or 99) <= 20 and _base_int(c) and any(_token_hit(t, {word, _stem(word)})
+                                                              for t in col_tokens(c.name)):
+            return c.name
+    return None
+
+
+def _base_int(c: ColumnProfile) -> bool:
+    return "INT" in c.type.upper()
+
+
+def _year_span(schema: _Schema) -> tuple[int, int] | None:
+    if schema.temporal:
+        lo, hi = str(schema.temporal[0].min or ""), str(schema.temporal[0].max or "")
+        if lo[:4].isdigit() and hi[:4].isdigit():
+            return int(lo[:4]), int(hi[:4])
+    if schema.year_number is not None and isinstance(schema.year_number.max, int | float):
+        return int(schema.year_number.min), int(schema.year_number.max)
+    return None
+
+
+def _month_filter(goal: str, schema: _Schema) -> Filter | None:
+    """``in July`` / ``during March`` / ``for December`` -> month(date) = n (not with a "month" grouping)."""
+    if not schema.temporal or re.search(r"\b(which|what) month\b|\bper month\b|\bmonth of the year\b", goal,
+                                        re.IGNORECASE):
+        return None
+    for i, name in enumerate(_MONTHS, 1):
+        if re.search(rf"\b(?:in|during|for|of|across)\s+{name}\b", goal, re.IGNORECASE):
+            return Filter(schema.temporal[0].name, i, month=True)
+    return None
 
 
 def _wants_days(gw: list[str]) -> bool:

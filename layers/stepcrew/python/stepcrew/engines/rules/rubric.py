@@ -128,6 +128,14 @@ def _leads(entity: str, others: list[str], answer: str) -> bool:
     return at >= 0 and all(first(o) < 0 or first(o) > at for o in others)
 
 
+def _column_named(column: str, text: str) -> bool:
+    """The column by its name or by one of its longer tokens (``body_mass_g`` -> "body mass")."""
+    from stepcrew.engines.rules.questions import col_tokens
+
+    low = text.lower()
+    return column.lower() in low or any(len(t) >= 4 and t in low for t in col_tokens(column))
+
+
 def _traced(text: str, candidates: list[float]) -> list[tuple[str, float]]:
     return [(w, v) for w, v in numbers_in_text(strip_code(text)) if matches(w, v, candidates)]
 
@@ -166,8 +174,12 @@ def _checks(q: Question, facts: ReportFacts, answer: str, candidates: list[float
         r = tables[0].rows[0][0] if tables and tables[0].rows else None
         checks.append(("the answer states Pearson's r", r is not None and any(
             matches(w, v, [r]) for w, v in numbers_in_text(strip_code(answer)))))
-    if q.kind == "filter_aggregate":
-        checks.append(("the answer names the filter", all(_named(str(f.value), answer) for f in q.filters)))
+    if q.filters:
+        labels = [analysis.month_label(f) for f in q.filters]
+        checks.append(("the answer names every filter of the goal", all(_named(x, answer) for x in labels)))
+    if q.measure and q.agg != "count":
+        checks.append((f"the answer names the measure the goal asks about ({q.measure})",
+                       _column_named(q.measure, answer)))
     if q.kind == "group_comparison" and tables:
         labels = [str(r[0]) for r in tables[0].rows]
         checks.append(("the report names every group", all(_named(x, answer) for x in labels)))
