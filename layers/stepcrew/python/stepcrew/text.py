@@ -43,3 +43,21 @@ def read_text_file(path: Path, max_bytes: int, what: str, error: type[Exception]
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise error(f"{path}: cannot read {what} file: {reason}") from exc
+
+
+def yaml_mapping(text: str, source: str, what: str, error: type[Exception]) -> dict:
+    """The mapping a small YAML document (a crew, a suite) holds. Raises ``error`` with one line: malformed YAML
+    (line and column given) or a document that is not a mapping."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(one_line(f"{source}: malformed YAML{where}: {exc.problem or exc.context}")) from exc
+    except yaml.YAMLError as exc:
+        raise error(one_line(f"{source}: malformed YAML: {exc}")) from exc
+    if not isinstance(data, dict):
+        raise error(f"{source}: a {what} file must hold a mapping, got {type(data).__name__}")
+    return data

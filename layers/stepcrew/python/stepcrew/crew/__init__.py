@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from stepcrew.text import describe_validation_error, one_line, read_text_file
+from stepcrew.text import describe_validation_error, one_line, read_text_file, yaml_mapping
 from stepcrew.models import Crew
 
 CREW_DIR = Path(__file__).resolve().parent
@@ -49,16 +48,7 @@ def _read(path: Path) -> str:
 def parse_crew(text: str, source: str = "<crew>") -> Crew:
     """Parse crew YAML text into a :class:`~stepcrew.models.Crew` (schema only, no tool check).
     Raises CrewError for malformed YAML (line/column given), a non-mapping document or a schema error."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise CrewError(one_line(f"{source}: malformed YAML{where}: {exc.problem or exc.context}")) from exc
-    except yaml.YAMLError as exc:
-        raise CrewError(one_line(f"{source}: malformed YAML: {exc}")) from exc
-    if not isinstance(data, dict):
-        raise CrewError(f"{source}: a crew file must hold a mapping, got {type(data).__name__}")
+    data = yaml_mapping(text, source, "crew", CrewError)
     try:
         return Crew.model_validate(data)
     except ValidationError as exc:

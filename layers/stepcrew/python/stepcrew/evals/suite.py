@@ -38,11 +38,10 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from stepcrew.models import GOAL_MAX_CHARS
-from stepcrew.text import one_line, read_text_file
+from stepcrew.text import one_line, read_text_file, yaml_mapping
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: Largest suite file read (bytes): a suite is tens of KB; anything much bigger is a mistake.
@@ -223,16 +222,7 @@ def _describe(exc: ValidationError, data: dict, source: str) -> str:
 def parse_suite(text: str, source: str = "<suite>", base_dir: Path | None = None) -> Suite:
     """Parse and validate suite YAML text. ``base_dir``: the folder dataset files are looked up in first (then
     the ``stepcrew.data`` folder). Raises SuiteError."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SuiteError(one_line(f"{source}: malformed YAML{where}: {exc.problem or exc.context}")) from exc
-    except yaml.YAMLError as exc:
-        raise SuiteError(one_line(f"{source}: malformed YAML: {exc}")) from exc
-    if not isinstance(data, dict):
-        raise SuiteError(f"{source}: a suite file must hold a mapping, got {type(data).__name__}")
+    data = yaml_mapping(text, source, "suite", SuiteError)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
