@@ -188,7 +188,7 @@ def test_events_reject_bad_query_parameters(api, query):
     assert_rejected(api, http_event("GET", f"/runs/{run_id}/events", query=query), 400, "validation_error")
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/nope"), ("DELETE", "/runs"), ("PUT", "/health")])
+@pytest.mark.parametrize("method,path", [("GET", "/nope"), ("DELETE", "/nope/deeper"), ("POST", "/health/x")])
 def test_unknown_routes_are_404(api, method, path):
     assert_rejected(api, http_event(method, path), 404, "route_not_found")
 
@@ -200,4 +200,40 @@ def test_reads_without_claims_are_401(api, path):
 
 def test_an_event_that_is_not_a_mapping_is_400(api):
     resp = api.app.resolve(["not", "an", "event"], None)  # type: ignore[arg-type]
-    assert resp["statusCode"] == 400 and json.loads(resp["body"])["error"]["code"] == "validation_error"
+    assert resp["statusCode"] == 400 and json.loads(resp["body"])["error"]["code"] == "unsupported_event"
+
+
+# ------------------------------------------------------------------------------------------------ store-safe numbers
+@pytest.mark.parametrize("body", [
+    {"goal": "g", "budget": {"max_cost_usd": 1e300}},
+    {"goal": "g", "budget": {"max_cost_usd": 1e-131}},
+    {"goal": "g", "budget": {"max_tokens": 10**38}},
+    {"goal": "g", "inputs": {"": "x"}},
+    {"goal": "g", "inputs": {"a key with spaces": "x"}},
+    {"goal": "g", "inputs": {"k": "x" * 2001}},
+    {"goal": "g", "review": {"handoff_timeout_s": 0}},
+    {"goal": "g", "review": {"on_fail": "ignore"}},
+])
+def test_numbers_and_keys_the_store_cannot_hold_are_400(api, body):
+    assert_rejected(api, http_event("POST", "/runs", body=body), 400, "validation_error")
+
+
+def test_a_threshold_finer_than_a_millionth_is_kept_to_six_decimals_and_the_run_is_readable(api):
+    run_id = start(api, {"goal": "g", "review": {"threshold": 5e-324}})
+    assert api.store.get_run(run_id).review_config.threshold == 0.0
+    status, _, data = api.call(http_event("GET", "/runs"))
+    assert status == 200 and [r["run_id"] for r in data["runs"]] == [run_id]
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [("TRACE", "/runs", "GET, POST"), ("PUT", "/runs", "GET, POST"),
+                                                       ("DELETE", "/runs/abc", "GET"), ("PATCH", "/health", "GET")])
+def test_a_method_no_route_has_is_405_with_allow(api, method, path, allow):
+    status, headers, data = api.call(http_event(method, path))
+    assert status == 405 and data["error"]["code"] == "method_not_allowed" and headers["allow"] == allow
+
+
+@pytest.mark.parametrize("event", [{"foo": 1}, {"version": "1.0", "httpMethod": "GET", "path": "/runs"},
+                                   {"version": "2.0", "rawPath": "/runs"}])
+def test_an_event_that_is_not_an_http_api_v2_event_is_400(api, event):
+    response = api.app.resolve(event, None)
+    assert response["statusCode"] == 400 and json.loads(response["body"])["error"]["code"] == "unsupported_event"

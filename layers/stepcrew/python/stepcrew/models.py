@@ -40,6 +40,10 @@ RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Tenant = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
+#: A run input's name and value (``RunRequest.inputs``): an empty or odd key would be written, then break every later
+#: read of the tenant's runs (and the local state save).
+InputKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+InputValue = Annotated[str, StringConstraints(max_length=2000)]
 
 
 def utcnow() -> datetime:
@@ -86,6 +90,12 @@ class SubtaskStatus(StrEnum):
 HANDOFF_TIMEOUT_MAX_S = 30 * 24 * 3600
 
 
+def _score_precision(v: float) -> float:
+    """Scores are kept to 6 decimals: finer is meaningless, and DynamoDB numbers stop at 1e-130 (5e-324 would be an
+    error in a later write, not now)."""
+    return round(float(v), 6)
+
+
 class ReviewConfig(Strict):
     """Reflection loop settings: stop when ``overall >= threshold`` or after ``max_rounds`` review rounds.
 
@@ -102,12 +112,23 @@ class ReviewConfig(Strict):
                                    description="seconds a hand-off waits for a person before the run fails "
                                                "(ReviewTimedOut); default 24 h")
 
+    _threshold_precision = field_validator("threshold")(classmethod(lambda cls, v: _score_precision(v)))
+
+
+#: Budget bounds: what a run and the store can hold (DynamoDB numbers: 38 digits, 1e-130 to 1e125), and beyond any
+#: sensible run: a billion tokens, a million dollars; costs are counted to a millionth of a dollar.
+MAX_BUDGET_TOKENS = 10**9
+MAX_BUDGET_USD = 1_000_000.0
+MIN_BUDGET_USD = 0.000001
+
 
 class Budget(Strict):
     """Caps for one run. ``None`` means no cap. Exceeding a cap fails the run with ``BudgetExceededError``."""
 
-    max_tokens: int | None = Field(default=None, ge=1, description="input + output tokens, all models")
-    max_cost_usd: float | None = Field(default=None, gt=0, description="USD, from the price table")
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_BUDGET_TOKENS,
+                                   description="input + output tokens, all models")
+    max_cost_usd: float | None = Field(default=None, ge=MIN_BUDGET_USD, le=MAX_BUDGET_USD,
+                                       description="USD, from the price table")
     max_turns_per_subtask: int = Field(default=8, ge=1, le=50, description="model calls per sub-task")
 
 
@@ -124,7 +145,9 @@ class RunRequest(Strict):
     provider: str = Field(default="rule", pattern=PROVIDER_PATTERN)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     budget: Budget = Field(default_factory=Budget)
-    inputs: dict[str, str] = Field(default_factory=dict, max_length=32)
+    inputs: dict[InputKey, InputValue] = Field(default_factory=dict, max_length=32,
+                                               description="named inputs for the crew: keys 1-64 of [A-Za-z0-9_.-], "
+                                                           "values up to 2,000 characters")
     tenant: Tenant = DEFAULT_TENANT
     require_approval: bool = Field(default=False, description="pause after planning until approved "
                                                               "(POST /runs/{id}/approval)")

@@ -277,8 +277,10 @@ class StepcrewApi(APIGatewayHttpResolver):
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         """Answer one API Gateway HTTP API (payload format 2.0) event with a v2 response dict."""
         try:
-            if not isinstance(event, Mapping):
-                raise BadRequest("not an API Gateway HTTP API event")
+            if not isinstance(event, Mapping) or event.get("version") != "2.0" or not _method(event) \
+                    or not isinstance(event.get("rawPath"), str):
+                raise BadRequest("not an API Gateway HTTP API (payload format 2.0) event", code="unsupported_event")
+            self._check_method(event)
             _body_bytes(event)
             if (_method(event), _path(event)) != _HEALTH:
                 tenant = tenant_from_event(event, self.config.tenant_claim)
@@ -289,6 +291,15 @@ class StepcrewApi(APIGatewayHttpResolver):
         if context is not None and hasattr(context, "get_remaining_time_in_millis"):
             self._idempotency_config.register_lambda_context(context)
         return super().resolve(event, context)
+
+    def _check_method(self, event: Mapping[str, Any]) -> None:
+        """405 (with ``Allow``) for a method no route of this path has (TRACE, PUT, DELETE...); unknown paths are
+        left to routing (404)."""
+        path, method = _path(event), _method(event)
+        allowed = sorted({r.method.upper() for r in self._static_routes + self._dynamic_routes if r.rule.match(path)})
+        if allowed and method not in allowed:
+            raise ApiError(f"{method} is not allowed here; allowed: {', '.join(allowed)}", code="method_not_allowed",
+                           status=HTTPStatus.METHOD_NOT_ALLOWED, headers={"Allow": ", ".join(allowed)})
 
     @staticmethod
     def _direct(err: ApiError) -> dict[str, Any]:

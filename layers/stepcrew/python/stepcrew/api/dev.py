@@ -206,6 +206,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET  # noqa: N815
 
+    def __getattr__(self, name: str):
+        """Any other method (TRACE, PROPFIND...) goes to the API too, which answers 405 (http.server: 501)."""
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
               cookies: list[str] | None = None) -> None:
         self.send_response(status)
