@@ -78,7 +78,9 @@ class Api(Construct):
         self.handler = StepcrewFunction(
             self, "Handler", spec=wiring.FUNCTIONS[C.API_FUNCTION], resources=resources,
             environment={"STEPCREW_RUN_STATE_MACHINE_ARN": run_state_machine.state_machine_arn,
-                         "STEPCREW_TENANT_CLAIM": TENANT_CLAIM})
+                         "STEPCREW_TENANT_CLAIM": TENANT_CLAIM,
+                         # s3:// datasets must be s3://<this bucket>/<tenant>/... (checked here and in the tools)
+                         "STEPCREW_DATA_BUCKET": resources.datasets.bucket_name})
         self.handler.role.add_to_policy(iam.PolicyStatement(
             sid="StartRuns", actions=["states:StartExecution"], resources=[run_state_machine.state_machine_arn]))
         self.handler.role.add_to_policy(iam.PolicyStatement(

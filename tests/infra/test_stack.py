@@ -216,6 +216,8 @@ def test_api_may_start_and_resume_only_the_run_state_machine(synth):
     assert all(s["Resource"] == {"Ref": run_sm} for s in states)
     env = synth.resources[function_id(synth, C.API_FUNCTION)]["Properties"]["Environment"]["Variables"]
     assert env["STEPCREW_RUN_STATE_MACHINE_ARN"] == {"Ref": run_sm}
+    # s3:// datasets are checked against the stage's bucket and the caller's tenant prefix (and again in the tools)
+    assert env["STEPCREW_DATA_BUCKET"] == {"Ref": synth.logical_id(synth.stack.data.datasets)}
     # every setting the api function requires at init is in its environment (else: SettingsError on cold start)
     from stepcrew.api.settings import ApiSettings
 

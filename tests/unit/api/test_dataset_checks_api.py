@@ -60,5 +60,5 @@ def test_an_s3_dataset_is_not_read_by_the_api(local_api, monkeypatch):
     monkeypatch.setattr(datasets, "resolve_dataset", no_read)
     # When / Then an s3:// run is accepted unread (the run checks it)
     status, _, data = local_api.call(http_event("POST", "/runs", body={"goal": "Describe it",
-                                                                       "data": "s3://bucket/in/penguins.csv"}))
+                                                                       "data": "s3://bucket/acme/penguins.csv"}))
     assert status == 202, data

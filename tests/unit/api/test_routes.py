@@ -33,9 +33,9 @@ def test_post_runs_uses_the_sub_claim_when_there_is_no_tenant_claim(api):
 
 
 def test_post_runs_accepts_an_s3_dataset_and_review_settings(api):
-    run_id = start(api, {"goal": "Describe it", "data": "s3://bucket/penguins.csv", "review": {"threshold": 0.5}})
+    run_id = start(api, {"goal": "Describe it", "data": "s3://bucket/acme/penguins.csv", "review": {"threshold": 0.5}})
     run = api.store.get_run(run_id)
-    assert run.data == "s3://bucket/penguins.csv" and run.review_config.threshold == 0.5
+    assert run.data == "s3://bucket/acme/penguins.csv" and run.review_config.threshold == 0.5
 
 
 def test_get_run_returns_the_result_view(api):

@@ -95,14 +95,51 @@ def test_the_s3_client_is_injectable(s3):
     assert calls == ["head_object", "download_file"]
 
 
-@pytest.mark.parametrize(("uri", "message"), [
-    (f"s3://{BUCKET}/in/nothing.csv", "not found"),
-    ("s3://no-such-bucket-here/x.csv", "bucket not found"),
-])
-def test_missing_s3_objects_are_dataset_errors(s3, uri, message):
-    with pytest.raises(DatasetError, match=f"cannot read dataset {uri}: {message}"):
+@pytest.mark.parametrize("uri", [f"s3://{BUCKET}/in/nothing.csv", "s3://no-such-bucket-here/x.csv"])
+def test_missing_s3_objects_are_dataset_errors(s3, uri):
+    # a missing key and a missing bucket get the same answer as a denied one (tools/datasets.not_found)
+    with pytest.raises(DatasetError, match=f"cannot read dataset {uri}: not found or not readable"):
         resolve_dataset(uri)
     assert list(datasets.CACHE_DIR.iterdir()) == []
+
+
+@pytest.mark.parametrize(("uri", "tenant", "bucket"), [
+    (f"s3://{BUCKET}/other/data.csv", "acme", None),       # another tenant's prefix
+    (f"s3://{BUCKET}/acmecorp/data.csv", "acme", None),    # a prefix that only starts like the tenant
+    (f"s3://elsewhere/acme/data.csv", "acme", BUCKET),      # not the stage's datasets bucket
+])
+def test_a_dataset_outside_the_tenants_prefix_is_answered_like_a_missing_one(s3, monkeypatch, uri, tenant, bucket):
+    if bucket:
+        monkeypatch.setenv("STEPCREW_DATA_BUCKET", bucket)
+    with pytest.raises(DatasetError) as caught:
+        resolve_dataset(uri, tenant)
+    assert str(caught.value) == "dataset data.csv not found or not readable"
+    assert list(datasets.CACHE_DIR.iterdir()) == []
+
+
+def test_a_local_dataset_outside_the_named_folders_is_not_found_even_through_a_symlink(tmp_path):
+    from stepcrew.tools.datasets import check_dataset_access
+
+    allowed, secret = tmp_path / "allowed", tmp_path / "secret"
+    allowed.mkdir()
+    secret.mkdir()
+    (secret / "payroll.csv").write_text("name,ssn\na,1\n")
+    (allowed / "link.csv").symlink_to(secret / "payroll.csv")
+    (allowed / "ok.csv").write_text("a,b\n1,2\n")
+    check_dataset_access((allowed / "ok.csv").as_uri(), None, local_dirs=(allowed,))
+    for uri in ((allowed / "link.csv").as_uri(), (secret / "payroll.csv").as_uri(),
+                f"file://{allowed}/../secret/payroll.csv"):
+        with pytest.raises(DatasetError, match="not found or not readable"):
+            check_dataset_access(uri, None, local_dirs=(allowed,))
+
+
+def test_a_deployed_function_refuses_file_datasets(monkeypatch):
+    from stepcrew.data import DEMO_DATASET
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stepcrew-prod-tool_query_dataset")
+    monkeypatch.setenv("STEPCREW_STAGE", "prod")
+    with pytest.raises(DatasetError, match="local-only"):
+        resolve_dataset(DEMO_DATASET.as_uri())
 
 
 def test_query_over_an_s3_dataset(s3, make_invocation):

@@ -555,12 +555,19 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
 
 
 @app.command()
-def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000) -> None:
+def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
+        data_dir: Annotated[list[Path] | None, typer.Option(
+            "--data-dir", help="A folder file:// datasets may be read from (repeat for more; the bundled datasets "
+                               "are always allowed).")] = None) -> None:
     """Serve the HTTP API on 127.0.0.1 with the local runtime behind it (a local token stands in for JWT)."""
     from stepcrew.api.dev import serve
     from stepcrew.local.state import default_state_dir
 
-    serve(host="127.0.0.1", port=port, state_dir=default_state_dir())
+    folders = tuple(data_dir or ())
+    missing = [str(d) for d in folders if not d.is_dir()]
+    if missing:
+        raise _fail(f"--data-dir is not a folder: {', '.join(missing)}")
+    serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
 
 
 @app.command("eval")

@@ -12,7 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from stepcrew.models import RunId, RunRequest, Score, Strict, SubtaskId, SubtaskStatus, ToolCall, ToolResult
+from stepcrew.models import (
+    DEFAULT_TENANT,
+    RunId,
+    RunRequest,
+    Score,
+    Strict,
+    SubtaskId,
+    SubtaskStatus,
+    Tenant,
+    ToolCall,
+    ToolResult,
+)
 
 MAX_PLAN_ATTEMPTS = 3  # the first try plus at most 2 more with the validation error fed back (issue #2)
 
@@ -45,6 +56,7 @@ class RunConfig(Strict):
     require_approval: bool = False
     has_data: bool = False
     data_uri: str | None = None
+    tenant: Tenant = DEFAULT_TENANT
 
 
 class DatasetSlot(Strict):
@@ -126,6 +138,7 @@ class AgentTurnOutput(Strict):
     stop_reason: Literal["tool_use", "end_turn", "max_tokens", "max_turns"]
     tool_calls: list[ToolCall] = Field(default_factory=list)
     data_uri: str | None = None
+    tenant: Tenant = DEFAULT_TENANT
     status: SubtaskStatus
 
 

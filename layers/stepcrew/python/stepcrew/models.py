@@ -321,11 +321,13 @@ class ToolResult(Strict):
 
 
 class ToolContext(Strict):
-    """What a tool may know of its run. The dataset is chosen by the run, never by the model."""
+    """What a tool may know of its run. The dataset is chosen by the run, never by the model; ``tenant`` (the run's,
+    from the state machine) is what a data tool checks the dataset against (defence in depth after the API)."""
 
     run_id: RunId
     subtask_id: SubtaskId
     data_uri: str | None = None
+    tenant: Tenant | None = None
 
 
 class ToolInvocation(Strict):

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
+from pathlib import Path as PathType
 from urllib.parse import urlparse
 
 from aws_lambda_powertools import Logger
@@ -138,12 +139,17 @@ class StepFunctionsTasks:
 @dataclass(frozen=True)
 class ApiConfig:
     """What differs between deployments. ``data_schemes``: URI schemes a run's ``data`` may use (AWS: ``s3``
-    only). ``default_provider``: the provider of a run whose body names none."""
+    only). ``default_provider``: the provider of a run whose body names none. ``data_bucket``: the stage's datasets
+    bucket (an ``s3://`` dataset must be ``s3://<data_bucket>/<tenant>/...``; None: any bucket, the tenant prefix
+    still holds). ``data_dirs``: the folders a ``file://`` dataset may be in (``stepcrew dev --data-dir``; None: no
+    folder restriction, for in-process use)."""
 
     stage: str = "local"
     tenant_claim: str = DEFAULT_TENANT_CLAIM
     data_schemes: tuple[str, ...] = ("s3",)
     default_provider: str = "rule"
+    data_bucket: str | None = None
+    data_dirs: tuple[PathType, ...] | None = None
 
 
 def _json_loads(text: str) -> Any:
@@ -332,10 +338,15 @@ class StepcrewApi(APIGatewayHttpResolver):
                 allowed = ", ".join(f"{s}://" for s in self.config.data_schemes)
                 raise BadRequest(f"data must be a {allowed} URI here", code="invalid_data_uri")
             _check_dataset_uri(new_run.data)
-            if scheme == "file":  # local dev server only: check the file now; an s3:// dataset is checked by the run
-                from stepcrew.tools.datasets import resolve_dataset
-                from stepcrew.tools.errors import DatasetError
+            from stepcrew.tools.datasets import check_dataset_access, resolve_dataset
+            from stepcrew.tools.errors import DatasetError
 
+            try:  # another tenant's dataset is answered exactly like a missing one (checked again by the tool)
+                check_dataset_access(new_run.data, tenant, bucket=self.config.data_bucket,
+                                     local_dirs=self.config.data_dirs)
+            except DatasetError as exc:
+                raise BadRequest(str(exc), code="dataset_not_found") from None
+            if scheme == "file":  # local dev server only: check the file now; an s3:// dataset is checked by the run
                 try:
                     resolve_dataset(new_run.data)
                 except DatasetError as exc:
@@ -607,5 +618,5 @@ def app_from_env() -> StepcrewApi:
         StepFunctionsTasks(client=sfn),
         dynamodb_persistence(settings.table_name, client=dynamodb),
         ApiConfig(stage=settings.stage, tenant_claim=settings.tenant_claim, data_schemes=settings.schemes,
-                  default_provider=settings.default_provider),
+                  default_provider=settings.default_provider, data_bucket=settings.data_bucket),
     )

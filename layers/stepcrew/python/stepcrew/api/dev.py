@@ -41,6 +41,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from stepcrew.data import DEMO_DATASET
+
+#: The bundled datasets' folder: always readable by ``file://`` runs of the dev server.
+DATA_DIR = DEMO_DATASET.parent
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -335,7 +340,7 @@ def banner(url: str, state_dir: Path | None, allow_anonymous: bool) -> str:
 
 def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | None = None, *,
           allow_anonymous: bool | None = None, fast_waits: bool | None = None, quiet: bool = False,
-          on_ready: Callable[[DevServer], None] | None = None) -> None:
+          on_ready: Callable[[DevServer], None] | None = None, data_dirs: tuple[Path | str, ...] = ()) -> None:
     """Serve the API on ``host:port`` until interrupted (Ctrl-C) or ``server.shutdown()`` (blocking).
 
     - ``host``: a loopback address only (ValueError otherwise: the local token switch trusts any caller).
@@ -344,6 +349,7 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
       ``stepcrew runs list`` reads).
     - ``allow_anonymous``: None reads ``STEPCREW_DEV_ALLOW_ANONYMOUS``.
     - ``fast_waits``: passed to :class:`LocalRuntime` (None reads ``STEPCREW_FAST_WAITS``).
+    - ``data_dirs``: folders a ``file://`` dataset may be in (besides the bundled datasets), symlinks resolved.
     - ``on_ready(server)``: called once listening (tests use it to learn the port and to stop the server).
     """
     if not is_loopback(host):
@@ -365,7 +371,8 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     with LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
         app = build_app(runtime.store, runtime, runtime,
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
-                        ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider))
+                        ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider,
+                                  data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))))
         saver = _Saver(runtime)
         server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick)
         try:

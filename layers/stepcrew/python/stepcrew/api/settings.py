@@ -34,6 +34,9 @@ class ApiSettings(RoleSettings):
     tenant_claim: str = Field(default=DEFAULT_TENANT_CLAIM, alias="STEPCREW_TENANT_CLAIM", min_length=1, max_length=128)
     data_schemes: str = Field(default="s3", alias="STEPCREW_DATA_SCHEMES")
     default_provider: str = Field(default="rule", alias="STEPCREW_DEFAULT_PROVIDER", pattern=PROVIDER_PATTERN)
+    data_bucket: str | None = Field(default=None, alias="STEPCREW_DATA_BUCKET", min_length=3, max_length=63,
+                                    description="the stage's datasets bucket (the stack sets it): s3:// datasets "
+                                                "must be s3://<bucket>/<tenant>/...")
 
     @field_validator("data_schemes")
     @classmethod

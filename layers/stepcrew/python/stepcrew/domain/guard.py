@@ -68,7 +68,8 @@ def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
     return GuardOutput(run_id=run.run_id, config=RunConfig(threshold=rc.threshold, max_rounds=rc.max_rounds,
                                                            on_fail=rc.on_fail, handoff_timeout_s=rc.handoff_timeout_s,
                                                            require_approval=run.require_approval,
-                                                           has_data=run.data is not None, data_uri=run.data))
+                                                           has_data=run.data is not None, data_uri=run.data,
+                                                           tenant=run.tenant))
 
 
 def create_scheduled_run(event: CreateScheduledRun, store: RunStore) -> RunRef:

@@ -86,12 +86,12 @@ def _time_limit(cursor: Any, seconds: float) -> Iterator[None]:
         timer.cancel()
 
 
-def _on_dataset(uri: str | None, seconds: float, work: Callable[[Any], T]) -> T:
+def _on_dataset(uri: str | None, seconds: float, work: Callable[[Any], T], tenant: str | None = None) -> T:
     """Run ``work(cursor)`` on the dataset under the time and memory limits; running out of either ->
     LimitExceeded, other DuckDB errors -> QueryError (first line)."""
     import duckdb
 
-    cursor = open_dataset(uri)
+    cursor = open_dataset(uri, tenant)
     try:
         with _time_limit(cursor, seconds):
             return work(cursor)
@@ -141,7 +141,7 @@ class DescribeDataset(Tool):
             rows = cur.execute("SELECT count(*) FROM data").fetchone()[0]
             return {"dataset": dataset_name(ctx.data_uri or ""), "rows": rows, "columns": self._columns(cur, columns)}
 
-        return _on_dataset(ctx.data_uri, self.timeout_s, work)
+        return _on_dataset(ctx.data_uri, self.timeout_s, work, ctx.tenant)
 
     @staticmethod
     def _columns(cur: Any, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -216,7 +216,7 @@ class QueryDataset(Tool):
             rows = [[_clip(to_jsonable(v)) for v in r] for r in rows[: args.max_rows]]
             return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": more}
 
-        return _on_dataset(ctx.data_uri, self.timeout_s, work)
+        return _on_dataset(ctx.data_uri, self.timeout_s, work, ctx.tenant)
 
     @staticmethod
     def _single_select(cur: Any, sql: str) -> Any:

@@ -211,9 +211,43 @@ def dataset_uri(path: str | Path) -> str:
     return p.as_uri()
 
 
-def resolve_dataset(uri: str) -> Path:
-    """The local file for a dataset URI (``file://`` or ``s3://``), validated. Raises DatasetError."""
+def not_found(uri: str) -> DatasetError:
+    """The one answer for a dataset that is missing, unreadable or another tenant's: the three must not be told
+    apart (a "denied" answer would tell a tenant which of another's keys exist)."""
+    return DatasetError(f"dataset {dataset_name(uri) or uri[:80]} not found or not readable")
+
+
+def check_dataset_access(uri: str, tenant: str | None, *, bucket: str | None = None,
+                         local_dirs: tuple[Path, ...] | None = None) -> None:
+    """Raise :func:`not_found` unless ``tenant`` may read ``uri``: an ``s3://`` URI must name ``bucket`` (the stage's
+    datasets bucket, when given) and a key under ``<tenant>/``; a ``file://`` URI, when ``local_dirs`` is given
+    (``stepcrew dev --data-dir``), a file inside one of them once symlinks are resolved."""
     parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        key = unquote(parsed.path.lstrip("/"))
+        if (bucket and parsed.netloc != bucket) or (tenant is not None and not key.startswith(f"{tenant}/")):
+            raise not_found(uri)
+    elif parsed.scheme == "file" and local_dirs is not None:
+        try:
+            path = Path(unquote(parsed.path)).resolve(strict=False)
+        except (OSError, RuntimeError):
+            raise not_found(uri) from None
+        if not any(path.is_relative_to(d.resolve()) for d in local_dirs):
+            raise not_found(uri)
+
+
+def _deployed() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and os.environ.get("STEPCREW_STAGE", "local") != "local"
+
+
+def resolve_dataset(uri: str, tenant: str | None = None) -> Path:
+    """The local file for a dataset URI (``file://`` or ``s3://``), validated. With ``tenant``, the URI must be
+    readable by it (:func:`check_dataset_access` against env ``STEPCREW_DATA_BUCKET``); ``file://`` is refused in a
+    deployed function. Raises DatasetError."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and _deployed():
+        raise DatasetError("file:// datasets are local-only: a deployed stack reads s3:// URIs")
+    check_dataset_access(uri, tenant, bucket=os.environ.get("STEPCREW_DATA_BUCKET") or None)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise DatasetError(f"a file:// URI needs an absolute path (file:///path/to/data.csv), got {uri!r}")
@@ -223,10 +257,12 @@ def resolve_dataset(uri: str) -> Path:
     raise DatasetError(f"unsupported dataset URI {uri!r}: use file:// or s3://")
 
 
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied", "AllAccessDisabled"}
+
+
 def _s3_reason(exc: Exception) -> str:
     code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
-    return {"404": "not found", "NoSuchKey": "not found", "NoSuchBucket": "bucket not found",
-            "403": "access denied", "AccessDenied": "access denied"}.get(code, code)
+    return "not found or not readable" if code in _NOT_FOUND_CODES else code
 
 
 def _download(uri: str, bucket: str, key: str) -> Path:
@@ -274,14 +310,14 @@ def _load_sql(path: Path) -> str:
     return "CREATE TABLE data AS SELECT * FROM read_json_auto(?)"
 
 
-def open_dataset(uri: str | None) -> duckdb.DuckDBPyConnection:
+def open_dataset(uri: str | None, tenant: str | None = None) -> duckdb.DuckDBPyConnection:
     """A new cursor on the cached read-only database of ``uri`` (table ``data``). Close it when done.
     Raises DatasetError when the run has no dataset or the file cannot be loaded."""
     if not uri:
         raise DatasetError("this run has no dataset: start the run with a dataset (stepcrew run --data FILE)")
     import duckdb
 
-    path = resolve_dataset(uri)
+    path = resolve_dataset(uri, tenant)
     stat = path.stat()
     key = (uri, stat.st_mtime_ns, stat.st_size)
     with _lock:
