@@ -171,7 +171,7 @@ def test_query_output_is_capped_by_dropping_rows(make_invocation, penguins_uri, 
 
 
 def test_query_clips_huge_text_values(make_invocation, penguins_uri):
-    result = _query(make_invocation, penguins_uri, "SELECT repeat('x', 100000) AS s")
+    result = _query(make_invocation, penguins_uri, "SELECT repeat('x', 10000) AS s")
     assert result.ok
     assert len(result.content["rows"][0][0]) == 200 and result.content["rows"][0][0].endswith("…")
 
@@ -251,7 +251,7 @@ def test_a_query_needing_too_much_memory_is_a_typed_limit_error(make_invocation,
     # Given a 64 MiB memory cap
     monkeypatch.setenv("STEPCREW_DUCKDB_MEMORY_MB", "64")
     # When a query builds a ~1 GB value
-    sql = "SELECT length(string_agg(repeat('x', 1000000), '')) FROM range(1000)"
+    sql = "SELECT max(length(x)) FROM (SELECT repeat('x', 10000) || range AS x FROM range(1000000) ORDER BY x)"
     result = _query(make_invocation, penguins_uri, sql)
     # Then it fails with a typed, one-line limit error
     assert result.error.type == "LimitExceeded"
@@ -325,3 +325,26 @@ def test_a_loaded_dataset_is_reused(make_invocation, penguins_uri, monkeypatch):
     monkeypatch.setattr(duckdb, "connect", no_connect)
     # Then the cached one still answers
     assert _query(make_invocation, penguins_uri, "SELECT count(*) FROM data").content["rows"] == [[344]]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT length(repeat('x', 500000000)) FROM data",
+    "SELECT repeat(species, 2e9) FROM data",
+    "SELECT rpad(species, body_mass_g * 100000) FROM data",
+    "SELECT count(*) FROM range(10000000000)",
+    "SELECT count(*) FROM generate_series(1, n) t(n)",
+    "SELECT string_agg(species, ',') FROM data",
+    "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t",
+])
+def test_queries_that_build_unbounded_values_are_refused_before_they_run(sql, make_invocation, penguins_uri):
+    import time
+
+    start = time.monotonic()
+    result = _query(make_invocation, penguins_uri, sql)
+    assert not result.ok and result.error.type == "LimitExceeded"
+    assert time.monotonic() - start < 2.0  # refused, not run into the time limit
+
+
+def test_bounded_uses_of_the_same_functions_still_run(make_invocation, penguins_uri):
+    result = _query(make_invocation, penguins_uri, "SELECT lpad(species, 10, ' ') AS s, repeat('-', 3) AS d FROM data LIMIT 1")
+    assert result.ok and result.content["rows"][0][1] == "---"

@@ -30,6 +30,7 @@ from stepcrew.tools.base import (
     to_jsonable,
 )
 from stepcrew.tools.datasets import dataset_name, first_line, memory_limit_mb, open_dataset
+from stepcrew.tools.sql_bounds import check_sql_bounds
 
 #: Seconds a query (or a describe) may run before it is interrupted. 10 s by default (env
 #: STEPCREW_QUERY_TIMEOUT_S): well inside the 60 s timeout of the data tool Lambdas (stepcrew.wiring.FUNCTIONS).
@@ -231,6 +232,7 @@ class QueryDataset(Tool):
         kind = statements[0].type
         if kind != duckdb.StatementType.SELECT:
             raise QueryError(f"only SELECT queries are allowed (read-only), got {kind.name}")
+        check_sql_bounds(cur, sql)  # LimitExceeded for values no time or memory limit can stop
         return statements[0]
 
     def shrink(self, content: Any, max_bytes: int) -> Any | None:
