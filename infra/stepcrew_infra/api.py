@@ -105,6 +105,10 @@ class Api(Construct):
             self, "DefaultStage", http_api=self.http_api, stage_name="$default", auto_deploy=True,
             throttle=apigw.ThrottleSettings(rate_limit=C.API_THROTTLE_RATE_RPS, burst_limit=C.API_THROTTLE_BURST),
             access_log_settings=_AccessLogSettings(self.access_logs))
+        # per-route throttles (the L2 stage has only the stage-wide default): CfnStage.RouteSettings
+        self.stage.node.default_child.add_property_override("RouteSettings", {
+            key: {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+            for key, (rate, burst) in sorted(C.API_ROUTE_THROTTLES.items())})
 
         integration = integrations.HttpLambdaIntegration(
             "ApiIntegration", self.handler.function, payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0)

@@ -90,6 +90,14 @@ FAILED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 #: 10,000 rps / 5,000 burst per Region; stepcrew's own, far lower cap protects the model budget).
 API_THROTTLE_RATE_RPS = 20
 API_THROTTLE_BURST = 40
+#: Per-route throttles (requests per second, burst) below the stage default: starting a run or answering a waiting
+#: one is costly (a state machine execution, model calls), so those routes get less than reads.
+API_ROUTE_THROTTLES: dict[str, tuple[int, int]] = {
+    "POST /runs": (5, 10),
+    "POST /runs/{id}/approval": (5, 10),
+    "POST /runs/{id}/review": (5, 10),
+    "GET /health": (10, 20),
+}
 #: (method, path, authorized) of every route; all go to the api function.
 API_ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("POST", "/runs", True),

@@ -447,3 +447,15 @@ def test_the_run_state_machine_outlasts_its_longest_waits_for_a_person(synth):
     if definition is not None:
         approval = definition["States"]["WaitForApproval"]["TimeoutSeconds"]
     assert C.RUN_TIMEOUT.to_seconds() > approval + HANDOFF_TIMEOUT_MAX_S
+
+
+def test_costly_routes_have_their_own_lower_throttles(synth):
+    (stage,) = synth.of_type("AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["RouteSettings"]
+    assert set(settings) == set(C.API_ROUTE_THROTTLES) and "POST /runs" in settings
+    default = stage["Properties"]["DefaultRouteSettings"]
+    for key, (rate, burst) in C.API_ROUTE_THROTTLES.items():
+        assert settings[key] == {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+        assert rate <= default["ThrottlingRateLimit"] and burst <= default["ThrottlingBurstLimit"]
+    routes = {r["Properties"]["RouteKey"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()}
+    assert set(settings) <= routes

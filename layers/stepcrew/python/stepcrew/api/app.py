@@ -62,10 +62,12 @@ from stepcrew.api.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unprocessable,
     error_doc,
 )
 from stepcrew.api.idempotency import IDEMPOTENCY_KEY_PREFIX, idempotency_config
+from stepcrew.api.ratelimit import DynamoRateLimiter, RateLimiter, bucket_of
 from stepcrew.api.models import (
     GOAL_PREVIEW_CHARS,
     IDEMPOTENCY_KEY_PATTERN,
@@ -255,9 +257,11 @@ class StepcrewApi(APIGatewayHttpResolver):
     layer (see :func:`build_app`). ``resolve(event, context)`` answers an HTTP API v2 event."""
 
     def __init__(self, store: RunStore, starter: ExecutionStarter, tasks: TaskResumer,
-                 idempotency: BasePersistenceLayer, config: ApiConfig | None = None) -> None:
+                 idempotency: BasePersistenceLayer, config: ApiConfig | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=_json_loads)
         self.store = store
+        self.limiter = limiter
         self.starter = starter
         self.tasks = tasks
         self.config = config or ApiConfig()
@@ -291,12 +295,28 @@ class StepcrewApi(APIGatewayHttpResolver):
             if (_method(event), _path(event)) != _HEALTH:
                 tenant = tenant_from_event(event, self.config.tenant_claim)
                 self.append_context(tenant=tenant)
+                self._check_rate(tenant, event)
         except ApiError as err:
             self.clear_context()
             return self._direct(err)
         if context is not None and hasattr(context, "get_remaining_time_in_millis"):
             self._idempotency_config.register_lambda_context(context)
         return super().resolve(event, context)
+
+    def _check_rate(self, tenant: str, event: Mapping[str, Any]) -> None:
+        """429 ``rate_limited`` with ``Retry-After`` when the tenant is over its per-minute limit
+        (:mod:`stepcrew.api.ratelimit`); a limiter that fails lets the request through (logged)."""
+        if self.limiter is None:
+            return
+        bucket = bucket_of(_method(event), _path(event))
+        try:
+            decision = self.limiter.hit(tenant, bucket)
+        except Exception as exc:  # noqa: BLE001 - the stage throttles still hold
+            logger.warning("rate limiter failed", extra={"tenant": tenant, "error_type": type(exc).__name__})
+            return
+        if not decision.allowed:
+            raise TooManyRequests(f"tenant over its limit of {decision.limit} {bucket} requests per minute; retry in "
+                                  f"{decision.retry_after_s} s", headers={"Retry-After": str(decision.retry_after_s)})
 
     def _check_method(self, event: Mapping[str, Any]) -> None:
         """405 (with ``Allow``) for a method no route of this path has (TRACE, PUT, DELETE...); unknown paths are
@@ -396,6 +416,7 @@ _ERRORS_COMMON = {
     401: error_doc("No JWT claims (unauthenticated)"),
     403: error_doc("The token's tenant claim is not a valid tenant id"),
     413: error_doc(f"Body larger than {MAX_BODY_BYTES} bytes"),
+    429: error_doc("The tenant is over its per-minute request limit (header Retry-After: seconds)"),
     500: error_doc("Unexpected error (no internals are returned)"),
 }
 
@@ -591,9 +612,10 @@ def _register_error_handlers(app: StepcrewApi) -> None:
 
 # ============================================================================================== builders
 def build_app(store: RunStore, starter: ExecutionStarter, tasks: TaskResumer, idempotency: BasePersistenceLayer,
-              config: ApiConfig | None = None) -> StepcrewApi:
-    """The API bound to its collaborators (all injected: tests pass fakes or moto-backed ones)."""
-    return StepcrewApi(store, starter, tasks, idempotency, config)
+              config: ApiConfig | None = None, limiter: RateLimiter | None = None) -> StepcrewApi:
+    """The API bound to its collaborators (all injected: tests pass fakes or moto-backed ones; no ``limiter``: no
+    per-tenant limit)."""
+    return StepcrewApi(store, starter, tasks, idempotency, config, limiter)
 
 
 def app_from_env() -> StepcrewApi:
@@ -619,4 +641,6 @@ def app_from_env() -> StepcrewApi:
         dynamodb_persistence(settings.table_name, client=dynamodb),
         ApiConfig(stage=settings.stage, tenant_claim=settings.tenant_claim, data_schemes=settings.schemes,
                   default_provider=settings.default_provider, data_bucket=settings.data_bucket),
+        DynamoRateLimiter(dynamodb, settings.table_name, {"start": settings.tenant_rate_start,
+                                                          "read": settings.tenant_rate_read}),
     )

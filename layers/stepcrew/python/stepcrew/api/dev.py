@@ -41,19 +41,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-from stepcrew.data import DEMO_DATASET
-
-#: The bundled datasets' folder: always readable by ``file://`` runs of the dev server.
-DATA_DIR = DEMO_DATASET.parent
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from stepcrew.api.auth import TENANT_PATTERN
 from stepcrew.api.errors import error_body
+from stepcrew.api.ratelimit import DynamoRateLimiter
 from stepcrew.api.settings import DATA_SCHEMES
+from stepcrew.data import DEMO_DATASET
 from stepcrew.local.hook import FUNCTION_PREFIX, LambdaContext
 from stepcrew.wiring import FUNCTIONS
+
+#: The bundled datasets' folder: always readable by ``file://`` runs of the dev server.
+DATA_DIR = DEMO_DATASET.parent
 
 #: API Gateway HTTP API payload quota (10 MB, "Amazon API Gateway quotas for HTTP APIs"); the handler's own cap
 #: (64 KiB, :data:`stepcrew.api.errors.MAX_BODY_BYTES`) applies below it.
@@ -372,7 +372,8 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
         app = build_app(runtime.store, runtime, runtime,
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
                         ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider,
-                                  data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))))
+                                  data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))),
+                        DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name))
         saver = _Saver(runtime)
         server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick)
         try:

@@ -109,6 +109,11 @@ class Unprocessable(ApiError):
     status, code = HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency_key_reused"
 
 
+class TooManyRequests(ApiError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+
 class ServiceUnavailable(ApiError):
     status, code = HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable"
 

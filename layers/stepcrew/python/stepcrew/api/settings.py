@@ -34,6 +34,10 @@ class ApiSettings(RoleSettings):
     tenant_claim: str = Field(default=DEFAULT_TENANT_CLAIM, alias="STEPCREW_TENANT_CLAIM", min_length=1, max_length=128)
     data_schemes: str = Field(default="s3", alias="STEPCREW_DATA_SCHEMES")
     default_provider: str = Field(default="rule", alias="STEPCREW_DEFAULT_PROVIDER", pattern=PROVIDER_PATTERN)
+    tenant_rate_start: int = Field(default=30, alias="STEPCREW_TENANT_RATE_START", ge=1, le=100_000,
+                                   description="POST requests (start or resume work) per tenant per minute")
+    tenant_rate_read: int = Field(default=600, alias="STEPCREW_TENANT_RATE_READ", ge=1, le=1_000_000,
+                                  description="other authenticated requests per tenant per minute")
     data_bucket: str | None = Field(default=None, alias="STEPCREW_DATA_BUCKET", min_length=3, max_length=63,
                                     description="the stage's datasets bucket (the stack sets it): s3:// datasets "
                                                 "must be s3://<bucket>/<tenant>/...")
