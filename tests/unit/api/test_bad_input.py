@@ -237,3 +237,11 @@ def test_a_method_no_route_has_is_405_with_allow(api, method, path, allow):
 def test_an_event_that_is_not_an_http_api_v2_event_is_400(api, event):
     response = api.app.resolve(event, None)
     assert response["statusCode"] == 400 and json.loads(response["body"])["error"]["code"] == "unsupported_event"
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "text/plain", "application/xml",
+                                          "application/x-www-form-urlencoded"])
+def test_a_post_body_that_is_not_json_is_415(api, content_type):
+    event = http_event("POST", "/runs", body={"goal": "g"})
+    event["headers"]["content-type"] = content_type
+    assert_rejected(api, event, 415, "unsupported_media_type")

@@ -252,6 +252,17 @@ def _body_bytes(event: Mapping[str, Any]) -> bytes:
     return data
 
 
+def _check_content_type(event: Mapping[str, Any]) -> None:
+    """415 for a POST whose Content-Type is not JSON (before Powertools tries to parse, e.g., a multipart body
+    without a boundary, which raised). No Content-Type: the body is read as JSON."""
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()} if isinstance(
+        event.get("headers"), Mapping) else {}
+    media = str(headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if _method(event) == "POST" and media and media != "application/json" and not media.endswith("+json"):
+        raise ApiError("the request body must be application/json", code="unsupported_media_type",
+                       status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+
+
 class StepcrewApi(APIGatewayHttpResolver):
     """The API resolver bound to a store, an execution starter, a task resumer and an idempotency persistence
     layer (see :func:`build_app`). ``resolve(event, context)`` answers an HTTP API v2 event."""
@@ -291,6 +302,7 @@ class StepcrewApi(APIGatewayHttpResolver):
                     or not isinstance(event.get("rawPath"), str):
                 raise BadRequest("not an API Gateway HTTP API (payload format 2.0) event", code="unsupported_event")
             self._check_method(event)
+            _check_content_type(event)
             _body_bytes(event)
             if (_method(event), _path(event)) != _HEALTH:
                 tenant = tenant_from_event(event, self.config.tenant_claim)

@@ -338,6 +338,16 @@ def banner(url: str, state_dir: Path | None, allow_anonymous: bool) -> str:
     )
 
 
+def _dev_limits() -> dict[str, int]:
+    """Per-tenant limits of the dev server: the deployed defaults, or env STEPCREW_TENANT_RATE_START / _READ."""
+    out = {}
+    for bucket in ("start", "read"):
+        raw = os.environ.get(f"STEPCREW_TENANT_RATE_{bucket.upper()}", "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            out[bucket] = int(raw)
+    return out
+
+
 def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | None = None, *,
           allow_anonymous: bool | None = None, fast_waits: bool | None = None, quiet: bool = False,
           on_ready: Callable[[DevServer], None] | None = None, data_dirs: tuple[Path | str, ...] = ()) -> None:
@@ -373,7 +383,7 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
                         ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider,
                                   data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))),
-                        DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name))
+                        DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name, _dev_limits()))
         saver = _Saver(runtime)
         server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick)
         try:
