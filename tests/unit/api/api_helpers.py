@@ -57,6 +57,20 @@ class Api:
     persistence: Any
     table: str
 
+    @classmethod
+    def build(cls, aws: tuple, config: Any = None, limiter: Any = None) -> Api:
+        """The API on a moto table ``aws`` = (client, table name) with recording fakes for Step Functions."""
+        from stepcrew.api.app import ApiConfig, build_app
+        from stepcrew.api.idempotency import dynamodb_persistence
+        from stepcrew.store.dynamodb import DynamoRunStore
+
+        ddb, table = aws
+        store = DynamoRunStore(table, client=ddb)
+        starter, tasks = RecordingStarter(), RecordingTasks()
+        persistence = dynamodb_persistence(table, client=ddb)
+        app = build_app(store, starter, tasks, persistence, config or ApiConfig(stage="test"), limiter)
+        return cls(app=app, store=store, starter=starter, tasks=tasks, ddb=ddb, persistence=persistence, table=table)
+
     def table_items(self) -> list[str]:
         """Every item of the table, canonical JSON, sorted (to prove that nothing changed)."""
         items = self.ddb.scan(TableName=self.table)["Items"]

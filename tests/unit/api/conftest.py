@@ -8,12 +8,9 @@ import itertools
 
 import boto3
 import pytest
-from api_helpers import TABLE, Api, RecordingStarter, RecordingTasks
+from api_helpers import TABLE, Api
 from moto import mock_aws
 
-from stepcrew.api.app import ApiConfig, build_app
-from stepcrew.api.idempotency import dynamodb_persistence
-from stepcrew.store.dynamodb import DynamoRunStore
 from stepcrew.store.schema import create_table
 
 
@@ -37,9 +34,4 @@ def aws(moto_dynamodb) -> tuple:
 
 @pytest.fixture
 def api(aws) -> Api:
-    ddb, table = aws
-    store = DynamoRunStore(table, client=ddb)
-    starter, tasks = RecordingStarter(), RecordingTasks()
-    persistence = dynamodb_persistence(table, client=ddb)
-    app = build_app(store, starter, tasks, persistence, ApiConfig(stage="test"))
-    return Api(app=app, store=store, starter=starter, tasks=tasks, ddb=ddb, persistence=persistence, table=table)
+    return Api.build(aws)

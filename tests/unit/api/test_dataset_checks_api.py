@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from api_helpers import Api, RecordingStarter, RecordingTasks, http_event
+from api_helpers import Api, http_event
 
-from stepcrew.api.app import ApiConfig, build_app
-from stepcrew.api.idempotency import dynamodb_persistence
+from stepcrew.api.app import ApiConfig
 from stepcrew.data import DEMO_DATASET
-from stepcrew.store.dynamodb import DynamoRunStore
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"
 
@@ -17,12 +15,7 @@ PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x
 @pytest.fixture
 def local_api(aws) -> Api:
     """The API as the local dev server builds it: file:// and s3:// datasets allowed."""
-    ddb, table = aws
-    store = DynamoRunStore(table, client=ddb)
-    starter, tasks = RecordingStarter(), RecordingTasks()
-    persistence = dynamodb_persistence(table, client=ddb)
-    app = build_app(store, starter, tasks, persistence, ApiConfig(stage="local", data_schemes=("file", "s3")))
-    return Api(app=app, store=store, starter=starter, tasks=tasks, ddb=ddb, persistence=persistence, table=table)
+    return Api.build(aws, ApiConfig(stage="local", data_schemes=("file", "s3")))
 
 
 def test_a_binary_csv_file_dataset_is_a_400_and_nothing_is_written(local_api, tmp_path):

@@ -3,12 +3,10 @@ Retry-After and nothing is started; another tenant is not affected; the counters
 
 from __future__ import annotations
 
-from api_helpers import Api, RecordingStarter, RecordingTasks, http_event
+from api_helpers import Api, http_event
 
-from stepcrew.api.app import ApiConfig, build_app
-from stepcrew.api.idempotency import dynamodb_persistence
+from stepcrew.api.app import ApiConfig
 from stepcrew.api.ratelimit import DynamoRateLimiter
-from stepcrew.store.dynamodb import DynamoRunStore
 
 
 class Clock:
@@ -21,12 +19,7 @@ class Clock:
 
 def limited_api(aws, clock: Clock, start: int = 2, read: int = 3) -> Api:
     ddb, table = aws
-    store = DynamoRunStore(table, client=ddb)
-    starter, tasks = RecordingStarter(), RecordingTasks()
-    persistence = dynamodb_persistence(table, client=ddb)
-    limiter = DynamoRateLimiter(ddb, table, {"start": start, "read": read}, clock=clock)
-    app = build_app(store, starter, tasks, persistence, ApiConfig(), limiter)
-    return Api(app=app, store=store, starter=starter, tasks=tasks, ddb=ddb, persistence=persistence, table=table)
+    return Api.build(aws, ApiConfig(), DynamoRateLimiter(ddb, table, {"start": start, "read": read}, clock=clock))
 
 
 def test_a_tenant_over_its_start_limit_gets_429_with_retry_after_and_nothing_starts(aws):

@@ -5,21 +5,14 @@ tenant's dataset is answered exactly like a missing one and nothing is written; 
 from __future__ import annotations
 
 import pytest
-from api_helpers import Api, RecordingStarter, RecordingTasks, http_event
+from api_helpers import Api, http_event
 
-from stepcrew.api.app import ApiConfig, build_app
-from stepcrew.api.idempotency import dynamodb_persistence
+from stepcrew.api.app import ApiConfig
 from stepcrew.data import DEMO_DATASET
-from stepcrew.store.dynamodb import DynamoRunStore
 
 
 def make_api(aws, **config) -> Api:
-    ddb, table = aws
-    store = DynamoRunStore(table, client=ddb)
-    starter, tasks = RecordingStarter(), RecordingTasks()
-    persistence = dynamodb_persistence(table, client=ddb)
-    app = build_app(store, starter, tasks, persistence, ApiConfig(**config))
-    return Api(app=app, store=store, starter=starter, tasks=tasks, ddb=ddb, persistence=persistence, table=table)
+    return Api.build(aws, ApiConfig(**config))
 
 
 def post(api: Api, data: str, tenant: str = "acme"):

@@ -106,7 +106,7 @@ def test_missing_s3_objects_are_dataset_errors(s3, uri):
 @pytest.mark.parametrize(("uri", "tenant", "bucket"), [
     (f"s3://{BUCKET}/other/data.csv", "acme", None),       # another tenant's prefix
     (f"s3://{BUCKET}/acmecorp/data.csv", "acme", None),    # a prefix that only starts like the tenant
-    (f"s3://elsewhere/acme/data.csv", "acme", BUCKET),      # not the stage's datasets bucket
+    ("s3://elsewhere/acme/data.csv", "acme", BUCKET),      # not the stage's datasets bucket
 ])
 def test_a_dataset_outside_the_tenants_prefix_is_answered_like_a_missing_one(s3, monkeypatch, uri, tenant, bucket):
     if bucket:

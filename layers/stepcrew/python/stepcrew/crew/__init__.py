@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from stepcrew.text import describe_validation_error, one_line, read_text_file, yaml_mapping
+from stepcrew.text import describe_validation_error, read_text_file, yaml_mapping
 from stepcrew.models import Crew
 
 CREW_DIR = Path(__file__).resolve().parent
