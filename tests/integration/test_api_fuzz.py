@@ -37,7 +37,8 @@ def test_no_request_built_from_the_openapi_document_gets_a_5xx(tmp_path, monkeyp
             errors.append(exc)
             ready.put(None)
 
-    threading.Thread(target=run, name="stepcrew-dev-fuzz", daemon=True).start()
+    thread = threading.Thread(target=run, name="stepcrew-dev-fuzz", daemon=True)
+    thread.start()
     server = ready.get(timeout=120)
     assert server is not None, errors
     try:
@@ -47,5 +48,6 @@ def test_no_request_built_from_the_openapi_document_gets_a_5xx(tmp_path, monkeyp
                               capture_output=True, text=True, timeout=600, cwd=tmp_path)
     finally:
         server.shutdown()
+        thread.join(timeout=60)  # serve() tears its LocalRuntime down: the next test of this worker may need one
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "passed" in proc.stdout and "failure" not in proc.stdout.split("SUMMARY", 1)[-1].lower()

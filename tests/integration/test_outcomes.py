@@ -209,9 +209,11 @@ def test_a_hand_off_publishes_stepcrew_run_needs_review_to_eventbridge(rt):
     run_id = start(rt, scripted([review_json(0.3)]), review={"max_rounds": 1})
     wait_status(rt, run_id, {RunStatus.NEEDS_REVIEW})
     # Then the event names the run, its tenant and the failed round, and carries no task token
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-    details = [json.loads(m["Body"])["detail"] for m in messages]
-    mine = [d for d in details if d["run_id"] == run_id]
+    # (published right after the status is written: poll the queue a little)
+    mine, deadline = [], time.monotonic() + 20
+    while not mine and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        mine += [d for d in (json.loads(m["Body"])["detail"] for m in messages) if d["run_id"] == run_id]
     assert len(mine) == 1 and mine[0]["tenant"] == "acme" and mine[0]["reason"] == "review_failed"
     assert mine[0]["overall"] == 0.3 and mine[0]["threshold"] == 0.8
     assert rt.store.get_run(run_id).approval_token not in json.dumps(mine[0])
