@@ -139,6 +139,7 @@ def test_a_trend_report_without_the_first_to_last_change_is_not_relevant():
     ("Estimate the mean body mass for 2030.", "forecast"),
     ("What was the mean flipper length in 2031?", "forecast"),
     ("What is the 90th percentile of body mass?", "unsupported"),
+    ("What was the mean body mass in 2020 compared to 2009?", "no_rule"),
 ])
 def test_goals_the_rules_cannot_answer_are_declined_with_a_reason(goal, code):
     d = interpret(goal, PENGUINS)
@@ -162,6 +163,10 @@ def test_a_goal_without_a_dataset_is_declined():
      "recommend", {"metric": "gap", "group": "species"}),
     ("What is the standard deviation of the body mass of Gentoo penguins?", "filter_aggregate", {"agg": "stddev"}),
     ("What is the AVERAGE body mass of female Chinstrap penguins?", "filter_aggregate", {"agg": "avg"}),
+    ("How did the mean body mass change from 2007 to 2009?", "trend", {"years": (2007, 2009), "period": "year"}),
+    ("How did the number of penguins observed change over the years?", "trend", {"agg": "count"}),
+    ("By what percentage did the mean flipper length change from 2007 to 2009?", "trend", {"years": (2007, 2009)}),
+    ("On average, how many mm is the flipper length of Gentoo penguins?", "filter_aggregate", {"agg": "avg"}),
 ])
 
 def test_question_types_and_their_columns_are_read_from_the_schema(goal, kind, detail):

@@ -109,8 +109,12 @@ def queries(question: Question) -> list[str]:
             cond = _where(f, f"{q(m)} IS NOT NULL")
             return [f"(SELECT {t}, {q(m)} FROM data{cond} ORDER BY {t} ASC LIMIT 1) UNION ALL "
                     f"(SELECT {t}, {q(m)} FROM data{cond} ORDER BY {t} DESC LIMIT 1)"]
+        years = f"{_period_expr(question)} IN ({question.years[0]}, {question.years[1]})" if question.years else ""
+        if question.agg == "count" or not m:
+            return [f"SELECT {_period_expr(question)} AS year, count(*) AS n FROM data{_where(f, years)} GROUP BY 1 "
+                    "ORDER BY 1"]
         return [f"SELECT {_period_expr(question)} AS year, {_agg(question.agg, m)} AS {q(_alias(question.agg, m))}, "
-                f"count(*) AS n FROM data{_where(f, f'{q(m)} IS NOT NULL')} GROUP BY 1 ORDER BY 1"]
+                f"count(*) AS n FROM data{_where(f, f'{q(m)} IS NOT NULL', years)} GROUP BY 1 ORDER BY 1"]
     if k == "recommend" and question.metric == "fall_from_peak":
         t = q(question.time_column or "")
         return [f"SELECT {q(g)}, max({q(m)}) AS peak_value, arg_max({t}, {q(m)}) AS peak_date, arg_max({q(m)}, {t}) "
@@ -468,8 +472,8 @@ def _series_change(question: Question, t: Table, calcs: dict, cite: _Cite, unit:
     if len(t.rows) < 2:
         return Finding(None, ["The data has a single period: no change can be computed."], complete=False)
     first, last = t.rows[0], t.rows[-1]
-    m = question.measure or ""
-    agg = "" if question.period == "date" else f"{_AGG_WORD.get(question.agg, 'mean')} "
+    m = (question.measure or "rows") if question.agg != "count" else "number of rows"
+    agg = "" if question.period == "date" or question.agg == "count" else f"{_AGG_WORD.get(question.agg, 'mean')} "
     scope = " and ".join(_filter_text(f) for f in question.filters)
     scope = f" of {scope}" if scope else ""
     if "change_pct" not in calcs:

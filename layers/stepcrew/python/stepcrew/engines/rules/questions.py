@@ -97,13 +97,18 @@ _UNSUPPORTED_AGG = re.compile(r"\b(percentile|quantile|quartile|mode|skew\w*|kur
                               r"outliers?|anomal\w*|distribution|histogram)\b", re.IGNORECASE)
 _CORRELATION = re.compile(r"\b(correlat\w*|pearson|relationship between|related to|relate to|move together|"
                           r"associated with|association between)\b", re.IGNORECASE)
-_SHARE = re.compile(r"\b((share|proportion|fraction) of|percentage|what percent|percent of)\b", re.IGNORECASE)
+_SHARE = re.compile(r"\b((share|proportion|fraction) of|percentage of|percent of|what percent(?:age)? (?:of|are|is|were|"
+                    r"was))\b", re.IGNORECASE)
+_EXPLICIT_AGG = re.compile(r"\b(average|averages|mean|avg|total|sum|summed|median)\b", re.IGNORECASE)
+_TWO_YEARS = re.compile(r"\b((?:19|20)\d\d)\b[^.?!]{0,40}?\b(?:vs\.?|versus|to|and|against|compared (?:to|with))\s+"
+                        r"(?:the year\s+)?((?:19|20)\d\d)\b", re.IGNORECASE)
 _RECOMMEND = re.compile(r"\b(recommend\w*|should we|suggest\w*|advise|flag)\b", re.IGNORECASE)
 _TOP = re.compile(r"\b(?:top|first)\s+(\d+|two|three|four|five|six|seven|eight|nine|ten)\b|\b(\d+|two|three|four|"
                   r"five|six|seven|eight|nine|ten)\s+(?:\w+\s+){0,3}?(?:most|highest|largest|heaviest|best|biggest|"
                   r"lowest|least|longest|smallest|rainiest|hottest|cheapest)\b|\brank\w*\b", re.IGNORECASE)
 _TREND = re.compile(r"\b(grew|grow|growth|trend\w*|changed? over|change from|over the (?:model |study )?years|"
-                    r"over time|from (?:the |its |their )?first|first to (?:the |its |their )?last|per (?:model |study )?year|each year|"
+                    r"over time|from (?:the |its |their )?first|first to (?:the |its |their )?last|between the first and (?:the )?last|"
+                    r"change between|per (?:model |study )?year|each year|"
                     r"year over year|get (?:heavier|lighter|bigger|smaller|longer|shorter)|move from|evolv\w*|"
                     r"first (?:model |study )?year|first and (?:in )?(?:the )?last|slimmed down|steepest (?:decline|drop|fall))\b",
                     re.IGNORECASE)
@@ -176,6 +181,7 @@ class Question:
     pair: tuple[str, str] | None = None  # correlation between two groups of ``group`` matched on time_column
     metric: Literal["change", "fall_from_peak", "gap", "aggregate"] = "aggregate"
     split: tuple[str, str, str] | None = None  # gap: (column, value a, value b)
+    years: tuple[int, int] | None = None  # trend between two named years ("1970 vs 1982")
 
     @property
     def measure(self) -> str | None:
@@ -275,10 +281,12 @@ def _aggregate(goal: str) -> Agg:
         return "stddev"
     if re.search(r"\bvariance\b", low):
         return "variance"
-    if re.search(r"\b(how many|count|number of)\b", low):
-        return "count"
     if re.search(r"\bmedian\b", low):
         return "median"
+    if re.search(r"\b(average|mean|avg)\b", low):  # "on average, how many trips..." is a mean of trips
+        return "avg"
+    if re.search(r"\b(how many|count|number of)\b", low):
+        return "count"
     if re.search(r"\b(total|sum|summed|altogether|cumulative|how much)\b", low):
         return "sum"
     return "avg"
@@ -388,7 +396,10 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
             values = [(c, v) for c, v in values if not any(w in _THESAURUS for w in words(v))]
             value_cols = {c.name for c, _ in values}
     agg = _aggregate(goal)
-    direction = _direction(words(plain))
+    measure_tokens = {t for m in measures[:1] for t in col_tokens(m)}
+    direction = _direction([w for w in words(plain)  # "maximum temperature" names temp_max: no superlative
+                            if not (w in ("max", "maximum", "min", "minimum") and
+                                    ({w} | _THESAURUS.get(w, set())) & measure_tokens)])
     unknown_value = _unknown_value(goal, schema, values)
     if unknown_value:
         known = "; ".join(f"{c.name}: {', '.join(str(t.get('value')) for t in c.top[:8])}" for c in schema.categorical)
@@ -406,7 +417,12 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
         group = named_groups[0].name
     filters = [Filter(c.name, v) for c, v in values if c.name != group]
     filters += _numeric_filters(schema, goal)
-    year = _year_filter(goal, schema)
+    two_years = _TWO_YEARS.search(goal)
+    months_named = [m for m in _MONTHS if re.search(rf"\b{m}\b", goal, re.IGNORECASE)]
+    if len(months_named) >= 2 and not re.search(r"\b(month|months)\b", goal, re.IGNORECASE):
+        return decline("unsupported", "The rule engine does not compare two named months (" + " and ".join(
+            months_named) + "): it compares groups, periods of one kind, or the first and last period.")
+    year = None if two_years else _year_filter(goal, schema)
     if year is not None:
         span = _year_span(schema)
         if span and not (span[0] <= int(year.value) <= span[1]):
@@ -423,7 +439,7 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
     if _CORRELATION.search(goal):
         return _correlation(goal, schema, measures, values, base, time_col)
     if _SHARE.search(goal):
-        target = _share_target(goal, values)
+        target = _share_target(goal, values) or _flag_target(goal, schema)
         if target is None:
             return decline("no_rule", "The goal asks for a share but names no category value the data holds.")
         scope = [Filter(c.name, v) for c, v in values if (c.name, v) != (target[0].name, target[1])]
@@ -447,7 +463,18 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
             return decline("no_rule", "The goal asks for a ranking but the data has no column that names the rows.")
         return Question(kind="top_n", **base, group=group, label=label, n=_n(goal),
                         direction="min" if direction == "min" else "max")
-    if _TREND.search(goal) and measures and (time_col or schema.year_number):
+    if two_years and (time_col or schema.year_number) and (measures or agg == "count"):
+        a, b = sorted(int(y) for y in two_years.groups())
+        span = _year_span(schema)
+        if span and not (span[0] <= a and b <= span[1]):
+            return decline("no_rule", f"The goal compares {a} and {b}, but the data covers {span[0]}-{span[1]}.")
+        return Question(kind="trend", **base, period="year", years=(a, b))
+    by_period = re.search(r"\b(which|what)\s+(?:\w+\s+)?(year|month)\b", goal, re.IGNORECASE)
+    if by_period and direction and measures and time_col and not _TREND.search(goal.replace("per year", "")) \
+            and (_EXPLICIT_AGG.search(goal) or not filters):
+        return Question(kind="extremes", **base, period="month" if by_period.group(2).lower() == "month" else "year",
+                        direction=direction)
+    if _TREND.search(goal) and (measures or agg == "count") and (time_col or schema.year_number):
         if group and direction and re.search(r"\b(which|who)\b", goal, re.IGNORECASE):
             return Question(kind="trend", **{**base, "filters": filters}, group=group, metric="change",
                             period=period or "date", direction="min" if _DECLINE.search(goal) else "max")
@@ -462,7 +489,8 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
     if extreme and (measures or agg == "count"):
         if group:
             return Question(kind="extremes", **base, group=group, direction=direction)
-        if period in ("month", "year") or re.search(r"\b(month|year)\b", goal, re.IGNORECASE) and time_col:
+        periodic = period in ("month", "year") or re.search(r"\b(month|year)\b", goal, re.IGNORECASE) and time_col
+        if periodic and (_EXPLICIT_AGG.search(goal) or not filters):
             return Question(kind="extremes", **base, period=period or "year", direction=direction)
         label = time_col if (_wants_days(gw) or re.search(r"\bwhen\b", goal, re.IGNORECASE)) else None
         label = label or (schema.labels[0].name if schema.labels else time_col)
@@ -511,6 +539,20 @@ ranked top trend trends correlation correlate pearson compare comparison change 
 lowest maximum minimum largest smallest most least best worst first last each every group groups per year years month
 months day days date dates value values figure figures report data dataset table column columns row rows please show
 list give tell find compute calculate what which when who how is are was were does do did between across by""".split())
+
+
+_YES = ("yes", "true", "y", "1")
+
+
+def _flag_target(goal: str, schema: _Schema) -> tuple[ColumnProfile, str] | None:
+    """A yes/no column the goal names ("what percentage of orders were returned") -> its yes value."""
+    exp = _expand(words(goal))
+    for c in schema.categorical:
+        values = [str(t.get("value", "")) for t in c.top]
+        yes = next((v for v in values if v.lower() in _YES), None)
+        if yes is not None and len(values) == 2 and _score(c, exp) > 0:
+            return c, yes
+    return None
 
 
 def _unknown_value(goal: str, schema: _Schema, values: list[tuple[ColumnProfile, str]]) -> str | None:
@@ -585,15 +627,20 @@ def _wants_days(gw: list[str]) -> bool:
 
 
 def _first_last_date(goal: str) -> bool:
-    return bool(re.search(r"\b(first|start\w*) (?:to (?:the )?|and (?:the )?)?(?:last|end\w*) date|first date|"
-                          r"last date|starting price|ending price\b", goal, re.IGNORECASE))
+    """First vs last *row* (by date): "first to the last date", "between the first and the last month" of monthly
+    rows, "starting/ending price"."""
+    return bool(re.search(r"\b(first|start\w*) (?:to (?:the |its )?|and (?:the |its )?)?(?:last|end\w*) "
+                          r"(?:date|day|month|record|price|value|observation)|first date|last date|starting price|"
+                          r"ending price\b", goal, re.IGNORECASE))
 
 
 def _time(schema: _Schema, goal: str, gw: list[str]) -> tuple[str | None, Literal["year", "month", "date"] | None,
                                                               bool]:
     """The time column and the period the goal speaks of (year, month of year, date)."""
     period: Literal["year", "month", "date"] | None = None
-    if re.search(r"\bmonths?\b", goal, re.IGNORECASE):
+    if _first_last_date(goal):
+        period = "date"
+    elif re.search(r"\bmonths?\b", goal, re.IGNORECASE):
         period = "month"
     elif re.search(r"\byears?\b|\bannual", goal, re.IGNORECASE):
         period = "year"
@@ -661,12 +708,12 @@ def _recommend(goal: str, schema: _Schema, base: dict, group: str | None, values
                         direction="max" if direction != "min" else "min")
     if _FALL_FROM_PEAK.search(goal) and group and time_col:
         return Question(kind="recommend", **base, group=group, metric="fall_from_peak", period="date", direction="max")
-    if re.search(r"\b(declin\w*|slimmed|drop\w*|fell|fall|grew|growth|increas\w*|change)\b", goal, re.IGNORECASE) \
-            and group and time_col:
+    if (re.search(r"\b(declin\w*|slimmed|drop\w*|fell|fall|grew|growth|increas\w*|change)\b", goal, re.IGNORECASE)
+            or _TREND.search(goal)) and group and time_col:
         decline_wanted = bool(re.search(r"\b(declin\w*|slimmed|drop\w*|fell|fall)\b", goal, re.IGNORECASE))
         return Question(kind="recommend", **base, group=group, metric="change",
                         period="year" if re.search(r"\byears?\b", goal, re.IGNORECASE) else "date",
-                        direction="min" if decline_wanted else "max")
+                        direction="min" if decline_wanted or direction == "min" else "max")
     if group and direction:
         return Question(kind="recommend", **base, group=group, metric="aggregate", direction=direction)
     if period in ("month", "year") and time_col and direction:
