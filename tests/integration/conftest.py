@@ -13,3 +13,4 @@ def local_rt():
     """A fresh :class:`LocalRuntime` with fast waits (real ASL and functions created; nothing kept on disk)."""
     with LocalRuntime(fast_waits=True) as rt:
         yield rt
+

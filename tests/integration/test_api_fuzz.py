@@ -4,16 +4,13 @@ Bounded: 10 examples per operation, deterministic generation, the coverage and f
 
 from __future__ import annotations
 
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-
-from stepcrew.api.dev import serve
+from devserver_helpers import dev_server
 
 pytestmark = pytest.mark.integration
 
@@ -26,28 +23,10 @@ def test_no_request_built_from_the_openapi_document_gets_a_5xx(tmp_path, monkeyp
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
     monkeypatch.setenv("STEPCREW_TENANT_RATE_START", "100000")  # the fuzzer, not the limiter, is under test
     monkeypatch.setenv("STEPCREW_TENANT_RATE_READ", "100000")
-    ready: queue.Queue = queue.Queue()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            serve(host="127.0.0.1", port=0, state_dir=tmp_path / "state", fast_waits=True, quiet=True,
-                  on_ready=ready.put)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-            ready.put(None)
-
-    thread = threading.Thread(target=run, name="stepcrew-dev-fuzz", daemon=True)
-    thread.start()
-    server = ready.get(timeout=120)
-    assert server is not None, errors
-    try:
+    with dev_server(tmp_path / "state") as server:
         proc = subprocess.run([st, "run", str(OPENAPI), "--url", server.url, "-H", "Authorization: Bearer local:fuzz",
                                "--checks", "not_a_server_error", "-n", "10", "--generation-deterministic",
                                "--phases", "coverage,fuzzing", "--request-timeout", "20"],
                               capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)  # serve() tears its LocalRuntime down: the next test of this worker may need one
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "passed" in proc.stdout and "failure" not in proc.stdout.split("SUMMARY", 1)[-1].lower()

@@ -8,17 +8,16 @@ the real scheduled event creates and runs a run; and ``stepcrew dev`` (``serve``
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
+from devserver_helpers import dev_server
 
 from stepcrew.api.app import ApiConfig, build_app
-from stepcrew.api.dev import RouteTable, api_lambda_context, build_event, serve
+from stepcrew.api.dev import RouteTable, api_lambda_context, build_event
 from stepcrew.api.idempotency import dynamodb_persistence
 from stepcrew.data import DEMO_DATASET, DEMO_GOAL
 from stepcrew.local.runtime import LocalRuntime
@@ -148,21 +147,7 @@ def _http(method: str, url: str, body: dict | None = None, headers: dict | None 
 
 def test_serve_answers_over_http_and_keeps_state(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("STEPCREW_DEV_ALLOW_ANONYMOUS", raising=False)
-    ready: queue.Queue = queue.Queue()
-    errors: list[BaseException] = []
-
-    def run_server() -> None:
-        try:
-            serve(host="127.0.0.1", port=0, state_dir=tmp_path, fast_waits=True, quiet=True, on_ready=ready.put)
-        except BaseException as exc:  # surfaced by the assertions below
-            errors.append(exc)
-            ready.put(None)
-
-    thread = threading.Thread(target=run_server, name="stepcrew-dev-test", daemon=True)
-    thread.start()
-    server = ready.get(timeout=120)
-    assert server is not None, errors
-    try:
+    with dev_server(tmp_path) as server:
         base = server.url
         assert base.startswith("http://127.0.0.1:")
         status, _, health = _http("GET", f"{base}/health")
@@ -190,10 +175,6 @@ def test_serve_answers_over_http_and_keeps_state(tmp_path, capsys, monkeypatch):
             time.sleep(0.2)
         assert result["status"] == "SUCCEEDED", result.get("error")
         assert _http("GET", f"{base}/runs/{run_id}", headers={"Authorization": "Bearer local:someone-else"})[0] == 404
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)
-    assert not thread.is_alive() and not errors
 
     assert "AUTH IS FAKED" in capsys.readouterr().err
     with LocalRuntime(state_dir=tmp_path, read_only=True) as kept:  # what `stepcrew runs list` reads
