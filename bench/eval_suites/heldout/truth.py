@@ -1,6 +1,6 @@
 """Independent pandas ground truth for the held-out suite; writes suite.yaml."""
 from pathlib import Path
-import numpy as np, pandas as pd, yaml
+import pandas as pd, yaml
 HERE = Path(__file__).resolve().parent  # the suite's folder (data, suite.yaml)
 D = "/work/main/layers/stepcrew/python/stepcrew/data/"
 shop = pd.read_csv(str(HERE / "shop_orders.csv"), parse_dates=["order_date"])

@@ -112,7 +112,10 @@ class ReviewConfig(Strict):
                                    description="seconds a hand-off waits for a person before the run fails "
                                                "(ReviewTimedOut); default 24 h")
 
-    _threshold_precision = field_validator("threshold")(classmethod(lambda cls, v: _score_precision(v)))
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_precision(cls, v: float) -> float:
+        return _score_precision(v)
 
 
 #: Budget bounds: what a run and the store can hold (DynamoDB numbers: 38 digits, 1e-130 to 1e125), and beyond any

@@ -320,7 +320,7 @@ class StepcrewApi(APIGatewayHttpResolver):
         (:mod:`stepcrew.api.ratelimit`); a limiter that fails lets the request through (logged)."""
         if self.limiter is None:
             return
-        bucket = bucket_of(_method(event), _path(event))
+        bucket = bucket_of(_method(event))
         try:
             decision = self.limiter.hit(tenant, bucket)
         except Exception as exc:  # noqa: BLE001 - the stage throttles still hold

@@ -31,7 +31,7 @@ class RateDecision:
     limit: int = 0
 
 
-def bucket_of(method: str, path: str) -> str:
+def bucket_of(method: str) -> str:
     """``start`` for the routes that start or resume work, ``read`` otherwise."""
     return "start" if method == "POST" else "read"
 

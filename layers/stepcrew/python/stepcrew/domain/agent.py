@@ -148,7 +148,8 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
             raise MaxTurnsExceededError(f"sub-task {sub.id} reached its limit of "
                                         f"{run.budget.max_turns_per_subtask} model calls")
         so_far = [*conversation, *new]
-        reply = engine_call(store, run, "act", lambda: engine.act(ctx, role, so_far, specs), subtask_id=sub.id).reply
+        reply = engine_call(store, run, "act", lambda so_far=so_far: engine.act(ctx, role, so_far, specs),
+                            subtask_id=sub.id).reply
         turns += 1
         message = reply.message
         to_run, refused = split_calls(message.tool_calls, allowed)

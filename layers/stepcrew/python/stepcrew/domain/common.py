@@ -44,19 +44,27 @@ def engines_or_default(engines: EngineResolver | None) -> EngineResolver:
     return _default_engines
 
 
-def store_dataset_profile(store: RunStore, run_id: str, result: ToolResult) -> None:
-    """Keep the run's dataset profile (a successful describe_dataset result) once, as conversation ``dataset``."""
-    if not store.get_messages(run_id, DATASET_CONVERSATION):
+def store_dataset_profile(store: RunStore, run_id: str, result: ToolResult) -> DatasetProfile | None:
+    """Keep the run's dataset profile (a successful describe_dataset result) once, as conversation ``dataset``;
+    returns the profile kept (the stored one when a replayed planner event finds it already there)."""
+    stored = store.get_messages(run_id, DATASET_CONVERSATION)
+    if not stored:
         store.append_messages(run_id, DATASET_CONVERSATION, [Message(role="tool", tool_results=[result])])
+        stored = [Message(role="tool", tool_results=[result])]
+    return _profile_of(stored)
 
 
-def dataset_profile(store: RunStore, run_id: str) -> DatasetProfile | None:
-    """The run's dataset profile stored by the planner, or None (no dataset, or not profiled)."""
-    for m in store.get_messages(run_id, DATASET_CONVERSATION):
+def _profile_of(messages: list[Message]) -> DatasetProfile | None:
+    for m in messages:
         for r in m.tool_results:
             if r.ok and isinstance(r.content, dict):
                 return DatasetProfile.model_validate(r.content)
     return None
+
+
+def dataset_profile(store: RunStore, run_id: str) -> DatasetProfile | None:
+    """The run's dataset profile stored by the planner, or None (no dataset, or not profiled)."""
+    return _profile_of(store.get_messages(run_id, DATASET_CONVERSATION))
 
 
 def emit(store: RunStore, run_id: str, kind: EventKind, subtask_id: str | None = None, **data: Any) -> None:

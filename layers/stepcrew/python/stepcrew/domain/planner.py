@@ -55,10 +55,12 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
     """
     run = load_active_run(store, inp.run_id)
     if inp.dataset is not None and inp.dataset.ok:
-        store_dataset_profile(store, run.run_id, inp.dataset)
+        profile = store_dataset_profile(store, run.run_id, inp.dataset)
+    else:
+        profile = dataset_profile(store, run.run_id)
     crew = run.crew
     tools = known_tools()
-    facts = PlanFacts(goal=run.goal, has_dataset=run.data is not None, dataset=dataset_profile(store, run.run_id),
+    facts = PlanFacts(goal=run.goal, has_dataset=run.data is not None, dataset=profile,
                       inputs=run.inputs,
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
                       tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error)

@@ -203,9 +203,8 @@ def _num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def label_text(v: Any, question: Question | None = None, column: str = "") -> str:
-    if question is not None and column == "month_no" and _num(v):
-        return month_name(int(v))
+def label_text(v: Any) -> str:
+    """A table cell as a label: numbers as the report writes them, anything else as text."""
     return fmt(v) if _num(v) else str(v)
 
 

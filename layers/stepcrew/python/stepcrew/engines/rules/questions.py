@@ -80,7 +80,7 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 _HIGH = {"highest", "most", "largest", "biggest", "greatest", "maximum", "max", "top", "heaviest", "longest",
          "wettest", "hottest", "warmest", "windiest", "best", "peak", "rainiest", "deepest", "heavier", "longer",
          "efficient", "powerful", "expensive", "grew", "steepest", "weakest", "fallen", "slimmed", "strongest",
-         "oldest", "older", "fastest", "biggest", "greatest", "longest", "windiest", "priciest"}
+         "oldest", "older", "fastest", "priciest"}
 _LOW = {"lowest", "least", "smallest", "fewest", "minimum", "min", "lightest", "shortest", "driest", "coldest",
         "worst", "cheapest", "lighter", "shorter"}
 
@@ -319,7 +319,7 @@ _FILLER = {"daily", "monthly", "yearly", "annual", "overall", "stock", "sale", "
            "penguins", "day", "days", "value", "values", "level", "levels", "amount"}
 
 
-def _unknown_measure(goal: str, schema: _Schema, expanded_all: list[tuple[str, set[str]]]) -> str | None:
+def _unknown_measure(goal: str, schema: _Schema) -> str | None:
     """A measure named after an aggregate word ("average price") that no column matches, or None."""
     columns = schema.profile.columns
     for m in _AGG_PHRASE.finditer(goal):
@@ -380,7 +380,7 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
             plain = re.sub(r"(?<![A-Za-z0-9_])" + re.escape(c.name) + r"(?![A-Za-z0-9_])", " ", plain,
                            flags=re.IGNORECASE)
     expanded = _expand(gw)
-    unknown = _unknown_measure(goal, schema, expanded)
+    unknown = _unknown_measure(goal, schema)
     if unknown:
         names = ", ".join(c.name for c in profile.columns)
         return decline("unknown_column", f"The goal asks about '{unknown}', which no column of {profile.dataset} "
@@ -437,7 +437,7 @@ def interpret(goal: str, profile: DatasetProfile | None) -> Question | Decline:
     base = dict(measures=measures, agg=agg, filters=filters, time_column=time_col, time_is_year_number=year_number)
 
     if _CORRELATION.search(goal):
-        return _correlation(goal, schema, measures, values, base, time_col)
+        return _correlation(schema, measures, values, base, time_col)
     if _SHARE.search(goal):
         target = _share_target(goal, values) or _flag_target(goal, schema)
         if target is None:
@@ -676,18 +676,15 @@ def _year_filter(goal: str, schema: _Schema) -> Filter | None:
     return None
 
 
-def _correlation(goal: str, schema: _Schema, measures: list[str], values: list[tuple[ColumnProfile, str]],
-                 base: dict, time_col: str | None) -> Question | Decline:
+def _correlation(schema: _Schema, measures: list[str], values: list[tuple[ColumnProfile, str]], base: dict,
+                 time_col: str | None) -> Question | Decline:
     if len(measures) >= 2:
         return Question(kind="correlation", **{**base, "measures": measures[:2]})
-    same = [(c, v) for c, v in values]
-    if measures and len(same) >= 2 and same[0][0].name == same[1][0].name and time_col:
-        return Question(kind="correlation", **{**base, "measures": measures[:1], "filters": []}, group=same[0][0].name,
-                        pair=(same[0][1], same[1][1]))
-    if len(schema.numeric) >= 1 and len(same) >= 2 and same[0][0].name == same[1][0].name and time_col:
-        only = schema.numeric[0].name
-        return Question(kind="correlation", **{**base, "measures": [only], "filters": []}, group=same[0][0].name,
-                        pair=(same[0][1], same[1][1]))
+    if (measures or schema.numeric) and len(values) >= 2 and values[0][0].name == values[1][0].name and time_col:
+        # one column between two groups matched by time ("MSFT and IBM prices"): the named measure, else the only one
+        measure = measures[0] if measures else schema.numeric[0].name
+        return Question(kind="correlation", **{**base, "measures": [measure], "filters": []}, group=values[0][0].name,
+                        pair=(values[0][1], values[1][1]))
     return decline("no_rule", "The goal asks for a correlation but does not name two numeric columns the data holds.")
 
 
