@@ -22,3 +22,14 @@ for _key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "STEPCREW
 import stepcrew.llm.base as _llm_base  # noqa: E402
 
 _llm_base.ALLOW_MODEL_REQUESTS = False
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def local_guard():
+    """The offline guard backend (Presidio patterns + rules), built once per test process (~1.4 s import)."""
+    from stepcrew.guards.local import LocalGuard
+
+    return LocalGuard()

@@ -1,8 +1,11 @@
-"""Lambda handler of the input guard (stepcrew.domain.guard).
+"""Lambda handler of the guard (stepcrew.domain.guard, stepcrew.domain.screening).
 
-Two events: ``{"run_id"}`` (RunRef) screens the run and marks it RUNNING -> GuardOutput; a scheduled run's
-``{"action": "create_scheduled_run", "request", "run_id"}`` writes its run record -> RunRef. Settings are validated
-and the store is built once per container (at import: a missing variable fails the cold start).
+Events: ``{"run_id"}`` (RunRef) screens the run's input and marks it RUNNING -> GuardOutput;
+``{"action": "screen_tool_results", ...}`` (ScreenToolResults) -> ScreenedToolResults; ``{"action": "screen_output",
+"run_id"}`` (ScreenOutput) -> ScreenOutputResult; a scheduled run's ``{"action": "create_scheduled_run", "request",
+"run_id"}`` writes its run record -> RunRef. Settings are validated and the store and the guard backend
+(``STEPCREW_GUARD_BACKEND``) are built once per container (at import: a missing variable or library fails the cold
+start, so nothing runs unscreened).
 """
 
 from aws_lambda_powertools import Logger, Tracer
@@ -11,25 +14,32 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
 
 from stepcrew.domain.guard import create_scheduled_run, guard_run
-from stepcrew.events import CreateScheduledRun, RunRef
+from stepcrew.domain.screening import screen_output, screen_tool_results
+from stepcrew.events import CreateScheduledRun, RunRef, ScreenOutput, ScreenToolResults
+from stepcrew.guards.factory import GuardSettings, build_guard
 from stepcrew.settings import load_settings
 from stepcrew.store.dynamodb import DynamoRunStore
 
-settings = load_settings()
+settings = load_settings(GuardSettings)
 store = DynamoRunStore(settings.table_name)
+guard = build_guard(settings)
 logger = Logger()
 tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
-GUARD_EVENT = TypeAdapter(CreateScheduledRun | RunRef)
+GUARD_EVENT = TypeAdapter(CreateScheduledRun | ScreenToolResults | ScreenOutput | RunRef)
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    """RunRef -> GuardOutput, or CreateScheduledRun -> RunRef (JSON dicts). Raises pydantic ValidationError
-    for another shape, and what :func:`guard_run` / :func:`create_scheduled_run` raise."""
+    """One of the events above (JSON dict) -> its output (JSON dict). Raises pydantic ValidationError for another
+    shape, and what the use-case functions raise (InputRejectedError, GuardUnavailableError, ...)."""
     inp = GUARD_EVENT.validate_python(event)
     logger.append_keys(run_id=inp.run_id)
     if isinstance(inp, CreateScheduledRun):
         return create_scheduled_run(inp, store).model_dump(mode="json")
-    return guard_run(inp, store).model_dump(mode="json")
+    if isinstance(inp, ScreenToolResults):
+        return screen_tool_results(inp, store, guard).model_dump(mode="json")
+    if isinstance(inp, ScreenOutput):
+        return screen_output(inp, store, guard).model_dump(mode="json")
+    return guard_run(inp, store, guard).model_dump(mode="json")

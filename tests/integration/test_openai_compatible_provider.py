@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from stepcrew.llm.pricing import cost_usd
+from stepcrew.llm.spotlight import unfence
 
 pytestmark = pytest.mark.integration
 MODEL = "gpt-4o-mini"  # a priced model id, so the run's cost comes from the price table
@@ -67,7 +68,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             call = {"id": "call_1", "type": "function",
                     "function": {"name": "calculator", "arguments": json.dumps({"expression": expression})}}
             return {"content": None, "tool_calls": [call]}, "tool_calls"
-        value = json.loads(tool_messages[-1]["content"])
+        value = json.loads(unfence(tool_messages[-1]["content"])[0])  # the result, fenced as data
         return {"content": f"The result is {value}."}, "stop"
 
 
@@ -105,5 +106,6 @@ def test_run_with_an_openai_compatible_server(fake_server, tmp_path):
     # the calculator Lambda's results went back to the model as tool messages, through the adapter
     tool_contents = sorted(m["content"] for body in FakeOpenAI.seen for m in body["messages"] if m["role"] == "tool")
     assert len(tool_contents) == 2 and all("42" in c for c in tool_contents)
+    assert all(unfence(c)[1].startswith("tool calculator call ") for c in tool_contents)  # spotlighted
     assert all(body["model"] == MODEL for body in FakeOpenAI.seen)
     assert any(body.get("tools") for body in FakeOpenAI.seen)  # the tool schemas were offered

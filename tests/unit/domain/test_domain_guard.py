@@ -15,10 +15,10 @@ def _kinds(store):
     return [e.kind for _, e in store.list_events(RUN_ID)]
 
 
-def test_queued_run_becomes_running_with_engine_and_event(store, make_run):
+def test_queued_run_becomes_running_with_engine_and_event(store, make_run, local_guard):
     make_run(RunStatus.QUEUED, provider="rule", data=dataset_uri(DEMO_DATASET),
              review_config=ReviewConfig(threshold=0.7, max_rounds=3), require_approval=True)
-    out = guard_run(RunRef(run_id=RUN_ID), store)
+    out = guard_run(RunRef(run_id=RUN_ID), store, local_guard)
     run = store.get_run(RUN_ID)
     assert run.status == RunStatus.RUNNING and run.started_at is not None
     assert run.engine == "rule-engine"
@@ -26,49 +26,49 @@ def test_queued_run_becomes_running_with_engine_and_event(store, make_run):
     assert _kinds(store) == ["run_started"]
 
 
-def test_redelivered_event_for_a_running_run_is_idempotent(store, make_run):
+def test_redelivered_event_for_a_running_run_is_idempotent(store, make_run, local_guard):
     make_run(RunStatus.QUEUED, provider="rule")
-    first = guard_run(RunRef(run_id=RUN_ID), store)
+    first = guard_run(RunRef(run_id=RUN_ID), store, local_guard)
     started = store.get_run(RUN_ID).started_at
-    second = guard_run(RunRef(run_id=RUN_ID), store)
+    second = guard_run(RunRef(run_id=RUN_ID), store, local_guard)
     assert first == second
     assert store.get_run(RUN_ID).started_at == started
     assert _kinds(store) == ["run_started"]
 
 
 @pytest.mark.parametrize("status", [RunStatus.SUCCEEDED, RunStatus.FAILED])
-def test_terminal_run_is_an_error(store, make_run, status):
+def test_terminal_run_is_an_error(store, make_run, status, local_guard):
     make_run(status, provider="rule")
     with pytest.raises(RunNotActiveError, match=f"already {status.value}"):
-        guard_run(RunRef(run_id=RUN_ID), store)
+        guard_run(RunRef(run_id=RUN_ID), store, local_guard)
 
 
-def test_goal_over_the_limit_is_rejected(store, make_run):
+def test_goal_over_the_limit_is_rejected(store, make_run, local_guard):
     make_run(RunStatus.QUEUED, provider="rule", goal="x" * (GOAL_MAX_CHARS + 1))
     with pytest.raises(InputRejectedError, match="over the limit of 10000"):
-        guard_run(RunRef(run_id=RUN_ID), store)
+        guard_run(RunRef(run_id=RUN_ID), store, local_guard)
     assert store.get_run(RUN_ID).status == RunStatus.QUEUED
 
 
-def test_control_characters_are_rejected_but_newlines_pass(store, make_run):
+def test_control_characters_are_rejected_but_newlines_pass(store, make_run, local_guard):
     make_run(RunStatus.QUEUED, provider="rule", goal="line one\nline two\tand\x1b[31m red")
     with pytest.raises(InputRejectedError, match=r"control character \(U\+001B\) at position 21"):
-        guard_run(RunRef(run_id=RUN_ID), store)
+        guard_run(RunRef(run_id=RUN_ID), store, local_guard)
 
 
-def test_missing_dataset_fails_with_the_dataset_error(store, make_run, tmp_path):
+def test_missing_dataset_fails_with_the_dataset_error(store, make_run, tmp_path, local_guard):
     make_run(RunStatus.QUEUED, provider="rule", data=f"file://{tmp_path}/none.csv")
     with pytest.raises(DatasetError):
-        guard_run(RunRef(run_id=RUN_ID), store)
+        guard_run(RunRef(run_id=RUN_ID), store, local_guard)
     assert store.get_run(RUN_ID).status == RunStatus.QUEUED
 
 
-def test_unknown_provider_fails_before_running(store, make_run):
+def test_unknown_provider_fails_before_running(store, make_run, local_guard):
     from stepcrew.llm.registry import UnknownProviderError
 
     make_run(RunStatus.QUEUED, provider="nosuch")
     with pytest.raises(UnknownProviderError):
-        guard_run(RunRef(run_id=RUN_ID), store)
+        guard_run(RunRef(run_id=RUN_ID), store, local_guard)
 
 
 def test_scheduled_run_record_is_written_once(store):

@@ -29,7 +29,8 @@ from stepcrew.wiring import FUNCTIONS_DIR, REPO_ROOT
 
 EVENTS = REPO_ROOT / "events"
 ENV = {"STEPCREW_TABLE_NAME": "stepcrew-runs", "STEPCREW_STAGE": "test", "POWERTOOLS_SERVICE_NAME": "stepcrew-test",
-       "POWERTOOLS_METRICS_NAMESPACE": "stepcrew-test", "STEPCREW_EVENT_BUS": "default"}
+       "POWERTOOLS_METRICS_NAMESPACE": "stepcrew-test", "STEPCREW_EVENT_BUS": "default",
+       "STEPCREW_GUARD_BACKEND": "local"}
 
 
 def _import(function: str):

@@ -77,7 +77,8 @@ def test_improve_applies_the_feedback_of_the_given_round(store, finished, engine
     assert out.mode == "improve" and store.get_report(RUN_ID) == "v2 with method"
     request = model.requests_for("improve")[0]
     assert "add the method" in request.messages[1].content and "v1" in request.messages[1].content
-    assert "Current report:\nv1\n\nReviewer feedback:\nadd the method\n\n" in request.messages[1].content
+    assert ('Current report:\n<<<DATA source="current report">>>\nv1\n<<<END DATA>>>\n\n'
+            "Reviewer feedback:\nadd the method\n\n") in request.messages[1].content
     (facts,) = engine_facts["improve"]
     assert facts.feedback == "add the method" and facts.report == "v1"
 

@@ -14,6 +14,7 @@ from stepcrew.llm.base import (
     ModelThrottledError,
     ModelUnavailableError,
 )
+from stepcrew.llm.spotlight import unfence
 
 anthropic = pytest.importorskip("anthropic")
 httpx2 = pytest.importorskip("httpx2")
@@ -87,9 +88,9 @@ def test_tool_results_become_tool_result_blocks_with_is_error(allow_requests, fa
         {"type": "tool_use", "id": "toolu_2", "name": "sql_query", "input": {"sql": "select nope"}}]
     ok, failed = messages[2]["content"]
     assert ok["type"] == "tool_result" and ok["tool_use_id"] == "toolu_1" and ok["is_error"] is False
-    assert json.loads(ok["content"]) == {"rows": [[42]]}
+    assert json.loads(unfence(ok["content"])[0]) == {"rows": [[42]]}
     assert failed["tool_use_id"] == "toolu_2" and failed["is_error"] is True
-    assert json.loads(failed["content"]) == {"error": {"type": "QueryError", "message": "no column nope"}}
+    assert json.loads(unfence(failed["content"])[0]) == {"error": {"type": "QueryError", "message": "no column nope"}}
 
 
 def test_max_tokens_stop_reason(allow_requests, fake_http, basic_request):

@@ -16,6 +16,7 @@ from stepcrew.llm.base import (
     ModelUnavailableError,
 )
 from stepcrew.llm.bedrock import BedrockModel
+from stepcrew.llm.spotlight import unfence
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
@@ -72,9 +73,9 @@ def test_tool_results_become_tool_result_blocks_with_status(allow_requests, stub
                                                      "input": {"sql": "select count(*) from t"}}}
     ok, failed = (b["toolResult"] for b in messages[2]["content"])
     assert ok["toolUseId"] == "toolu_1" and ok["status"] == "success"
-    assert json.loads(ok["content"][0]["text"]) == {"rows": [[42]]}
+    assert json.loads(unfence(ok["content"][0]["text"])[0]) == {"rows": [[42]]}
     assert failed["toolUseId"] == "toolu_2" and failed["status"] == "error"
-    assert json.loads(failed["content"][0]["text"])["error"]["type"] == "QueryError"
+    assert json.loads(unfence(failed["content"][0]["text"])[0])["error"]["type"] == "QueryError"
 
 
 def test_max_tokens_stop_reason(allow_requests, stubbed, basic_request):

@@ -14,6 +14,7 @@ from stepcrew.llm.base import (
     ModelUnavailableError,
 )
 from stepcrew.llm.openai import COMPAT_PLACEHOLDER_KEY, OpenAIModel
+from stepcrew.llm.spotlight import unfence
 
 openai = pytest.importorskip("openai")
 httpx2 = pytest.importorskip("httpx2")
@@ -113,9 +114,9 @@ def test_tool_results_become_tool_role_messages(allow_requests, fake_http, tool_
     assert messages[2]["tool_calls"][0] == {"id": "toolu_1", "type": "function", "function": {
         "name": "sql_query", "arguments": json.dumps({"sql": "select count(*) from t"})}}
     assert messages[3]["tool_call_id"] == "toolu_1"
-    assert json.loads(messages[3]["content"]) == {"rows": [[42]]}
+    assert json.loads(unfence(messages[3]["content"])[0]) == {"rows": [[42]]}
     assert messages[4]["tool_call_id"] == "toolu_2"
-    assert json.loads(messages[4]["content"]) == {"error": {"type": "QueryError", "message": "no column nope"}}
+    assert json.loads(unfence(messages[4]["content"])[0]) == {"error": {"type": "QueryError", "message": "no column nope"}}
 
 
 @pytest.mark.parametrize(("status", "expected"), [

@@ -72,6 +72,44 @@ class GuardOutput(Strict):
     profile: DatasetSlot = Field(default_factory=DatasetSlot)
 
 
+class ScreenToolResults(Strict):
+    """Guard function, between a turn's tool calls and the next model call (agent state machine, GuardToolResults;
+    run state machine, GuardProfile for the dataset profile): screen each result for PII (masked per the run's
+    policy) and injection (flagged). ``subtask_id`` ``dataset`` is the profile."""
+
+    action: Literal["screen_tool_results"]
+    run_id: RunId
+    subtask_id: SubtaskId
+    tool_results: list[ToolResult] = Field(default_factory=list, max_length=16)
+
+
+class ScreenedToolResults(Strict):
+    """The same results, masked, each with ``screened`` set (with the ids, so the agent loop's next state needs
+    nothing else)."""
+
+    run_id: RunId
+    subtask_id: SubtaskId
+    tool_results: list[ToolResult]
+
+
+class ScreenOutput(Strict):
+    """Guard function, after each report version (GuardReport, GuardImprovedReport): redact PII in the report and
+    the sub-task outputs, remove sentences on denied topics, add the disclaimer (per the run's policy)."""
+
+    action: Literal["screen_output"]
+    run_id: RunId
+
+
+class ScreenOutputResult(Strict):
+    """``chars``: the screened report's length; ``masked``: PII entity -> values masked (report and outputs);
+    ``removed``: sentences removed for denied topics."""
+
+    run_id: RunId
+    chars: int = Field(ge=0)
+    masked: dict[str, int] = Field(default_factory=dict)
+    removed: int = Field(default=0, ge=0)
+
+
 class PlanInput(Strict):
     """``dataset``: the describe_dataset result the run state machine got before planning (None without data)."""
 

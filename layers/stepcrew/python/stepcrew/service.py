@@ -74,6 +74,7 @@ def create_run(request: RunRequest, crew: Crew, store: RunStore, *, run_id: str 
     The crew must already be validated (:func:`stepcrew.crew.validate_crew`)."""
     run = Run(run_id=run_id or new_run_id(), tenant=request.tenant, goal=request.goal, crew=crew, data=request.data,
               provider=request.provider, review_config=request.review, budget=request.budget, inputs=request.inputs,
+              guardrails=crew.guardrails.tightened(request.guardrails),
               require_approval=request.require_approval)
     store.create_run(run)
     store.add_event(ProgressEvent(run_id=run.run_id, kind="run_queued", data={"provider": run.provider}))

@@ -11,7 +11,9 @@ import unicodedata
 from stepcrew.crew import load_crew
 from stepcrew.domain.common import emit, logger
 from stepcrew.domain.errors import InputRejectedError, RunNotActiveError
+from stepcrew.domain.screening import screen_input
 from stepcrew.events import CreateScheduledRun, GuardOutput, RunConfig, RunRef
+from stepcrew.guards.base import Guard
 from stepcrew.llm import registry
 from stepcrew.models import GOAL_MAX_CHARS, Run, RunStatus, utcnow
 from stepcrew.service import create_run
@@ -36,15 +38,19 @@ def _check_dataset(run: Run) -> None:
     if run.data is not None:
         from stepcrew.tools.datasets import resolve_dataset
 
-        resolve_dataset(run.data)  # raises DatasetError with a readable message: the run fails with it
+        # as the run's tenant: its prefix is checked, and deployed the read uses the tenant's IAM session
+        resolve_dataset(run.data, run.tenant)  # raises DatasetError with a readable message: the run fails with it
 
 
-def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
-    """Screen a QUEUED run and mark it RUNNING (``started_at``, ``engine``, event ``run_started``).
+def guard_run(ref: RunRef, store: RunStore, guard: Guard) -> GuardOutput:
+    """Screen a QUEUED run and mark it RUNNING (``started_at``, ``engine``, event ``run_started``): the goal's
+    shape (:func:`screen_goal`), then the guardrails of :func:`stepcrew.domain.screening.screen_input` (injection,
+    denied topics, PII masked in the stored run) with ``guard``.
 
     Idempotent: a redelivered event for a run that is already RUNNING (or waiting for approval) returns the same
-    output without writing. Raises RunNotActiveError for a terminal run, InputRejectedError for a bad goal,
-    DatasetError when the dataset does not resolve, UnknownProviderError for an unknown provider.
+    output without writing. Raises RunNotActiveError for a terminal run, InputRejectedError for a bad or rejected
+    goal, DatasetError when the dataset does not resolve, UnknownProviderError for an unknown provider,
+    GuardUnavailableError when the guard cannot screen (the run fails: it never proceeds unscreened).
     """
     run = store.get_run(ref.run_id)
     if run.status.terminal:
@@ -53,6 +59,7 @@ def guard_run(ref: RunRef, store: RunStore) -> GuardOutput:
     registry.check_provider(run.provider)
     engine = registry.engine_name(run.provider, "smart")
     if run.status == RunStatus.QUEUED:
+        run = screen_input(run, store, guard)
         _check_dataset(run)
         try:
             run = store.update_run(run.run_id, {"status": RunStatus.RUNNING, "started_at": utcnow(), "engine": engine},

@@ -15,6 +15,7 @@ from typing import Any
 
 from stepcrew.engines.facts import ActFacts, DatasetProfile, PlanFacts, ReportFacts, SubtaskFacts
 from stepcrew.llm.base import ModelRequest
+from stepcrew.llm.spotlight import DATA_RULE, fence
 from stepcrew.models import MAX_SUBTASKS, AgentRole, Message, Plan
 from stepcrew.text import one_line
 
@@ -82,7 +83,7 @@ def _subtask_blocks(subtasks: list[SubtaskFacts]) -> str:
             lines.append(f"Instructions: {s.instructions}")
         if s.expected_output:
             lines.append(f"Expected output: {s.expected_output}")
-        lines.append("Output:\n" + (clip(s.output) or "(no output)"))
+        lines.append("Output:\n" + fence(clip(s.output) or "(no output)", source=f"output of sub-task {s.id}"))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -95,7 +96,7 @@ def plan_prompt(ctx: PlanFacts) -> str:
     inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
     dataset = dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached."
     parts = [
-        f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}", f"Workers:\n{workers}",
+        f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}", f"Workers:\n{workers}", DATA_RULE,
         f"Known tools: {', '.join(ctx.tools)}",
         f"Reply with one JSON object matching this JSON Schema:\n{json.dumps(Plan.model_json_schema())}",
         f"Rules: 1 to {MAX_SUBTASKS} sub-tasks; ids match ^[a-z0-9][a-z0-9_-]{{0,39}}$ and are unique; depends_on "
@@ -120,6 +121,7 @@ def act_prompt(ctx: ActFacts, tools: list[str]) -> str:
     parts.append(dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached.")
     if ctx.dependencies:
         parts.append("Results of the sub-tasks this one depends on:\n\n" + _subtask_blocks(ctx.dependencies))
+    parts.append(DATA_RULE)
     parts.append("Use the tools for every figure. When done, answer in plain text with the figures.")
     return "\n\n".join(parts)
 
@@ -127,7 +129,7 @@ def act_prompt(ctx: ActFacts, tools: list[str]) -> str:
 def synth_prompt(ctx: ReportFacts) -> str:
     """User prompt of the synthesizer (draft): goal and every sub-task's output."""
     blocks = _subtask_blocks(ctx.subtasks)
-    return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n"
+    return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n{DATA_RULE}\n\n"
             "Write the report in Markdown: a summary with the key figures, one section per sub-task, and a method "
             "section (sub-tasks and tools used). Use only figures that appear in the sub-task results.")
 
@@ -135,8 +137,8 @@ def synth_prompt(ctx: ReportFacts) -> str:
 def improve_prompt(ctx: ReportFacts) -> str:
     """User prompt of the synthesizer (improve): the current report, the reviewer's feedback and the results."""
     blocks = _subtask_blocks(ctx.subtasks)
-    return (f"Goal:\n{ctx.goal}\n\nCurrent report:\n{clip(ctx.report)}\n\nReviewer feedback:\n{ctx.feedback}\n\n"
-            f"Sub-task results:\n\n{blocks}\n\n"
+    return (f"Goal:\n{ctx.goal}\n\nCurrent report:\n{fence(clip(ctx.report), source='current report')}\n\n"
+            f"Reviewer feedback:\n{ctx.feedback}\n\nSub-task results:\n\n{blocks}\n\n{DATA_RULE}\n\n"
             "Rewrite the whole report in Markdown so that it addresses every point of the feedback. Keep the "
             "figures exactly as in the sub-task results.")
 
@@ -145,8 +147,8 @@ def review_prompt(ctx: ReportFacts) -> str:
     """User prompt of the reviewer: goal, report, sub-tasks with outputs, the tool figures and the rubric."""
     blocks = _subtask_blocks(ctx.subtasks)
     numbers = ", ".join(repr(n) for n in ctx.tool_numbers[:300]) or "(none)"  # full precision
-    return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{clip(ctx.report)}\n\nSub-tasks:\n\n{blocks}\n\n"
-            f"Figures returned by the tools: {numbers}\n\n"
+    return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{fence(clip(ctx.report), source='report')}\n\n"
+            f"Sub-tasks:\n\n{blocks}\n\nFigures returned by the tools: {numbers}\n\n{DATA_RULE}\n\n"
             "Score the report from 0 to 1 on: accuracy (share of its figures that match the tool figures; 0 when an "
             "analytical report states no figures), completeness (share of sub-tasks whose key figures appear in "
             "it), relevance (whether it answers the goal's question: a trend needs the periods and the first-to-"
@@ -171,7 +173,7 @@ def dataset_text(profile: DatasetProfile | None) -> str:
         lines.append(f"- {c.name} ({c.type}{extra})")
     if profile.columns_omitted:
         lines.append(f"- ... and {profile.columns_omitted} more columns")
-    return "\n".join(lines)
+    return lines[0] + "\n" + fence("\n".join(lines[1:]), source=f"profile of {profile.dataset}")
 
 
 # ----------------------------------------------------------------------------------------------- describe

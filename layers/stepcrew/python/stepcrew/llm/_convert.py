@@ -15,6 +15,7 @@ from stepcrew.llm.base import (
     ModelUnavailableError,
     StopReason,
 )
+from stepcrew.llm import spotlight
 from stepcrew.models import Message, ToolCall, ToolResult
 
 #: Longest provider error detail kept in a ModelError message (the run record stores it; keep it short).
@@ -36,15 +37,18 @@ def system_text(messages: Iterable[Message]) -> str:
 
 
 def tool_result_json(result: ToolResult) -> str:
-    """What the model reads for one tool result: JSON of ``content`` when ok, else of the typed error."""
+    """What the model reads for one tool result: JSON of ``content`` when ok, else of the typed error, fenced as
+    data (:func:`stepcrew.llm.spotlight.fence`); datamarked when the tool-output guard found instructions in it."""
+    flagged = bool(result.screened and result.screened.injection)
     if result.ok:
-        body: Any = result.content
+        body: Any = spotlight.datamark(result.content) if flagged else result.content
         if result.truncated:
-            body = {"content": result.content, "truncated": True}
+            body = {"content": body, "truncated": True}
     else:
         assert result.error is not None
         body = {"error": result.error.model_dump()}
-    return json.dumps(body, default=str, ensure_ascii=False)
+    text = json.dumps(body, default=str, ensure_ascii=False)
+    return spotlight.fence(text, source=f"tool {result.name} call {result.call_id}", flagged=flagged)
 
 
 def merge_turns(turns: Iterable[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:

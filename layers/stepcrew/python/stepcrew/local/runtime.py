@@ -13,6 +13,12 @@ Usage::
         arn = rt.start_run(run.run_id)
         rt.wait(arn)  # "SUCCEEDED"
 
+Datasets: the runtime creates the emulated S3 bucket :data:`LOCAL_DATA_BUCKET` and loads into it every file of its
+datasets folder (``datasets_dir``; default ``<state_dir>/../datasets``, i.e. ``$STEPCREW_HOME/datasets`` for the CLI),
+where ``stepcrew datasets put`` and uploads to ``stepcrew dev`` store them, key = path under the folder
+(``<tenant>/uploads/<name>``). So ``s3://stepcrew-local-datasets/<tenant>/uploads/<name>`` reads through the same S3
+code as on AWS, from any later process.
+
 Executions run in background threads; on exit (normal, an exception, or Ctrl-C in ``stepcrew run``), still-running
 executions are stopped, the runtime waits (up to :data:`DRAIN_S`) for handlers in flight, and every run whose
 execution was cut off is marked FAILED with code :data:`CUT_OFF_CODE` before the table is saved: an emulated
@@ -25,6 +31,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -46,6 +53,43 @@ CUT_OFF_MESSAGE = ("the local runtime exited before the run finished (interrupte
                    "an emulated execution cannot resume in another process: start the run again")
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing"}
+#: The emulated datasets bucket (a valid S3 bucket name) and its folder under ``$STEPCREW_HOME``.
+LOCAL_DATA_BUCKET = "stepcrew-local-datasets"
+DATASETS_FOLDER = "datasets"
+
+
+def default_datasets_dir() -> Path:
+    """``$STEPCREW_HOME/datasets`` (else ``~/.stepcrew/datasets``): the local datasets bucket's files."""
+    from stepcrew.local.state import default_state_dir
+
+    return default_state_dir().parent / DATASETS_FOLDER
+
+
+def local_dataset_file(folder: Path, key: str) -> Path:
+    """The file of ``key`` in the datasets folder ``folder``. Raises ValueError for a key that is empty, absolute,
+    holds ``..``, a backslash or an empty segment (it could leave the folder)."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError("not a dataset key: it must be relative, without '..' or empty segments")
+    return Path(folder).joinpath(*parts)
+
+
+def store_local_dataset(folder: Path, key: str, source: Path) -> Path:
+    """Copy ``source`` to ``key`` in ``folder`` atomically (a temporary file, then ``os.replace``): a reader never
+    sees half a file. Returns the stored file. Raises ValueError for a bad key, OSError for I/O."""
+    import shutil
+
+    target = local_dataset_file(folder, key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, Path(source).open("rb") as src:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _dummy_zip() -> bytes:
@@ -66,6 +110,8 @@ class LocalRuntime:
       execution is still going are marked FAILED (:data:`CUT_OFF_CODE`) before the save.
     - ``table_name``: the emulated DynamoDB table (``STEPCREW_TABLE_NAME`` of the handlers).
     - ``extra_env``: more environment variables for the handlers (restored on exit).
+    - ``datasets_dir``: the folder loaded into the bucket :data:`LOCAL_DATA_BUCKET` on enter (default
+      ``state_dir.parent / "datasets"``; none without a ``state_dir``: the bucket starts empty).
     - ``read_only``: only the table (restored from ``state_dir``), no functions, state machines or hook, and
       nothing saved on exit: for reading kept runs.
     - ``store_only``: only the table, saved on exit: for writing kept runs without executing anything (a
@@ -81,7 +127,7 @@ class LocalRuntime:
 
     def __init__(self, *, region: str = "us-east-1", fast_waits: bool | None = None, state_dir: Path | None = None,
                  table_name: str = "stepcrew-local-runs", extra_env: dict[str, str] | None = None,
-                 read_only: bool = False, store_only: bool = False) -> None:
+                 read_only: bool = False, store_only: bool = False, datasets_dir: Path | None = None) -> None:
         self.region = region
         self.fast_waits = hook.fast_waits_from_env() if fast_waits is None else fast_waits
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -89,6 +135,9 @@ class LocalRuntime:
         self.extra_env = dict(extra_env or {})
         self.read_only = read_only
         self.store_only = store_only
+        if datasets_dir is None and self.state_dir is not None:
+            datasets_dir = self.state_dir.parent / DATASETS_FOLDER
+        self.datasets_dir = Path(datasets_dir) if datasets_dir is not None else None
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
@@ -120,6 +169,7 @@ class LocalRuntime:
                 self._hooked = True
             self._create_table()
             if executes:
+                self._create_datasets_bucket()
                 self._create_functions()
                 self._create_state_machines()
         except BaseException:
@@ -135,6 +185,7 @@ class LocalRuntime:
             "STEPCREW_TABLE_NAME": self.table_name,
             "STEPCREW_STAGE": "local",
             "STEPCREW_EVENT_BUS": "default",  # moto's EventBridge default bus
+            "STEPCREW_GUARD_BACKEND": "local",  # the offline guard (Presidio patterns + rules)
             "POWERTOOLS_SERVICE_NAME": "stepcrew",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
@@ -257,6 +308,30 @@ class LocalRuntime:
         create_table(ddb, self.table_name)
         if self._state is not None:
             self._state.restore(ddb, self.table_name)
+
+    def _create_datasets_bucket(self) -> None:
+        """Create :data:`LOCAL_DATA_BUCKET` and load the datasets folder into it (key = path under the folder; hidden
+        and partial files left out)."""
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=LOCAL_DATA_BUCKET)
+        folder = self.datasets_dir
+        if folder is None or not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+                continue
+            s3.upload_file(str(path), LOCAL_DATA_BUCKET, relative.as_posix())
+
+    def put_dataset(self, key: str, source: Path) -> str:
+        """Store ``source`` as ``key`` of :data:`LOCAL_DATA_BUCKET`: in the emulated bucket and, when the runtime has
+        a datasets folder, in it (so later processes see it). Returns the ``s3://`` URI. Raises ValueError for a bad
+        key."""
+        local_dataset_file(Path("."), key)  # validates the key
+        if self.datasets_dir is not None:
+            source = store_local_dataset(self.datasets_dir, key, source)
+        self.client("s3").upload_file(str(source), LOCAL_DATA_BUCKET, key)
+        return f"s3://{LOCAL_DATA_BUCKET}/{key}"
 
     def _create_functions(self) -> None:
         iam = self.client("iam")
