@@ -46,7 +46,8 @@ def test_the_injected_goal_is_rejected_naming_the_family_not_the_text(store, mak
     message = str(err.value)
     assert "instruction_override" in message
     assert SSN not in message and EMAIL not in message and "Ignore all" not in message
-    assert store.get_run(RUN_ID).status == RunStatus.QUEUED  # not started
+    run = store.get_run(RUN_ID)
+    assert run.status == RunStatus.QUEUED and SSN not in run.goal and EMAIL not in run.goal  # masked, not started
     flagged = _events(store, "input_flagged")
     assert flagged and flagged[0].data["families"] == ["instruction_override"]
     assert SSN not in str(flagged[0].data)

@@ -40,11 +40,24 @@ def _counts(findings: list[list[Finding]]) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------- input
 def screen_input(run: Run, store: RunStore, guard: Guard) -> Run:
     """Screen the goal and the inputs of ``run`` by its policy (module docstring); returns the run as stored after
-    masking. Raises InputRejectedError (the message names finding kinds and entities, never the text) and
+    masking. PII is masked first, so even a run rejected for injection keeps no personal data in its record.
+    Raises InputRejectedError (the message names finding kinds and entities, never the text) and
     GuardUnavailableError."""
     policy = run.guardrails
     keys = list(run.inputs)
     texts = [run.goal, *run.inputs.values()]
+    if policy.pii != "allow":
+        found = screen_many(guard.pii, texts)
+        entities = _counts(found)
+        if entities and policy.pii == "block":
+            emit(store, run.run_id, "input_flagged", entities=entities, action="block", guard=guard.name)
+            raise InputRejectedError(f"the input holds personal data ({', '.join(entities)}); the guardrail "
+                                     "policy blocks it")
+        if entities:
+            texts = [mask(t, fs) for t, fs in zip(texts, found, strict=True)]
+            run = store.update_run(run.run_id, {"goal": texts[0],
+                                                "inputs": dict(zip(keys, texts[1:], strict=True))})
+            emit(store, run.run_id, "input_masked", entities=entities, guard=guard.name)
     families = sorted({f.entity for fs in screen_many(guard.injection, texts) for f in fs})
     if families:
         emit(store, run.run_id, "input_flagged", families=families, action=policy.injection, guard=guard.name)
@@ -57,19 +70,6 @@ def screen_input(run: Run, store: RunStore, guard: Guard) -> Run:
         if topics:
             emit(store, run.run_id, "input_rejected_topic", topics=topics)
             raise InputRejectedError(f"the input names a denied topic ({', '.join(topics)})")
-    if policy.pii == "allow":
-        return run
-    found = screen_many(guard.pii, texts)
-    entities = _counts(found)
-    if not entities:
-        return run
-    if policy.pii == "block":
-        emit(store, run.run_id, "input_flagged", entities=entities, action="block", guard=guard.name)
-        raise InputRejectedError(f"the input holds personal data ({', '.join(entities)}); the guardrail policy "
-                                 "blocks it")
-    masked = [mask(t, fs) for t, fs in zip(texts, found, strict=True)]
-    run = store.update_run(run.run_id, {"goal": masked[0], "inputs": dict(zip(keys, masked[1:], strict=True))})
-    emit(store, run.run_id, "input_masked", entities=entities, guard=guard.name)
     return run
 
 
