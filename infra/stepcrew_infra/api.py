@@ -1,8 +1,8 @@
 """The HTTP API (API Gateway v2) in front of the ``api`` function.
 
 Routes (:data:`constants.API_ROUTES`), all with the Lambda proxy integration, payload format 2.0:
-``POST /runs``, ``GET /runs``, ``GET /runs/{id}``, ``GET /runs/{id}/events``, ``POST /runs/{id}/approval`` behind a
-JWT authorizer, and ``GET /health`` without one. HTTP API integrations time out after 30 s (API Gateway quotas
+``POST /runs``, ``GET /runs``, ``GET /runs/{id}``, ``GET /runs/{id}/events``, ``POST /runs/{id}/approval``,
+``POST /runs/{id}/review`` and ``POST /datasets`` behind a JWT authorizer, and ``GET /health`` without one. HTTP API integrations time out after 30 s (API Gateway quotas
 page), which is why ``POST /runs`` only starts the run state machine and returns 202.
 
 Authorizer: a JWT authorizer on the ``Authorization`` header. Issuer and audience come from context
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 import jsii
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
@@ -32,6 +32,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from stepcrew import wiring
 from stepcrew.api.auth import DEFAULT_TENANT_CLAIM
+from stepcrew.tools.datasets import UPLOAD_FOLDER
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
@@ -86,6 +87,19 @@ class Api(Construct):
         self.handler.role.add_to_policy(iam.PolicyStatement(
             sid="ResumeApprovals", actions=["states:SendTaskSuccess", "states:SendTaskFailure"],
             resources=[run_state_machine.state_machine_arn]))
+        # POST /datasets answers a presigned PUT signed with this role's credentials: S3 authorizes the upload as
+        # this role, so it may write upload keys (<tenant>/uploads/<name>, built server-side from the JWT's tenant)
+        # and nothing else. It reads no dataset.
+        datasets = resources.datasets
+        self.handler.role.add_to_policy(iam.PolicyStatement(
+            sid="PresignDatasetUploads", actions=["s3:PutObject"],
+            resources=[datasets.arn_for_objects(f"*/{UPLOAD_FOLDER}/*")]))
+        stack = Stack.of(self)
+        bucket_id = stack.resolve(stack.get_logical_id(datasets.node.default_child))
+        acknowledge(self.handler.role.node.find_child("DefaultPolicy"),
+                    f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*/{UPLOAD_FOLDER}/*]",
+                    "api: signs upload URLs for any tenant (one multi-tenant function); the key is built from the "
+                    "token's tenant and a validated name, and only upload keys may be written (no read, no delete).")
 
         self.user_pool: cognito.UserPool | None = None
         if config.jwt_issuer:

@@ -11,6 +11,15 @@ Context keys (all optional):
 - ``jwt_issuer`` and ``jwt_audience`` (comma-separated): an existing OIDC issuer for the API's JWT authorizer.
   When both are absent the stack creates a Cognito user pool and app client and uses them instead.
 - ``alarm_email``: an address subscribed to the alarm topic (it must confirm the subscription).
+- ``guard_backend``: ``local`` (default: Presidio and stepcrew's rules inside the guard function, no AWS charge) or
+  ``bedrock`` (the stack creates an Amazon Bedrock guardrail and a version of it; the guard function calls
+  ``ApplyGuardrail``, billed per text unit).
+- ``guard_denied_topics``: with ``bedrock``, the guardrail's denied topics, a JSON list of
+  ``{"name", "definition", "examples"?}`` (Bedrock's limits: at most 30 topics; name 1-100 characters of
+  ``[0-9a-zA-Z-_ !?.]``; definition 1-200 characters (classic tier); at most 5 examples of 1-100 characters;
+  CreateGuardrail API). Default none: stepcrew analyses datasets for any domain, so no topic is denied for every
+  deployment, and a topic policy costs per text unit on every screened text. Per-run denied terms are matched by the
+  guard itself (:func:`stepcrew.guards.bedrock.term_findings`), not configured here.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ class StageConfig:
     jwt_issuer: str | None = None
     jwt_audience: tuple[str, ...] = ()
     alarm_email: str | None = None
+    guard_backend: str = "local"
+    guard_denied_topics: tuple[DeniedTopic, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.match(C.STAGE_PATTERN, self.stage):
@@ -61,6 +72,14 @@ class StageConfig:
             raise ConfigError("give both jwt_issuer and jwt_audience, or neither (a Cognito user pool is created)")
         if self.jwt_issuer and not self.jwt_issuer.startswith("https://"):
             raise ConfigError(f"jwt_issuer must be an https:// URL, got {self.jwt_issuer!r}")
+        if self.guard_backend not in C.GUARD_BACKENDS:
+            raise ConfigError(f"guard_backend {self.guard_backend!r} must be one of {', '.join(C.GUARD_BACKENDS)}")
+        if len(self.guard_denied_topics) > MAX_DENIED_TOPICS:
+            raise ConfigError(f"guard_denied_topics: at most {MAX_DENIED_TOPICS} topics, got "
+                              f"{len(self.guard_denied_topics)}")
+        names = [t.name for t in self.guard_denied_topics]
+        if len(set(names)) != len(names):
+            raise ConfigError("guard_denied_topics: topic names must be unique")
 
     # ---------------------------------------------------------------------------------------- derived
     @property
@@ -104,7 +123,60 @@ class StageConfig:
         return cls(stage=str(stage), log_level=str(ctx("log_level") or "INFO").upper(),
                    reserved_concurrency=_reserved(ctx("reserved_concurrency")),
                    jwt_issuer=ctx("jwt_issuer") or None, jwt_audience=tuple(audience),
-                   alarm_email=ctx("alarm_email") or None)
+                   alarm_email=ctx("alarm_email") or None,
+                   guard_backend=str(ctx("guard_backend") or "local").lower(),
+                   guard_denied_topics=_denied_topics(ctx("guard_denied_topics")))
+
+
+#: Bedrock limits of a denied topic (CreateGuardrail: topicsConfig 1-30; name 1-100 of the pattern; definition
+#: 1-200 characters in the classic tier; 0-5 examples of 1-100 characters).
+MAX_DENIED_TOPICS = 30
+TOPIC_NAME_PATTERN = r"^[0-9a-zA-Z-_ !?.]{1,100}$"
+TOPIC_DEFINITION_MAX = 200
+TOPIC_EXAMPLES_MAX = 5
+TOPIC_EXAMPLE_MAX = 100
+
+
+@dataclass(frozen=True)
+class DeniedTopic:
+    """One denied topic of the Bedrock guardrail (see ``guard_denied_topics`` in the module docstring)."""
+
+    name: str
+    definition: str
+    examples: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.match(TOPIC_NAME_PATTERN, self.name):
+            raise ConfigError(f"denied topic name {self.name!r} must match {TOPIC_NAME_PATTERN}")
+        if not isinstance(self.definition, str) or not 1 <= len(self.definition) <= TOPIC_DEFINITION_MAX:
+            raise ConfigError(f"denied topic {self.name!r}: definition must have 1-{TOPIC_DEFINITION_MAX} characters")
+        if len(self.examples) > TOPIC_EXAMPLES_MAX or not all(
+                isinstance(e, str) and 1 <= len(e) <= TOPIC_EXAMPLE_MAX for e in self.examples):
+            raise ConfigError(f"denied topic {self.name!r}: at most {TOPIC_EXAMPLES_MAX} examples of "
+                              f"1-{TOPIC_EXAMPLE_MAX} characters")
+
+
+def _denied_topics(value: Any) -> tuple[DeniedTopic, ...]:
+    """``guard_denied_topics`` context -> topics: a list of objects, or its JSON text."""
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"guard_denied_topics must be a JSON list, got {value!r}") from None
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError("guard_denied_topics must be a list of {\"name\", \"definition\", \"examples\"?} objects")
+    topics = []
+    for t in value:
+        unknown = sorted(set(t) - {"name", "definition", "examples"})
+        if unknown:
+            raise ConfigError(f"guard_denied_topics: unknown key(s) {', '.join(unknown)}")
+        examples = t.get("examples") or ()
+        if not isinstance(examples, list | tuple):
+            raise ConfigError("guard_denied_topics: examples must be a list of strings")
+        topics.append(DeniedTopic(name=t.get("name"), definition=t.get("definition"), examples=tuple(examples)))
+    return tuple(topics)
 
 
 def _reserved(value: Any) -> dict[str, int]:

@@ -61,6 +61,26 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 HANDLER = "app.handler"
 
+# --------------------------------------------------------------------------------------------- guard
+#: The function that screens runs (:mod:`stepcrew.guards`): the only one given the guard layer and, with the
+#: ``bedrock`` backend, ``bedrock:ApplyGuardrail`` on the stack's guardrail (:mod:`stepcrew_infra.guard`).
+GUARD_FUNCTION = "guard"
+#: ``guard_backend`` context values; the guard function reads its choice from env ``STEPCREW_GUARD_BACKEND``.
+GUARD_BACKENDS = ("local", "bedrock")
+GUARD_BACKEND_ENV = "STEPCREW_GUARD_BACKEND"
+GUARDRAIL_ID_ENV = "STEPCREW_GUARDRAIL_ID"
+GUARDRAIL_VERSION_ENV = "STEPCREW_GUARDRAIL_VERSION"
+#: The guard function's dependencies layer (the slim deps it imports + Presidio/spaCy/phonenumbers/tldextract),
+#: built by ``layers/guard/build.py`` into ``layers/guard/python``; it replaces the deps layer for that function.
+GUARD_LAYER_DIR = REPO_ROOT / "layers" / "guard"
+GUARD_LAYER_BUILT = GUARD_LAYER_DIR / "python"
+GUARD_LAYER_PLACEHOLDER = GUARD_LAYER_DIR / "placeholder"
+#: What the guardrail returns instead of a blocked text (1-500 characters, CreateGuardrail). stepcrew reads the
+#: assessments, not these, but the resource requires both.
+GUARDRAIL_BLOCKED_INPUT = ("stepcrew's guard stopped this input: it holds personal data or secrets, a prompt attack "
+                           "or a denied topic.")
+GUARDRAIL_BLOCKED_OUTPUT = "stepcrew's guard stopped this output: it holds personal data, secrets or a denied topic."
+
 # --------------------------------------------------------------------------------------------- observability
 #: CloudWatch namespace of the custom metrics the functions emit with Powertools (EMF).
 METRICS_NAMESPACE = "stepcrew"
@@ -91,11 +111,13 @@ FAILED_EXECUTION_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 API_THROTTLE_RATE_RPS = 20
 API_THROTTLE_BURST = 40
 #: Per-route throttles (requests per second, burst) below the stage default: starting a run or answering a waiting
-#: one is costly (a state machine execution, model calls), so those routes get less than reads.
+#: one is costly (a state machine execution, model calls), so those routes get less than reads; so is handing out
+#: an upload URL (each lets a client store up to stepcrew.tools.datasets.MAX_DATASET_BYTES).
 API_ROUTE_THROTTLES: dict[str, tuple[int, int]] = {
     "POST /runs": (5, 10),
     "POST /runs/{id}/approval": (5, 10),
     "POST /runs/{id}/review": (5, 10),
+    "POST /datasets": (5, 10),
     "GET /health": (10, 20),
 }
 #: (method, path, authorized) of every route; all go to the api function.
@@ -106,6 +128,7 @@ API_ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("GET", "/runs/{id}/events", True),
     ("POST", "/runs/{id}/approval", True),
     ("POST", "/runs/{id}/review", True),
+    ("POST", "/datasets", True),
     ("GET", "/health", False),
 )
 

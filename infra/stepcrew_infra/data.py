@@ -6,24 +6,105 @@ tenant's runs by time), TTL on ``expires_at`` (epoch seconds), on-demand billing
 encryption with the AWS managed key. Prod stages retain the table (and deletion protection is on); other stages
 delete it with the stack. Both buckets are always retained (a stack deletion must not fail on, or silently
 delete, uploaded datasets and access logs; empty and delete them by hand).
+
+Datasets are read through :class:`DatasetReader`, a role scoped per tenant by a session tag (ABAC): the functions that
+read data assume it for the run's tenant and hold no S3 permission of their own. The bucket is encrypted with SSE-S3
+(S3-managed keys), so no KMS key policy or ``kms:Decrypt`` grant is involved.
 """
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, SecretValue
+from aws_cdk import RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from stepcrew.store import schema
+from stepcrew.tools.datasets import READER_SESSION_S, TENANT_TAG
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
 from stepcrew_infra.nag import acknowledge
 
+#: The policy variable of the tenant session tag: the reader role's only resource is ``<bucket>/<this>/*``.
+TENANT_PRINCIPAL_TAG = f"${{aws:PrincipalTag/{TENANT_TAG}}}"
+
+
+class DatasetReader(Construct):
+    """The IAM role dataset reads run as, one session per tenant (attribute-based access control with session tags).
+
+    - Permissions: ``s3:GetObject`` (which also authorizes ``HeadObject``) on ``<bucket>/${aws:PrincipalTag/tenant}/*``
+      only. A session without the ``tenant`` tag cannot resolve the variable, so the statement matches nothing
+      (IAM User Guide, "Policy variables with no value"): no tag, no read. No ``s3:ListBucket``: without it a missing
+      key reads as 403 instead of 404, and the tools answer both alike ("not found or not readable").
+    - Trust: only the roles given to :meth:`allow` (the ``reads_data`` functions), ``sts:AssumeRole`` and
+      ``sts:TagSession``; tagging is allowed only with a non-empty ``tenant`` tag and no other tag key
+      (``aws:RequestTag/tenant``, ``aws:TagKeys``; IAM User Guide, "Pass session tags in AWS STS").
+    - ``MaxSessionDuration`` 3,600 s (role chaining caps sessions at one hour); the code asks for
+      :data:`stepcrew.tools.datasets.READER_SESSION_S`.
+
+    One role for every tenant rather than a role or a statement per tenant prefix: IAM caps roles per account (1,000 by
+    default) and the inline policies of a role at 10,240 characters (IAM and AWS STS quotas), so per-tenant grants stop
+    scaling at a few hundred tenants, and each new tenant would need a deploy.
+    """
+
+    ID = "DatasetReader"
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket = bucket
+        self.readers: list[iam.IRole] = []
+        #: The one resource the role may read: the session's tenant prefix of the datasets bucket.
+        self.resource = bucket.arn_for_objects(f"{TENANT_PRINCIPAL_TAG}/*")
+        # The trust policy is resolved at synth, so the principals :meth:`allow` adds later are in it.
+        self._assume = iam.PolicyStatement(sid="DataReadersAssume", actions=["sts:AssumeRole"])
+        self._tag = iam.PolicyStatement(
+            sid="TenantSessionTagOnly", actions=["sts:TagSession"],
+            conditions={"StringLike": {f"aws:RequestTag/{TENANT_TAG}": "?*"},
+                        "ForAllValues:StringEquals": {"aws:TagKeys": [TENANT_TAG]}})
+        self.trust_policy = iam.PolicyDocument(statements=[self._assume, self._tag])
+        self.role = iam.CfnRole(
+            self, "Role", assume_role_policy_document=self.trust_policy,
+            description="stepcrew dataset reads, one session per tenant: s3:GetObject on <bucket>/<tenant tag>/* only",
+            max_session_duration=max(3600, READER_SESSION_S),
+            policies=[iam.CfnRole.PolicyProperty(policy_name="ReadOwnTenantDatasets", policy_document={
+                "Version": "2012-10-17",
+                "Statement": [{"Sid": "ReadOwnTenantDatasets", "Effect": "Allow", "Action": "s3:GetObject",
+                               "Resource": self.resource}]})])
+        stack = Stack.of(self)
+        bucket_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))
+        # cdk-nag writes the policy variable ${aws:PrincipalTag/tenant} as <aws:PrincipalTag/tenant>
+        acknowledge(self.role, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/<aws:PrincipalTag/{TENANT_TAG}>/*]",
+                    "Objects under the session's own tenant prefix only: the wildcard is the file name a tenant "
+                    "chooses, the prefix is the tenant session tag set by the data-reading functions (ABAC).")
+
+    @property
+    def role_arn(self) -> str:
+        """The role's ARN (a token), what the data-reading functions get as ``STEPCREW_DATA_READER_ROLE_ARN``."""
+        return self.role.attr_arn
+
+    def allow(self, role: iam.IRole) -> None:
+        """Let ``role`` assume this role, tagging the session with ``tenant`` only (its own policy must allow the
+        two actions too). Call before synth: the trust policy (``trust_policy``) is resolved then."""
+        self.readers.append(role)
+        principal = iam.ArnPrincipal(role.role_arn)
+        self._assume.add_principals(principal)
+        self._tag.add_principals(principal)
+
+    @classmethod
+    def of(cls, bucket: s3.IBucket) -> DatasetReader:
+        """The reader of ``bucket``: the one built beside it (``<bucket's scope>/DatasetReader``), else a new one."""
+        scope = bucket.node.scope
+        found = scope.node.try_find_child(cls.ID) if scope is not None else None
+        if isinstance(found, DatasetReader):
+            return found
+        return cls(scope or Stack.of(bucket), cls.ID, bucket=bucket)
+
 
 class Data(Construct):
-    """``table``, ``datasets`` (bucket), ``access_logs`` (bucket), ``secrets`` (provider -> secret)."""
+    """``table``, ``datasets`` (bucket), ``dataset_reader`` (:class:`DatasetReader`), ``access_logs`` (bucket),
+    ``secrets`` (provider -> secret)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
@@ -60,6 +141,7 @@ class Data(Construct):
             server_access_logs_bucket=self.access_logs, server_access_logs_prefix="datasets/",
             removal_policy=RemovalPolicy.RETAIN,
         )
+        self.dataset_reader = DatasetReader(self, DatasetReader.ID, bucket=self.datasets)
 
         # Provider API keys: created holding {"api_key": ""} (no key: a model call fails with a one-line ModelAuthError
         # naming the secret's env var, see stepcrew.llm.secrets); put the real key in after the first deploy

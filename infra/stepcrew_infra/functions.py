@@ -6,17 +6,23 @@ A function's role gets:
 - always: write to its own log group; X-Ray segments (``Tracing.ACTIVE``; X-Ray has no resource-level
   permissions, hence ``Resource: *``);
 - ``touches_table``: item reads/writes and queries on the run table and its GSI (no scans, no table admin);
-- ``reads_data``: ``s3:GetObject`` on the datasets bucket's objects and ``s3:ListBucket`` on the bucket (without
-  ListBucket a missing key reads as 403 instead of 404);
+- ``reads_data``: no S3 permission of its own: ``sts:AssumeRole`` + ``sts:TagSession`` on the dataset reader role
+  (:class:`stepcrew_infra.data.DatasetReader`), which reads ``<bucket>/${aws:PrincipalTag/tenant}/*`` only; the code
+  assumes it per run tenant (:class:`stepcrew.tools.datasets.TenantReaders`), so IAM holds the tenant boundary even
+  if a prefix check in code were wrong;
 - ``calls_models``: ``secretsmanager:GetSecretValue`` on the provider key secrets and Bedrock
   ``InvokeModel``/``InvokeModelWithResponseStream`` (``converse``/``converse_stream`` are authorized by these) on
   foundation models and this account's inference profiles;
+- its :class:`FunctionExtras` statements: only the guard function has any (``bedrock:ApplyGuardrail`` on the stack's
+  guardrail, with ``guard_backend=bedrock``; :mod:`stepcrew_infra.guard`), and its extras also swap the deps layer
+  for the guard layer and add ``STEPCREW_GUARD_BACKEND`` (and the guardrail's id and version);
 - nothing else: a tool that never reads the table has no DynamoDB statement at all.
 
 Environment of every function: ``STEPCREW_STAGE``, ``POWERTOOLS_SERVICE_NAME`` (``stepcrew-<name>``),
 ``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_METRICS_NAMESPACE``; plus ``STEPCREW_TABLE_NAME`` (table users),
-``STEPCREW_DATA_BUCKET`` (dataset readers), ``STEPCREW_ANTHROPIC_SECRET``/``STEPCREW_OPENAI_SECRET`` (the
-secrets' ARNs, a valid SecretId; never values; model callers).
+``STEPCREW_DATA_BUCKET`` and ``STEPCREW_DATA_READER_ROLE_ARN`` (dataset readers),
+``STEPCREW_ANTHROPIC_SECRET``/``STEPCREW_OPENAI_SECRET`` (the secrets' ARNs, a valid SecretId; never values; model
+callers).
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from stepcrew.store import schema
+from stepcrew.tools.datasets import READER_ROLE_ENV
 from stepcrew.wiring import FUNCTIONS, FunctionSpec
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
+from stepcrew_infra.data import DatasetReader
 from stepcrew_infra.nag import acknowledge
 
 #: Item-level DynamoDB actions a table user may call (the store adapter's get/put/update/delete/query, batch and
@@ -62,8 +70,20 @@ class DepsLayerNotBuiltWarning(UserWarning):
 
 
 @dataclass
+class FunctionExtras:
+    """What one function gets beyond its spec (:attr:`FunctionResources.extras`): ``layers`` replacing the shared
+    list (None keeps it), more ``environment`` variables, more IAM ``statements`` on its role."""
+
+    layers: list[lambda_.ILayerVersion] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    statements: list[iam.PolicyStatement] = field(default_factory=list)
+
+
+@dataclass
 class FunctionResources:
-    """What functions may be given: the stage settings, the layers and the resources their roles may name."""
+    """What functions may be given: the stage settings, the layers and the resources their roles may name.
+    ``dataset_reader``: the role dataset reads assume per tenant (default: the one built beside ``datasets``,
+    :meth:`DatasetReader.of`)."""
 
     config: StageConfig
     layers: list[lambda_.ILayerVersion]
@@ -71,6 +91,13 @@ class FunctionResources:
     datasets: s3.IBucket
     secrets: dict[str, secretsmanager.ISecret]
     functions: dict[str, StepcrewFunction] = field(default_factory=dict)
+    dataset_reader: DatasetReader | None = None
+    #: Per function name: its :class:`FunctionExtras` (the guard's layer, backend and guardrail permission).
+    extras: dict[str, FunctionExtras] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dataset_reader is None:
+            self.dataset_reader = DatasetReader.of(self.datasets)
 
 
 def build_layers(scope: Construct) -> list[lambda_.ILayerVersion]:
@@ -120,11 +147,14 @@ class StepcrewFunction(Construct):
             env["STEPCREW_TABLE_NAME"] = resources.table.table_name
         if spec.reads_data:
             env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
+            env[READER_ROLE_ENV] = resources.dataset_reader.role_arn
         if spec.emits_events:
             env["STEPCREW_EVENT_BUS"] = "default"
         if spec.calls_models:
             for provider, secret in sorted(resources.secrets.items()):
                 env[C.PROVIDER_SECRETS[provider]] = secret.secret_arn
+        extras = resources.extras.get(spec.name, FunctionExtras())
+        env.update(extras.environment)
         env.update(environment or {})
 
         self.function = lambda_.Function(
@@ -134,12 +164,14 @@ class StepcrewFunction(Construct):
             code=lambda_.Code.from_asset(str(spec.folder), exclude=C.ASSET_EXCLUDES),
             handler=C.HANDLER, runtime=C.RUNTIME, architecture=C.ARCHITECTURE,
             memory_size=spec.memory_mb, timeout=Duration.seconds(spec.timeout_s),
-            layers=resources.layers, role=self.role, environment=env, log_group=self.log_group,
+            layers=extras.layers or resources.layers, role=self.role, environment=env, log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             reserved_concurrent_executions=config.reserved_concurrency.get(spec.name),
             dead_letter_queue=dead_letter_queue,
         )
         self._grant(resources)
+        for statement in extras.statements:
+            self.role.add_to_policy(statement)
         resources.functions[spec.name] = self
 
     # ---------------------------------------------------------------------------------------- permissions
@@ -152,12 +184,11 @@ class StepcrewFunction(Construct):
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="RunTable", actions=list(TABLE_ACTIONS),
                 resources=[resources.table.table_arn, f"{resources.table.table_arn}/index/{schema.GSI1_NAME}"]))
-        if spec.reads_data:
-            bucket = resources.datasets
-            self.role.add_to_policy(iam.PolicyStatement(sid="ReadDatasets", actions=["s3:GetObject"],
-                                                        resources=[bucket.arn_for_objects("*")]))
-            self.role.add_to_policy(iam.PolicyStatement(sid="ListDatasets", actions=["s3:ListBucket"],
-                                                        resources=[bucket.bucket_arn]))
+        if spec.reads_data:  # datasets only as the run's tenant: through the reader role, never directly
+            reader = resources.dataset_reader
+            reader.allow(self.role)
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="AssumeDatasetReader", actions=["sts:AssumeRole", "sts:TagSession"], resources=[reader.role_arn]))
         if spec.emits_events:  # stepcrew.run.needs_review on the account's default bus
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="PublishEvents", actions=["events:PutEvents"],
@@ -183,12 +214,6 @@ class StepcrewFunction(Construct):
         acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
                     f"{name}: xray:PutTraceSegments/PutTelemetryRecords (Tracing.ACTIVE) support no resource-level "
                     "permissions, so X-Ray requires Resource '*'; it is the only '*' statement of this role.")
-        stack = Stack.of(self)
-        if self.spec.reads_data:
-            bucket_id = stack.resolve(stack.get_logical_id(resources.datasets.node.default_child))
-            acknowledge(policy, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
-                        f"{name}: reads any dataset object of the stack's own datasets bucket; dataset keys are "
-                        "chosen by users at run time (s3:// URI in the run request), so no fixed key list exists.")
         if self.spec.calls_models:
             acknowledge(policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/*]",
                         f"{name}: the Bedrock model is chosen per run (provider/model settings), and cross-Region "

@@ -23,6 +23,7 @@ from stepcrew_infra.api import Api
 from stepcrew_infra.config import StageConfig
 from stepcrew_infra.data import Data
 from stepcrew_infra.functions import FunctionResources, build_layers
+from stepcrew_infra.guard import Guard
 from stepcrew_infra.monitoring import Monitoring
 from stepcrew_infra.orchestration import Orchestration
 from stepcrew_infra.queues import dead_letter_queue
@@ -36,7 +37,8 @@ FEATURE_FLAGS: dict[str, Any] = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolic
 
 
 class StepcrewStack(cdk.Stack):
-    """Everything of one stage. Attributes: ``config``, ``data``, ``functions`` (name -> StepcrewFunction),
+    """Everything of one stage. Attributes: ``config``, ``data``, ``guard`` (the guard layer and, with
+    ``guard_backend=bedrock``, the guardrail), ``functions`` (name -> StepcrewFunction),
     ``orchestration``, ``api``, ``schedules``, ``monitoring``, ``queues`` (DLQ name -> queue)."""
 
     def __init__(self, scope: Construct, config: StageConfig, *, schedules_file: Path = C.SCHEDULES_FILE,
@@ -49,8 +51,11 @@ class StepcrewStack(cdk.Stack):
         self.queues: dict[str, sqs.Queue] = {}
 
         self.data = Data(self, "Data", config=config)
-        resources = FunctionResources(config=config, layers=build_layers(self), table=self.data.table,
-                                      datasets=self.data.datasets, secrets=dict(self.data.secrets))
+        layers = build_layers(self)  # [shared package layer, deps layer]
+        self.guard = Guard(self, "Guard", config=config, shared_layer=layers[0])
+        resources = FunctionResources(config=config, layers=layers, table=self.data.table,
+                                      datasets=self.data.datasets, secrets=dict(self.data.secrets),
+                                      extras={C.GUARD_FUNCTION: self.guard.extras})
         async_dlqs = {name: dead_letter_queue(self, f"AsyncDlq-{name}", name=f"{name}-dlq", config=config,
                                               registry=self.queues, purpose=f"failed async invocations of {name}")
                       for name in sorted(C.ASYNC_FUNCTIONS)}

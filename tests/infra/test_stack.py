@@ -149,7 +149,8 @@ def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
     for name, spec in wiring.FUNCTIONS.items():
         expected = {"logs", "xray"}
         expected |= {"dynamodb"} if spec.touches_table else set()
-        expected |= {"s3"} if spec.reads_data else set()
+        expected |= {"sts"} if spec.reads_data else set()  # datasets only through the per-tenant reader role
+        expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
         expected |= {"states"} if spec.starts_runs else set()
         expected |= {"events"} if spec.emits_events else set()
@@ -169,13 +170,15 @@ def test_each_function_policy_names_only_its_own_resources(synth):
     stack = synth.stack
     table = synth.logical_id(stack.data.table)
     datasets = synth.logical_id(stack.data.datasets)
+    reader = synth.logical_id(stack.data.dataset_reader.role)
     secrets = {synth.logical_id(s) for s in stack.data.secrets.values()}
     run_sm = synth.logical_id(stack.orchestration.state_machines["run"])
     for name, spec in wiring.FUNCTIONS.items():
         own_logs = synth.logical_id(stack.functions[name].log_group)
         allowed = {own_logs}
         allowed |= {table} if spec.touches_table else set()
-        allowed |= {datasets} if spec.reads_data else set()
+        allowed |= {reader} if spec.reads_data else set()
+        allowed |= {datasets} if name == C.API_FUNCTION else set()
         allowed |= secrets if spec.calls_models else set()
         allowed |= {run_sm} if spec.starts_runs else set()
         allowed |= {synth.logical_id(stack.queues[f"{name}-dlq"])} if name in C.ASYNC_FUNCTIONS else set()
@@ -194,7 +197,8 @@ def test_tools_that_never_read_the_table_or_data_get_no_such_permission(synth):
     for name in C.TOOL_FUNCTIONS:
         statements = function_statements(synth, name)
         assert "dynamodb" not in services(statements), name
-        assert ("s3" in services(statements)) == wiring.FUNCTIONS[name].reads_data, name
+        assert "s3" not in services(statements), name  # data readers go through the per-tenant reader role
+        assert ("sts" in services(statements)) == wiring.FUNCTIONS[name].reads_data, name
 
 
 def test_only_model_callers_read_the_provider_secrets(synth):
@@ -314,7 +318,7 @@ def test_api_routes_and_jwt_authorizer(synth):
     routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()}
     assert set(routes) == {f"{m} {p}" for m, p, _ in C.API_ROUTES} == {
         "POST /runs", "GET /runs", "GET /runs/{id}", "GET /runs/{id}/events", "POST /runs/{id}/approval",
-        "POST /runs/{id}/review",
+        "POST /runs/{id}/review", "POST /datasets",
         "GET /health"}
     for key, route in routes.items():
         if key == "GET /health":

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from api_helpers import RecordingTasks
 
-from stepcrew.api.app import ApiConfig, build_app
+from stepcrew.api.app import ApiConfig, S3Uploads, build_app
 from stepcrew.api.auth import tenant_from_event
 from stepcrew.api.dev import RouteTable
-from stepcrew.api.models import Approval, NewRun, ReviewAnswer
+from stepcrew.api.models import Approval, NewDataset, NewRun, ReviewAnswer
 from stepcrew.crew import load_crew
 from stepcrew.events import CreateScheduledRun
 from stepcrew.models import Run, RunStatus
@@ -25,8 +25,8 @@ EVENTS_DIR = REPO_ROOT / "events"
 API_EVENTS = sorted(EVENTS_DIR.glob("api_*.json"))
 SCHEDULE_EVENTS = sorted(EVENTS_DIR.glob("schedule_*.json"))
 BODY_MODELS = {"POST /runs": NewRun, "POST /runs/{run_id}/approval": Approval,
-               "POST /runs/{run_id}/review": ReviewAnswer}
-SUCCESS = {"POST /runs": 202}
+               "POST /runs/{run_id}/review": ReviewAnswer, "POST /datasets": NewDataset}
+SUCCESS = {"POST /runs": 202, "POST /datasets": 201}
 ROUTES = RouteTable.from_app(build_app(None, None, None, None))  # type: ignore[arg-type]
 
 
@@ -70,7 +70,8 @@ def test_handler_answers_each_api_event(api, path):
     api.store.create_run(Run(run_id=run_id, tenant="acme", goal="Compare the penguin species",
                              crew=load_crew("default"), status=waiting, approval_token="token-from-the-approval-task"))
     api.tasks = RecordingTasks()
-    app = build_app(api.store, api.starter, api.tasks, api.persistence, ApiConfig(stage="prod"))
+    app = build_app(api.store, api.starter, api.tasks, api.persistence, ApiConfig(stage="prod"),
+                    uploads=S3Uploads("stepcrew-prod-datasets"))
     api.app = app
 
     status, _, body = api.call(event)
@@ -80,6 +81,9 @@ def test_handler_answers_each_api_event(api, path):
         assert api.store.get_run(body["run_id"]).tenant == "acme"
     if event["routeKey"] == "POST /runs/{run_id}/approval":
         assert api.tasks.answers and api.tasks.answers[0][:2] == ("success", "token-from-the-approval-task")
+    if event["routeKey"] == "POST /datasets":
+        assert body["uri"] == "s3://stepcrew-prod-datasets/acme/uploads/sales-2026-q3.csv"
+        assert body["headers"] == {"Content-Type": "text/csv", "Content-Length": "48213"}
 
 
 @pytest.mark.parametrize("path", SCHEDULE_EVENTS, ids=lambda p: p.name)

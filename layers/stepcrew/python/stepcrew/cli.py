@@ -1,7 +1,8 @@
 """The ``stepcrew`` command line.
 
 ``stepcrew demo`` runs the demo goal on the bundled Palmer Penguins dataset; ``stepcrew run GOAL`` runs any goal;
-``stepcrew runs list|show`` read kept runs from another process; ``stepcrew dev`` serves the HTTP API locally.
+``stepcrew runs list|show`` read kept runs from another process; ``stepcrew dev`` serves the HTTP API locally;
+``stepcrew datasets put FILE`` stores a dataset under a tenant's prefix of the local datasets bucket.
 
 Runs execute the real state machines in the local runtime (moto in-process) unless ``--aws`` is given, which drives
 a deployed stack (env ``STEPCREW_TABLE_NAME`` and ``STEPCREW_RUN_STATE_MACHINE_ARN``). Progress goes to stderr
@@ -33,6 +34,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Crews of LLM agents on AWS Step Functions + Lambda, runnable locally.")
 runs_app = typer.Typer(no_args_is_help=True, help="Runs kept by the local runtime (or a deployed stack with --aws).")
 app.add_typer(runs_app, name="runs")
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the local datasets bucket (s3://stepcrew-local-"
+                                                       "datasets/<tenant>/uploads/<name>).")
+app.add_typer(datasets_app, name="datasets")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -40,6 +44,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_CODES = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.NEEDS_REVIEW: 3, RunStatus.DECLINED: 4}
 #: Statuses where ``stepcrew run`` stops following: terminal, or handed to a person for review.
 _STOP = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DECLINED, RunStatus.NEEDS_REVIEW}
+
+
+def _counts(entities: dict | None) -> str:
+    """``{"EMAIL_ADDRESS": 2}`` -> ``"2 EMAIL_ADDRESS"`` (a guard event's counts, for the progress lines)."""
+    return ", ".join(f"{n} {k}" for k, n in (entities or {}).items()) or "none"
 
 
 class BadInput(Exception):
@@ -133,6 +142,15 @@ class Progress:
             "needs_review": f"[bold yellow]report handed off for review[/] (NEEDS_REVIEW until {d.get('deadline')})",
             "review_decided": f"review decision: {'accepted' if d.get('accept') else 'rejected'}",
             "approval_requested": "[yellow]waiting for approval of the plan[/]",
+            "input_flagged": f"[yellow]input guard[/]: {', '.join(d.get('families') or d.get('entities') or [])} "
+                             f"({d.get('action', '')})",
+            "input_masked": f"input guard: personal data masked ({_counts(d.get('entities'))})",
+            "input_rejected_topic": f"[red]input guard[/]: denied topic {', '.join(d.get('topics', []))}",
+            "tool_output_masked": f"{tag}guard: {d.get('name')} output masked ({_counts(d.get('entities'))})",
+            "tool_output_flagged": f"{tag}[yellow]guard[/]: {d.get('name')} output holds instruction-like text "
+                                   f"({', '.join(d.get('families', []))}); fenced as data",
+            "output_screened": f"output guard: {_counts(d.get('masked'))} masked, {d.get('removed', 0)} sentence(s) "
+                               "removed",
         }.get(event.kind, event.kind)
         self.console.print(f"[dim]{event.at:%H:%M:%S}[/] {text}")
 
@@ -568,6 +586,61 @@ def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
     if missing:
         raise _fail(f"--data-dir is not a folder: {', '.join(missing)}")
     serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
+
+
+def put_dataset(file: Path, tenant: str, name: str | None = None, folder: Path | None = None) -> str:
+    """Store ``file`` as ``tenant``'s upload ``name`` (default: the file's name) in the local datasets folder
+    (``folder``, default :func:`stepcrew.local.runtime.default_datasets_dir`), as ``POST /datasets`` does on AWS:
+    same name rules, same size limit, and the file is checked like a dataset before it is kept. Returns the URI
+    ``s3://stepcrew-local-datasets/<tenant>/uploads/<name>``. Raises BadInput (nothing written)."""
+    import re
+
+    from stepcrew.local.runtime import LOCAL_DATA_BUCKET, default_datasets_dir, store_local_dataset
+    from stepcrew.models import TENANT_PATTERN
+    from stepcrew.tools.datasets import MAX_DATASET_BYTES, check_dataset_file, upload_key, upload_name_error
+    from stepcrew.tools.errors import DatasetError
+
+    if not re.fullmatch(TENANT_PATTERN, tenant):
+        raise BadInput("--tenant must be 1-128 of [A-Za-z0-9_.@-], starting with a letter or digit")
+    name = file.name if name is None else name
+    problem = upload_name_error(name)
+    if problem is not None:
+        raise BadInput(problem[1])
+    if not file.is_file():
+        raise BadInput(f"no such file: {file}")
+    size = file.stat().st_size
+    if size > MAX_DATASET_BYTES:
+        raise BadInput(f"{file.name} is too big: {size} bytes (limit {MAX_DATASET_BYTES} bytes)")
+    try:
+        check_dataset_file(file, name)  # empty, binary, not UTF-8, no header... as the tools would refuse it
+    except DatasetError as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {file.name}: {exc.strerror or exc}") from None
+    key = upload_key(tenant, name)
+    try:
+        store_local_dataset(folder or default_datasets_dir(), key, file)
+    except OSError as exc:
+        raise BadInput(f"cannot store the dataset: {exc.strerror or exc}") from None
+    return f"s3://{LOCAL_DATA_BUCKET}/{key}"
+
+
+@datasets_app.command("put")
+def datasets_put(
+        file: Annotated[Path, typer.Argument(help="CSV/Parquet/JSON/JSON Lines file to store.")],
+        tenant: Annotated[str, typer.Option(help="Tenant whose prefix holds it (stepcrew run's tenant is "
+                                                 "'local').")] = "local",
+        name: Annotated[str | None, typer.Option(help="Name under <tenant>/uploads/ (default: the file's "
+                                                      "name).")] = None) -> None:
+    """Store FILE in the local datasets bucket under the tenant's prefix and print its s3:// URI, for `stepcrew run
+    GOAL --data-uri URI` (or POST /runs on `stepcrew dev`). Exit 2 for a missing, oversized or unsupported file."""
+    try:
+        uri = put_dataset(file, tenant, name)
+    except BadInput as exc:
+        from rich.markup import escape
+
+        raise _fail(escape(str(exc))) from None
+    print(uri)
 
 
 @app.command("eval")

@@ -59,8 +59,8 @@ class FunctionSpec:
 
 
 FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
-    FunctionSpec("guard", "Input guard: validates and screens the run, marks it RUNNING", touches_table=True,
-                 reads_data=True),
+    FunctionSpec("guard", "Guardrails: screens the input (marks the run RUNNING), tool output and the report",
+                 touches_table=True, reads_data=True, memory_mb=1024),
     FunctionSpec("planner", "Planner role: goal -> validated DAG of sub-tasks", touches_table=True,
                  calls_models=True, timeout_s=300),
     FunctionSpec("approval", "Stores the task token of a run waiting for a person (approval, review hand-off)",

@@ -14,6 +14,11 @@ Routes (schemas in ``docs/openapi.json``; errors and their statuses in :mod:`ste
 - ``POST /runs/{run_id}/approval``: ``{"approved": bool, "comment"?}`` resumes a run waiting on its task token
   (SendTaskSuccess, or SendTaskFailure with error ``ApprovalRejected``); 409 unless the run is
   ``WAITING_APPROVAL``.
+- ``POST /datasets`` (201): body :class:`~stepcrew.api.models.NewDataset` (``name``, ``size_bytes``,
+  ``content_type``?) -> :class:`~stepcrew.api.models.DatasetUpload`: a presigned S3 PUT for
+  ``<tenant>/uploads/<name>`` (tenant from the token), valid :data:`~stepcrew.api.models.UPLOAD_URL_EXPIRES_S` s, with
+  ``Content-Type`` and ``Content-Length`` signed (see :class:`S3Uploads`). 503 ``uploads_unavailable`` where no
+  datasets bucket is configured.
 - ``GET /health``: liveness, no authentication.
 
 Every route but ``/health`` needs JWT claims (:mod:`stepcrew.api.auth`); a run of another tenant is answered
@@ -69,13 +74,17 @@ from stepcrew.api.errors import (
 from stepcrew.api.idempotency import IDEMPOTENCY_KEY_PREFIX, idempotency_config
 from stepcrew.api.ratelimit import DynamoRateLimiter, RateLimiter, bucket_of
 from stepcrew.api.models import (
+    DATASET_ERROR_CODES,
     GOAL_PREVIEW_CHARS,
     IDEMPOTENCY_KEY_PATTERN,
+    UPLOAD_URL_EXPIRES_S,
     Approval,
     ApprovalAccepted,
+    DatasetUpload,
     EventItem,
     EventPage,
     Health,
+    NewDataset,
     NewRun,
     RunAccepted,
     RunLinks,
@@ -136,6 +145,48 @@ class StepFunctionsTasks:
     def send_task_failure(self, token: str, error: str, cause: str) -> None:
         """``SendTaskFailure``; ``error`` cut to 256 and ``cause`` to 32,768 characters. Raises ClientError."""
         self.client.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32768])
+
+
+class S3Uploads:
+    """Presigned S3 PUT URLs for dataset uploads into ``bucket``.
+
+    The URL is signed (SigV4, query parameters) with the caller's credentials - deployed, the api function's role,
+    whose only S3 permission is ``s3:PutObject`` on ``<bucket>/*/uploads/*`` - for one key, the ``Content-Type`` and
+    the exact ``Content-Length``: S3 recomputes the signature over the headers the PUT sends, so another key, type or
+    size is refused (403 ``SignatureDoesNotMatch``). A presigned PUT cannot carry a size *range* (only a presigned
+    POST policy's ``content-length-range`` can); the exact size, checked against the tools' limit before signing,
+    caps it just as well and keeps the upload one plain ``PUT`` (``curl -T``). Signing is local (no AWS call).
+
+    ``client``: a boto3 S3 client configured for SigV4 (default: built on first use); ``endpoint_url``: where the
+    URLs point (``stepcrew dev`` points them at itself, path-style).
+    """
+
+    def __init__(self, bucket: str, *, client: Any = None, endpoint_url: str | None = None,
+                 region: str | None = None) -> None:
+        self.bucket = bucket
+        self._client = client
+        self._endpoint_url = endpoint_url
+        self._region = region
+
+    @property
+    def client(self) -> Any:
+        """The signing S3 client (SigV4; path-style when an endpoint is given)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            style = "path" if self._endpoint_url else "virtual"
+            self._client = boto3.client("s3", endpoint_url=self._endpoint_url, region_name=self._region,
+                                        config=Config(signature_version="s3v4", s3={"addressing_style": style}))
+        return self._client
+
+    def presign_put(self, key: str, content_type: str, size_bytes: int, expires_s: int) -> tuple[str, dict[str, str]]:
+        """``(url, headers)`` of one PUT of ``size_bytes`` bytes of ``content_type`` to ``key``, valid ``expires_s``
+        seconds; ``headers`` are the signed ones the PUT must send."""
+        url = self.client.generate_presigned_url(
+            "put_object", HttpMethod="PUT", ExpiresIn=expires_s,
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size_bytes})
+        return url, {"Content-Type": content_type, "Content-Length": str(size_bytes)}
 
 
 @dataclass(frozen=True)
@@ -269,10 +320,11 @@ class StepcrewApi(APIGatewayHttpResolver):
 
     def __init__(self, store: RunStore, starter: ExecutionStarter, tasks: TaskResumer,
                  idempotency: BasePersistenceLayer, config: ApiConfig | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, uploads: S3Uploads | None = None) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=_json_loads)
         self.store = store
         self.limiter = limiter
+        self.uploads = uploads
         self.starter = starter
         self.tasks = tasks
         self.config = config or ApiConfig()
@@ -554,6 +606,37 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
             raise _decision_error(exc) from None
         return ReviewAnswered(run_id=run_id, accept=body.accept, status=run.status, links=RunLinks.of(run_id))
 
+    @app.post("/datasets", status_code=201, operation_id="createDatasetUpload", security=AUTH, tags=["datasets"],
+              summary="Get an upload URL for a dataset under the caller's tenant",
+              description="Answers a presigned S3 PUT for s3://<bucket>/<tenant>/uploads/<name> (tenant from the "
+                          "token, never the body), valid expires_in_s seconds. PUT the file with exactly the "
+                          "returned headers (Content-Type and Content-Length are signed: another size or type is "
+                          "refused by S3), then start runs with data = uri. The same name again replaces the file.",
+              responses=_responses(201, "Upload URL issued", s404="No such route", s415="Body is not "
+                                   "application/json", s503="Uploads are not configured here"))
+    def create_dataset_upload_route(
+        body: Annotated[NewDataset, Body(description="the file to upload (the tenant comes from the token)")],
+    ) -> Response[DatasetUpload]:
+        from stepcrew.tools.datasets import MAX_DATASET_BYTES, check_dataset_access, upload_key
+        from stepcrew.tools.errors import DatasetError
+
+        tenant = app.tenant
+        if app.uploads is None:
+            raise ServiceUnavailable("dataset uploads are not configured in this deployment",
+                                     code="uploads_unavailable")
+        key = upload_key(tenant, body.name)  # validated already; raises ValueError only on a bug (500)
+        uri = f"s3://{app.uploads.bucket}/{key}"
+        try:  # never sign outside the caller's prefix (the data tools check reads the same way)
+            check_dataset_access(uri, tenant, bucket=app.config.data_bucket or app.uploads.bucket)
+        except DatasetError:
+            logger.error("upload key outside the tenant's prefix", extra={"tenant": tenant})
+            raise
+        url, headers = app.uploads.presign_put(key, body.content_type or "", body.size_bytes, UPLOAD_URL_EXPIRES_S)
+        logger.info("dataset upload issued", extra={"tenant": tenant, "bytes": body.size_bytes})
+        return Response(status_code=HTTPStatus.CREATED, content_type=content_types.APPLICATION_JSON,
+                        body=DatasetUpload(uri=uri, upload_url=url, headers=headers, expires_in_s=UPLOAD_URL_EXPIRES_S,
+                                           max_bytes=MAX_DATASET_BYTES))
+
     @app.get("/health", operation_id="health", tags=["health"], summary="Liveness (no authentication)",
              responses={200: {"description": "The API is up"}, 500: error_doc("Unexpected error")})
     def health_route() -> Health:
@@ -589,6 +672,9 @@ def _register_error_handlers(app: StepcrewApi) -> None:
             return _error_response(BadRequest("the request body is not valid JSON", code="malformed_json"))
         if any(e.get("type") == "missing" and tuple(e.get("loc") or ()) == ("body",) for e in errors):
             return _error_response(BadRequest("a JSON body is required"))
+        own = [e for e in errors if e.get("type") in DATASET_ERROR_CODES]  # a body model's own code, first one
+        if own:
+            return _error_response(BadRequest(_validation_message(own), code=str(own[0]["type"])))
         return _error_response(BadRequest(_validation_message(errors)))
 
     @app.exception_handler(RequestUnsupportedContentType)
@@ -624,10 +710,11 @@ def _register_error_handlers(app: StepcrewApi) -> None:
 
 # ============================================================================================== builders
 def build_app(store: RunStore, starter: ExecutionStarter, tasks: TaskResumer, idempotency: BasePersistenceLayer,
-              config: ApiConfig | None = None, limiter: RateLimiter | None = None) -> StepcrewApi:
+              config: ApiConfig | None = None, limiter: RateLimiter | None = None,
+              uploads: S3Uploads | None = None) -> StepcrewApi:
     """The API bound to its collaborators (all injected: tests pass fakes or moto-backed ones; no ``limiter``: no
-    per-tenant limit)."""
-    return StepcrewApi(store, starter, tasks, idempotency, config, limiter)
+    per-tenant limit; no ``uploads``: ``POST /datasets`` answers 503 ``uploads_unavailable``)."""
+    return StepcrewApi(store, starter, tasks, idempotency, config, limiter, uploads)
 
 
 def app_from_env() -> StepcrewApi:
@@ -655,4 +742,5 @@ def app_from_env() -> StepcrewApi:
                   default_provider=settings.default_provider, data_bucket=settings.data_bucket),
         DynamoRateLimiter(dynamodb, settings.table_name, {"start": settings.tenant_rate_start,
                                                           "read": settings.tenant_rate_read}),
+        S3Uploads(settings.data_bucket) if settings.data_bucket else None,
     )

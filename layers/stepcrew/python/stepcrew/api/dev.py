@@ -24,25 +24,36 @@ stderr at startup:
 Differences from AWS: bodies over :data:`GATEWAY_MAX_BODY_BYTES` (API Gateway's 10 MB payload quota) are refused
 by the server with 413 without reading them; datasets may be ``file://`` URIs as well as ``s3://``; the default
 provider is :func:`stepcrew.llm.registry.detect_provider` (``rule`` when no provider key is set).
+
+Uploads: ``POST /datasets`` answers URLs that point at this server, path-style
+(``http://127.0.0.1:<port>/stepcrew-local-datasets/<tenant>/uploads/<name>?X-Amz-...``), signed by the same code as
+on AWS (:class:`stepcrew.api.app.S3Uploads`). The server stands in for S3 on that path (:class:`LocalUploads`): it
+checks the SigV4 query signature, the signed headers and the expiry as S3 does (403 ``SignatureDoesNotMatch`` /
+``AccessDenied``, S3's XML error body), then stores the file in the runtime's datasets bucket and folder
+(:meth:`stepcrew.local.runtime.LocalRuntime.put_dataset`), where later runs and processes read it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from xml.sax.saxutils import escape as xml_escape
 
 from stepcrew.api.auth import TENANT_PATTERN
 from stepcrew.api.errors import error_body
@@ -201,6 +212,124 @@ def _error(code: str, message: str) -> bytes:
     return json.dumps(error_body(code, message)).encode()
 
 
+# ------------------------------------------------------------------------------------------------ S3 uploads
+_PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
+                   "X-Amz-Signature")
+#: Longest validity of a SigV4 presigned URL (7 days, S3 User Guide "Download and upload objects with presigned URLs").
+PRESIGN_MAX_EXPIRES_S = 604_800
+
+
+class S3Refusal(Exception):
+    """What S3 would answer: ``status``, ``code`` (S3's error code) and ``message``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def xml(self) -> bytes:
+        """S3's error body: ``<Error><Code>..</Code><Message>..</Message></Error>``."""
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{self.code}</Code><Message>'
+                f"{xml_escape(self.message)}</Message></Error>").encode()
+
+
+def check_presigned(method: str, url: str, headers: Mapping[str, str], credentials: Any,
+                    now: datetime | None = None) -> None:
+    """Check a SigV4 query-signed request as S3 does: the six ``X-Amz-*`` parameters present, not expired
+    (``X-Amz-Date`` + ``X-Amz-Expires``), signed with ``credentials``' access key, every signed header sent, and the
+    signature recomputed over ``method``, the path, the query and those headers (payload ``UNSIGNED-PAYLOAD``)
+    equal. ``url``: ``http://<Host header><request target>``; ``credentials``: botocore's (``access_key``,
+    ``secret_key``, ``token``). Raises :class:`S3Refusal` (403)."""
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+
+    split = urlsplit(url)
+    pairs = parse_qsl(split.query, keep_blank_values=True)
+    params = dict(pairs)
+    if any(k not in params for k in _PRESIGN_PARAMS) or params["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
+        raise S3Refusal(403, "AccessDenied", "a presigned (AWS4-HMAC-SHA256 query) URL is required")
+    try:
+        signed_at = datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        expires = int(params["X-Amz-Expires"])
+        access_key, _, region, service, _ = params["X-Amz-Credential"].split("/")
+    except ValueError:
+        raise S3Refusal(403, "AuthorizationQueryParametersError", "malformed X-Amz-* query parameters") from None
+    if not 1 <= expires <= PRESIGN_MAX_EXPIRES_S or service != "s3":
+        raise S3Refusal(403, "AuthorizationQueryParametersError", "X-Amz-Expires must be 1-604800, service s3")
+    if (now or datetime.now(UTC)) > signed_at + timedelta(seconds=expires):
+        raise S3Refusal(403, "AccessDenied", "Request has expired")
+    if access_key != credentials.access_key:
+        raise S3Refusal(403, "InvalidAccessKeyId", "the access key of this URL is not this server's")
+    sent = {str(k).lower(): str(v) for k, v in headers.items()}
+    signed = params["X-Amz-SignedHeaders"].split(";")
+    if any(h != "host" and h not in sent for h in signed):
+        raise S3Refusal(403, "SignatureDoesNotMatch", "a signed header was not sent")
+    query = "&".join(part for part in split.query.split("&") if not part.startswith("X-Amz-Signature="))
+    request = AWSRequest(method=method.upper(), url=urlunsplit(split._replace(query=query)),
+                         headers={h: sent[h] for h in signed if h != "host"})
+    request.context["timestamp"] = params["X-Amz-Date"]
+    auth = S3SigV4QueryAuth(credentials, "s3", region, expires=expires)
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    if not hmac.compare_digest(expected, params["X-Amz-Signature"]):
+        raise S3Refusal(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
+                                                      "signature you provided")
+
+
+class LocalUploads:
+    """The dev server's stand-in for S3 on ``PUT /<bucket>/<key>?X-Amz-...`` (see the module docstring).
+    ``store(key, file) -> uri`` keeps the file (the runtime's :meth:`~stepcrew.local.runtime.LocalRuntime.put_dataset`);
+    ``credentials``: what the upload URLs are signed with (the process's AWS credentials, fake ones locally)."""
+
+    def __init__(self, bucket: str, store: Callable[[str, Path], str], credentials: Any,
+                 max_bytes: int | None = None) -> None:
+        from stepcrew.tools.datasets import MAX_DATASET_BYTES
+
+        self.bucket = bucket
+        self.store = store
+        self.credentials = credentials
+        self.max_bytes = MAX_DATASET_BYTES if max_bytes is None else max_bytes
+
+    def handles(self, method: str, path: str) -> bool:
+        """Whether a request is an upload to this server's bucket (``PUT /<bucket>/...``)."""
+        return method == "PUT" and path.startswith(f"/{self.bucket}/")
+
+    def receive(self, method: str, target: str, headers: Mapping[str, str], body: BinaryIO) -> tuple[int, dict, bytes]:
+        """Check and store one upload: ``(status, headers, body)`` as S3 answers it (200 with an ``ETag``; 403 bad
+        signature or expired; 411 no ``Content-Length``; 400 ``EntityTooLarge`` / ``IncompleteBody``). The body is
+        read only once the signature holds."""
+        try:
+            sent = {str(k).lower(): str(v) for k, v in headers.items()}
+            if "chunked" in sent.get("transfer-encoding", "").lower() or "content-length" not in sent:
+                raise S3Refusal(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+            check_presigned(method, f"http://{sent.get('host', '')}{target}", sent, self.credentials)
+            try:
+                size = int(sent["content-length"])
+            except ValueError:
+                raise S3Refusal(400, "InvalidArgument", "invalid Content-Length") from None
+            if size < 0 or size > self.max_bytes:
+                raise S3Refusal(400, "EntityTooLarge", f"uploads are at most {self.max_bytes} bytes here")
+            key = unquote(urlsplit(target).path)[len(f"/{self.bucket}/"):]
+            digest = hashlib.md5(usedforsecurity=False)
+            with tempfile.TemporaryDirectory(prefix="stepcrew-upload-") as folder:
+                part = Path(folder) / "body"
+                with part.open("wb") as out:
+                    left = size
+                    while left:
+                        chunk = body.read(min(left, 1024 * 1024))
+                        if not chunk:
+                            raise S3Refusal(400, "IncompleteBody", "You did not provide the number of bytes specified "
+                                                                   "by the Content-Length HTTP header.")
+                        digest.update(chunk)
+                        out.write(chunk)
+                        left -= len(chunk)
+                try:
+                    self.store(key, part)
+                except ValueError as exc:
+                    raise S3Refusal(400, "InvalidArgument", str(exc)) from None
+        except S3Refusal as refusal:
+            return refusal.status, {"Content-Type": "application/xml"}, refusal.xml()
+        return 200, {"ETag": f'"{digest.hexdigest()}"'}, b""
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: DevServer
     protocol_version = "HTTP/1.1"
@@ -234,6 +363,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         srv = self.server
+        if srv.uploads is not None and srv.uploads.handles(self.command, urlsplit(self.path).path):
+            status, headers, body = srv.uploads.receive(self.command, self.path, self.headers, self.rfile)
+            if status >= 400:
+                self.close_connection = True  # the body may be unread
+            return self._send(status, body, headers)
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
             return self._send(411, _error("length_required", "send a Content-Length (chunked bodies are not read)"))
@@ -281,9 +415,10 @@ class DevServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], app: Any, *, allow_anonymous: bool, quiet: bool = False,
-                 on_tick: Callable[[], None] | None = None) -> None:
+                 on_tick: Callable[[], None] | None = None, uploads: LocalUploads | None = None) -> None:
         super().__init__(address, _Handler)
         self.app = app
+        self.uploads = uploads
         self.routes = RouteTable.from_app(app)
         self.allow_anonymous = allow_anonymous
         self.quiet = quiet
@@ -365,10 +500,12 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     if not is_loopback(host):
         raise ValueError(f"stepcrew dev binds loopback addresses only (got {host!r}): its local token switch "
                          "lets any caller act as any tenant")
-    from stepcrew.api.app import ApiConfig, build_app
+    import boto3
+
+    from stepcrew.api.app import ApiConfig, S3Uploads, build_app
     from stepcrew.api.idempotency import dynamodb_persistence
     from stepcrew.llm.registry import UnknownProviderError, check_provider, detect_provider
-    from stepcrew.local.runtime import LocalRuntime
+    from stepcrew.local.runtime import LOCAL_DATA_BUCKET, LocalRuntime
     from stepcrew.local.state import default_state_dir
 
     anonymous = _truthy(os.environ.get("STEPCREW_DEV_ALLOW_ANONYMOUS")) if allow_anonymous is None else allow_anonymous
@@ -385,7 +522,12 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
                                   data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))),
                         DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name, _dev_limits()))
         saver = _Saver(runtime)
-        server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick)
+        credentials = boto3.Session(region_name=runtime.region).get_credentials().get_frozen_credentials()
+        uploads = LocalUploads(LOCAL_DATA_BUCKET, runtime.put_dataset, credentials)
+        server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick,
+                           uploads=uploads)
+        # upload URLs point here (known once bound), signed like on AWS
+        app.uploads = S3Uploads(LOCAL_DATA_BUCKET, endpoint_url=server.url, region=runtime.region)
         try:
             sys.stderr.write(banner(server.url, folder, anonymous))
             sys.stderr.flush()

@@ -9,10 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from stepcrew.models import CREW_NAME_PATTERN, PROVIDER_PATTERN, EventKind, RunRequest, RunStatus, Strict
+from stepcrew.tools.datasets import MAX_DATASET_BYTES, upload_content_type, upload_name_error
 
 #: A crew as the API accepts it: a packaged crew's name only (never a path: the API must not read arbitrary
 #: files): CREW_NAME_PATTERN. A provider: PROVIDER_PATTERN (both from stepcrew.models).
@@ -21,6 +23,12 @@ IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 #: Longest ``goal`` shown in ``GET /runs`` (characters); ``GET /runs/{id}`` has the run's full view.
 GOAL_PREVIEW_CHARS = 200
 APPROVAL_COMMENT_MAX_CHARS = 1000
+#: Seconds an upload URL of ``POST /datasets`` stays valid. A URL signed with temporary credentials (a Lambda role's)
+#: stops working when they expire, even earlier (S3 User Guide, "Download and upload objects with presigned URLs").
+UPLOAD_URL_EXPIRES_S = 900
+#: Error codes a body model raises itself (``PydanticCustomError`` types), answered 400 with that code.
+DATASET_ERROR_CODES = frozenset({"invalid_dataset_name", "unsupported_dataset_type", "invalid_content_type",
+                                 "dataset_too_large"})
 
 
 class NewRun(RunRequest):
@@ -147,3 +155,64 @@ class Health(BaseModel):
     status: Literal["ok"]
     stage: str
     version: str
+
+
+class NewDataset(Strict):
+    """Body of ``POST /datasets``: the file to upload, by name and exact size (the tenant comes from the token).
+
+    - ``name``: 1-128 of ``[A-Za-z0-9._-]``, starting with a letter or digit, no ``..``, ending in ``.csv``,
+      ``.parquet``, ``.json`` or ``.jsonl`` (what the data tools read; :func:`stepcrew.tools.datasets.upload_name_error`).
+      400 ``invalid_dataset_name`` / ``unsupported_dataset_type``.
+    - ``content_type``: optional; one of the suffix's types (:data:`stepcrew.tools.datasets.UPLOAD_CONTENT_TYPES`),
+      default the first. 400 ``invalid_content_type``.
+    - ``size_bytes``: the file's exact size, 1 to :data:`stepcrew.tools.datasets.MAX_DATASET_BYTES` (512 MiB, the
+      tools' limit: Lambda's default /tmp size). It is signed into the upload URL as ``Content-Length``, so S3 refuses
+      a body of any other size (SigV4 signs the header; a different value is ``SignatureDoesNotMatch``). 400
+      ``dataset_too_large``.
+    """
+
+    name: str = Field(min_length=1, max_length=128, description="file name under the tenant's uploads/ folder, e.g. "
+                      "sales.csv: [A-Za-z0-9._-], no '..', suffix .csv, .parquet, .json or .jsonl")
+    content_type: str | None = Field(default=None, min_length=1, max_length=128,
+                                     description="text/csv, application/vnd.apache.parquet, application/json or "
+                                                 "application/jsonl (default: by the name's suffix)")
+    size_bytes: StrictInt = Field(ge=1, json_schema_extra={"maximum": MAX_DATASET_BYTES},
+                                  description="exact size of the file in bytes (the PUT must send this "
+                                              f"Content-Length), at most {MAX_DATASET_BYTES} (512 MiB)")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        problem = upload_name_error(v)
+        if problem is not None:
+            raise PydanticCustomError(problem[0], problem[1])
+        return v
+
+    @field_validator("size_bytes")
+    @classmethod
+    def _not_too_large(cls, v: int) -> int:
+        if v > MAX_DATASET_BYTES:
+            raise PydanticCustomError("dataset_too_large", f"a dataset is at most {MAX_DATASET_BYTES} bytes")
+        return v
+
+    @model_validator(mode="after")
+    def _content_type_fits(self) -> NewDataset:
+        try:
+            self.content_type = upload_content_type(self.name, self.content_type)
+        except ValueError as exc:
+            raise PydanticCustomError("invalid_content_type", str(exc)) from None
+        return self
+
+
+class DatasetUpload(BaseModel):
+    """Answer of ``POST /datasets`` (201): PUT the file's bytes to ``upload_url`` with exactly ``headers`` within
+    ``expires_in_s`` seconds, then start runs with ``data`` = ``uri``. An upload to an existing name replaces it (the
+    bucket keeps the old version)."""
+
+    uri: str = Field(description="s3://<bucket>/<tenant>/uploads/<name>: the run's data")
+    upload_url: str = Field(description="presigned S3 URL for one HTTP PUT of the file")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="headers the PUT must send, exactly (both are signed): "
+                                                "Content-Type and Content-Length")
+    expires_in_s: int = Field(description="seconds the URL is valid (less if the signing credentials expire first)")
+    max_bytes: int = Field(description="the largest dataset the tools read, in bytes")

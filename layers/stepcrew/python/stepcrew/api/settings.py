@@ -40,7 +40,8 @@ class ApiSettings(RoleSettings):
                                   description="other authenticated requests per tenant per minute")
     data_bucket: str | None = Field(default=None, alias="STEPCREW_DATA_BUCKET", min_length=3, max_length=63,
                                     description="the stage's datasets bucket (the stack sets it): s3:// datasets "
-                                                "must be s3://<bucket>/<tenant>/...")
+                                                "must be s3://<bucket>/<tenant>/...; POST /datasets signs uploads "
+                                                "into it (unset: 503 uploads_unavailable)")
 
     @field_validator("data_schemes")
     @classmethod

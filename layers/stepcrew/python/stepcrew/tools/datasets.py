@@ -26,6 +26,18 @@ the Lambda being killed), switches off external access (``enable_external_access
 extension access from SQL) and locks the configuration.
 Loaded databases are cached per process, keyed by (uri, mtime, size), so a warm Lambda does not reload.
 DuckDB is imported lazily (it is heavy; the calculator Lambda never pays for it).
+
+**Reads as the tenant (IAM, deployed).** When env :data:`READER_ROLE_ENV` (``STEPCREW_DATA_READER_ROLE_ARN``, set by
+the stack on the functions that read data) names a role, an ``s3://`` dataset is read with that role's credentials for
+the run's tenant: ``sts.assume_role`` with the session tag ``tenant=<tenant>`` (:class:`TenantReaders`). The role may
+only ``s3:GetObject`` on ``<bucket>/${aws:PrincipalTag/tenant}/*``, so a tenant-prefix mistake in this code is still
+denied by IAM (S3 answers 403, reported like a missing dataset). A read without a tenant is then refused (fail closed).
+Without the variable (the local runtime, tests), the process-wide client of :func:`s3_client` reads, as before.
+Downloads are cached per (tenant, uri): one tenant's download never serves another's read.
+
+**Uploads.** ``POST /datasets`` and ``stepcrew datasets put`` store a file at :func:`upload_key`
+(``<tenant>/uploads/<name>``); :func:`upload_name_error` is the one check of the name, :data:`UPLOAD_CONTENT_TYPES`
+the content types per suffix.
 """
 
 from __future__ import annotations
@@ -39,7 +51,9 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -67,9 +81,25 @@ LAMBDA_MEMORY_SHARE = 0.6
 SNIFF_BYTES = 64 * 1024
 CACHE_DIR = Path(os.environ.get("STEPCREW_DATASET_CACHE", Path(tempfile.gettempdir()) / "stepcrew-datasets"))
 
+#: Env naming the IAM role dataset reads assume per tenant (the stack sets it on ``reads_data`` functions).
+READER_ROLE_ENV = "STEPCREW_DATA_READER_ROLE_ARN"
+#: The session tag key the reader role's policy reads (``${aws:PrincipalTag/tenant}``); tags are case-insensitive keys.
+TENANT_TAG = "tenant"
+#: Lifetime of a reader session, in seconds: 900 is AssumeRole's minimum ``DurationSeconds`` (900-43,200; role
+#: chaining - a Lambda role assuming another role - caps it at 3,600: STS API reference, AssumeRole).
+READER_SESSION_S = 900
+#: A cached session is renewed this many seconds before it expires, so a download that starts on it (tools and the
+#: guard time out after 60 s, ``stepcrew.wiring.FUNCTIONS``) ends before its credentials do.
+READER_REFRESH_MARGIN_S = 120
+#: Reader sessions kept per process (one S3 client each), least recently used dropped first.
+MAX_READER_SESSIONS = 16
+#: RoleSessionName: 2-64 of ``[\w+=,.@-]`` (STS API reference, AssumeRole).
+SESSION_NAME_MAX_CHARS = 64
+
 _lock = threading.Lock()
 _s3_client: Any = None
-_downloads: dict[str, Path] = {}
+_readers: TenantReaders | None = None
+_downloads: dict[tuple[str | None, str], Path] = {}
 _databases: OrderedDict[tuple[str, int, int], duckdb.DuckDBPyConnection] = OrderedDict()
 
 
@@ -84,9 +114,108 @@ def s3_client() -> Any:
 
 
 def set_s3_client(client: Any) -> None:
-    """Inject the S3 client (tests, or a caller with its own session). ``None`` resets to lazy building."""
+    """Inject the S3 client (tests, or a caller with its own session). ``None`` resets to lazy building.
+    Used only when no reader role is configured (env :data:`READER_ROLE_ENV`); see :func:`set_tenant_readers`."""
     global _s3_client
     _s3_client = client
+
+
+def session_name(tenant: str) -> str:
+    """The RoleSessionName of ``tenant``'s reader session (CloudTrail shows it): ``stepcrew-<tenant>``, or, past
+    :data:`SESSION_NAME_MAX_CHARS`, the tenant cut and a hash of it (two long tenants never share a name). Tenant
+    ids (:data:`stepcrew.models.TENANT_PATTERN`) use only characters a session name allows."""
+    name = f"stepcrew-{tenant}"
+    if len(name) <= SESSION_NAME_MAX_CHARS:
+        return name
+    digest = hashlib.sha256(tenant.encode()).hexdigest()[:16]
+    return f"stepcrew-{tenant[:SESSION_NAME_MAX_CHARS - 26]}-{digest}"
+
+
+def _assume_with_boto3() -> Callable[..., dict]:
+    import boto3
+
+    return boto3.client("sts").assume_role
+
+
+def _client_with_boto3(credentials: dict) -> Any:
+    import boto3
+
+    return boto3.client("s3", aws_access_key_id=credentials["AccessKeyId"],
+                        aws_secret_access_key=credentials["SecretAccessKey"],
+                        aws_session_token=credentials["SessionToken"])
+
+
+class TenantReaders:
+    """S3 clients that read as one tenant: credentials of ``role_arn`` assumed with the session tag
+    ``tenant=<tenant>`` for :data:`READER_SESSION_S` seconds, one client per tenant, kept until
+    :data:`READER_REFRESH_MARGIN_S` before they expire and at most ``max_sessions`` of them (least recently used
+    dropped first).
+
+    - ``assume_role``: ``sts.assume_role``'s signature (keyword arguments ``RoleArn``, ``RoleSessionName``,
+      ``DurationSeconds``, ``Tags``), returning its response (``Credentials.Expiration`` a datetime); default: a
+      boto3 STS client's, built on first use. Its own retries (botocore's) are the only retry layer here.
+    - ``make_client(credentials)``: an S3 client from the response's ``Credentials``; default boto3.
+    - ``clock``: epoch seconds (tests move it).
+
+    :meth:`client` raises DatasetError for a tenant that is not a valid tenant id (nothing is assumed) and lets the
+    STS client's errors (botocore ClientError...) through.
+    """
+
+    def __init__(self, role_arn: str, *, assume_role: Callable[..., dict] | None = None,
+                 make_client: Callable[[dict], Any] | None = None, clock: Callable[[], float] = time.time,
+                 max_sessions: int = MAX_READER_SESSIONS) -> None:
+        self.role_arn = role_arn
+        self._assume = assume_role
+        self._make_client = make_client or _client_with_boto3
+        self._clock = clock
+        self._max = max(1, max_sessions)
+        self._sessions: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def client(self, tenant: str) -> Any:
+        """The S3 client reading as ``tenant`` (a cached one while it has more than the margin left)."""
+        from stepcrew.models import TENANT_PATTERN
+
+        if not isinstance(tenant, str) or not re.fullmatch(TENANT_PATTERN, tenant):
+            raise DatasetError("a dataset is read as the run's tenant, and this tenant id is not valid")
+        with self._lock:
+            cached = self._sessions.get(tenant)
+            if cached is not None and self._clock() < cached[1] - READER_REFRESH_MARGIN_S:
+                self._sessions.move_to_end(tenant)
+                return cached[0]
+            if self._assume is None:
+                self._assume = _assume_with_boto3()
+            response = self._assume(RoleArn=self.role_arn, RoleSessionName=session_name(tenant),
+                                    DurationSeconds=READER_SESSION_S, Tags=[{"Key": TENANT_TAG, "Value": tenant}])
+            credentials = response["Credentials"]
+            expires = credentials["Expiration"]
+            expires_at = expires.timestamp() if hasattr(expires, "timestamp") else float(expires)
+            client = self._make_client(credentials)
+            self._sessions[tenant] = (client, expires_at)
+            self._sessions.move_to_end(tenant)
+            while len(self._sessions) > self._max:
+                self._sessions.popitem(last=False)
+            return client
+
+
+def set_tenant_readers(readers: TenantReaders | None) -> None:
+    """Inject the tenant readers (tests). ``None``: built on first use from env :data:`READER_ROLE_ENV`."""
+    global _readers
+    _readers = readers
+
+
+def reader_client(tenant: str | None) -> Any:
+    """The S3 client a dataset read of ``tenant`` uses: with env :data:`READER_ROLE_ENV` set, the tenant's reader
+    session (:class:`TenantReaders`; DatasetError without a tenant: fail closed); otherwise :func:`s3_client`."""
+    global _readers
+    role_arn = os.environ.get(READER_ROLE_ENV, "").strip()
+    if not role_arn:
+        return s3_client()
+    if tenant is None:
+        raise DatasetError("a dataset is read as the run's tenant, and this read names none: refused")
+    if _readers is None or _readers.role_arn != role_arn:
+        _readers = TenantReaders(role_arn)
+    return _readers.client(tenant)
 
 
 def memory_limit_mb() -> int:
@@ -105,14 +234,15 @@ def memory_limit_mb() -> int:
 
 
 def reset_caches() -> None:
-    """Forget downloaded files, loaded databases and the S3 client (tests)."""
-    global _s3_client
+    """Forget downloaded files, loaded databases, the S3 client and the tenant readers (tests)."""
+    global _s3_client, _readers
     with _lock:
         _downloads.clear()
         for con in _databases.values():
             con.close()
         _databases.clear()
         _s3_client = None
+        _readers = None
 
 
 def first_line(exc: Exception) -> str:
@@ -253,7 +383,7 @@ def resolve_dataset(uri: str, tenant: str | None = None) -> Path:
             raise DatasetError(f"a file:// URI needs an absolute path (file:///path/to/data.csv), got {uri!r}")
         return _check_file(Path(unquote(parsed.path)), uri)
     if parsed.scheme == "s3":
-        return _download(uri, parsed.netloc, unquote(parsed.path.lstrip("/")))
+        return _download(uri, parsed.netloc, unquote(parsed.path.lstrip("/")), tenant)
     raise DatasetError(f"unsupported dataset URI {uri!r}: use file:// or s3://")
 
 
@@ -265,15 +395,23 @@ def _s3_reason(exc: Exception) -> str:
     return "not found or not readable" if code in _NOT_FOUND_CODES else code
 
 
-def _download(uri: str, bucket: str, key: str) -> Path:
+def _download(uri: str, bucket: str, key: str, tenant: str | None = None) -> Path:
     if not bucket or not key:
         raise DatasetError(f"an s3:// URI needs a bucket and a key (s3://bucket/key.csv), got {uri!r}")
     _check_suffix(key, uri)
     with _lock:
-        cached = _downloads.get(uri)
+        cached = _downloads.get((tenant, uri))
         if cached is not None and cached.is_file():
             return cached
-        client = s3_client()
+        try:
+            client = reader_client(tenant)
+        except DatasetError:
+            raise
+        except Exception as exc:  # STS refused or failed: an operator's problem, logged; the run reads one line
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
+            logger.warning("dataset reader credentials unavailable", extra={"error_code": code})
+            raise DatasetError(f"cannot read dataset {uri}: the tenant's read credentials are unavailable "
+                               f"({code})") from None
         try:
             size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
         except Exception as exc:  # botocore ClientError / connection errors: the model reads one line
@@ -282,7 +420,7 @@ def _download(uri: str, bucket: str, key: str) -> Path:
             raise DatasetError(f"dataset is too big: {size} bytes (limit {MAX_DATASET_BYTES} bytes): {uri}")
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         suffix = next(s for s in SUFFIXES if key.lower().endswith(s))
-        target = CACHE_DIR / (hashlib.sha256(uri.encode()).hexdigest()[:24] + suffix)
+        target = CACHE_DIR / (hashlib.sha256(f"{tenant}\0{uri}".encode()).hexdigest()[:24] + suffix)
         partial = target.with_name(target.name + ".part")
         try:
             client.download_file(bucket, key, str(partial))
@@ -295,7 +433,7 @@ def _download(uri: str, bucket: str, key: str) -> Path:
             partial.unlink(missing_ok=True)
             raise
         partial.replace(target)
-        _downloads[uri] = target
+        _downloads[(tenant, uri)] = target
         logger.info("dataset downloaded", extra={"bytes": size})
         return target
 
@@ -359,3 +497,61 @@ def open_dataset(uri: str | None, tenant: str | None = None) -> duckdb.DuckDBPyC
 def dataset_name(uri: str) -> str:
     """The file name of a dataset URI (what the tools report, never a local path)."""
     return Path(unquote(urlparse(uri).path)).name
+
+
+# ---------------------------------------------------------------------------------------------------- uploads
+#: The folder of uploaded datasets under a tenant's prefix: ``<tenant>/uploads/<name>``.
+UPLOAD_FOLDER = "uploads"
+#: Longest upload name (characters).
+UPLOAD_NAME_MAX_CHARS = 128
+_UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Content types an upload may declare, per suffix (the first is the default). Parquet's is IANA's
+#: ``application/vnd.apache.parquet`` (registered 2024); JSON Lines has no registered type, both common ones pass.
+UPLOAD_CONTENT_TYPES: dict[str, tuple[str, ...]] = {
+    ".csv": ("text/csv",),
+    ".parquet": ("application/vnd.apache.parquet", "application/octet-stream"),
+    ".json": ("application/json",),
+    ".jsonl": ("application/jsonl", "application/x-ndjson"),
+}
+
+
+def upload_name_error(name: str) -> tuple[str, str] | None:
+    """Why ``name`` cannot name an uploaded dataset, as ``(code, message)``, or None when it can: 1 to
+    :data:`UPLOAD_NAME_MAX_CHARS` of ``[A-Za-z0-9._-]`` starting with a letter or digit (so no ``/``, no spaces, no
+    hidden file), no ``..``, ending in one of :data:`SUFFIXES`. Codes: ``invalid_dataset_name``,
+    ``unsupported_dataset_type``. The message never quotes the name."""
+    if not name or len(name) > UPLOAD_NAME_MAX_CHARS or not _UPLOAD_NAME.fullmatch(name) or ".." in name:
+        return ("invalid_dataset_name", (f"a dataset name is 1-{UPLOAD_NAME_MAX_CHARS} of letters, digits, '.', "
+                                         "'_' and '-', starts with a letter or digit and holds no '..' (e.g. "
+                                         "sales.csv)"))
+    if not name.lower().endswith(SUFFIXES):
+        return ("unsupported_dataset_type", f"a dataset name must end in {', '.join(SUFFIXES)}")
+    return None
+
+
+def upload_content_type(name: str, content_type: str | None = None) -> str:
+    """The content type an upload of ``name`` is stored with: ``content_type`` when it is one of
+    :data:`UPLOAD_CONTENT_TYPES` for the name's suffix, the suffix's default when None. Raises ValueError for
+    another type (or a name :func:`upload_name_error` refuses)."""
+    suffix = next((s for s in sorted(SUFFIXES, key=len, reverse=True) if name.lower().endswith(s)), None)
+    allowed = UPLOAD_CONTENT_TYPES.get(suffix or "")
+    if not allowed:
+        raise ValueError(f"a dataset name must end in {', '.join(SUFFIXES)}")
+    if content_type is None:
+        return allowed[0]
+    if content_type.strip().lower() not in allowed:
+        raise ValueError(f"a {suffix} dataset is uploaded as {' or '.join(allowed)}")
+    return content_type.strip().lower()
+
+
+def upload_key(tenant: str, name: str) -> str:
+    """The S3 key of ``tenant``'s upload ``name``: ``<tenant>/uploads/<name>``. Raises ValueError for a tenant that is
+    not a tenant id or a name :func:`upload_name_error` refuses (the key is always under the tenant's prefix)."""
+    from stepcrew.models import TENANT_PATTERN
+
+    if not isinstance(tenant, str) or not re.fullmatch(TENANT_PATTERN, tenant):
+        raise ValueError("not a valid tenant id")
+    problem = upload_name_error(name)
+    if problem is not None:
+        raise ValueError(problem[1])
+    return f"{tenant}/{UPLOAD_FOLDER}/{name}"
