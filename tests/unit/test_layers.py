@@ -17,7 +17,7 @@ import stepcrew
 
 PACKAGE = Path(stepcrew.__file__).parent
 LAYERS: dict[str, int] = {
-    "models": 0, "events": 0, "text": 0, "wiring": 0, "settings": 0, "data": 0, "__init__": 0,
+    "models": 0, "events": 0, "text": 0, "wiring": 0, "settings": 0, "data": 0, "__init__": 0, "logsafe": 0,
     "llm": 1, "guards": 1,
     "engines": 2,
     "tools": 3, "store": 3,

@@ -63,9 +63,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 # --------------------------------------------------------------------------------------------- request building
 def build_request(goal: str, data: Path | None, crew: str, provider: str | None, *, review: dict | None = None,
                   budget: dict | None = None, aws: bool = False, data_uri: str | None = None,
-                  require_approval: bool = False):
-    """Validate everything a run needs before anything is written. ``review``/``budget``: fields of
-    :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` (omitted ones keep their defaults).
+                  require_approval: bool = False, guardrails: dict | None = None):
+    """Validate everything a run needs before anything is written. ``review``/``budget``/``guardrails``: fields of
+    :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` /
+    :class:`~stepcrew.models.GuardrailPolicy` (omitted ones keep their defaults; no ``guardrails``: the crew's).
     Returns (RunRequest, Crew). Raises BadInput with a one-line message."""
     from pydantic import ValidationError
 
@@ -98,7 +99,7 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
             raise BadInput(str(exc)) from exc
     try:
         request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review or {},
-                             budget=budget or {}, require_approval=require_approval)
+                             budget=budget or {}, require_approval=require_approval, guardrails=guardrails or None)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -390,10 +391,11 @@ def _given(**values) -> dict:
 
 
 def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None,
-         require_approval=False) -> None:
+         require_approval=False, guardrails=None) -> None:
     try:
         request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
-                                            data_uri=data_uri, require_approval=require_approval)
+                                            data_uri=data_uri, require_approval=require_approval,
+                                            guardrails=guardrails)
         with sigterm_as_interrupt():
             code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
     except BadInput as exc:
@@ -421,6 +423,16 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         require_approval: Annotated[bool, typer.Option(
             "--require-approval", help="Pause after planning until the plan is approved (asked here when "
                                        "interactive, else answer with `stepcrew runs approve RUN_ID`).")] = False,
+        pii: Annotated[str | None, typer.Option(
+            help="Guardrail: personal data in input, tool output and report: 'mask' or 'block' (tightens the "
+                 "crew's policy; 'allow' needs a crew that allows it).")] = None,
+        injection: Annotated[str | None, typer.Option(
+            help="Guardrail: a goal that looks like a prompt injection: 'block' (the crew default) or 'flag'.")] = None,
+        disclaimer: Annotated[bool, typer.Option("--disclaimer", help="Guardrail: end the report with an "
+                                                                      "'AI-generated' line.")] = False,
+        deny_topic: Annotated[list[str] | None, typer.Option(
+            "--deny-topic", help="Guardrail: a term the goal may not name and the report may not mention "
+                                 "(repeatable).")] = None,
         ) -> None:
     """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. Exit 0
     SUCCEEDED, 1 FAILED (a budget passed, a failed review with --on-review-fail fail...), 3 NEEDS_REVIEW, 4
@@ -429,7 +441,9 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
          review=_given(threshold=threshold, max_rounds=max_rounds, on_fail=on_review_fail,
                        handoff_timeout_s=handoff_timeout),
          budget=_given(max_tokens=max_tokens, max_cost_usd=max_cost, max_turns_per_subtask=max_turns),
-         data_uri=data_uri, require_approval=require_approval)
+         data_uri=data_uri, require_approval=require_approval,
+         guardrails=_given(pii=pii, injection=injection, disclaimer=disclaimer or None,
+                           denied_topics=deny_topic or None))
 
 
 @app.command()

@@ -102,6 +102,7 @@ from stepcrew.domain.decisions import (
     answer_approval,
     answer_review,
 )
+from stepcrew.logsafe import log_fields
 from stepcrew.models import RUN_ID_PATTERN, Crew, ReviewDecision, Run, RunRequest, RunResult
 from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_result, start_run
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
@@ -376,7 +377,7 @@ class StepcrewApi(APIGatewayHttpResolver):
         try:
             decision = self.limiter.hit(tenant, bucket)
         except Exception as exc:  # noqa: BLE001 - the stage throttles still hold
-            logger.warning("rate limiter failed", extra={"tenant": tenant, "error_type": type(exc).__name__})
+            logger.warning("rate limiter failed", extra=log_fields(tenant=tenant, error_type=type(exc).__name__))
             return
         if not decision.allowed:
             raise TooManyRequests(f"tenant over its limit of {decision.limit} {bucket} requests per minute; retry in "
@@ -452,11 +453,11 @@ class StepcrewApi(APIGatewayHttpResolver):
         try:
             run = start_run(run, self.store, self.starter)
         except RunStartError:
-            logger.error("run start failed", extra={"run_id": run.run_id, "tenant": request.tenant})
+            logger.error("run start failed", extra=log_fields(run_id=run.run_id, tenant=request.tenant))
             raise ServiceUnavailable(f"run {run.run_id} was recorded but could not be started; it is marked "
                                      "FAILED. Retry the request.", code="run_start_failed") from None
-        logger.info("run started", extra={"run_id": run.run_id, "tenant": request.tenant, "crew": crew.name,
-                                          "provider": request.provider})
+        logger.info("run started", extra=log_fields(run_id=run.run_id, tenant=request.tenant, crew=crew.name,
+                                          provider=request.provider))
         return RunAccepted(run_id=run.run_id, status=run.status, links=RunLinks.of(run.run_id))
 
     def get_owned_run(self, run_id: str) -> Run:
@@ -528,7 +529,7 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
             if replayed:  # answer with the run's current status
                 run = app.store.get_run(accepted.run_id, tenant)
                 accepted = RunAccepted(run_id=run.run_id, status=run.status, links=RunLinks.of(run.run_id))
-                logger.info("idempotent replay", extra={"run_id": run.run_id, "tenant": tenant})
+                logger.info("idempotent replay", extra=log_fields(run_id=run.run_id, tenant=tenant))
         headers = {"Location": accepted.links.self}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -629,10 +630,10 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
         try:  # never sign outside the caller's prefix (the data tools check reads the same way)
             check_dataset_access(uri, tenant, bucket=app.config.data_bucket or app.uploads.bucket)
         except DatasetError:
-            logger.error("upload key outside the tenant's prefix", extra={"tenant": tenant})
+            logger.error("upload key outside the tenant's prefix", extra=log_fields(tenant=tenant))
             raise
         url, headers = app.uploads.presign_put(key, body.content_type or "", body.size_bytes, UPLOAD_URL_EXPIRES_S)
-        logger.info("dataset upload issued", extra={"tenant": tenant, "bytes": body.size_bytes})
+        logger.info("dataset upload issued", extra=log_fields(tenant=tenant, bytes=body.size_bytes))
         return Response(status_code=HTTPStatus.CREATED, content_type=content_types.APPLICATION_JSON,
                         body=DatasetUpload(uri=uri, upload_url=url, headers=headers, expires_in_s=UPLOAD_URL_EXPIRES_S,
                                            max_bytes=MAX_DATASET_BYTES))
@@ -700,8 +701,8 @@ def _register_error_handlers(app: StepcrewApi) -> None:
         stack = "".join(traceback.format_tb(err.__traceback__))[-4000:]
         dependency = isinstance(err, StoreError) or type(err).__name__ in (
             "ClientError", "EndpointConnectionError", "IdempotencyPersistenceLayerError", "ReadTimeoutError")
-        logger.error("unhandled error", extra={"error_type": type(err).__name__, "stack": stack,
-                                               "tenant": app.context.get("tenant")})
+        logger.error("unhandled error", extra=log_fields(error_type=type(err).__name__, stack=stack,
+                                               tenant=app.context.get("tenant")))
         if dependency:
             return _error_response(ServiceUnavailable("a dependency failed; retry later"))
         return _error_response(ApiError("internal error", code="internal_error",
