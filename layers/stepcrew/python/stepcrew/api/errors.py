@@ -12,10 +12,19 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
 400    ``invalid_data_uri``            ``data`` uses a scheme this deployment does not read (AWS: ``s3://`` only),
                                        an ``s3://`` URI without a valid bucket and a key, or an unsupported suffix
 400    ``invalid_cursor``              a ``cursor`` that this API did not hand out to this tenant
+400    ``dataset_not_found``           ``data`` names no dataset this tenant may read (the same answer for a
+                                       missing one and one of another tenant: existence is not disclosed)
+400    ``invalid_dataset``             the dataset file is not a readable CSV/Parquet/JSON within the limits
+400    ``invalid_dataset_name``        ``POST /datasets``: a name with a path, ``..``, odd characters or > 128
+400    ``unsupported_dataset_type``    ``POST /datasets``: an extension other than .csv, .parquet, .json
+400    ``invalid_content_type``        ``POST /datasets``: a content type that does not match the extension
+400    ``dataset_too_large``           ``POST /datasets``: ``size_bytes`` over the tools' dataset size limit
+400    ``unsupported_event``           the Lambda received an event that is not an HTTP API (v2) request
 401    ``unauthorized``                no JWT claims on the request (no authorizer ran, or no tenant claim)
 403    ``invalid_tenant``              the tenant claim is not a valid tenant id
 404    ``run_not_found``               unknown run id, malformed run id, or a run of another tenant
 404    ``route_not_found``             no such route
+405    ``method_not_allowed``          a known route with another method (TRACE included); ``Allow`` lists them
 409    ``run_not_waiting``             approval for a run that is not ``WAITING_APPROVAL``
 409    ``approval_closed``             the run's approval task no longer accepts an answer (timed out/finished)
 409    ``idempotency_in_progress``     the first request with this Idempotency-Key is still being processed
@@ -23,10 +32,12 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
 413    ``payload_too_large``           body over :data:`MAX_BODY_BYTES`
 415    ``unsupported_media_type``      a body that is not ``application/json``
 422    ``idempotency_key_reused``      the Idempotency-Key was used (within 24 h) with a different body
+429    ``rate_limited``                the tenant is over its per-minute request limit; ``Retry-After`` says when
 500    ``internal_error``              an unexpected failure; the message never carries internals
 503    ``run_start_failed``            the run was recorded but its execution could not be started (it is
                                        marked FAILED); retrying with the same Idempotency-Key starts a new run
 503    ``service_unavailable``         a dependency (Step Functions, DynamoDB) failed; safe to retry
+503    ``uploads_unavailable``         ``POST /datasets`` on a deployment without a datasets bucket configured
 =====  ==============================  ==========================================================================
 
 Why 400 for validation (and not 422): one status for "the request is wrong", whatever the reason; 422 is kept
