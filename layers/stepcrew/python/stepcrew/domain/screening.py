@@ -98,7 +98,9 @@ class _Leaves:
                         if isinstance(row, list) else self.collect(row) for row in value["rows"]]
                 rest = {k: self.collect(v, k) for k, v in value.items() if k != "rows"}
                 return {**rest, "rows": rows}
-            return {k: self.collect(v, k) for k, v in value.items()}
+            named = value.get("name") if isinstance(value.get("name"), str) else ""
+            # a profile's column entry ({"name": "ssn", "min": ..., "top": [...]}) screens its numbers by its name
+            return {k: self.collect(v, named if named and _PII_COLUMN.search(named) else k) for k, v in value.items()}
         if isinstance(value, list):
             return [self.collect(v, column) for v in value]
         return value

@@ -10,6 +10,7 @@ failing): callers fail closed on it, never pass text through unscreened.
 
 from __future__ import annotations
 
+import bisect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -102,9 +103,13 @@ def screen_many(check: Callable[[str], list[Finding]], texts: Sequence[str]) -> 
         bounds.append((pos, pos + len(t)))
         pos += len(t) + len(_SEP)
     out: list[list[Finding]] = [[] for _ in texts]
+    starts = [lo for lo, _ in bounds]
     for f in check(joined):
-        for i, (lo, hi) in enumerate(bounds):
+        i = max(0, bisect.bisect_right(starts, f.start) - 1)  # the first string the finding may touch
+        while i < len(bounds) and bounds[i][0] < f.end:
+            lo, hi = bounds[i]
             s, e = max(f.start, lo), min(f.end, hi)
             if s < e:
                 out[i].append(f.model_copy(update={"start": s - lo, "end": e - lo}))
+            i += 1
     return out

@@ -58,6 +58,36 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"), None)
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"))
+
+
+def normalise(text: str) -> tuple[str, list[int]]:
+    """``text`` as PII recognizers expect it, and the original index of each character: NFKC per character
+    (fullwidth ``＠`` and digits become ASCII), zero-width characters dropped, Unicode dashes made ``-``, ``%40``
+    made ``@`` (an URL-escaped e-mail)."""
+    import unicodedata
+
+    out: list[str] = []
+    index: list[int] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("%40", i):
+            out.append("@")
+            index.append(i)
+            i += 3
+            continue
+        for c in unicodedata.normalize("NFKC", text[i]).translate(_ZERO_WIDTH).translate(_DASHES):
+            out.append(c)
+            index.append(i)
+        i += 1
+    return "".join(out), index
+
+
+#: An e-mail address on any domain (Presidio's recognizer needs a public suffix: ``ann@corp.internal`` passes it).
+_EMAIL_ANY = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+(?![\w-])")
+
+
 def _ssn_valid(area: str, group: str, serial: str) -> bool:
     """SSA's structural rules: area not 000, 666 or 900-999; group not 00; serial not 0000
     (https://www.ssa.gov/employer/randomization.html)."""
@@ -77,6 +107,8 @@ def _own_findings(text: str) -> list[Finding]:
         digits = re.sub(r"\D", "", m.group(0))
         if 2221 <= int(digits[:4]) <= 2720 and _luhn(digits):
             out.append(Finding(kind="pii", entity="CREDIT_CARD", start=m.start(), end=m.end(), score=1.0))
+    for m in _EMAIL_ANY.finditer(text):
+        out.append(Finding(kind="pii", entity="EMAIL_ADDRESS", start=m.start(), end=m.end(), score=0.6))
     for m in _AWS_KEY_ID.finditer(text):
         out.append(Finding(kind="pii", entity="AWS_ACCESS_KEY", start=m.start(), end=m.end(), score=0.95))
     for m in _AWS_SECRET.finditer(text):
@@ -168,13 +200,23 @@ class LocalGuard(Guard):
         self._analyzer = _build_analyzer()
 
     def pii(self, text: str) -> list[Finding]:
+        """PII in ``text`` and in its normalised view (:func:`normalise`: fullwidth forms, zero-width characters,
+        Unicode dashes, ``%40``), with the view's spans mapped back to ``text``."""
         if not text:
             return []
+        found = self._pii(text)
+        view, index = normalise(text)
+        if view != text:
+            found += [f.model_copy(update={"start": index[f.start], "end": index[f.end - 1] + 1})
+                      for f in self._pii(view) if f.end > f.start]
+        return _resolve_overlaps(found)
+
+    def _pii(self, text: str) -> list[Finding]:
         results = self._analyzer.analyze(text=text, language="en", score_threshold=MIN_SCORE)
         found = [Finding(kind="pii", entity=r.entity_type, start=r.start, end=r.end, score=min(1.0, r.score))
                  for r in results]
         found = [*found, *_own_findings(text)]
-        return _resolve_overlaps([*found, *_phones(text, found)])
+        return [*found, *_phones(text, found)]
 
     def injection(self, text: str) -> list[Finding]:
         return injection.detect(text)
