@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from stepcrew.models import ProgressEvent, RunRequest, RunResult, RunStatus
+from stepcrew.models import DEFAULT_TENANT, ProgressEvent, RunRequest, RunResult, RunStatus
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Crews of LLM agents on AWS Step Functions + Lambda, runnable locally.")
@@ -466,9 +466,14 @@ def _read_store(aws: bool):
         yield runtime.store
 
 
+#: The tenant a `runs` command acts as. The CLI is an operator's tool: it reads the state folder (or, with --aws, the
+#: table) with the operator's own access, and acts as tenant ``local`` unless told otherwise; `runs show` and `runs
+#: review` answer another tenant's run like a missing one.
+TenantOpt = Annotated[str, typer.Option(help="The tenant to act as (default: local, the CLI's own runs).")]
+
+
 @runs_app.command("list")
-def runs_list(as_json: JsonOpt = False, aws: AwsOpt = False,
-              tenant: Annotated[str, typer.Option(help="Tenant whose runs to list.")] = "local",
+def runs_list(as_json: JsonOpt = False, aws: AwsOpt = False, tenant: TenantOpt = DEFAULT_TENANT,
               limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
     """List kept runs, newest first."""
     try:
@@ -490,14 +495,15 @@ def runs_list(as_json: JsonOpt = False, aws: AwsOpt = False,
 
 @runs_app.command("show")
 def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")], as_json: JsonOpt = False,
-              aws: AwsOpt = False) -> None:
-    """Show one kept run: plan, sub-tasks, review rounds, usage and the final report."""
+              aws: AwsOpt = False, tenant: TenantOpt = DEFAULT_TENANT) -> None:
+    """Show one kept run of the tenant (default ``local``): plan, sub-tasks, review rounds, usage and the final
+    report. Another tenant's run is answered like a missing one (exit 2)."""
     from stepcrew.service import run_result
     from stepcrew.store.base import RunNotFoundError
 
     try:
         with _read_store(aws) as store:
-            result = run_result(store, run_id)
+            result = run_result(store, run_id, tenant)
     except RunNotFoundError:
         raise _fail(f"no run {run_id!r}") from None
     except BadInput as exc:
@@ -549,7 +555,7 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
                 comment: Annotated[str, typer.Option(help="Why (the failure reason when rejected).")] = "",
                 report: Annotated[Path | None, typer.Option(help="A corrected report (Markdown file) to keep "
                                                                  "when accepting.")] = None,
-                as_json: JsonOpt = False) -> None:
+                as_json: JsonOpt = False, tenant: TenantOpt = DEFAULT_TENANT) -> None:
     """Answer a local run handed off for review (its report failed the last review round). Exit 0 accepted
     (SUCCEEDED), 1 rejected (FAILED) or expired (FAILED ReviewTimedOut), 2 bad input (no such run, not NEEDS_REVIEW,
     no --accept/--reject)."""
@@ -571,7 +577,7 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
     code = 0
     with stdout_reserved() as out, LocalRuntime(state_dir=default_state_dir(), store_only=True) as runtime:
         try:
-            answer_review(runtime.store, None, run_id, None, ReviewDecision(accept=accept, comment=comment), text)
+            answer_review(runtime.store, None, run_id, tenant, ReviewDecision(accept=accept, comment=comment), text)
         except RunNotFoundError:
             raise _fail(f"no run {run_id!r}") from None
         except DecisionClosed as exc:
@@ -581,7 +587,7 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
             raise _fail(str(exc)) from None
         except StoreError as exc:
             raise _fail(f"the answer could not be stored, nothing changed: {exc}", code=1) from None
-        result = run_result(runtime.store, run_id)
+        result = run_result(runtime.store, run_id, tenant)
         print_result(result, as_json, out)
     raise typer.Exit(code or EXIT_CODES.get(result.status, 1))
 
