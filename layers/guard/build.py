@@ -47,7 +47,6 @@ LEFT_OUT: dict[str, str] = {
     "duckdb": "~63 MB; the guard checks a dataset file's first bytes (stepcrew.tools.datasets), it loads no table",
     "anthropic": "the guard calls no model",
     "openai": "the guard calls no model",
-    "simpleeval": "the calculator tool's expression evaluator",
     "tenacity": "not imported by the guard function",
 }
 

@@ -104,6 +104,10 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise BadInput(f"invalid {where}: {first['msg']}") from exc
+    try:
+        crew_model.guardrails.tightened(request.guardrails)
+    except ValueError as exc:  # GuardrailsLoosenedError
+        raise BadInput(str(exc)) from exc
     return request, crew_model
 
 
@@ -560,6 +564,7 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
     (SUCCEEDED), 1 rejected (FAILED) or expired (FAILED ReviewTimedOut), 2 bad input (no such run, not NEEDS_REVIEW,
     no --accept/--reject)."""
     from stepcrew.domain.decisions import DecisionClosed, DecisionError, answer_review
+    from stepcrew.domain.screening import output_screen
     from stepcrew.local.runtime import LocalRuntime
     from stepcrew.local.state import default_state_dir
     from stepcrew.models import ReviewDecision
@@ -577,7 +582,8 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
     code = 0
     with stdout_reserved() as out, LocalRuntime(state_dir=default_state_dir(), store_only=True) as runtime:
         try:
-            answer_review(runtime.store, None, run_id, tenant, ReviewDecision(accept=accept, comment=comment), text)
+            answer_review(runtime.store, None, run_id, tenant, ReviewDecision(accept=accept, comment=comment), text,
+                          screen=output_screen(runtime.store))
         except RunNotFoundError:
             raise _fail(f"no run {run_id!r}") from None
         except DecisionClosed as exc:

@@ -113,15 +113,40 @@ class GuardrailPolicy(Strict):
     disclaimer: bool = False
     denied_topics: list[DenyTopic] = Field(default_factory=list, max_length=MAX_DENIED_TOPICS)
 
-    def tightened(self, other: GuardrailPolicy | None) -> GuardrailPolicy:
-        """This policy (a crew's) with ``other`` (a run's) applied: a run may only make it stricter. The stricter
-        ``pii`` (allow < mask < block) and ``injection`` (flag < block) win, disclaimers and denied topics add up."""
+    def tightened(self, other: GuardrailOverrides | None) -> GuardrailPolicy:
+        """This policy (a crew's) with the fields ``other`` (a run's) sets: a run may only make it stricter (``pii``
+        allow < mask < block, ``injection`` flag < block, a disclaimer added, denied topics added). Fields the run
+        does not set keep the crew's value. Raises GuardrailsLoosenedError for a looser value or more than
+        MAX_DENIED_TOPICS topics in all (a run never gets less than it asked for, silently)."""
         if other is None:
             return self
-        topics = list(dict.fromkeys([*self.denied_topics, *other.denied_topics]))[:MAX_DENIED_TOPICS]
-        return GuardrailPolicy(pii=max(self.pii, other.pii, key=_PII_ORDER.__getitem__),
-                               injection=max(self.injection, other.injection, key=_INJECTION_ORDER.__getitem__),
-                               disclaimer=self.disclaimer or other.disclaimer, denied_topics=topics)
+        if other.pii is not None and _PII_ORDER[other.pii] < _PII_ORDER[self.pii]:
+            raise GuardrailsLoosenedError(f"guardrails.pii {other.pii!r} would loosen the crew's {self.pii!r}; a "
+                                          "run may only tighten its crew's policy")
+        if other.injection is not None and _INJECTION_ORDER[other.injection] < _INJECTION_ORDER[self.injection]:
+            raise GuardrailsLoosenedError(f"guardrails.injection {other.injection!r} would loosen the crew's "
+                                          f"{self.injection!r}; a run may only tighten its crew's policy")
+        topics = list(dict.fromkeys([*self.denied_topics, *other.denied_topics]))
+        if len(topics) > MAX_DENIED_TOPICS:
+            raise GuardrailsLoosenedError(f"the crew's and the run's denied topics are {len(topics)} together, over "
+                                          f"the limit of {MAX_DENIED_TOPICS}")
+        return GuardrailPolicy(pii=other.pii or self.pii, injection=other.injection or self.injection,
+                               disclaimer=self.disclaimer or bool(other.disclaimer), denied_topics=topics)
+
+
+class GuardrailsLoosenedError(ValueError):
+    """A run's guardrails would loosen its crew's policy (or hold too many topics). A client error: API 400
+    ``invalid_guardrails``, CLI exit 2."""
+
+
+class GuardrailOverrides(Strict):
+    """A run's guardrails (``RunRequest.guardrails``): only the fields given apply, and only to tighten the crew's
+    :class:`GuardrailPolicy` (see :meth:`GuardrailPolicy.tightened`)."""
+
+    pii: Literal["mask", "block", "allow"] | None = None
+    injection: Literal["block", "flag"] | None = None
+    disclaimer: bool | None = None
+    denied_topics: list[DenyTopic] = Field(default_factory=list, max_length=MAX_DENIED_TOPICS)
 
 
 #: The disclaimer line a policy with ``disclaimer: true`` adds to the report.
@@ -199,8 +224,8 @@ class RunRequest(Strict):
     tenant: Tenant = DEFAULT_TENANT
     require_approval: bool = Field(default=False, description="pause after planning until approved "
                                                               "(POST /runs/{id}/approval)")
-    guardrails: GuardrailPolicy | None = Field(default=None, description="tightens the crew's guardrail policy "
-                                               "(a run cannot loosen it)")
+    guardrails: GuardrailOverrides | None = Field(default=None, description="tightens the crew's guardrail "
+                                                  "policy (a run cannot loosen it)")
 
     @field_validator("goal")
     @classmethod

@@ -103,7 +103,7 @@ from stepcrew.domain.decisions import (
     answer_review,
 )
 from stepcrew.logsafe import log_fields
-from stepcrew.models import RUN_ID_PATTERN, Crew, ReviewDecision, Run, RunRequest, RunResult
+from stepcrew.models import RUN_ID_PATTERN, Crew, GuardrailsLoosenedError, ReviewDecision, Run, RunRequest, RunResult
 from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_result, start_run
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
@@ -321,9 +321,11 @@ class StepcrewApi(APIGatewayHttpResolver):
 
     def __init__(self, store: RunStore, starter: ExecutionStarter, tasks: TaskResumer,
                  idempotency: BasePersistenceLayer, config: ApiConfig | None = None,
-                 limiter: RateLimiter | None = None, uploads: S3Uploads | None = None) -> None:
+                 limiter: RateLimiter | None = None, uploads: S3Uploads | None = None,
+                 screen: Callable[[str], object] | None = None) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=_json_loads)
         self.store = store
+        self.screen = screen
         self.limiter = limiter
         self.uploads = uploads
         self.starter = starter
@@ -444,6 +446,10 @@ class StepcrewApi(APIGatewayHttpResolver):
         except CrewError:  # a packaged crew that fails validation is our bug: a 500, logged
             logger.error("packaged crew failed validation", extra={"crew": new_run.crew})
             raise
+        try:
+            crew.guardrails.tightened(new_run.guardrails)
+        except GuardrailsLoosenedError as exc:
+            raise BadRequest(str(exc), code="invalid_guardrails") from None
         return new_run.to_request(tenant, provider=provider), crew
 
     def launch(self, request: RunRequest, crew: Crew) -> RunAccepted:
@@ -602,7 +608,7 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
         app.get_owned_run(run_id)
         decision = ReviewDecision(accept=body.accept, comment=body.comment)
         try:
-            run = answer_review(app.store, app.tasks, run_id, app.tenant, decision, body.report)
+            run = answer_review(app.store, app.tasks, run_id, app.tenant, decision, body.report, screen=app.screen)
         except DecisionError as exc:
             raise _decision_error(exc) from None
         return ReviewAnswered(run_id=run_id, accept=body.accept, status=run.status, links=RunLinks.of(run_id))
@@ -712,10 +718,12 @@ def _register_error_handlers(app: StepcrewApi) -> None:
 # ============================================================================================== builders
 def build_app(store: RunStore, starter: ExecutionStarter, tasks: TaskResumer, idempotency: BasePersistenceLayer,
               config: ApiConfig | None = None, limiter: RateLimiter | None = None,
-              uploads: S3Uploads | None = None) -> StepcrewApi:
+              uploads: S3Uploads | None = None, screen: Callable[[str], object] | None = None) -> StepcrewApi:
     """The API bound to its collaborators (all injected: tests pass fakes or moto-backed ones; no ``limiter``: no
-    per-tenant limit; no ``uploads``: ``POST /datasets`` answers 503 ``uploads_unavailable``)."""
-    return StepcrewApi(store, starter, tasks, idempotency, config, limiter, uploads)
+    per-tenant limit; no ``uploads``: ``POST /datasets`` answers 503 ``uploads_unavailable``; ``screen``: the output
+    guard for a hand-off answered after its execution is gone (the local server; deployed, the state machine's
+    GuardAcceptedReport screens it))."""
+    return StepcrewApi(store, starter, tasks, idempotency, config, limiter, uploads, screen)
 
 
 def app_from_env() -> StepcrewApi:

@@ -504,6 +504,7 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
 
     from stepcrew.api.app import ApiConfig, S3Uploads, build_app
     from stepcrew.api.idempotency import dynamodb_persistence
+    from stepcrew.domain.screening import output_screen
     from stepcrew.llm.registry import UnknownProviderError, check_provider, detect_provider
     from stepcrew.local.runtime import LOCAL_DATA_BUCKET, LocalRuntime
     from stepcrew.local.state import default_state_dir
@@ -520,7 +521,8 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
                         ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider,
                                   data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))),
-                        DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name, _dev_limits()))
+                        DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name, _dev_limits()),
+                        screen=output_screen(runtime.store))
         saver = _Saver(runtime)
         credentials = boto3.Session(region_name=runtime.region).get_credentials().get_frozen_credentials()
         uploads = LocalUploads(LOCAL_DATA_BUCKET, runtime.put_dataset, credentials)

@@ -9,6 +9,7 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
                                        bad query parameters or headers (one status for all bad input: 400)
 400    ``unknown_crew``                ``crew`` names no packaged crew (or the crew fails validation)
 400    ``unknown_provider``            ``provider`` names no registered provider
+400    ``invalid_guardrails``          ``guardrails`` would loosen the crew's policy (or adds too many topics)
 400    ``invalid_data_uri``            ``data`` uses a scheme this deployment does not read (AWS: ``s3://`` only),
                                        an ``s3://`` URI without a valid bucket and a key, or an unsupported suffix
 400    ``invalid_cursor``              a ``cursor`` that this API did not hand out to this tenant

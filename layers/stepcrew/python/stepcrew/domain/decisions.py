@@ -15,6 +15,8 @@ hand-off (:func:`stepcrew.domain.finalize.succeed_run` / ``fail_run``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import Any, Protocol
 
 from stepcrew.domain.common import emit, logger
@@ -68,6 +70,13 @@ class ResumeFailed(DecisionError):
     """Step Functions could not be reached; nothing changed, retry (503)."""
 
     code = "resume_failed"
+
+
+class ReportNotScreened(DecisionError):
+    """A corrected report on a run with no live execution, where no output guard is at hand to screen it (409):
+    it is never stored unscreened."""
+
+    code = "report_not_screened"
 
 
 class ReportTooLarge(DecisionError):
@@ -133,12 +142,17 @@ def answer_approval(store: RunStore, resumer: TaskResumer, run_id: str, tenant: 
 
 
 def answer_review(store: RunStore, resumer: TaskResumer | None, run_id: str, tenant: str | None,
-                  decision: ReviewDecision, report: str | None = None) -> Run:
+                  decision: ReviewDecision, report: str | None = None,
+                  screen: Callable[[str], object] | None = None) -> Run:
     """Accept or reject the report of a NEEDS_REVIEW run (see the module docstring). Raises RunNotFoundError,
     NotWaiting, DecisionClosed (also when the deadline has passed: the run is then FAILED ``ReviewTimedOut``),
     ReportTooLarge, ResumeFailed. Returns the run (RUNNING while the execution finishes, or its terminal state
     when there is no execution to resume). Whatever fails after the claim gives the claim back (the run waits
-    again and the answer can be retried)."""
+    again and the answer can be retried).
+
+    ``screen(run_id)``: the output guard (:func:`stepcrew.domain.screening.screen_output`), run on the direct path
+    (no execution to resume, so no GuardAcceptedReport state) after a corrected report is stored; without it a
+    corrected report there raises ReportNotScreened before anything changes."""
     run = store.get_run(run_id, tenant)
     report = report.strip() if report is not None and report.strip() else None
     if report is not None:
@@ -153,6 +167,9 @@ def answer_review(store: RunStore, resumer: TaskResumer | None, run_id: str, ten
                              code="review_expired")
     if resumer is not None and not _live(resumer, run):
         resumer = None  # a local run whose execution ended with its process: nothing to resume
+    if resumer is None and report is not None and decision.accept and screen is None:
+        raise ReportNotScreened(f"run {run_id} has no execution left to screen a corrected report; accept it "
+                                "without one, or answer where the output guard runs (stepcrew runs review)")
     previous_report = store.get_report(run_id) if report is not None and decision.accept else None
     token = _claim(store, run, RunStatus.NEEDS_REVIEW, {"review_decision": decision})
     cause = f"rejected by the reviewer: {decision.comment}" if decision.comment else "rejected by the reviewer"
@@ -162,6 +179,8 @@ def answer_review(store: RunStore, resumer: TaskResumer | None, run_id: str, ten
         emit(store, run_id, "review_decided", accept=decision.accept, report_replaced=previous_report is not None)
         if resumer is None:  # no execution left: the same finalize steps the state machine runs, directly
             if decision.accept:
+                if report is not None and screen is not None:
+                    screen(run_id)  # what GuardAcceptedReport does in the state machine
                 succeed_run(SucceedRun(run_id=run_id), store)
             else:
                 fail_run(FailRun(run_id=run_id, error=StepFunctionsError(Error=REVIEW_REJECTED_ERROR, Cause=cause)),

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from stepcrew.domain.common import emit
 from stepcrew.domain.errors import InputRejectedError
+from stepcrew.domain.synthesizer import cap_report
 from stepcrew.events import ScreenedToolResults, ScreenOutput, ScreenOutputResult, ScreenToolResults
 from stepcrew.guards.base import Finding, Guard, mask, screen_many
-from stepcrew.models import DISCLAIMER, GuardrailPolicy, Run, SubtaskStatus, ToolResult, ToolScreen
+from stepcrew.models import DISCLAIMER, FINAL_OUTPUT_MAX_CHARS, GuardrailPolicy, Run, SubtaskStatus, ToolResult, ToolScreen
 from stepcrew.store.base import RunStore
 
 #: Column names whose integer cells are screened too (a phone or card number read as a number): other numbers are
@@ -49,15 +51,15 @@ def screen_input(run: Run, store: RunStore, guard: Guard) -> Run:
     if policy.pii != "allow":
         found = screen_many(guard.pii, texts)
         entities = _counts(found)
-        if entities and policy.pii == "block":
-            emit(store, run.run_id, "input_flagged", entities=entities, action="block", guard=guard.name)
-            raise InputRejectedError(f"the input holds personal data ({', '.join(entities)}); the guardrail "
-                                     "policy blocks it")
         if entities:
             texts = [mask(t, fs) for t, fs in zip(texts, found, strict=True)]
             run = store.update_run(run.run_id, {"goal": texts[0],
                                                 "inputs": dict(zip(keys, texts[1:], strict=True))})
             emit(store, run.run_id, "input_masked", entities=entities, guard=guard.name)
+        if entities and policy.pii == "block":  # masked in the record all the same: the run keeps no PII
+            emit(store, run.run_id, "input_flagged", entities=entities, action="block", guard=guard.name)
+            raise InputRejectedError(f"the input holds personal data ({', '.join(entities)}); the guardrail "
+                                     "policy blocks it")
     families = sorted({f.entity for fs in screen_many(guard.injection, texts) for f in fs})
     if families:
         emit(store, run.run_id, "input_flagged", families=families, action=policy.injection, guard=guard.name)
@@ -84,7 +86,11 @@ class _Leaves:
         """``value`` with each screened leaf replaced by its index marker ``_Slot``."""
         if isinstance(value, str):
             return self._slot(value)
-        if isinstance(value, bool) or value is None or isinstance(value, float):
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, float):  # a median of an integer column is a row's value when the count is odd
+            if column and _PII_COLUMN.search(column) and value.is_integer() and abs(value) < 1e16:
+                return self._slot(f"{column}: {int(value)}", original=value, prefix=len(column) + 2)
             return value
         if isinstance(value, int):
             if column and _PII_COLUMN.search(column):  # screened with its column name: "phone 4155552671"
@@ -179,25 +185,41 @@ def screen_tool_results(inp: ScreenToolResults, store: RunStore, guard: Guard) -
 
 
 # --------------------------------------------------------------------------------------------------- output
-_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+#: A sentence: up to a ``.``/``!``/``?`` followed by whitespace or the end (so ``3.5`` and ``$1.2`` do not end one,
+#: nor common abbreviations such as ``e.g.``), or up to the end of the line.
+_SENTENCE = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|approx|cf|mr|mrs|ms|dr|no|fig|incl)\.(?=\s)|[^.!?\n]|"
+                       r"[.!?]+(?=[^\s.!?]))*(?:[.!?]+(?=\s|$)|\n|$)", re.IGNORECASE)
+#: Markdown that opens a line and is kept when the sentence after it is removed: list bullets, numbers, quotes,
+#: headings, a table row's pipe.
+_LEAD = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s*|#{1,6}\s+|\|\s*)?")
 
 
 def _remove_topics(text: str, findings: list[Finding]) -> tuple[str, int]:
-    """``text`` with each sentence (or line) that holds a finding replaced by :data:`_REMOVED`; and how many."""
+    """``text`` with each sentence (or line) that holds a finding replaced by :data:`_REMOVED` (the Markdown that
+    opens its line is kept); and how many were removed."""
     if not findings:
         return text, 0
     out, removed = [], 0
+    line_start = True
     for m in _SENTENCE.finditer(text):
         if m.start() == m.end():
             continue
+        chunk = m.group(0)
         if any(f.start < m.end() and m.start() < f.end for f in findings):
-            ending = "\n" if m.group(0).endswith("\n") else " "
-            lead = m.group(0)[:len(m.group(0)) - len(m.group(0).lstrip())]
+            ending = "\n" if chunk.endswith("\n") else ""  # the next sentence brings its own leading space
+            lead = _LEAD.match(chunk).group(0) if line_start else chunk[:len(chunk) - len(chunk.lstrip())]
             out.append(lead + _REMOVED + ending)
             removed += 1
         else:
-            out.append(m.group(0))
+            out.append(chunk)
+        line_start = chunk.endswith("\n")
     return "".join(out), removed
+
+
+def _without_disclaimer(report: str) -> str:
+    """The report without a disclaimer line a previous screening added (so a pass never screens its own line)."""
+    body = report.rstrip()
+    return body[: -len(DISCLAIMER)].rstrip() if body.endswith(DISCLAIMER) else report
 
 
 def screen_output(inp: ScreenOutput, store: RunStore, guard: Guard) -> ScreenOutputResult:
@@ -207,7 +229,7 @@ def screen_output(inp: ScreenOutput, store: RunStore, guard: Guard) -> ScreenOut
     policy = run.guardrails
     report = store.get_report(run.run_id) or ""
     subs = [s for s in store.list_subtasks(run.run_id) if s.status == SubtaskStatus.SUCCEEDED and s.output]
-    texts = [report, *(s.output for s in subs)]
+    texts = [_without_disclaimer(report) if policy.disclaimer else report, *(s.output for s in subs)]
     masked: dict[str, int] = {}
     if policy.pii != "allow":
         found = screen_many(guard.pii, texts)
@@ -220,8 +242,11 @@ def screen_output(inp: ScreenOutput, store: RunStore, guard: Guard) -> ScreenOut
             texts[i], n = _remove_topics(texts[i], fs)
             removed += n
     new_report = texts[0]
-    if policy.disclaimer and new_report and not new_report.rstrip().endswith(DISCLAIMER):
-        new_report = new_report.rstrip() + "\n\n" + DISCLAIMER + "\n"
+    if policy.disclaimer and new_report:
+        tail = "\n\n" + DISCLAIMER + "\n"
+        new_report = cap_report(new_report.rstrip(), FINAL_OUTPUT_MAX_CHARS - len(tail)) + tail
+    else:
+        new_report = cap_report(new_report)  # masks are longer than what they replace: stay within the cap
     if new_report != report:
         store.put_report(run.run_id, new_report)
     for sub, text in zip(subs, texts[1:], strict=True):
@@ -230,3 +255,18 @@ def screen_output(inp: ScreenOutput, store: RunStore, guard: Guard) -> ScreenOut
     if masked or removed:
         emit(store, run.run_id, "output_screened", masked=masked, removed=removed, guard=guard.name)
     return ScreenOutputResult(run_id=run.run_id, chars=len(new_report), masked=masked, removed=removed)
+
+
+def output_screen(store: RunStore, guard: Guard | None = None) -> Callable[[str], ScreenOutputResult]:
+    """``screen(run_id)``: :func:`screen_output` with ``guard`` (default: the offline guard, built on first use), for
+    the places that finalize a run outside the state machine (a hand-off answered when its execution is gone)."""
+    built: list[Guard] = [guard] if guard is not None else []
+
+    def screen(run_id: str) -> ScreenOutputResult:
+        if not built:
+            from stepcrew.guards.local import LocalGuard
+
+            built.append(LocalGuard())
+        return screen_output(ScreenOutput(action="screen_output", run_id=run_id), store, built[0])
+
+    return screen

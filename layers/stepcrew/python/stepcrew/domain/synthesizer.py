@@ -35,11 +35,12 @@ def report_context(store: RunStore, run: Run) -> ReportFacts:
                        subtasks=subtask_facts(store, run.run_id, plan))
 
 
-def cap_report(text: str) -> str:
-    """``text`` cut to FINAL_OUTPUT_MAX_CHARS (200,000, see :mod:`stepcrew.models`) with a visible marker."""
-    if len(text) <= FINAL_OUTPUT_MAX_CHARS:
+def cap_report(text: str, limit: int = FINAL_OUTPUT_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (default FINAL_OUTPUT_MAX_CHARS, 200,000, see :mod:`stepcrew.models`)
+    with a visible marker."""
+    if len(text) <= limit:
         return text
-    return text[: FINAL_OUTPUT_MAX_CHARS - len(_TRUNCATED)] + _TRUNCATED
+    return text[: limit - len(_TRUNCATED)] + _TRUNCATED
 
 
 def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None = None) -> SynthOutput:

@@ -87,7 +87,8 @@ def mask(text: str, findings: Sequence[Finding]) -> str:
 
 
 #: Separator of :func:`screen_many`: a line break and a private-use character no recognizer spans.
-_SEP = "\n\ue000\n"
+_PRIVATE = "\ue000"
+_SEP = f"\n{_PRIVATE}\n"
 
 
 def screen_many(check: Callable[[str], list[Finding]], texts: Sequence[str]) -> list[list[Finding]]:
@@ -96,7 +97,9 @@ def screen_many(check: Callable[[str], list[Finding]], texts: Sequence[str]) -> 
     finding that crosses a separator is split between the strings it touches. Returns one list per input."""
     if not texts:
         return []
-    joined = _SEP.join(texts)
+    # the separator's private-use character never comes from the texts (a detector splitting on it could be fooled
+    # by a goal that holds it): same length, so every span still points into the original string
+    joined = _SEP.join(t.replace(_PRIVATE, "\ufffd") for t in texts)
     bounds: list[tuple[int, int]] = []
     pos = 0
     for t in texts:

@@ -102,7 +102,9 @@ _FOLD_CAP = 50_000
 
 
 def _fold_char(ch: str) -> str:
-    if ord(ch) in _INVISIBLE:
+    # invisible or meaningless in prose: format characters (Cf), private use (Co; the screen_many separator's
+    # character arrives as U+FFFD), tag characters
+    if ord(ch) in _INVISIBLE or unicodedata.category(ch) in ("Cf", "Co") or ch == "\ufffd":
         out = ""
     else:
         out = "".join(c for c in unicodedata.normalize("NFKD", ch).casefold()

@@ -20,6 +20,7 @@ call ~5 ms. Build one per container.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -64,7 +65,8 @@ _DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u221
 
 def normalise(text: str) -> tuple[str, list[int]]:
     """``text`` as PII recognizers expect it, and the original index of each character: NFKC per character
-    (fullwidth ``＠`` and digits become ASCII), zero-width characters dropped, Unicode dashes made ``-``, ``%40``
+    (fullwidth ``＠`` and digits become ASCII), invisible format characters (Unicode category Cf: zero-width, word
+    joiners, bidi marks; tag characters) dropped, Unicode dashes made ``-``, ``%40``
     made ``@`` (an URL-escaped e-mail)."""
     import unicodedata
 
@@ -76,6 +78,9 @@ def normalise(text: str) -> tuple[str, list[int]]:
             out.append("@")
             index.append(i)
             i += 3
+            continue
+        if unicodedata.category(text[i]) == "Cf" or 0xE0000 <= ord(text[i]) <= 0xE007F:  # invisible format chars
+            i += 1
             continue
         for c in unicodedata.normalize("NFKC", text[i]).translate(_ZERO_WIDTH).translate(_DASHES):
             out.append(c)
@@ -138,39 +143,59 @@ def _phones(text: str, taken: Sequence[Finding] = ()) -> list[Finding]:
     digit runs need a phone word just before; dates, year ranges, decimals and ZIP+4 codes are skipped), then each is matched region by region
     (:data:`PHONE_REGIONS`, "valid" leniency: more regions make dates valid numbers somewhere); international numbers
     (``+``, ``00``) parse without a region. Matching candidates only, not the whole text, keeps the cost near 1 ms per KB (20 regions over the
-    whole text cost ~30 ms per KB here), and candidates inside ``taken`` spans (cards, IBANs, SSNs, IPs already
-    found, all scored higher) are skipped."""
+    whole text cost ~30 ms per KB here), and the ``taken`` spans (cards, IBANs, SSNs, IPs already found, all
+    scored higher) are blanked out first, so no candidate runs into one."""
     import phonenumbers
 
     out: list[Finding] = []
-    for m in _PHONE_CANDIDATE.finditer(text):
+    if taken:  # the spans already found read as letters, so no candidate runs into them (same length: same offsets)
+        chars = list(text)
+        for t in taken:
+            chars[t.start:t.end] = "x" * (t.end - t.start)
+        scan = "".join(chars)
+    else:
+        scan = text
+    for m in _PHONE_CANDIDATE.finditer(scan):
         cand = m.group(0)
-        if any(t.start < m.end() and m.start() < t.end for t in taken):
-            continue
         digits = sum(ch.isdigit() for ch in cand)
         if digits < 7 or digits > 15 or _NOT_PHONE.match(cand):
             continue
+        groups = re.findall(r"\d+", cand)
+        if len(groups) >= 4 and max(map(len, groups)) <= 2 and not cand.startswith(("0", "+", "(")):
+            continue  # a run of small numbers ("12 34 56 78 90", "3 4 5 6 7 8 9") is figures, not a phone number
         if cand.isdigit() and not _PHONE_CONTEXT.search(text[max(0, m.start() - 40):m.start()]):
             continue  # a bare digit run (an epoch, a seed, a GTIN) is a phone number only when the text says so
-        regions = (None,) if cand.startswith(("+", "00")) else PHONE_REGIONS
+        international = cand.startswith(("+", "00"))
+        probe = "+" + cand[2:] if cand.startswith("00") else cand  # 00 is the international prefix
+        shift = 1 if cand.startswith("00") else 0  # "+" replaces "00": offsets after it move by one
+        regions = (None,) if international else PHONE_REGIONS
         for region in regions:
-            matches = list(phonenumbers.PhoneNumberMatcher(cand, region or "US",
+            matches = list(phonenumbers.PhoneNumberMatcher(probe, region or "US",
                                                            leniency=phonenumbers.Leniency.VALID))
             if matches:
                 for pm in matches:
-                    out.append(Finding(kind="pii", entity="PHONE_NUMBER", start=m.start() + pm.start,
-                                       end=m.start() + pm.end, score=0.7))
+                    start = m.start() + (0 if pm.start == 0 else pm.start + shift)
+                    out.append(Finding(kind="pii", entity="PHONE_NUMBER", start=start,
+                                       end=m.start() + pm.end + shift, score=0.7))
                 break
     return out
 
 
 def _resolve_overlaps(findings: list[Finding]) -> list[Finding]:
-    """Keep the best of overlapping findings: higher score first, then the longer span."""
+    """Keep the best of overlapping findings: higher score first, then the longer span. O(n log n): the kept spans
+    stay sorted and disjoint, so only the neighbours of a candidate's position can overlap it (a text with tens of
+    thousands of e-mails must not cost quadratic time)."""
+    starts: list[int] = []
     kept: list[Finding] = []
     for f in sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start)):
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
-            kept.append(f)
-    return sorted(kept, key=lambda f: f.start)
+        i = bisect.bisect_left(starts, f.start)
+        if i > 0 and kept[i - 1].end > f.start:
+            continue
+        if i < len(kept) and kept[i].start < f.end:
+            continue
+        starts.insert(i, f.start)
+        kept.insert(i, f)
+    return kept
 
 
 def _word_pattern(term: str) -> re.Pattern[str]:

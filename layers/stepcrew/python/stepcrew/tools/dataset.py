@@ -3,106 +3,78 @@
 - ``describe_dataset``: schema, null and distinct counts, numeric summary statistics, top text values;
 - ``query_dataset``: one read-only SELECT, at most ``max_rows`` rows, under a time limit.
 
-Read-only and bounded by construction (see :mod:`stepcrew.tools.datasets`): the table lives in an in-memory
-database with no spilling to disk, a memory cap, external access off and configuration locked, and only a single
-statement of type SELECT is executed.
+Read-only and bounded by construction. The dataset is loaded once into a DuckDB database file
+(:func:`stepcrew.tools.datasets.dataset_database`); each call then runs in a child process
+(:mod:`stepcrew.tools.sandbox`) that opens it ``read_only`` with no temporary folder, external access off and the
+configuration locked, and only a single statement of type SELECT is executed. The limits of a call, and where they
+come from:
+
+- **time**: ``timeout_s`` (:data:`DEFAULT_TIMEOUT_S`, 10 s; env ``STEPCREW_QUERY_TIMEOUT_S``) of wall clock from the
+  request to the answer, inside the 60 s timeout of the data tool Lambdas (``stepcrew.wiring.FUNCTIONS``). Past it
+  the child is killed (SIGKILL), so it holds while one expression evaluates, where DuckDB's interrupt is not checked;
+- **memory**: DuckDB's ``memory_limit`` (:func:`stepcrew.tools.datasets.memory_limit_mb`: 60% of the Lambda's
+  1,024 MB = 614 MiB) and, for the whole child process, an address-space cap of that plus
+  ``stepcrew.tools.sandbox.OVERHEAD_MB`` (870 MiB): an allocation past either fails in the child, or the child
+  dies; the parent's memory is never at stake;
+- **static**: functions that build huge values (``stepcrew.tools.sql_bounds``) are refused before the query runs,
+  so they fail at once with a message the model can act on instead of running into the limits above.
+
+Any of these -> ``LimitExceeded``; DuckDB's errors -> ``QueryError`` (its first line).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import Field
 
 from stepcrew.models import ToolContext
+from stepcrew.tools import sandbox
 from stepcrew.tools.base import (
-    DatasetError,
-    LimitExceeded,
-    QueryError,
     Tool,
     ToolArgs,
     fit_largest,
-    to_jsonable,
 )
-from stepcrew.tools.datasets import dataset_name, first_line, memory_limit_mb, open_dataset
-from stepcrew.tools.sql_bounds import check_sql_bounds
+from stepcrew.tools.datasets import dataset_database, dataset_name, file_identity, memory_limit_mb
+from stepcrew.tools.errors import LimitExceeded
+from stepcrew.tools.sandbox import ALL_VALUES_UP_TO, MAX_TEXT_CHARS, TOP_VALUES  # noqa: F401  (their home before)
 
-#: Seconds a query (or a describe) may run before it is interrupted. 10 s by default (env
+logger = logging.getLogger(__name__)
+
+#: Seconds a query (or a describe) may run before its process is killed. 10 s by default (env
 #: STEPCREW_QUERY_TIMEOUT_S): well inside the 60 s timeout of the data tool Lambdas (stepcrew.wiring.FUNCTIONS).
 DEFAULT_TIMEOUT_S = float(os.environ.get("STEPCREW_QUERY_TIMEOUT_S", "10"))
 MAX_SQL_CHARS = 4000
 MAX_ROWS = 200
-TOP_VALUES = 5
-#: A text column with at most this many distinct values lists them all in ``top`` (a category's every value is
-#: then known to a planner: "the Coastal region" is found even when it is not among the 5 most frequent).
-ALL_VALUES_UP_TO = 20
-MAX_TEXT_CHARS = 200  # a text value longer than this is clipped in tool output
-
-_KINDS = {
-    "numeric": re.compile(r"^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|DOUBLE|REAL|DECIMAL(\(\d+,\s*\d+\))?)$"),
-    "temporal": re.compile(r"^(DATE|TIME|TIMESTAMP(_S|_MS|_NS)?|INTERVAL)( WITH TIME ZONE)?$"),
-    "text": re.compile(r"^(VARCHAR|BOOLEAN|UUID|ENUM\(.*\))$"),
-}
-
-T = TypeVar("T")
 
 
-def _kind(dtype: str) -> str | None:
-    """``numeric``, ``temporal`` or ``text`` for a DuckDB type name; None for lists, structs, blobs..."""
-    return next((kind for kind, pattern in _KINDS.items() if pattern.match(dtype)), None)
-
-
-def _clip(value: Any) -> Any:
-    return value[: MAX_TEXT_CHARS - 1] + "…" if isinstance(value, str) and len(value) > MAX_TEXT_CHARS else value
-
-
-def _round(value: Any) -> Any:
-    value = to_jsonable(value)
-    return round(value, 4) if isinstance(value, float) else value
-
-
-def _quote(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
-
-
-@contextmanager
-def _time_limit(cursor: Any, seconds: float) -> Iterator[None]:
-    """Interrupt ``cursor`` after ``seconds``; a DuckDB InterruptException inside becomes LimitExceeded."""
-    import duckdb
-
-    timer = threading.Timer(seconds, cursor.interrupt)
-    timer.daemon = True
-    timer.start()
+def _on_dataset(uri: str | None, seconds: float, request: dict[str, Any], tenant: str | None = None) -> dict:
+    """Answer ``request`` (a :func:`stepcrew.tools.sandbox.run` request without ``db``) on the dataset in a child
+    under the time and memory limits; running out of either -> LimitExceeded; the work's typed errors as they are."""
+    mb = memory_limit_mb()
+    limits = sandbox.Limits.for_duckdb(mb)
+    db = dataset_database(uri, tenant)
+    identity = file_identity(db)
     try:
-        yield
-    except duckdb.InterruptException:
+        try:
+            return sandbox.run({**request, "db": str(db)}, seconds, limits)
+        except sandbox.DatabaseUnavailable:  # deleted by another cache's eviction, or unreadable: load it again, once
+            logger.info("dataset database unavailable, loading it again")
+            db = dataset_database(uri, tenant, stale=identity or (0, 0))
+            return sandbox.run({**request, "db": str(db)}, seconds, limits)
+    except sandbox.SandboxTimeout:
         raise LimitExceeded(f"the query ran longer than the {seconds:g} s limit: aggregate or filter more, "
                             "avoid cross joins") from None
-    finally:
-        timer.cancel()
-
-
-def _on_dataset(uri: str | None, seconds: float, work: Callable[[Any], T], tenant: str | None = None) -> T:
-    """Run ``work(cursor)`` on the dataset under the time and memory limits; running out of either ->
-    LimitExceeded, other DuckDB errors -> QueryError (first line)."""
-    import duckdb
-
-    cursor = open_dataset(uri, tenant)
-    try:
-        with _time_limit(cursor, seconds):
-            return work(cursor)
-    except duckdb.OutOfMemoryException:
-        raise LimitExceeded(f"the query needed more than DuckDB's {memory_limit_mb()} MiB memory limit: aggregate "
-                            "or filter more, select fewer or shorter values") from None
-    except duckdb.Error as exc:
-        raise QueryError(first_line(exc)) from None
-    finally:
-        cursor.close()
+    except sandbox.SandboxOutOfMemory as exc:
+        if exc.by == "duckdb":
+            raise LimitExceeded(f"the query needed more than DuckDB's {mb} MiB memory limit: aggregate or filter "
+                                "more, select fewer or shorter values") from None
+        died = f"; it died with {exc.signal_name}" if exc.signal_name else ""
+        raise LimitExceeded(f"the query needed more than the {limits.address_space_mb} MiB memory limit of its "
+                            f"process (DuckDB's {mb} MiB memory limit{died}): aggregate or filter more, select fewer "
+                            "or shorter values") from None
 
 
 class DescribeDataset(Tool):
@@ -128,52 +100,10 @@ class DescribeDataset(Tool):
         self.timeout_s = timeout_s
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
-        def work(cur: Any) -> dict[str, Any]:
-            schema = [(r[0], r[1]) for r in cur.execute("DESCRIBE data").fetchall()]
-            columns = schema
-            if args.columns:
-                by_name = {n: (n, t) for n, t in schema} | {n.lower(): (n, t) for n, t in schema}
-                picked = [by_name.get(c) or by_name.get(c.lower()) for c in args.columns]
-                unknown = [c for c, p in zip(args.columns, picked, strict=True) if p is None]
-                if unknown:
-                    raise DatasetError(f"unknown column(s): {', '.join(unknown)}; "
-                                       f"known columns: {', '.join(n for n, _ in schema)}")
-                columns = list(dict.fromkeys(picked))
-            rows = cur.execute("SELECT count(*) FROM data").fetchone()[0]
-            return {"dataset": dataset_name(ctx.data_uri or ""), "rows": rows, "columns": self._columns(cur, columns)}
-
-        return _on_dataset(ctx.data_uri, self.timeout_s, work, ctx.tenant)
-
-    @staticmethod
-    def _columns(cur: Any, columns: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """Statistics of ``columns`` ((name, DuckDB type) pairs): one scan for all counts and numeric/temporal
-        statistics, then one GROUP BY per text column for its top values."""
-        numeric = ("min", "max", "mean", "stddev", "median")
-        kinds = [_kind(dtype) for _, dtype in columns]
-        exprs = []
-        for (name, _), kind in zip(columns, kinds, strict=True):
-            q = _quote(name)
-            exprs += [f"count(*) - count({q})", f"count(DISTINCT {q})"]
-            if kind == "numeric":
-                exprs += [f"min({q})", f"max({q})", f"avg({q})", f"stddev_samp({q})", f"median({q})"]
-            elif kind == "temporal":
-                exprs += [f"min({q})", f"max({q})"]
-        values = iter(cur.execute(f"SELECT {', '.join(exprs)} FROM data").fetchone() if exprs else ())
-        out = []
-        for (name, dtype), kind in zip(columns, kinds, strict=True):
-            col: dict[str, Any] = {"name": name, "type": dtype, "nulls": next(values), "distinct": next(values)}
-            if kind == "numeric":
-                col.update((k, _round(next(values))) for k in numeric)
-            elif kind == "temporal":
-                col.update(min=to_jsonable(next(values)), max=to_jsonable(next(values)))
-            elif kind == "text":
-                q = _quote(name)
-                limit = ALL_VALUES_UP_TO if (col["distinct"] or 0) <= ALL_VALUES_UP_TO else TOP_VALUES
-                top = cur.execute(f"SELECT {q} AS v, count(*) AS n FROM data WHERE {q} IS NOT NULL GROUP BY v "
-                                  f"ORDER BY n DESC, v LIMIT {limit}").fetchall()
-                col["top"] = [{"value": _clip(to_jsonable(v)), "count": n} for v, n in top]
-            out.append(col)
-        return out
+        described = _on_dataset(ctx.data_uri, self.timeout_s, {"op": "describe", "columns": args.columns or None},
+                                ctx.tenant)
+        return {"dataset": dataset_name(ctx.data_uri or ""), "rows": described["rows"],
+                "columns": described["columns"]}
 
     def shrink(self, content: Any, max_bytes: int) -> Any | None:
         """Drop trailing columns (``columns_omitted`` says how many)."""
@@ -190,7 +120,8 @@ class QueryDataset(Tool):
     returned; ``truncated`` is true when the query had more rows or rows/long text were cut to fit the 8 KiB
     tool output cap. ``row_count`` is the number of rows returned. DuckDB errors -> QueryError with DuckDB's first
     line; a query running longer than ``timeout_s`` or needing more memory than
-:func:`stepcrew.tools.datasets.memory_limit_mb` -> LimitExceeded.
+    :func:`stepcrew.tools.datasets.memory_limit_mb` (DuckDB's) or the address-space cap of its process -> LimitExceeded
+    (see the module docstring).
     """
 
     name = "query_dataset"
@@ -208,32 +139,8 @@ class QueryDataset(Tool):
         self.timeout_s = timeout_s
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
-        def work(cur: Any) -> dict[str, Any]:
-            statement = self._single_select(cur, args.sql)
-            cur.execute(statement)
-            columns = [d[0] for d in cur.description or []]
-            rows = cur.fetchmany(args.max_rows + 1)
-            more = len(rows) > args.max_rows
-            rows = [[_clip(to_jsonable(v)) for v in r] for r in rows[: args.max_rows]]
-            return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": more}
-
-        return _on_dataset(ctx.data_uri, self.timeout_s, work, ctx.tenant)
-
-    @staticmethod
-    def _single_select(cur: Any, sql: str) -> Any:
-        import duckdb
-
-        try:
-            statements = cur.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise QueryError(first_line(exc)) from None
-        if len(statements) != 1:
-            raise QueryError(f"give exactly one SQL statement, got {len(statements)}")
-        kind = statements[0].type
-        if kind != duckdb.StatementType.SELECT:
-            raise QueryError(f"only SELECT queries are allowed (read-only), got {kind.name}")
-        check_sql_bounds(cur, sql)  # LimitExceeded for values no time or memory limit can stop
-        return statements[0]
+        return _on_dataset(ctx.data_uri, self.timeout_s, {"op": "query", "sql": args.sql, "max_rows": args.max_rows},
+                           ctx.tenant)
 
     def shrink(self, content: Any, max_bytes: int) -> Any | None:
         """Keep the first rows that fit; ``truncated`` is set, ``row_count`` counts the rows kept."""

@@ -16,16 +16,20 @@ DatasetError naming the file by its name only, never a local path):
    file holds no NUL byte (binary) and is UTF-8 text (a BOM is allowed); a CSV file has a header row (no empty
    cell, not all numbers) and at least one row after it; a JSON file starts with ``[`` or ``{``, a JSON Lines file
    with ``{``.
-2. :func:`open_dataset`, once DuckDB has loaded the table: it has at least one row, and a CSV's columns were not
-   auto-named ``column0, column1...`` (DuckDB's names when it detects no header).
+2. :func:`dataset_database`, once DuckDB has loaded the table: it has at least one row, and a CSV's columns were
+   not auto-named ``column0, column1...`` (DuckDB's names when it detects no header).
 
-:func:`open_dataset` loads the file into an in-memory DuckDB table ``data``, then switches off spilling to disk
-(``temp_directory=''``: DuckDB otherwise adds its temporary folder, ``<cwd>/.tmp``, to the folders SQL may still
-read), caps DuckDB's memory at :func:`memory_limit_mb` (a query that needs more fails with a typed error instead of
-the Lambda being killed), switches off external access (``enable_external_access=false``: no file, network or
-extension access from SQL) and locks the configuration.
-Loaded databases are cached per process, keyed by (uri, mtime, size), so a warm Lambda does not reload.
-DuckDB is imported lazily (it is heavy; the calculator Lambda never pays for it).
+:func:`dataset_database` loads the file once into a DuckDB database file (table ``data``) in :data:`CACHE_DIR`,
+named after the URI, the local file, its mtime and size, the load SQL and the DuckDB library, written under a
+temporary name and renamed when complete (atomic: a reader never sees half a database). The load runs in a child
+process (:mod:`stepcrew.tools.sandbox`: address-space cap, DuckDB memory cap, :data:`LOAD_TIMEOUT_S`), so a hostile
+file cannot take the parent's memory either. Each query then opens that file ``read_only`` in its own child: no
+spilling to disk (``temp_directory=''``: DuckDB otherwise adds its temporary folder, ``<cwd>/.tmp``, to the folders
+SQL may still read), DuckDB's memory capped at :func:`memory_limit_mb`, external access off
+(``enable_external_access=false``: no file, network or extension access from SQL), configuration locked.
+At most :data:`MAX_DATABASE_FILES` database files are kept per process (least recently used deleted first);
+:func:`open_dataset` gives trusted in-process code (tests, scripts) a cursor on one, configured the same way.
+DuckDB is imported lazily, and by the parent only for :func:`open_dataset` (the calculator Lambda never pays for it).
 
 **Reads as the tenant (IAM, deployed).** When env :data:`READER_ROLE_ENV` (``STEPCREW_DATA_READER_ROLE_ARN``, set by
 the stack on the functions that read data) names a role, an ``s3://`` dataset is read with that role's credentials for
@@ -70,8 +74,14 @@ SUFFIXES = (".csv", ".parquet", ".json", ".jsonl")
 MAX_DATASET_BYTES = 512 * 1024 * 1024
 #: Strings read as NULL in CSV files ("NA" is R's missing value, used by many public datasets).
 CSV_NULLS = ("", "NA", "N/A", "NULL")
-#: Loaded databases kept per process (each holds a whole dataset in memory).
+#: Connections :func:`open_dataset` keeps per process (in-process readers of a database file).
 MAX_CACHED_DATASETS = 2
+#: Database files (:func:`dataset_database`) kept per process in :data:`CACHE_DIR`; the least recently used is
+#: deleted past it (a child still reading it keeps its open file).
+MAX_DATABASE_FILES = 4
+#: Seconds the load of a dataset into its database file may take (env STEPCREW_LOAD_TIMEOUT_S): with a 10 s query
+#: after it, inside the 60 s timeout of the data tool Lambdas (stepcrew.wiring.FUNCTIONS).
+LOAD_TIMEOUT_S = float(os.environ.get("STEPCREW_LOAD_TIMEOUT_S", "40"))
 #: DuckDB's memory cap when not on Lambda (env STEPCREW_DUCKDB_MEMORY_MB overrides), in MiB.
 DEFAULT_MEMORY_LIMIT_MB = 1024
 #: Share of the Lambda function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MiB) DuckDB may use; the rest is for
@@ -101,6 +111,8 @@ _s3_client: Any = None
 _readers: TenantReaders | None = None
 _downloads: dict[tuple[str | None, str], Path] = {}
 _databases: OrderedDict[tuple[str, int, int], duckdb.DuckDBPyConnection] = OrderedDict()
+_database_files: OrderedDict[str, Path] = OrderedDict()  # file name -> path, least recently used first
+_load_lock = threading.Lock()
 
 
 def s3_client() -> Any:
@@ -220,8 +232,10 @@ def reader_client(tenant: str | None) -> Any:
 
 def memory_limit_mb() -> int:
     """DuckDB's memory cap in MiB: env ``STEPCREW_DUCKDB_MEMORY_MB``, else :data:`LAMBDA_MEMORY_SHARE` of the
-    Lambda function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, set by the Lambda runtime), else
-    :data:`DEFAULT_MEMORY_LIMIT_MB`. Never below 64."""
+    Lambda function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``, set by the Lambda runtime; the data tool functions
+    have 1,024 MB in ``stepcrew.wiring.FUNCTIONS``, so 614 MiB), else :data:`DEFAULT_MEMORY_LIMIT_MB`. Never below 64.
+    The child process a query runs in is capped at this plus ``stepcrew.tools.sandbox.OVERHEAD_MB`` of address space
+    (:meth:`stepcrew.tools.sandbox.Limits.for_duckdb`): 870 MiB on those Lambdas."""
     explicit = os.environ.get("STEPCREW_DUCKDB_MEMORY_MB", "").strip()
     lambda_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "").strip()
     if explicit.isdigit():
@@ -241,6 +255,7 @@ def reset_caches() -> None:
         for con in _databases.values():
             con.close()
         _databases.clear()
+        _database_files.clear()
         _s3_client = None
         _readers = None
 
@@ -448,38 +463,119 @@ def _load_sql(path: Path) -> str:
     return "CREATE TABLE data AS SELECT * FROM read_json_auto(?)"
 
 
-def open_dataset(uri: str | None, tenant: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A new cursor on the cached read-only database of ``uri`` (table ``data``). Close it when done.
-    Raises DatasetError when the run has no dataset or the file cannot be loaded."""
+def _database_name(uri: str, path: Path) -> str:
+    """The database file's name: a hash of the URI, the local file (its path, mtime and size), the load SQL and
+    the DuckDB library (found, not imported), so a changed file, load or DuckDB version never reads an old one."""
+    import importlib.util
+
+    stat = path.stat()
+    spec = importlib.util.find_spec("duckdb")
+    library = ""
+    if spec is not None and spec.origin:
+        lib = Path(spec.origin).stat()
+        library = f"{spec.origin}:{lib.st_mtime_ns}:{lib.st_size}"
+    parts = (uri, str(path.resolve()), str(stat.st_mtime_ns), str(stat.st_size), _load_sql(path), library)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32] + ".duckdb"
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``(inode, mtime_ns)`` of ``path``, or None when it does not exist: which version of a database file a child
+    was given."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns)
+
+
+def dataset_database(uri: str | None, tenant: str | None = None, *,
+                     stale: tuple[int, int] | None = None) -> Path:
+    """The DuckDB database file holding ``uri``'s table ``data`` (resolved and checked as ``tenant``, see
+    :func:`resolve_dataset`), loaded once in a sandboxed child (see the module docstring). ``stale``: the
+    :func:`file_identity` of a file a child could not open: it is loaded again unless another thread already did.
+    Raises DatasetError when the run has no dataset or the file cannot be loaded (a DuckDB error, no rows, no
+    header, or the load's time or memory limit)."""
     if not uri:
         raise DatasetError("this run has no dataset: start the run with a dataset (stepcrew run --data FILE)")
+    path = resolve_dataset(uri, tenant)
+    name = _database_name(uri, path)
+    with _load_lock:
+        target = CACHE_DIR / name
+        if stale is not None and file_identity(target) == stale:
+            target.unlink(missing_ok=True)
+        if not _own_file(target):  # missing, or not ours (a file another user put in a shared /tmp is not read)
+            _load_database(uri, path, target)
+        with _lock:
+            _database_files[name] = target
+            _database_files.move_to_end(name)
+            while len(_database_files) > MAX_DATABASE_FILES:
+                _, old = _database_files.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return target
+
+
+def _own_file(path: Path) -> bool:
+    """``path`` is a regular file (not a symlink) owned by this process's user."""
+    import stat
+
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and (not hasattr(os, "getuid") or info.st_uid == os.getuid())
+
+
+def _load_database(uri: str, path: Path, target: Path) -> None:
+    """Load ``path`` into a new database file at ``target`` (atomically), in a child, or raise DatasetError."""
+    from stepcrew.tools import sandbox
+
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+    partial.unlink(missing_ok=True)
+    limits = sandbox.Limits.for_duckdb(memory_limit_mb())
+    name = dataset_name(uri)
+    try:
+        try:
+            answer = sandbox.run({"op": "load", "source": str(path), "target": str(partial),
+                                  "load_sql": _load_sql(path)}, LOAD_TIMEOUT_S, limits)
+        except sandbox.SandboxTimeout:
+            raise DatasetError(f"cannot load dataset {name}: loading took longer than {LOAD_TIMEOUT_S:g} s") from None
+        except sandbox.SandboxOutOfMemory:
+            raise DatasetError(f"cannot load dataset {name}: it needs more than the {limits.memory_mb} MiB memory "
+                               "limit") from None
+        if "load_error" in answer:
+            first = str(answer["load_error"]).replace(str(path), path.name)  # no local paths in what the model reads
+            raise DatasetError(f"cannot load dataset {path.name}: {first}")
+        problem = None
+        if answer["rows"] == 0:
+            problem = "has no rows"
+        elif path.name.lower().endswith(".csv") and all(_AUTO_COLUMN.fullmatch(c) for c in answer["columns"]):
+            # DuckDB's sniffer read the first line as data (its types match the rows': "Adelie,3750"); a
+            # header of labels over like-typed data ("region,2019,2020") is read the same way and refused too
+            problem = "has no header row (the first line must name the columns)"
+        if problem is not None:
+            raise DatasetError(f"dataset {name} {problem}")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)  # gone after the rename; a failed load leaves nothing
+        partial.with_name(partial.name + ".wal").unlink(missing_ok=True)
+
+
+def open_dataset(uri: str | None, tenant: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A new cursor on ``uri``'s database file (table ``data``, :func:`dataset_database`) opened ``read_only`` in
+    this process, configured like a query's child (no temporary folder, DuckDB's memory cap, no external access,
+    configuration locked). Close it when done. For trusted in-process code (tests, scripts): the data tools run
+    their SQL in a child (:mod:`stepcrew.tools.sandbox`), never here. Raises DatasetError like
+    :func:`dataset_database`."""
     import duckdb
 
-    path = resolve_dataset(uri, tenant)
-    stat = path.stat()
-    key = (uri, stat.st_mtime_ns, stat.st_size)
+    target = dataset_database(uri, tenant)
+    stat = target.stat()
+    key = (str(target), stat.st_mtime_ns, stat.st_size)
     with _lock:
         con = _databases.get(key)
         if con is None:
-            con = duckdb.connect(":memory:")
-            try:
-                con.execute(_load_sql(path), [str(path)])
-                rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
-                columns = [r[0] for r in con.execute("DESCRIBE data").fetchall()]
-            except duckdb.Error as exc:
-                con.close()
-                first = first_line(exc).replace(str(path), path.name)  # no local paths in what the model reads
-                raise DatasetError(f"cannot load dataset {path.name}: {first}") from None
-            problem = None
-            if rows == 0:
-                problem = "has no rows"
-            elif path.name.lower().endswith(".csv") and all(_AUTO_COLUMN.fullmatch(c) for c in columns):
-                # DuckDB's sniffer read the first line as data (its types match the rows': "Adelie,3750"); a
-                # header of labels over like-typed data ("region,2019,2020") is read the same way and refused too
-                problem = "has no header row (the first line must name the columns)"
-            if problem is not None:
-                con.close()
-                raise DatasetError(f"dataset {dataset_name(uri)} {problem}")
+            con = duckdb.connect(str(target), read_only=True)
             # Order matters: the folders SQL may read are fixed when external access is switched off.
             con.execute("SET temp_directory = ''")
             con.execute(f"SET memory_limit = '{memory_limit_mb()}MiB'")
@@ -487,8 +583,8 @@ def open_dataset(uri: str | None, tenant: str | None = None) -> duckdb.DuckDBPyC
             con.execute("SET lock_configuration = true")
             _databases[key] = con
             while len(_databases) > MAX_CACHED_DATASETS:
-                # dropped, not closed: another thread may still hold a cursor on it (parallel sub-tasks of the
-                # local runtime share this process); DuckDB frees it once the last cursor is gone
+                # dropped, not closed: another thread may still hold a cursor on it; DuckDB frees it once the last
+                # cursor is gone
                 _databases.popitem(last=False)
         _databases.move_to_end(key)
         return con.cursor()
