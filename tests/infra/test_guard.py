@@ -226,10 +226,11 @@ def test_every_deps_package_is_in_the_guard_layer_or_left_out_with_a_reason(guar
     assert {"presidio-analyzer", "phonenumbers", "tldextract"} <= guard
 
 
-def test_the_guard_packages_match_the_pyproject_extra(guard_build):
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["guard"]
+def test_the_guard_packages_match_the_pyproject_dependencies(guard_build):
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    guard = {d for d in deps if d.split("=")[0].split(">")[0] in ("presidio-analyzer", "phonenumbers", "tldextract")}
     lines = [line.strip() for line in (REPO / "layers" / "guard" / "requirements.txt").read_text().splitlines()]
-    assert set(extra) <= set(lines)
+    assert len(guard) == 3 and guard <= set(lines)
 
 
 def test_the_guard_layer_is_built_for_the_lambda_platform_with_the_deps_pins(guard_build, tmp_path):

@@ -217,7 +217,7 @@ def find_terms(text: str, denied: Sequence[str]) -> list[Finding]:
 
 class LocalGuard(Guard):
     """Offline guard (see the module docstring). Raises GuardUnavailableError at construction when Presidio is
-    not installed (``pip install 'stepcrew[guard]'``)."""
+    not installed (a dependency of stepcrew; in Lambda, the guard layer)."""
 
     name = "local"
 
@@ -261,8 +261,8 @@ def _build_analyzer() -> Any:
             IbanRecognizer,
             IpRecognizer,
         )
-    except ImportError as exc:  # pragma: no cover - the guard extra is installed wherever the guard runs
-        raise GuardUnavailableError(f"the local guard needs the 'guard' extra: {exc.name} is not installed") from None
+    except ImportError as exc:  # pragma: no cover - a dependency of the package and of the guard layer
+        raise GuardUnavailableError(f"the local guard needs {exc.name}, which is not installed") from None
 
     offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
