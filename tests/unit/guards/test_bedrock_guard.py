@@ -9,7 +9,8 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError, ParamValidationError
 from botocore.stub import ANY, Stubber
 from stepcrew.guards.base import Finding, GuardUnavailableError, mask
-from stepcrew.guards.bedrock import BedrockGuard, chunks, term_findings
+from stepcrew.guards.base import find_terms
+from stepcrew.guards.bedrock import BedrockGuard, chunks
 
 GUARDRAIL_ID = "gr0abc123def"
 VERSION = "3"
@@ -150,11 +151,11 @@ def test_per_call_denied_terms_are_matched_as_whole_words_in_any_case(stubbed):
         ("crypto", 5, 11), ("Crypto Trading", second, second + len(parts[3]))]
 
 
-def test_term_findings_is_a_pure_whole_word_match():
+def test_per_call_terms_are_a_pure_whole_word_match():
     text = "Crypto-mining is not the same as crypto mining; cryptography is fine."
-    assert [(f.entity, f.start, f.end) for f in term_findings(text, ["crypto mining", "crypto"])] == [
+    assert [(f.entity, f.start, f.end) for f in find_terms(text, ["crypto mining", "crypto"])] == [
         ("crypto", 0, 6), ("crypto mining", 33, 46), ("crypto", 33, 39)]
-    assert term_findings(text, []) == [] and term_findings("", ["crypto"]) == []
+    assert find_terms(text, []) == [] and find_terms("", ["crypto"]) == []
 
 
 # --------------------------------------------------------------------------------------------- one call

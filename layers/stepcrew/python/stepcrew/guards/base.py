@@ -11,6 +11,7 @@ failing): callers fail closed on it, never pass text through unscreened.
 from __future__ import annotations
 
 import bisect
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -84,6 +85,25 @@ def mask(text: str, findings: Sequence[Finding]) -> str:
         pos = f.end
     out.append(text[pos:])
     return "".join(out)
+
+
+def _word_pattern(term: str) -> re.Pattern[str]:
+    """A denied term as a case-insensitive whole-word pattern; inner spaces match any whitespace, and a plural is
+    allowed (``s``/``es``; ``y`` -> ``ies``)."""
+    words = [re.escape(w) for w in term.split()]
+    last = words[-1]
+    plural = last[:-1] + "(?:y|ies)" if last.lower().endswith("y") and len(last) > 2 else last + "(?:s|es)?"
+    return re.compile(r"(?<!\w)" + r"\s+".join([*words[:-1], plural]) + r"(?!\w)", re.IGNORECASE)
+
+
+def find_terms(text: str, denied: Sequence[str]) -> list[Finding]:
+    """Whole-word, case-insensitive mentions of each denied term (a term or short phrase) in ``text``, by start
+    (the longer first), not merged.
+    Backend-independent: both backends answer per-call denied terms with it (Bedrock's own denied topics live on
+    the guardrail resource, not in the call)."""
+    out = [Finding(kind="denied_topic", entity=term, start=m.start(), end=m.end(), score=1.0)
+           for term in denied if term.strip() for m in _word_pattern(term.strip()).finditer(text)]
+    return sorted(out, key=lambda f: (f.start, -f.end, f.entity))
 
 
 #: Separator of :func:`screen_many`: a line break and a private-use character no recognizer spans.

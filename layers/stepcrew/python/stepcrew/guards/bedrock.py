@@ -23,8 +23,8 @@ text sent in that call. PII and topics come without a confidence: they score :da
 
 Per-call denied terms: Bedrock's denied topics are configured on the guardrail resource (``topicPolicyConfig`` of
 ``AWS::Bedrock::Guardrail``), not per request, so :meth:`BedrockGuard.topics` returns the guardrail's topic findings
-plus the case-insensitive whole-word matches of the ``denied`` terms in the text (:func:`term_findings`, pure, no
-API call).
+plus the case-insensitive whole-word matches of the ``denied`` terms in the text
+(:func:`stepcrew.guards.base.find_terms`, shared with the local backend: pure, no API call).
 
 Limits and units: botocore's service model sets no maximum length on a text block (``GuardrailTextBlock.text`` is
 a plain string; API reference ``API_runtime_ApplyGuardrail``). Bedrock meters guardrails in text units of up to
@@ -52,7 +52,6 @@ error code only, never the text (the original exception is not chained: its mess
 
 from __future__ import annotations
 
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stepcrew.guards.base import Finding, FindingKind, Guard, GuardUnavailableError
+from stepcrew.guards.base import Finding, FindingKind, Guard, GuardUnavailableError, find_terms
 
 #: Bedrock PII entity type -> stepcrew's entity name (Presidio's). Types not listed keep their Bedrock name.
 BEDROCK_TO_PII: dict[str, str] = {
@@ -92,8 +91,6 @@ API_KEY_REGEX = r"sk-[A-Za-z0-9_-]{20,}"
 CONFIDENCE_SCORE: dict[str, float] = {"NONE": 0.0, "LOW": 0.4, "MEDIUM": 0.7, "HIGH": 0.95}
 #: Score of a PII entity, regex or topic Bedrock detected (it reports no confidence for those).
 DETECTED_SCORE = 0.95
-#: Score of a per-call denied term found verbatim (whole word, any case).
-TERM_SCORE = 1.0
 #: The injection family of Bedrock's single prompt-attack category.
 PROMPT_ATTACK_FAMILY = "instruction_override"
 #: Characters per ApplyGuardrail call: 25 text units of 1,000 characters (see the module docstring).
@@ -132,22 +129,6 @@ def chunks(text: str, size: int = MAX_CHARS_PER_CALL, overlap: int = CHUNK_OVERL
             end = cut + 1
         out.append((start, text[start:end]))
         start = max(end - overlap, start + 1)
-
-
-def term_findings(text: str, terms: Iterable[str]) -> list[Finding]:
-    """Case-insensitive whole-word matches of each term (a word or short phrase; any run of whitespace in it matches
-    any run of whitespace in ``text``) -> ``denied_topic`` findings, entity = the term as given (first 128
-    characters), score :data:`TERM_SCORE`. Sorted by start; not merged (see :func:`merge`)."""
-    found: list[Finding] = []
-    for term in terms:
-        words = term.split()
-        if not words:
-            continue
-        pattern = re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)", re.IGNORECASE)
-        entity = term.strip()[:_ENTITY_MAX]
-        found += [Finding(kind="denied_topic", entity=entity, start=m.start(), end=m.end(), score=TERM_SCORE)
-                  for m in pattern.finditer(text)]
-    return sorted(found, key=lambda f: (f.start, -f.end))
 
 
 def merge(findings: Iterable[Finding]) -> list[Finding]:
@@ -244,8 +225,8 @@ class BedrockGuard(Guard):
 
     def topics(self, text: str, denied: Sequence[str]) -> list[Finding]:
         """The guardrail's denied-topic findings plus whole-word matches of the per-call ``denied`` terms
-        (:func:`term_findings`), merged (non-overlapping, sorted)."""
-        return merge([*self._assess(text).denied_topic, *term_findings(text, denied)])
+        (:func:`stepcrew.guards.base.find_terms`), merged (non-overlapping, sorted)."""
+        return merge([*self._assess(text).denied_topic, *find_terms(text, denied)])
 
     # ---------------------------------------------------------------------------------------- calls
     def _assess(self, text: str) -> _Assessment:

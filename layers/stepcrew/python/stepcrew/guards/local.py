@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from stepcrew.guards import injection
-from stepcrew.guards.base import Finding, Guard, GuardUnavailableError
+from stepcrew.guards.base import Finding, Guard, GuardUnavailableError, find_terms
 
 #: Regions whose phone formats are recognised (``phonenumbers`` region codes).
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "ES", "IT", "AU")
@@ -198,23 +198,6 @@ def _resolve_overlaps(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def _word_pattern(term: str) -> re.Pattern[str]:
-    """A denied term as a case-insensitive whole-word pattern; inner spaces match any whitespace, and a plural is
-    allowed (``s``/``es``; ``y`` -> ``ies``)."""
-    words = [re.escape(w) for w in term.split()]
-    last = words[-1]
-    plural = last[:-1] + "(?:y|ies)" if last.lower().endswith("y") and len(last) > 2 else last + "(?:s|es)?"
-    return re.compile(r"(?<!\w)" + r"\s+".join([*words[:-1], plural]) + r"(?!\w)", re.IGNORECASE)
-
-
-def find_terms(text: str, denied: Sequence[str]) -> list[Finding]:
-    """Whole-word, case-insensitive mentions of each denied term (a term or short phrase) in ``text``, by start.
-    Shared by both backends (Bedrock's denied topics live on the guardrail resource, not in the call)."""
-    out = [Finding(kind="denied_topic", entity=term, start=m.start(), end=m.end(), score=1.0)
-           for term in denied if term.strip() for m in _word_pattern(term.strip()).finditer(text)]
-    return sorted(out, key=lambda f: (f.start, f.entity))
-
-
 class LocalGuard(Guard):
     """Offline guard (see the module docstring). Raises GuardUnavailableError at construction when Presidio is
     not installed (a dependency of stepcrew; in Lambda, the guard layer)."""
@@ -278,4 +261,4 @@ def _build_analyzer() -> Any:
     return AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
 
 
-__all__ = ["LocalGuard", "find_terms", "PHONE_REGIONS"]
+__all__ = ["LocalGuard", "PHONE_REGIONS"]
