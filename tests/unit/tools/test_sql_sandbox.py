@@ -177,6 +177,7 @@ def test_answers_are_what_in_process_duckdb_gives(make_invocation, penguins_uri,
     frozenset({1}), object,
 ])
 def test_the_childs_jsonable_is_to_jsonable(value):
+    assert sandbox.jsonable is to_jsonable  # one conversion (stepcrew.tools.jsonable), not a copy to keep in step
     expected = to_jsonable(value)
     got = sandbox.jsonable(value)
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)

@@ -12,20 +12,17 @@ tool problem: every outcome is a :class:`~stepcrew.models.ToolResult` the model 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import math
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stepcrew.llm.base import ToolSpec
 from stepcrew.models import TOOL_OUTPUT_MAX_BYTES, ToolContext, ToolError, ToolInvocation, ToolResult
+from stepcrew.tools.jsonable import to_jsonable  # noqa: F401  (re-exported: the tool API in one import)
 from stepcrew.tools.errors import (  # noqa: F401  (re-exported: the tool API in one import)
     CalculationError,
     DatasetError,
@@ -47,32 +44,6 @@ def json_size(value: Any) -> int:
     """Bytes of ``json.dumps(value)`` (default separators, ASCII escapes: an upper bound of what the Lambda
     runtime and Step Functions serialise)."""
     return len(json.dumps(value, allow_nan=False))
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` made JSON-safe: dates/times -> ISO 8601 strings, Decimal -> int or float, NaN/±inf -> None,
-    UUID -> str, bytes -> hex string, tuples/sets -> lists, dict keys -> str; anything else unknown -> ``str``."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return None
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    return str(value)
 
 
 def format_validation_error(exc: ValidationError) -> str:

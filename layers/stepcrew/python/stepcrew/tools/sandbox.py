@@ -42,16 +42,15 @@ The parent-side code imports :mod:`subprocess` and :mod:`selectors` lazily.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
 import math
 import os
 import sys
 import threading
 import time
-import uuid
 from typing import Any
+
+from stepcrew.tools.jsonable import to_jsonable as jsonable  # stdlib only: cheap in the child
 
 #: MiB of address space the child needs beyond DuckDB's memory_limit: the interpreter, the DuckDB library's mappings,
 #: thread stacks (DuckDB starts 8 threads even with threads=1: 8 MiB of reserved stack each) and the Python objects
@@ -152,33 +151,6 @@ class Limits:
 
 
 # ---------------------------------------------------------------------------------------------- the child's work
-def jsonable(value: Any) -> Any:
-    """:func:`stepcrew.tools.base.to_jsonable`, without its imports (pydantic, the models): dates/times -> ISO 8601,
-    Decimal -> int or float, NaN/±inf -> None, UUID -> str, bytes -> hex, timedelta -> seconds, tuples/sets ->
-    lists, dict keys -> str, anything else -> ``str``. ``tests/unit/tools/test_sql_sandbox.py`` checks both agree."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return None
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return str(value)
-
-
 def clip(value: Any) -> Any:
     """A text value longer than :data:`MAX_TEXT_CHARS` cut to it, ending in ``…``."""
     return value[: MAX_TEXT_CHARS - 1] + "…" if isinstance(value, str) and len(value) > MAX_TEXT_CHARS else value
