@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -107,18 +108,29 @@ def build_layers(scope: Construct) -> list[lambda_.ILayerVersion]:
         scope, "SharedLayer", code=lambda_.Code.from_asset(str(C.SHARED_LAYER_DIR), exclude=C.ASSET_EXCLUDES),
         compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE],
         description="stepcrew domain package (layers/stepcrew/python/stepcrew)")
-    deps_dir = C.DEPS_LAYER_DIR
-    deps_description = "stepcrew third-party dependencies (layers/deps/requirements.txt)"
-    if not C.DEPS_LAYER_BUILT.is_dir():
-        warnings.warn(f"{C.DEPS_LAYER_BUILT} is missing: using the empty placeholder layer {C.DEPS_LAYER_PLACEHOLDER}."
-                      " Fine for synth and tests; run `python layers/deps/build.py` before `cdk deploy`.",
-                      DepsLayerNotBuiltWarning, stacklevel=2)
-        deps_dir = C.DEPS_LAYER_PLACEHOLDER
-        deps_description = "PLACEHOLDER: layers/deps was not built at synth time"
-    deps = lambda_.LayerVersion(
-        scope, "DepsLayer", code=lambda_.Code.from_asset(str(deps_dir), exclude=DEPS_EXCLUDES),
-        compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE], description=deps_description)
+    deps = dependency_layer(scope, "DepsLayer", built=C.DEPS_LAYER_BUILT, placeholder=C.DEPS_LAYER_PLACEHOLDER,
+                            description="stepcrew third-party dependencies (layers/deps/requirements.txt)",
+                            warning=DepsLayerNotBuiltWarning)
     return [shared, deps]
+
+
+def dependency_layer(scope: Construct, construct_id: str, *, built: Path, placeholder: Path, description: str,
+                     warning: type[DepsLayerNotBuiltWarning], exclude: list[str] = DEPS_EXCLUDES
+                     ) -> lambda_.ILayerVersion:
+    """A layer of third-party packages: the folder holding ``built`` (``layers/<name>/python``, made by that folder's
+    ``build.py``), or, when it was not built, the empty ``placeholder`` with ``warning`` (fine for synth and tests,
+    not for a deploy). ``exclude``: asset patterns left out of the folder (the build script, its inputs)."""
+    folder = built.parent
+    layer_dir = folder
+    if not built.is_dir():
+        name = folder.relative_to(C.REPO_ROOT).as_posix()
+        warnings.warn(f"{built} is missing: using the empty placeholder layer {placeholder}. Fine for synth and "
+                      f"tests; run `python {name}/build.py` before `cdk deploy`.", warning, stacklevel=3)
+        layer_dir = placeholder
+        description = f"PLACEHOLDER: {name} was not built at synth time"
+    return lambda_.LayerVersion(
+        scope, construct_id, code=lambda_.Code.from_asset(str(layer_dir), exclude=exclude),
+        compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE], description=description)
 
 
 class StepcrewFunction(Construct):

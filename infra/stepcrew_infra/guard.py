@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from typing import Any
 
 from aws_cdk import aws_bedrock as bedrock
@@ -40,7 +39,7 @@ from stepcrew.guards import bedrock as guard_bedrock
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
-from stepcrew_infra.functions import DEPS_EXCLUDES, DepsLayerNotBuiltWarning, FunctionExtras
+from stepcrew_infra.functions import DEPS_EXCLUDES, DepsLayerNotBuiltWarning, FunctionExtras, dependency_layer
 
 
 class GuardLayerNotBuiltWarning(DepsLayerNotBuiltWarning):
@@ -84,17 +83,9 @@ def _fingerprint(config: StageConfig) -> str:
 
 def build_guard_layer(scope: Construct) -> lambda_.ILayerVersion:
     """The guard layer (``layers/guard/python``), or a placeholder with a :class:`GuardLayerNotBuiltWarning`."""
-    layer_dir = C.GUARD_LAYER_DIR
-    description = "stepcrew guard function dependencies (layers/guard/requirements.txt)"
-    if not C.GUARD_LAYER_BUILT.is_dir():
-        warnings.warn(f"{C.GUARD_LAYER_BUILT} is missing: using the empty placeholder layer {C.GUARD_LAYER_PLACEHOLDER}."
-                      " Fine for synth and tests; run `python layers/guard/build.py` before `cdk deploy`.",
-                      GuardLayerNotBuiltWarning, stacklevel=2)
-        layer_dir = C.GUARD_LAYER_PLACEHOLDER
-        description = "PLACEHOLDER: layers/guard was not built at synth time"
-    return lambda_.LayerVersion(
-        scope, "GuardLayer", code=lambda_.Code.from_asset(str(layer_dir), exclude=[*DEPS_EXCLUDES, ".gitignore"]),
-        compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE], description=description)
+    return dependency_layer(scope, "GuardLayer", built=C.GUARD_LAYER_BUILT, placeholder=C.GUARD_LAYER_PLACEHOLDER,
+                            description="stepcrew guard function dependencies (layers/guard/requirements.txt)",
+                            warning=GuardLayerNotBuiltWarning, exclude=[*DEPS_EXCLUDES, ".gitignore"])
 
 
 class Guard(Construct):
