@@ -6,11 +6,11 @@ may read the datasets bucket's objects, and the api may only write upload keys."
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from typing import Any
 
 import pytest
+from iam_helpers import allows, as_list, identity_statements
 from stepcrew import wiring
 from stepcrew.tools.datasets import READER_ROLE_ENV
 from stepcrew_infra import constants as C
@@ -18,28 +18,6 @@ from stepcrew_infra import constants as C
 pytestmark = pytest.mark.infra
 
 READS_DATA = sorted(name for name, spec in wiring.FUNCTIONS.items() if spec.reads_data)
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def all_statements(synth) -> list[tuple[str, dict[str, Any]]]:
-    """(role logical id, statement) of every identity policy in the template: inline role policies and
-    AWS::IAM::Policy resources (one entry per role they attach to)."""
-    out = []
-    for role_id, role in synth.of_type("AWS::IAM::Role").items():
-        assert not role["Properties"].get("ManagedPolicyArns"), role_id
-        out += [(role_id, st) for p in role["Properties"].get("Policies", []) for st in p["PolicyDocument"]["Statement"]]
-    for policy in synth.of_type("AWS::IAM::Policy").values():
-        for role in policy["Properties"]["Roles"]:
-            out += [(role["Ref"], st) for st in policy["Properties"]["PolicyDocument"]["Statement"]]
-    return out
-
-
-def allows(statement: dict[str, Any], action: str) -> bool:
-    return statement["Effect"] == "Allow" and any(
-        fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in as_list(statement.get("Action", [])))
 
 
 def names_bucket_objects(resource: Any, bucket_id: str) -> bool:
@@ -64,7 +42,7 @@ def reader(synth) -> tuple[str, dict[str, Any]]:
 def test_the_reader_role_reads_only_the_tenant_tag_prefix(synth, reader):
     role_id, props = reader
     bucket = synth.logical_id(synth.stack.data.datasets)
-    ((_, statement),) = [(r, st) for r, st in all_statements(synth) if r == role_id]
+    ((_, statement),) = [(r, st) for r, st in identity_statements(synth) if r == role_id]
     assert statement["Effect"] == "Allow" and as_list(statement["Action"]) == ["s3:GetObject"]
     assert statement["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]},
                                                        "/${aws:PrincipalTag/tenant}/*"]]}
@@ -91,7 +69,7 @@ def test_only_the_data_reading_functions_may_assume_it_and_only_with_a_tenant_ta
 def test_data_reading_functions_hold_no_s3_permission_only_the_reader_role(synth, reader):
     role_id, _ = reader
     for name in READS_DATA:
-        statements = [st for r, st in all_statements(synth) if r == role_id_of(synth, name)]
+        statements = [st for r, st in identity_statements(synth) if r == role_id_of(synth, name)]
         assert not [st for st in statements if any(a.startswith("s3:") for a in as_list(st["Action"]))], name
         (assume,) = [st for st in statements if any(a.startswith("sts:") for a in as_list(st["Action"]))]
         assert sorted(as_list(assume["Action"])) == ["sts:AssumeRole", "sts:TagSession"]
@@ -108,14 +86,14 @@ def test_data_reading_functions_hold_no_s3_permission_only_the_reader_role(synth
 def test_no_other_role_may_read_dataset_objects(synth, reader, action):
     role_id, _ = reader
     bucket = synth.logical_id(synth.stack.data.datasets)
-    readers = {r for r, st in all_statements(synth) if allows(st, action)
+    readers = {r for r, st in identity_statements(synth) if allows(st, action)
                and any(names_bucket_objects(res, bucket) for res in as_list(st.get("Resource", [])))}
     assert readers == ({role_id} if action == "s3:GetObject" else set())
 
 
 def test_no_role_may_assume_the_reader_but_the_data_readers(synth, reader):
     role_id, _ = reader
-    assumers = {r for r, st in all_statements(synth) if allows(st, "sts:AssumeRole")
+    assumers = {r for r, st in identity_statements(synth) if allows(st, "sts:AssumeRole")
                 and (st["Resource"] == "*" or role_id in json.dumps(st["Resource"]))}
     assert assumers == {role_id_of(synth, name) for name in READS_DATA}
 
@@ -123,11 +101,11 @@ def test_no_role_may_assume_the_reader_but_the_data_readers(synth, reader):
 def test_the_api_may_only_write_upload_keys(synth):
     bucket = synth.logical_id(synth.stack.data.datasets)
     api_role = role_id_of(synth, C.API_FUNCTION)
-    s3 = [st for r, st in all_statements(synth) if r == api_role and "s3:" in json.dumps(st["Action"])]
+    s3 = [st for r, st in identity_statements(synth) if r == api_role and "s3:" in json.dumps(st["Action"])]
     (statement,) = s3
     assert as_list(statement["Action"]) == ["s3:PutObject"]
     assert statement["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*/uploads/*"]]}
-    writers = {r for r, st in all_statements(synth) if allows(st, "s3:PutObject")
+    writers = {r for r, st in identity_statements(synth) if allows(st, "s3:PutObject")
                and any(names_bucket_objects(res, bucket) for res in as_list(st.get("Resource", [])))}
     assert writers == {api_role}
 

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from iam_helpers import as_list
 from stepcrew import wiring
 from stepcrew.store import schema
 
@@ -31,10 +32,6 @@ def refs(node: Any) -> set[str]:
         for value in node:
             found |= refs(value)
     return found
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def function_id(synth, name: str) -> str:

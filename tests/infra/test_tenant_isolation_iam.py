@@ -9,11 +9,11 @@ never a value a model's tool call could set.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from typing import Any
 
 import pytest
+from iam_helpers import allows, as_list, identity_statements
 from stepcrew.api.auth import DEFAULT_TENANT_CLAIM
 from stepcrew_infra import constants as C
 
@@ -23,27 +23,6 @@ pytestmark = pytest.mark.infra
 LISTING_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads",
                    "s3:ListMultipartUploadParts", "dynamodb:Scan", "dynamodb:ExportTableToPointInTime",
                    "dynamodb:PartiQLSelect")
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def identity_statements(synth) -> list[tuple[str, dict[str, Any]]]:
-    """(role logical id, statement) of every identity policy of the template."""
-    out = []
-    for role_id, role in synth.of_type("AWS::IAM::Role").items():
-        assert not role["Properties"].get("ManagedPolicyArns"), role_id
-        out += [(role_id, st) for p in role["Properties"].get("Policies", []) for st in p["PolicyDocument"]["Statement"]]
-    for policy in synth.of_type("AWS::IAM::Policy").values():
-        for role in policy["Properties"]["Roles"]:
-            out += [(role["Ref"], st) for st in policy["Properties"]["PolicyDocument"]["Statement"]]
-    return out
-
-
-def allows(statement: dict[str, Any], action: str) -> bool:
-    return statement["Effect"] == "Allow" and any(
-        fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in as_list(statement.get("Action", [])))
 
 
 @pytest.mark.parametrize("action", LISTING_ACTIONS)
