@@ -82,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(TARGET)
     subprocess.run(command, check=True)
     trim(TARGET)
-    size = folder_size(TARGET)
-    print(f"{TARGET}: {size / 1e6:.1f} MB unzipped")
+    return check_size(TARGET)
+
+
+def check_size(target: Path) -> int:
+    """Print the built folder's unzipped size; 0 when it leaves :data:`HEADROOM_BYTES` under Lambda's 250 MB
+    (:data:`MAX_UNZIPPED_BYTES`), else 1 with the reason on stderr."""
+    size = folder_size(target)
+    print(f"{target}: {size / 1e6:.1f} MB unzipped")
     if size > MAX_UNZIPPED_BYTES - HEADROOM_BYTES:
         print(f"too big: Lambda allows {MAX_UNZIPPED_BYTES:,} bytes unzipped for a function and its layers",
               file=sys.stderr)

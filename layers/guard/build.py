@@ -177,13 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     deps.trim(TARGET)
     stripped, saved = strip_debug(TARGET)
     print(f"stripped debug sections from {stripped} files: {saved / 1e6:.1f} MB saved")
-    size = deps.folder_size(TARGET)
-    print(f"{TARGET}: {size / 1e6:.1f} MB unzipped")
-    if size > deps.MAX_UNZIPPED_BYTES - deps.HEADROOM_BYTES:
-        print(f"too big: Lambda allows {deps.MAX_UNZIPPED_BYTES:,} bytes unzipped for a function and its layers",
-              file=sys.stderr)
-        return 1
-    return 0
+    return deps.check_size(TARGET)
 
 
 if __name__ == "__main__":
