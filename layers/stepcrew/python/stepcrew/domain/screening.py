@@ -88,13 +88,12 @@ class _Leaves:
             return self._slot(value)
         if isinstance(value, bool) or value is None:
             return value
-        if isinstance(value, float):  # a median of an integer column is a row's value when the count is odd
-            if column and _PII_COLUMN.search(column) and value.is_integer() and abs(value) < 1e16:
+        if isinstance(value, int | float):
+            # numbers of a PII-looking column are screened with its name ("phone: 4155552671"); a float too when it
+            # is a whole number (a median of an integer column is a row's value when the count is odd)
+            whole = isinstance(value, int) or (value.is_integer() and abs(value) < 1e16)
+            if whole and column and _PII_COLUMN.search(column):
                 return self._slot(f"{column}: {int(value)}", original=value, prefix=len(column) + 2)
-            return value
-        if isinstance(value, int):
-            if column and _PII_COLUMN.search(column):  # screened with its column name: "phone 4155552671"
-                return self._slot(f"{column}: {value}", original=value, prefix=len(column) + 2)
             return value
         if isinstance(value, dict):
             if isinstance(value.get("columns"), list) and isinstance(value.get("rows"), list):
