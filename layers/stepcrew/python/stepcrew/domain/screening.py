@@ -200,11 +200,16 @@ def _remove_topics(text: str, findings: list[Finding]) -> tuple[str, int]:
         return text, 0
     out, removed = [], 0
     line_start = True
+    spans = sorted((f.start, f.end) for f in findings)
+    j, reach = 0, -1  # findings that start before this sentence ends, and the furthest end among them
     for m in _SENTENCE.finditer(text):
         if m.start() == m.end():
             continue
         chunk = m.group(0)
-        if any(f.start < m.end() and m.start() < f.end for f in findings):
+        while j < len(spans) and spans[j][0] < m.end():
+            reach = max(reach, spans[j][1])
+            j += 1
+        if reach > m.start():  # one pass over sentences and findings: a long report costs linear time
             ending = "\n" if chunk.endswith("\n") else ""  # the next sentence brings its own leading space
             lead = _LEAD.match(chunk).group(0) if line_start else chunk[:len(chunk) - len(chunk.lstrip())]
             out.append(lead + _REMOVED + ending)
