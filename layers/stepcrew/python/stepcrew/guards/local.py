@@ -59,7 +59,6 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"), None)
 _DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"))
 
 
@@ -82,7 +81,7 @@ def normalise(text: str) -> tuple[str, list[int]]:
         if unicodedata.category(text[i]) == "Cf" or 0xE0000 <= ord(text[i]) <= 0xE007F:  # invisible format chars
             i += 1
             continue
-        for c in unicodedata.normalize("NFKC", text[i]).translate(_ZERO_WIDTH).translate(_DASHES):
+        for c in unicodedata.normalize("NFKC", text[i]).translate(_DASHES):
             out.append(c)
             index.append(i)
         i += 1
