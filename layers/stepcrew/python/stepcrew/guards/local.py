@@ -207,16 +207,16 @@ class LocalGuard(Guard):
         self._analyzer = _build_analyzer()
 
     def pii(self, text: str) -> list[Finding]:
-        """PII in ``text`` and in its normalised view (:func:`normalise`: fullwidth forms, zero-width characters,
+        """PII in ``text``, found in its normalised view (:func:`normalise`: fullwidth forms, zero-width characters,
         Unicode dashes, ``%40``), with the view's spans mapped back to ``text``."""
         if not text:
             return []
-        found = self._pii(text)
         view, index = normalise(text)
-        if view != text:
-            found += [f.model_copy(update={"start": index[f.start], "end": index[f.end - 1] + 1})
-                      for f in self._pii(view) if f.end > f.start]
-        return _resolve_overlaps(found)
+        if view == text:
+            return _resolve_overlaps(self._pii(text))
+        # the view only: what the raw text holds, the view holds too (the recognizers run once, not twice)
+        return _resolve_overlaps([f.model_copy(update={"start": index[f.start], "end": index[f.end - 1] + 1})
+                                  for f in self._pii(view) if f.end > f.start])
 
     def _pii(self, text: str) -> list[Finding]:
         results = self._analyzer.analyze(text=text, language="en", score_threshold=MIN_SCORE)
