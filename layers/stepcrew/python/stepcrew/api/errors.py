@@ -30,6 +30,8 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
 409    ``approval_closed``             the run's approval task no longer accepts an answer (timed out/finished)
 409    ``idempotency_in_progress``     the first request with this Idempotency-Key is still being processed
 409    ``run_state_conflict``          the run changed state between reading and writing it (reload, retry)
+409    ``report_not_screened``         a corrected report for a hand-off whose execution is gone, where no output
+                                       guard can screen it (accept without one, or answer with `stepcrew runs review`)
 413    ``payload_too_large``           body over :data:`MAX_BODY_BYTES`
 415    ``unsupported_media_type``      a body that is not ``application/json``
 422    ``idempotency_key_reused``      the Idempotency-Key was used (within 24 h) with a different body
