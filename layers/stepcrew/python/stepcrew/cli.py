@@ -318,7 +318,10 @@ class ApprovalWaiter:
             outcome = {"ok": True, "approved": bool(answer.get("approved"))}
         except DecisionError as exc:
             outcome = {"ok": False, "error": str(exc)}
-        (self.folder / f"{self.run_id}.approval.done").write_text(json.dumps(outcome))
+        # written aside, then renamed: `runs approve` polls for this file and must never read it half written
+        tmp = self.folder / f".{self.run_id}.approval.done.tmp"
+        tmp.write_text(json.dumps(outcome))
+        tmp.replace(self.folder / f"{self.run_id}.approval.done")
 
     def close(self) -> None:
         if self._live is not None:
