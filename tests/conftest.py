@@ -16,7 +16,8 @@ os.environ["AWS_SECURITY_TOKEN"] = "testing"
 os.environ["AWS_SESSION_TOKEN"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_PROFILE", None)
-for _key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "STEPCREW_PROVIDER"):
+for _key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "STEPCREW_PROVIDER", "STEPCREW_FALLBACK_CHAIN",
+             "STEPCREW_TENANT_DAILY_USD", "STEPCREW_TENANT_MONTHLY_USD"):
     os.environ.pop(_key, None)
 
 import stepcrew.llm.base as _llm_base  # noqa: E402
@@ -33,3 +34,12 @@ def local_guard():
     from stepcrew.guards.local import LocalGuard
 
     return LocalGuard()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuit_breakers():
+    """Powertools keeps each circuit's failure streak in module globals: start every test with none."""
+    from stepcrew.resilience.breaker import reset_local_counters
+
+    reset_local_counters()
+    yield

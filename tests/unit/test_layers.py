@@ -18,11 +18,11 @@ import stepcrew
 PACKAGE = Path(stepcrew.__file__).parent
 LAYERS: dict[str, int] = {
     "models": 0, "events": 0, "text": 0, "wiring": 0, "settings": 0, "data": 0, "__init__": 0, "logsafe": 0,
-    "llm": 1, "guards": 1,
+    "llm": 1, "guards": 1, "embeddings": 1,
     "engines": 2,
     "tools": 3, "store": 3,
     "crew": 4,
-    "domain": 5, "service": 5, "notify": 5,
+    "domain": 5, "service": 5, "notify": 5, "resilience": 5,
     "evals": 7,
     "local": 7, "api": 7, "cli": 7,
 }

@@ -20,15 +20,26 @@ def test_usage_is_recorded_and_a_model_turn_event_written(store, make_run, use_m
     assert usage.by_model["claude-haiku-4-5"].cost_usd == pytest.approx((70 * 1 + 30 * 5) / 1e6)
     (turn,) = [e for _, e in store.list_events(RUN_ID) if e.kind == "model_turn"]
     assert turn.data == {"purpose": "plan", "model": "claude-haiku-4-5", "stop_reason": "end_turn",
-                         "input_tokens": 70, "output_tokens": 30, "tool_calls": 0}
+                         "input_tokens": 70, "output_tokens": 30, "tool_calls": 0,
+                         # the ladder's record: who answered, on which tier and why, and the rung
+                         "provider": "scripted-test", "tier": "smart", "route": "role tier smart", "rung": "full"}
+
+
+def test_a_call_that_cannot_fit_the_token_budget_is_never_made(store, make_run, use_model):
+    model = ScriptedModel([reply("{}", input_tokens=80, output_tokens=30)])
+    make_run(provider=use_model(model), budget=Budget(max_tokens=100))
+    with pytest.raises(BudgetExceededError, match=r"token budget \(100\) has no room for another call"):
+        plan_run(PlanInput(run_id=RUN_ID), store)  # the planner prompt alone is estimated above 100 tokens
+    assert model.requests == [] and store.get_run(RUN_ID).usage.input_tokens == 0
 
 
 def test_the_call_that_passes_max_tokens_fails_the_run(store, make_run, use_model):
-    make_run(provider=use_model(ScriptedModel([reply("{}", input_tokens=80, output_tokens=30)])),
-             budget=Budget(max_tokens=100))
-    with pytest.raises(BudgetExceededError, match="used 110 tokens, over its budget of 100"):
+    # the estimate said the call fits (about 1,300 tokens reserved); the provider then reported far more input
+    make_run(provider=use_model(ScriptedModel([reply("{}", input_tokens=5000, output_tokens=30)])),
+             budget=Budget(max_tokens=4000))
+    with pytest.raises(BudgetExceededError, match="used 5030 tokens, over its budget of 4000"):
         plan_run(PlanInput(run_id=RUN_ID), store)
-    assert store.get_run(RUN_ID).usage.input_tokens == 80  # recorded before failing
+    assert store.get_run(RUN_ID).usage.input_tokens == 5000  # recorded before failing
 
 
 def test_the_call_that_passes_max_cost_fails_the_run(store, make_run, use_model):

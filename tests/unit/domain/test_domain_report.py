@@ -150,12 +150,18 @@ def test_unparseable_or_out_of_range_reviews_fail_closed(store, finished, text, 
     assert why in stored.error and why in stored.feedback
 
 
-def test_review_flags_an_exhausted_budget(store, finished):
-    finished(budget=Budget(max_tokens=60), synthesize=[reply("r", input_tokens=10, output_tokens=20)],
+def test_a_review_the_budget_cannot_pay_hands_the_report_to_a_person(store, finished):
+    finished(budget=Budget(max_tokens=700), synthesize=[reply("r", input_tokens=600, output_tokens=20)],
              review=[reply(_review_json(0.1, 0.1, 0.1), input_tokens=10, output_tokens=20)])
     synthesize(SynthInput(run_id=RUN_ID), store)
     out = review(ReviewInput(run_id=RUN_ID), store)
-    assert out.budget_exhausted and store.get_run(RUN_ID).usage.input_tokens == 20
+    # the review call does not fit what is left: no call, the report is kept and handed off (not FAILED)
+    assert out.budget_exhausted and out.handoff and not out.passed
+    run = store.get_run(RUN_ID)
+    assert run.budget_exhausted and run.usage.input_tokens == 600 and store.get_report(RUN_ID) == "r"
+    (stored,) = store.list_reviews(RUN_ID)
+    assert stored.scores is None and "budget exhausted" in stored.error
+    assert [e.data for _, e in store.list_events(RUN_ID) if e.kind == "budget_exhausted"] == [{"where": "review"}]
 
 
 def test_review_without_a_report_is_missing_input(store, finished):

@@ -26,6 +26,11 @@ from stepcrew.models import (
 )
 
 MAX_PLAN_ATTEMPTS = 3  # the first try plus at most 2 more with the validation error fed back (issue #2)
+#: ``MaxAttempts`` of the state machines' Retry for ModelThrottledError / ModelUnavailableError on every model Task
+#: (checked against the ASL by tests/unit/test_events.py). The model Tasks pass ``$$.State.RetryCount`` as
+#: ``retry_count``: at ``retry_count == MODEL_RETRY_ATTEMPTS`` no retry is left and the ladder moves down its chain.
+MODEL_RETRY_ATTEMPTS = 3
+RetryCount = Annotated[int, Field(ge=0, le=100)]
 
 
 class RunRef(Strict):
@@ -117,6 +122,7 @@ class PlanInput(Strict):
     attempt: int = Field(default=1, ge=1, le=MAX_PLAN_ATTEMPTS)
     previous_error: str | None = Field(default=None, max_length=4000)
     dataset: ToolResult | None = None
+    retry_count: RetryCount = 0
 
 
 class PlanOutput(Strict):
@@ -164,6 +170,7 @@ class AgentTurnInput(Strict):
     subtask_id: SubtaskId
     tool_results: list[ToolResult] = Field(default_factory=list)
     AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID: str | None = None
+    retry_count: RetryCount = 0
 
 
 class AgentTurnOutput(Strict):
@@ -184,6 +191,7 @@ class SynthInput(Strict):
     run_id: RunId
     mode: Literal["draft", "improve"] = "draft"
     round: int = Field(default=0, ge=0, description="review round whose feedback to apply (improve mode)")
+    retry_count: RetryCount = 0
 
 
 class SynthOutput(Strict):
@@ -206,6 +214,7 @@ class ReviewInput(Strict):
     run_id: RunId
     round: int = Field(default=1, ge=1)
     failed: StepFunctionsError | None = None
+    retry_count: RetryCount = 0
 
 
 class ReviewOutput(Strict):
@@ -217,6 +226,8 @@ class ReviewOutput(Strict):
     overall: Score | None
     passed: bool
     budget_exhausted: bool = False
+    handoff: bool = Field(default=False, description="the run must go to a person whatever the score (budget "
+                                                      "exhausted, or a sub-task no provider could do)")
 
 
 class SucceedRun(Strict):

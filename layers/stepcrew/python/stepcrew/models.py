@@ -205,6 +205,59 @@ class Budget(Strict):
     max_turns_per_subtask: int = Field(default=8, ge=1, le=50, description="model calls per sub-task")
 
 
+# --------------------------------------------------------------------------------------------- routing, ladder
+Tier = Literal["fast", "smart"]
+ProviderName = Annotated[str, StringConstraints(pattern=PROVIDER_PATTERN)]
+#: Rungs of the degradation ladder, best first (see :mod:`stepcrew.resilience.ladder`): the full service (a
+#: provider of the chain answered), a cached answer (exact, then semantic), the rule engine, a person (hand-off).
+DegradationLevel = Literal["full", "cached", "rule_engine", "handoff"]
+DEGRADATION_ORDER: tuple[str, ...] = ("full", "cached", "rule_engine", "handoff")
+MAX_CHAIN_PROVIDERS = 4
+#: Longest a cache entry may live (seconds): 30 days. Default 24 h.
+MAX_CACHE_TTL_S = 30 * 86_400
+
+
+class Routing(Strict):
+    """How a run's model calls are routed and what may stand in when providers fail.
+
+    ``chains``: per tier (``fast`` | ``smart``) the ordered providers tried after the ASL's retries of the one
+    before are spent (or its breaker is open); a tier without a chain uses ``[run.provider]``. ``tier`` forces one
+    tier on every role; ``role_tiers`` sets it per role name (``planner``, ``reviewer``, a worker's name);
+    ``by_complexity`` lets a sub-task's complexity score move a worker's tier (:mod:`stepcrew.resilience.routing`).
+    ``fallback_on_auth_error``: a rejected key moves to the next provider instead of failing the run.
+    ``cache`` / ``semantic_cache``: use the response caches (tenant-scoped); ``semantic_threshold`` in [0, 1]
+    (None: :data:`stepcrew.embeddings.DEFAULT_SEMANTIC_THRESHOLD`); ``cache_ttl_s``: seconds an entry this run
+    writes lives (60 s - 30 days)."""
+
+    chains: dict[Tier, list[ProviderName]] = Field(default_factory=dict)
+    tier: Tier | None = None
+    role_tiers: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")], Tier] = Field(
+        default_factory=dict, max_length=16)
+    by_complexity: bool = True
+    fallback_on_auth_error: bool = False
+    cache: bool = True
+    semantic_cache: bool = True
+    semantic_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    cache_ttl_s: int = Field(default=86_400, ge=60, le=MAX_CACHE_TTL_S)
+
+    @field_validator("chains")
+    @classmethod
+    def _chains(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for tier, chain in v.items():
+            if not 1 <= len(chain) <= MAX_CHAIN_PROVIDERS:
+                raise ValueError(f"chain of tier {tier!r} must name 1-{MAX_CHAIN_PROVIDERS} providers")
+            if len(set(chain)) != len(chain):
+                raise ValueError(f"chain of tier {tier!r} names a provider twice")
+            if "rule" in chain:
+                raise ValueError("'rule' is the rule engine, the ladder's own rung after every chain: "
+                                 "it is not a chain provider")
+        return v
+
+    def chain(self, tier: str, provider: str) -> list[str]:
+        """The providers tried for ``tier``: its chain, else ``[provider]``."""
+        return list(self.chains.get(tier) or [provider])
+
+
 class RunRequest(Strict):
     """What a user asks for: ``stepcrew run GOAL`` or ``POST /runs``.
 
@@ -226,6 +279,8 @@ class RunRequest(Strict):
                                                               "(POST /runs/{id}/approval)")
     guardrails: GuardrailOverrides | None = Field(default=None, description="tightens the crew's guardrail "
                                                   "policy (a run cannot loosen it)")
+    routing: Routing | None = Field(default=None, description="tiers, fallback chains and caches (default: the "
+                                                               "stage's, see STEPCREW_FALLBACK_CHAIN)")
 
     @field_validator("goal")
     @classmethod
@@ -449,6 +504,9 @@ class Usage(Strict):
     output_tokens: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
     by_model: dict[str, ModelUsage] = Field(default_factory=dict)
+    cache_hits: int = Field(default=0, ge=0, description="model calls and tool calls served from a cache")
+    saved_tokens: int = Field(default=0, ge=0, description="tokens the cached answers cost when first paid")
+    saved_cost_usd: float = Field(default=0.0, ge=0, description="USD the cached answers cost when first paid")
 
     def add(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
         by_model = dict(self.by_model)
@@ -457,7 +515,8 @@ class Usage(Strict):
                                      output_tokens=cur.output_tokens + output_tokens,
                                      cost_usd=cur.cost_usd + cost_usd)
         return Usage(input_tokens=self.input_tokens + input_tokens, output_tokens=self.output_tokens + output_tokens,
-                     cost_usd=self.cost_usd + cost_usd, by_model=by_model)
+                     cost_usd=self.cost_usd + cost_usd, by_model=by_model, cache_hits=self.cache_hits,
+                     saved_tokens=self.saved_tokens, saved_cost_usd=self.saved_cost_usd)
 
 
 class Decline(Strict):
@@ -533,6 +592,15 @@ class Run(Strict):
     error: RunError | None = None
     usage: Usage = Field(default_factory=Usage)
     execution_arn: str | None = None
+    routing: Routing = Field(default_factory=Routing)
+    degradation_level: DegradationLevel = Field(default="full", description="the lowest rung any role call of "
+                                                "the run reached (full > cached > rule_engine > handoff)")
+    engine_override: Literal["rule"] | None = Field(default=None, description="'rule': the planner fell back to "
+                                                    "the rule engine, which plays every later role of the run")
+    handoff_reason: str | None = Field(default=None, max_length=500, description="why the run must go to a "
+                                       "person whatever its review says (e.g. 'no provider available')")
+    budget_exhausted: bool = Field(default=False, description="a budget ran out after the report existed: the "
+                                   "run ends with the best report it has, handed to a person")
 
 
 class SubtaskRecord(Strict):
@@ -557,6 +625,8 @@ EventKind = Literal[
     # guardrails (stepcrew.domain.screening): entity names, families and counts only
     "input_flagged", "input_masked", "input_rejected_topic", "tool_output_masked", "tool_output_flagged",
     "output_screened",
+    # resilience (stepcrew.resilience): rungs, providers and counts only
+    "degraded", "cache_hit", "loop_detected", "budget_exhausted",
 ]
 
 
@@ -610,6 +680,9 @@ class UsageView(Strict):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    cache_hits: int = 0
+    saved_tokens: int = 0
+    saved_cost_usd: float = 0.0
 
 
 class RunResult(Strict):
@@ -625,3 +698,6 @@ class RunResult(Strict):
     usage: UsageView
     error: RunError | None = None
     decline: Decline | None = None
+    degradation_level: DegradationLevel = "full"
+    budget_exhausted: bool = False
+    handoff_reason: str | None = None

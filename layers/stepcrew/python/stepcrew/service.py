@@ -70,12 +70,16 @@ def new_run_id() -> str:
 
 
 def create_run(request: RunRequest, crew: Crew, store: RunStore, *, run_id: str | None = None) -> Run:
-    """Write the run record (QUEUED) and a ``run_queued`` event. Raises RunExistsError for a taken run id.
-    The crew must already be validated (:func:`stepcrew.crew.validate_crew`)."""
+    """Write the run record (QUEUED) and a ``run_queued`` event. Raises RunExistsError for a taken run id and
+    :class:`stepcrew.resilience.chain.ChainConfigError` (a ValueError) for a chain naming an unknown or unconfigured
+    provider (nothing written). The crew must already be validated (:func:`stepcrew.crew.validate_crew`)."""
+    from stepcrew.resilience.chain import effective_routing
+
     run = Run(run_id=run_id or new_run_id(), tenant=request.tenant, goal=request.goal, crew=crew, data=request.data,
               provider=request.provider, review_config=request.review, budget=request.budget, inputs=request.inputs,
               guardrails=crew.guardrails.tightened(request.guardrails),
-              require_approval=request.require_approval)
+              require_approval=request.require_approval,
+              routing=effective_routing(request.routing, request.provider))
     store.create_run(run)
     store.add_event(ProgressEvent(run_id=run.run_id, kind="run_queued", data={"provider": run.provider}))
     return run
@@ -118,7 +122,11 @@ def run_result(store: RunStore, run_id: str, tenant: str | None = None) -> RunRe
                           decision=run.review_decision),
         final_output=report,
         usage=UsageView(input_tokens=run.usage.input_tokens, output_tokens=run.usage.output_tokens,
-                        cost_usd=round(run.usage.cost_usd, 6)),
+                        cost_usd=round(run.usage.cost_usd, 6), cache_hits=run.usage.cache_hits,
+                        saved_tokens=run.usage.saved_tokens, saved_cost_usd=round(run.usage.saved_cost_usd, 6)),
         error=run.error,
         decline=run.decline,
+        degradation_level=run.degradation_level,
+        budget_exhausted=run.budget_exhausted,
+        handoff_reason=run.handoff_reason,
     )

@@ -26,10 +26,11 @@ from stepcrew.domain.common import (
     subtask_facts,
     worker_for,
 )
-from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError
+from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError, ToolLoopError
 from stepcrew.domain.modelcall import engine_call
 from stepcrew.engines.facts import ActFacts, facts_of
 from stepcrew.engines.resolve import EngineResolver
+from stepcrew.resilience.wiring import engine_for
 from stepcrew.events import AgentTurnInput, AgentTurnOutput
 from stepcrew.models import (
     MAX_TOOL_CALLS_PER_TURN,
@@ -51,6 +52,30 @@ from stepcrew.tools.registry import tool_specs
 SUBTASK_OUTPUT_MAX_CHARS = 50_000
 #: Model calls one invocation may make: the first, plus one more when no call of the first could run.
 CALLS_PER_INVOCATION = 2
+#: The same tool call (tool and arguments) asked for this many times in one sub-task is a loop (ToolLoopError).
+LOOP_REPEATS = 3
+
+
+def _call_key(call: ToolCall) -> str:
+    import json
+
+    return call.name + "\0" + json.dumps(call.arguments, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def check_loop(conversation: list[Message], calls: list[ToolCall], subtask_id: str) -> None:
+    """Raise ToolLoopError when a call of ``calls`` (the new turn) repeats a tool call with the same arguments
+    for the ``LOOP_REPEATS``-th time in the sub-task's ``conversation``."""
+    seen: dict[str, int] = {}
+    for m in conversation:
+        if m.role == "assistant":
+            for c in m.tool_calls:
+                seen[_call_key(c)] = seen.get(_call_key(c), 0) + 1
+    for c in calls:
+        key = _call_key(c)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] >= LOOP_REPEATS:
+            raise ToolLoopError(f"sub-task {subtask_id} asked for the same {c.name} call with the same arguments "
+                                f"{seen[key]} times: a loop, ended (the earlier results did not change)")
 
 
 def split_calls(calls: list[ToolCall], allowed: list[str]) -> tuple[list[ToolCall], list[ToolResult]]:
@@ -115,7 +140,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
     role = worker_for(run.crew, sub)
     allowed = allowed_tools(sub, role)
     specs = tool_specs(allowed)
-    engine = engines_or_default(engines).engine(run.provider)
+    engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
     conversation = store.get_messages(inp.run_id, sub.id)
     ctx = _context(store, run, plan, sub)
     last = conversation[-1] if conversation else None
@@ -156,6 +181,11 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         if reply.stop_reason != "tool_use" or not message.tool_calls:
             conversation += _record(store, inp, [*new, Message(role="assistant", content=message.content)])
             return _finish(store, inp, run, conversation, allowed, message.content)
+        try:
+            check_loop([*conversation, *new], message.tool_calls, sub.id)
+        except ToolLoopError:
+            emit(store, inp.run_id, "loop_detected", sub.id, repeats=LOOP_REPEATS)
+            raise
         new.append(Message(role="assistant", content=message.content, tool_calls=message.tool_calls))
         if to_run:
             break

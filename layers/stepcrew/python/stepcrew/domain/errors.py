@@ -33,6 +33,11 @@ class BudgetExceededError(DomainError):
     """The run's usage passed ``Budget.max_tokens`` or ``Budget.max_cost_usd``. The run fails."""
 
 
+class ToolLoopError(DomainError):
+    """A worker asked for the same tool call (same tool, same arguments) ``LOOP_REPEATS`` times: the sub-task ends
+    with this reason instead of spending its turns (and the budget) on a loop."""
+
+
 class MaxTurnsExceededError(DomainError):
     """A sub-task would need more model calls than ``Budget.max_turns_per_subtask``. The sub-task fails."""
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from stepcrew.domain.common import emit
 from stepcrew.domain.errors import BudgetExceededError
 from stepcrew.engines.base import EngineCall
-from stepcrew.models import Budget, Message, Run, Usage
+from stepcrew.models import DEGRADATION_ORDER, Budget, Message, Run, Usage
 from stepcrew.store.base import RunStore
 
 R = TypeVar("R", bound=BaseModel)
@@ -54,13 +54,48 @@ def _check(run: Run, usage: Usage) -> None:
 
 def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: str,
                  subtask_id: str | None = None) -> Usage:
-    """Add each call's usage to the run and emit one ``model_turn`` event per call. Returns the run's usage."""
+    """Add each call's usage to the run and emit one ``model_turn`` event per call (provider, model, tier, route
+    reason, rung, cache: ids and numbers only). Cache hits add to the run's savings (event ``cache_hit``); a call
+    below the full service lowers the run's ``degradation_level`` (event ``degraded``, metric ``DegradedCalls``).
+    Returns the run's usage."""
     usage = run.usage
+    level = run.degradation_level
     for c in calls:
         usage = store.add_usage(run.run_id, c.model, c.input_tokens, c.output_tokens, c.cost_usd)
+        ladder = {k: v for k, v in (("provider", c.provider), ("tier", c.tier), ("route", c.route),
+                                    ("rung", c.rung), ("cache", c.cache)) if v is not None}
         emit(store, run.run_id, "model_turn", subtask_id, purpose=purpose, model=c.model, stop_reason=c.stop_reason,
-             input_tokens=c.input_tokens, output_tokens=c.output_tokens, tool_calls=c.tool_calls)
+             input_tokens=c.input_tokens, output_tokens=c.output_tokens, tool_calls=c.tool_calls, **ladder)
+        if c.cache:
+            store.add_savings(run.run_id, 1, c.saved_tokens, c.saved_cost_usd)
+            emit(store, run.run_id, "cache_hit", subtask_id, purpose=purpose, cache=c.cache,
+                 saved_tokens=c.saved_tokens, saved_cost_usd=round(c.saved_cost_usd, 6))
+        if c.rung and c.rung not in ("full", "cached"):
+            emit(store, run.run_id, "degraded", subtask_id, purpose=purpose, rung=c.rung)
+            record_degraded_metric(c.rung)
+        if c.rung and DEGRADATION_ORDER.index(c.rung) > DEGRADATION_ORDER.index(level):
+            level = c.rung
+    if level != run.degradation_level:
+        current = store.get_run(run.run_id).degradation_level  # parallel sub-tasks: never raise it back
+        if DEGRADATION_ORDER.index(level) > DEGRADATION_ORDER.index(current):
+            store.update_run(run.run_id, {"degradation_level": level})
     return usage
+
+
+def record_degraded_metric(rung: str) -> None:
+    """One ``DegradedCalls`` metric (dimension ``rung``) in CloudWatch embedded metric format, on stdout as the
+    Powertools ``single_metric`` writes it (namespace ``POWERTOOLS_METRICS_NAMESPACE`` or ``stepcrew``). Under
+    the local runtime and pytest (no ``AWS_LAMBDA_FUNCTION_NAME``) nothing is printed."""
+    import os
+
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    from aws_lambda_powertools import single_metric
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "stepcrew"
+    with single_metric(name="DegradedCalls", unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
+        metric.add_dimension(name="rung", value=rung)
 
 
 @dataclass(frozen=True)

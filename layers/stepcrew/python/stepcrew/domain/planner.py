@@ -14,15 +14,18 @@ from stepcrew.domain.common import (
     emit,
     engines_or_default,
     load_active_run,
+    logger,
     role_tool_errors,
     store_dataset_profile,
 )
 from stepcrew.domain.modelcall import exchange
-from stepcrew.engines.base import PlanReply
+from stepcrew.engines.base import EngineCall, PlanReply
 from stepcrew.engines.facts import PlanFacts, WorkerInfo
 from stepcrew.engines.resolve import EngineResolver
+from stepcrew.resilience.wiring import embeddings_for, engine_for
 from stepcrew.events import MAX_PLAN_ATTEMPTS, PlanInput, PlanOutput
-from stepcrew.models import Crew, Plan, PlanValidationError
+from stepcrew.models import Crew, Plan, PlanValidationError, Run
+from stepcrew.resilience.cache import SemanticPlanCache, plan_scope
 from stepcrew.store.base import RunStore
 from stepcrew.text import one_line
 from stepcrew.tools.registry import known_tools
@@ -42,6 +45,44 @@ def check_plan(reply: PlanReply, tools: set[str], crew: Crew) -> Plan:
     if role_error:
         raise PlanValidationError(role_error)
     return reply.plan
+
+
+def _semantic_cache(run: Run, store: RunStore, resolver: EngineResolver) -> SemanticPlanCache | None:
+    """The run's semantic plan cache, or None (a rule-engine run, caches off, or no embeddings: logged)."""
+    from stepcrew.embeddings import DEFAULT_SEMANTIC_THRESHOLD
+
+    threshold = run.routing.semantic_threshold
+    threshold = DEFAULT_SEMANTIC_THRESHOLD if threshold is None else threshold
+    if (run.provider == "rule" or run.engine_override or not (run.routing.cache and run.routing.semantic_cache)
+            or threshold > 1):  # the default: no threshold was safe on the labelled set (bench/semantic_cache.py)
+        return None
+    try:
+        embeddings = embeddings_for(resolver)
+    except Exception as exc:  # noqa: BLE001 - a cache never fails a run
+        logger.warning("semantic cache off: no embeddings", extra={"run_id": run.run_id,
+                                                                    "error": type(exc).__name__})
+        return None
+    return SemanticPlanCache(store, run.tenant, embeddings, threshold, run.routing.cache_ttl_s)
+
+
+def _semantic_hit(cache: SemanticPlanCache | None, goal: str, scope: str) -> PlanReply | None:
+    """A cached valid plan of a similar goal (rung ``cached``, cache ``semantic``), or None."""
+    if cache is None:
+        return None
+    try:
+        found = cache.lookup(goal, scope)
+    except Exception as exc:  # noqa: BLE001 - a cache never fails a run
+        logger.warning("semantic cache lookup failed", extra={"error": type(exc).__name__})
+        return None
+    if found is None:
+        return None
+    body, score = found
+    reply = PlanReply.model_validate(body["reply"])
+    reply.calls = [EngineCall(model="cache", rung="cached", cache="semantic",
+                              route=f"semantic plan cache, similarity {score:.3f}",
+                              saved_tokens=int(body.get("paid_tokens", 0)),
+                              saved_cost_usd=float(body.get("paid_cost_usd", 0.0)))]
+    return reply
 
 
 def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = None) -> PlanOutput:
@@ -64,9 +105,18 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
                       inputs=run.inputs,
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
                       tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error)
-    engine = engines_or_default(engines).engine(run.provider)
-    reply = exchange(store, run, conversation=CONVERSATION, index=inp.attempt - 1, purpose="plan", facts=facts,
-                     call=lambda: engine.plan(facts, crew.planner), reply_type=PlanReply).reply
+    resolver = engines_or_default(engines)
+    engine = engine_for(resolver, run, store, retry_count=inp.retry_count)
+    semantic = _semantic_cache(run, store, resolver) if inp.attempt == 1 else None
+    scope = plan_scope(profile, facts.workers, facts.tools, facts.has_dataset)
+
+    def call() -> PlanReply:
+        hit = _semantic_hit(semantic, run.goal, scope)
+        return hit if hit is not None else engine.plan(facts, crew.planner)
+
+    called = exchange(store, run, conversation=CONVERSATION, index=inp.attempt - 1, purpose="plan", facts=facts,
+                      call=call, reply_type=PlanReply)
+    reply = called.reply
     out = dict(run_id=run.run_id, attempt=inp.attempt, next_attempt=min(inp.attempt + 1, MAX_PLAN_ATTEMPTS))
     if reply.decline is not None:
         store.update_run(run.run_id, {"decline": reply.decline})
@@ -79,6 +129,9 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
         emit(store, run.run_id, "plan_invalid", attempt=inp.attempt, retry=retry)
         return PlanOutput(**out, valid=False, retry=retry, error=one_line(str(exc)))
     store.put_plan(run.run_id, plan)
+    if semantic is not None and not called.replayed and reply.calls and all(c.rung == "full" for c in reply.calls):
+        paid = (sum(c.input_tokens + c.output_tokens for c in reply.calls), sum(c.cost_usd for c in reply.calls))
+        semantic.remember(run.goal, scope, reply.model_dump(mode="json", exclude={"calls"}), paid)
     waves = plan.waves()
     emit(store, run.run_id, "plan_ready", attempt=inp.attempt, waves=waves,
          subtasks=[{"id": s.id, "title": s.title, "depends_on": list(s.depends_on)} for s in plan.subtasks])

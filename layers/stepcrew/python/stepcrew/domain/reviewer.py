@@ -9,15 +9,16 @@ is recorded as failed with the reason (``scores`` None, ``passed`` false): never
 from __future__ import annotations
 
 from stepcrew.domain.common import emit, engines_or_default, load_active_run
-from stepcrew.domain.errors import DomainError, MissingInputError
+from stepcrew.domain.errors import BudgetExceededError, DomainError, MissingInputError
 from stepcrew.domain.finalize import lambda_error
 from stepcrew.domain.modelcall import budget_reached, exchange
 from stepcrew.domain.synthesizer import report_context
 from stepcrew.engines.base import ReviewReply
 from stepcrew.engines.facts import tool_numbers
 from stepcrew.engines.resolve import EngineResolver
+from stepcrew.resilience.wiring import engine_for
 from stepcrew.events import ReviewInput, ReviewOutput
-from stepcrew.models import Review
+from stepcrew.models import Review, Run
 from stepcrew.store.base import RunStore
 from stepcrew.text import one_line
 
@@ -30,9 +31,31 @@ class ReviewReplyError(DomainError):
     the state machine; then the round is recorded as failed with this reason."""
 
 
-def _output(inp: ReviewInput, result: Review, budget_exhausted: bool) -> ReviewOutput:
+def _output(inp: ReviewInput, result: Review, budget_exhausted: bool, handoff: bool = False) -> ReviewOutput:
     return ReviewOutput(run_id=inp.run_id, round=inp.round, next_round=inp.round + 1, overall=result.overall,
-                        passed=result.passed, budget_exhausted=budget_exhausted)
+                        passed=result.passed and not handoff, budget_exhausted=budget_exhausted, handoff=handoff)
+
+
+def _handoff_reason(run: Run) -> str | None:
+    if run.budget_exhausted:
+        return "budget exhausted: the report is handed to a person unreviewed"
+    return run.handoff_reason
+
+
+def _not_reviewed(inp: ReviewInput, store: RunStore, run: Run, reason: str) -> ReviewOutput:
+    """Record round ``inp.round`` as not reviewed (``reason``) and hand the run to a person."""
+    result = Review(round=inp.round, passed=False, error=one_line(reason, 2000),
+                    feedback=f"Not reviewed: {reason}.")
+    store.put_review(run.run_id, result)
+    emit(store, run.run_id, "review", round=inp.round, overall=None, passed=False, error="handoff")
+    return _output(inp, result, run.budget_exhausted, handoff=True)
+
+
+def mark_budget_exhausted(store: RunStore, run: Run, where: str) -> Run:
+    """Flag the run ``budget_exhausted`` (event ``budget_exhausted``): it ends with the report it has, handed to a
+    person, not FAILED."""
+    emit(store, run.run_id, "budget_exhausted", where=where)
+    return store.update_run(run.run_id, {"budget_exhausted": True})
 
 
 def _failed_round(inp: ReviewInput, store: RunStore) -> ReviewOutput:
@@ -62,13 +85,19 @@ def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = N
     report = store.get_report(run.run_id)
     if not report:
         raise MissingInputError(f"run {run.run_id} has no report to review")
+    if run.budget_exhausted:
+        return _not_reviewed(inp, store, run, _handoff_reason(run) or "")
     facts = report_context(store, run)
     facts = facts.model_copy(update={"report": report, "tool_numbers": tool_numbers(facts.subtasks)})
     role = run.crew.reviewer
-    engine = engines_or_default(engines).engine(run.provider)
-    called = exchange(store, run, conversation=CONVERSATION, index=inp.round - 1, purpose="review", facts=facts,
-                      call=lambda: engine.review(facts, role), reply_type=ReviewReply,
-                      keep=lambda r: r.error is None and r.scores is not None)
+    engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
+    try:
+        called = exchange(store, run, conversation=CONVERSATION, index=inp.round - 1, purpose="review", facts=facts,
+                          call=lambda: engine.review(facts, role), reply_type=ReviewReply,
+                          keep=lambda r: r.error is None and r.scores is not None)
+    except BudgetExceededError:
+        run = mark_budget_exhausted(store, run, "review")
+        return _not_reviewed(inp, store, run, _handoff_reason(run) or "")
     reply = called.reply
     if reply.error is not None or reply.scores is None:
         raise ReviewReplyError(f"run {run.run_id} review round {inp.round}: {reply.error or 'no scores'}")
@@ -79,4 +108,6 @@ def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = N
     store.put_review(run.run_id, result)
     emit(store, run.run_id, "review", round=inp.round, overall=result.overall, passed=result.passed,
          accuracy=s.accuracy, completeness=s.completeness, relevance=s.relevance)
-    return _output(inp, result, budget_reached(run.budget, called.usage))
+    run = store.get_run(run.run_id)  # a worker may have set handoff_reason; the ladder may have degraded
+    reason = _handoff_reason(run)
+    return _output(inp, result, budget_reached(run.budget, called.usage), handoff=reason is not None)

@@ -11,11 +11,12 @@ from stepcrew.domain.common import (
     require_plan,
     subtask_facts,
 )
-from stepcrew.domain.errors import EmptyOutputError, MissingInputError
+from stepcrew.domain.errors import BudgetExceededError, EmptyOutputError, MissingInputError
 from stepcrew.domain.modelcall import exchange
 from stepcrew.engines.base import ReportReply
 from stepcrew.engines.facts import ReportFacts
 from stepcrew.engines.resolve import EngineResolver
+from stepcrew.resilience.wiring import engine_for
 from stepcrew.events import SynthInput, SynthOutput
 from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, SubtaskStatus
 from stepcrew.store.base import RunStore
@@ -60,14 +61,23 @@ def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None 
             raise MissingInputError(f"run {run.run_id}: improve needs the report and review round {inp.round}")
         feedback = review.feedback or (f"The review gave no scores: {review.error}" if review.error else "")
         facts = facts.model_copy(update={"report": report, "feedback": feedback or "(no feedback given)"})
-    engine = engines_or_default(engines).engine(run.provider)
+    engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
     role = run.crew.synthesizer
     purpose = "improve" if inp.mode == "improve" else "synthesize"
     call = (lambda: engine.improve(facts, role)) if inp.mode == "improve" else (lambda: engine.synthesize(facts, role))
     # the ledger key leaves out the current report: a retried improve (after its put_report) finds its reply
     key_facts = facts.model_copy(update={"report": None})
-    reply = exchange(store, run, conversation=CONVERSATION, index=inp.round, purpose=purpose, facts=key_facts,
-                     call=call, reply_type=ReportReply, keep=lambda r: bool(r.text.strip())).reply
+    try:
+        reply = exchange(store, run, conversation=CONVERSATION, index=inp.round, purpose=purpose, facts=key_facts,
+                         call=call, reply_type=ReportReply, keep=lambda r: bool(r.text.strip())).reply
+    except BudgetExceededError:
+        if inp.mode != "improve":
+            raise  # no report exists yet: the run fails with the reason
+        from stepcrew.domain.reviewer import mark_budget_exhausted
+
+        mark_budget_exhausted(store, run, "improve")  # keep the report it has; the review hands it to a person
+        current = store.get_report(run.run_id) or ""
+        return SynthOutput(run_id=run.run_id, mode=inp.mode, chars=len(current))
     report = cap_report(reply.text.strip())
     if not report:
         raise EmptyOutputError(f"run {run.run_id}: the synthesizer returned an empty report ({inp.mode})")

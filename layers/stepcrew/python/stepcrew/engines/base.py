@@ -40,6 +40,14 @@ class EngineCall(BaseModel):
     cost_usd: float = Field(default=0.0, ge=0)
     stop_reason: StopReason = "end_turn"
     tool_calls: int = Field(default=0, ge=0)
+    # Set by the resilience ladder (stepcrew.resilience.ladder): who answered and why.
+    provider: str | None = None
+    tier: str | None = None
+    route: str | None = None
+    rung: str | None = Field(default=None, description="full | cached | rule_engine | handoff")
+    cache: str | None = Field(default=None, description="exact | semantic: the answer came from a cache")
+    saved_tokens: int = Field(default=0, ge=0, description="a cached answer: tokens it cost when it was paid")
+    saved_cost_usd: float = Field(default=0.0, ge=0)
 
 
 class _Reply(BaseModel):

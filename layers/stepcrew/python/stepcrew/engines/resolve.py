@@ -1,5 +1,5 @@
 """Which engine plays a run's roles: ``rule`` -> the rule engine; any other provider -> the LLM engine on that
-provider's models (:mod:`stepcrew.llm.registry`).
+provider's models (:mod:`stepcrew.llm.registry`), behind the resilience ladder (:mod:`stepcrew.resilience`).
 
 Handlers build one :class:`EngineResolver` per cold start and pass it to the role use cases; tests pass one whose
 ``model_for`` returns their scripted model. The local runtime and a deployed stack resolve engines the same way:
@@ -9,7 +9,9 @@ the run record's ``provider`` decides, nothing in the ASL does.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 from stepcrew.engines.base import Engine
 from stepcrew.llm import registry
@@ -23,14 +25,25 @@ def _registry_model(provider: str, tier: str) -> tuple[Model, str]:
 
 
 class EngineResolver:
-    """``engine(provider)`` -> the :class:`~stepcrew.engines.base.Engine` for a run. ``model_for(provider, tier)``
-    returns ``(Model, model id)`` (default: the provider registry). Engines are cached per provider.
-    Raises :class:`stepcrew.llm.registry.UnknownProviderError` for an unknown provider."""
+    """``engine(provider)`` -> the plain :class:`~stepcrew.engines.base.Engine` for a provider (the engine of one
+    role call of a run, behind the ladder, is :func:`stepcrew.resilience.wiring.engine_for`).
+    ``model_for(provider, tier)`` returns ``(Model, model id)`` (default: the provider registry). ``breakers``: a
+    :class:`stepcrew.resilience.breaker.Breakers` (default: one per store, on its persistence, built at first use);
+    ``embeddings``: the semantic cache's embeddings port (default: built at first use from
+    ``STEPCREW_EMBEDDINGS``). Raises :class:`stepcrew.llm.registry.UnknownProviderError` for an unknown
+    provider."""
 
-    def __init__(self, model_for: Callable[[str, str], tuple[Model, str]] | None = None) -> None:
+    def __init__(self, model_for: Callable[[str, str], tuple[Model, str]] | None = None, *,
+                 breakers: Any = None, embeddings: Any = None) -> None:
         self._model_for = model_for or _registry_model
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
+        #: Collaborators of the resilience ladder (``stepcrew.resilience.wiring`` builds the missing ones at first
+        #: use and keeps them here, per store object): circuit breakers, the tenant ledger, the embeddings port.
+        self.breakers = breakers
+        self.embeddings = embeddings
+        self.per_store: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.parts_lock = threading.Lock()
 
     def engine(self, provider: str) -> Engine:
         with self._lock:
@@ -50,7 +63,19 @@ class EngineResolver:
 
         return LLMEngine(provider, lambda tier: self._model_for(provider, tier))
 
+    @property
+    def model_for(self) -> Callable[[str, str], tuple[Model, str]]:
+        """``(provider, tier) -> (Model, model id)``; checks the provider first when it is the registry's."""
+        if self._model_for is not _registry_model:
+            return self._model_for
 
-def scripted_resolver(model: Model, model_id: str = "scripted") -> EngineResolver:
+        def checked(provider: str, tier: str) -> tuple[Model, str]:
+            registry.check_provider(provider)
+            return _registry_model(provider, tier)
+
+        return checked
+
+
+def scripted_resolver(model: Model, model_id: str = "scripted", **kw: Any) -> EngineResolver:
     """A resolver whose every non-rule provider plays ``model`` (tests and the eval's judge)."""
-    return EngineResolver(lambda provider, tier: (model, model_id))
+    return EngineResolver(lambda provider, tier: (model, model_id), **kw)

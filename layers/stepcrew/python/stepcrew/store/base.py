@@ -80,6 +80,40 @@ class RunStore(ABC):
     def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
         """Atomically add one model response's usage to the run's totals and per-model breakdown."""
 
+    # ---- resilience: budget reservations, cache savings, cache entries, circuit-breaker state
+    @abstractmethod
+    def reserve_budget(self, run_id: str, tokens: int, cost_usd: float, max_tokens: int | None,
+                       max_cost_usd: float | None) -> bool:
+        """Reserve one call's maximum (``tokens``, ``cost_usd``) against the run's caps: one conditional update of
+        the run's *committed* counters (used + outstanding reservations) that holds only if each stays within its
+        cap (a DynamoDB condition cannot add, so ``cap - reservation`` is computed here). True if reserved, False if
+        a cap refused it (nothing written). RunNotFoundError; ValueError for negative numbers."""
+
+    @abstractmethod
+    def settle_budget(self, run_id: str, tokens_delta: int, cost_delta: float) -> None:
+        """After the call: add ``actual - reserved`` (usually negative) to the committed counters."""
+
+    @abstractmethod
+    def add_savings(self, run_id: str, hits: int, tokens: int, cost_usd: float) -> None:
+        """Count ``hits`` cache hits and what they saved (tokens, USD) on the run's usage (atomic ADD)."""
+
+    @abstractmethod
+    def cache_get(self, tenant: str, key: str) -> dict[str, Any] | None:
+        """The live cache entry ``key`` of ``tenant`` (its body), or None (absent or expired). Entries of another
+        tenant are never returned: the tenant is in the partition key and checked again in the body."""
+
+    @abstractmethod
+    def cache_put(self, tenant: str, key: str, body: dict[str, Any], ttl_s: int) -> None:
+        """Write (replace) cache entry ``key`` of ``tenant``, expiring ``ttl_s`` seconds from now (400 KB cap)."""
+
+    @abstractmethod
+    def cache_scan(self, tenant: str, prefix: str, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` live entries of ``tenant`` whose key starts with ``prefix``: ``(key, body)``."""
+
+    @abstractmethod
+    def breaker_persistence(self) -> Any:
+        """A Powertools circuit-breaker persistence layer on this store (shared by every function)."""
+
     # ---- plan and sub-tasks
     @abstractmethod
     def put_plan(self, run_id: str, plan: Plan) -> None:

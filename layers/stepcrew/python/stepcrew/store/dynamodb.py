@@ -24,8 +24,10 @@ counters and events expire 90 days after the write (``expires_at``, see the sche
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -251,6 +253,88 @@ class DynamoRunStore(RunStore):
                    ExpressionAttributeValues={**attr_values, ":model": {"S": model}})
         totals = s.from_dynamo(self._from_av(resp["Attributes"]))
         return Usage(**totals, by_model=self._by_model(run_id))
+
+    # ------------------------------------------------------------------------------------------ resilience
+    def reserve_budget(self, run_id: str, tokens: int, cost_usd: float, max_tokens: int | None,
+                       max_cost_usd: float | None) -> bool:
+        """One ``ADD committed_tokens, committed_cost_usd`` on META conditioned on each counter being at most
+        ``cap - reservation`` (computed here: a condition cannot add). False when a cap refuses it."""
+        s.check_reservation(tokens, cost_usd)
+        cost = Decimal(repr(float(cost_usd)))
+        condition, values = ["attribute_exists(PK)"], {":t": {"N": str(tokens)}, ":c": {"N": str(cost)}}
+        for attr, cap, need in (("committed_tokens", max_tokens, Decimal(tokens)),
+                                ("committed_cost_usd", max_cost_usd, cost)):
+            if cap is None:
+                continue
+            room = Decimal(repr(float(cap))) - need
+            if room < 0:
+                return False
+            values[f":room_{attr}"] = {"N": str(room)}
+            condition.append(f"(attribute_not_exists({attr}) OR {attr} <= :room_{attr})")
+        try:
+            self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
+                       UpdateExpression="ADD committed_tokens :t, committed_cost_usd :c",
+                       ConditionExpression=" AND ".join(condition), ExpressionAttributeValues=values)
+        except _ConditionFailed:
+            self._require_run(run_id)
+            return False
+        return True
+
+    def settle_budget(self, run_id: str, tokens_delta: int, cost_delta: float) -> None:
+        """``ADD`` the difference (actual - reserved) to the committed counters."""
+        self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
+                   UpdateExpression="ADD committed_tokens :t, committed_cost_usd :c",
+                   ConditionExpression="attribute_exists(PK)",
+                   ExpressionAttributeValues={":t": {"N": str(int(tokens_delta))},
+                                              ":c": {"N": str(Decimal(repr(float(cost_delta))))}})
+
+    def add_savings(self, run_id: str, hits: int, tokens: int, cost_usd: float) -> None:
+        """``ADD cache_hits, saved_tokens, saved_cost_usd`` on META."""
+        s.check_usage_numbers("savings", hits, tokens, cost_usd)
+        try:
+            self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
+                       UpdateExpression="ADD cache_hits :h, saved_tokens :t, saved_cost_usd :c",
+                       ConditionExpression="attribute_exists(PK)",
+                       ExpressionAttributeValues={":h": {"N": str(hits)}, ":t": {"N": str(tokens)},
+                                                  ":c": {"N": str(Decimal(repr(float(cost_usd))))}})
+        except _ConditionFailed:
+            raise RunNotFoundError(run_id) from None
+
+    def cache_get(self, tenant: str, key: str) -> dict[str, Any] | None:
+        item = self._get(s.cache_pk(tenant), key)
+        if item is None or int(item.get("expires_at", 0)) <= int(datetime.now(UTC).timestamp()):
+            return None  # TTL deletion lags up to days: an expired entry is never served
+        body = json.loads(item["body"])
+        return body if body.get("tenant") == tenant else None
+
+    def cache_put(self, tenant: str, key: str, body: dict[str, Any], ttl_s: int) -> None:
+        expires = int(datetime.now(UTC).timestamp()) + int(ttl_s)
+        self._put({s.PK: s.cache_pk(tenant), s.SK: key, "expires_at": expires,
+                   "body": json.dumps({**body, "tenant": tenant}, separators=(",", ":"))})
+
+    def cache_scan(self, tenant: str, prefix: str, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        now = int(datetime.now(UTC).timestamp())
+        out: list[tuple[str, dict[str, Any]]] = []
+        for item in self._query(KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+                                ExpressionAttributeValues={":pk": {"S": s.cache_pk(tenant)},
+                                                           ":prefix": {"S": prefix}},
+                                ScanIndexForward=False, ConsistentRead=True):
+            if int(item.get("expires_at", 0)) > now:
+                body = json.loads(item["body"])
+                if body.get("tenant") == tenant:
+                    out.append((item[s.SK], body))
+            if len(out) >= limit:
+                break
+        return out
+
+    def breaker_persistence(self) -> Any:
+        """Powertools' ``CircuitBreakerDynamoDBPersistence`` on this table: ``PK = BREAKER``, ``SK`` = the
+        circuit name, TTL ``expires_at``, this store's client."""
+        from aws_lambda_powertools.utilities.circuit_breaker.persistence import CircuitBreakerDynamoDBPersistence
+
+        return CircuitBreakerDynamoDBPersistence(table_name=self.table_name, key_attr=s.PK, sort_key_attr=s.SK,
+                                                 static_pk_value=s.BREAKER_PK, expiry_attr="expires_at",
+                                                 boto3_client=self._client)
 
     # ------------------------------------------------------------------------------------------ plan, sub-tasks
     def put_plan(self, run_id: str, plan: Plan) -> None:

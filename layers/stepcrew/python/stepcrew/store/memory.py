@@ -10,6 +10,7 @@ No TTL: messages and events never expire here.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -68,11 +69,17 @@ class MemoryRunStore(RunStore):
         self._events: dict[str, dict[str, ProgressEvent]] = {}
         self._reports: dict[str, tuple[int, str]] = {}
         self._reviews: dict[str, dict[int, Review]] = {}
+        self._savings: dict[str, list] = {}  # run_id -> [hits, tokens, Decimal cost]
+        self._committed: dict[str, list] = {}  # run_id -> [tokens, Decimal cost]
+        self._cache: dict[tuple[str, str], tuple[int, str]] = {}  # (tenant, key) -> (expires_at, body JSON)
+        self._breaker: Any = None
 
     # ------------------------------------------------------------------------------------------ runs
     def _assemble(self, run_id: str, with_by_model: bool = True) -> Run:
         by_model = {m: ModelUsage(**_as_usage_fields(t)) for m, t in self._by_model.get(run_id, {}).items()}
-        usage = Usage(**_as_usage_fields(self._totals[run_id]), by_model=by_model if with_by_model else {})
+        hits, tokens, cost = self._savings.get(run_id, (0, 0, Decimal(0)))
+        usage = Usage(**_as_usage_fields(self._totals[run_id]), by_model=by_model if with_by_model else {},
+                      cache_hits=hits, saved_tokens=tokens, saved_cost_usd=float(cost))
         return self._runs[run_id].model_copy(update={"usage": usage}, deep=True)
 
     def create_run(self, run: Run) -> None:
@@ -154,6 +161,77 @@ class MemoryRunStore(RunStore):
             _add(self._totals[run_id], input_tokens, output_tokens, cost)
             _add(self._by_model[run_id].setdefault(model, _zero()), input_tokens, output_tokens, cost)
             return self._assemble(run_id).usage
+
+    # ------------------------------------------------------------------------------------------ resilience
+    def reserve_budget(self, run_id: str, tokens: int, cost_usd: float, max_tokens: int | None,
+                       max_cost_usd: float | None) -> bool:
+        s.check_reservation(tokens, cost_usd)
+        cost = _dec(cost_usd)
+        with self._lock:
+            if run_id not in self._runs:
+                raise RunNotFoundError(run_id)
+            committed = self._committed.setdefault(run_id, [0, Decimal(0)])
+            if max_tokens is not None and committed[0] > max_tokens - tokens:
+                return False
+            if max_cost_usd is not None and committed[1] > _dec(max_cost_usd) - cost:
+                return False
+            committed[0] += tokens
+            committed[1] += cost
+            return True
+
+    def settle_budget(self, run_id: str, tokens_delta: int, cost_delta: float) -> None:
+        with self._lock:
+            if run_id not in self._runs:
+                raise RunNotFoundError(run_id)
+            committed = self._committed.setdefault(run_id, [0, Decimal(0)])
+            committed[0] += int(tokens_delta)
+            committed[1] += _dec(cost_delta)
+
+    def add_savings(self, run_id: str, hits: int, tokens: int, cost_usd: float) -> None:
+        s.check_usage_numbers("savings", hits, tokens, cost_usd)
+        with self._lock:
+            if run_id not in self._runs:
+                raise RunNotFoundError(run_id)
+            cur = self._savings.setdefault(run_id, [0, 0, Decimal(0)])
+            cur[0] += hits
+            cur[1] += tokens
+            cur[2] += _dec(cost_usd)
+
+    def cache_get(self, tenant: str, key: str) -> dict[str, Any] | None:
+        pk = s.cache_pk(tenant)
+        with self._lock:
+            entry = self._cache.get((pk, key))
+        if entry is None or entry[0] <= int(datetime.now(UTC).timestamp()):
+            return None
+        body = json.loads(entry[1])
+        return body if body.get("tenant") == tenant else None
+
+    def cache_put(self, tenant: str, key: str, body: dict[str, Any], ttl_s: int) -> None:
+        text = json.dumps({**body, "tenant": tenant}, separators=(",", ":"))
+        s.check_item_size({"PK": s.cache_pk(tenant), "SK": key, "body": text})
+        with self._lock:
+            self._cache[(s.cache_pk(tenant), key)] = (int(datetime.now(UTC).timestamp()) + int(ttl_s), text)
+
+    def cache_scan(self, tenant: str, prefix: str, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        pk, now = s.cache_pk(tenant), int(datetime.now(UTC).timestamp())
+        with self._lock:
+            keys = sorted((k for (p, k) in self._cache if p == pk and k.startswith(prefix)), reverse=True)
+            entries = [(k, self._cache[(pk, k)]) for k in keys]
+        out = []
+        for k, (expires, text) in entries:
+            body = json.loads(text)
+            if expires > now and body.get("tenant") == tenant:
+                out.append((k, body))
+            if len(out) >= limit:
+                break
+        return out
+
+    def breaker_persistence(self) -> Any:
+        """One in-memory persistence layer per store (same semantics as Powertools' DynamoDB one)."""
+        with self._lock:
+            if self._breaker is None:
+                self._breaker = MemoryCircuitPersistence()
+            return self._breaker
 
     # ------------------------------------------------------------------------------------------ plan, sub-tasks
     def put_plan(self, run_id: str, plan: Plan) -> None:
@@ -269,3 +347,48 @@ class MemoryRunStore(RunStore):
         with self._lock:
             reviews = self._reviews.get(run_id, {})
             return [reviews[r].model_copy(deep=True) for r in sorted(reviews)]
+
+
+def _circuit_persistence_base() -> type:
+    from aws_lambda_powertools.utilities.circuit_breaker.persistence import CircuitBreakerPersistenceLayer
+
+    return CircuitBreakerPersistenceLayer
+
+
+class MemoryCircuitPersistence(_circuit_persistence_base()):  # type: ignore[misc]
+    """Powertools circuit-breaker persistence in memory: the conditional half-open election of the DynamoDB
+    layer (OPEN, no owner, same ``opened_at``; or an expired probe lease) under a lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: dict[str, Any] = {}
+        self._rlock = threading.Lock()
+
+    def _get_record(self, name: str) -> Any:
+        with self._rlock:
+            record = self._records.get(name)
+            return None if record is None else _copy_record(record)
+
+    def _put_record(self, record: Any, condition: str | None = None, expected_opened_at: int | None = None) -> None:
+        from aws_lambda_powertools.utilities.circuit_breaker.persistence.base import CircuitBreakerExistingLockError
+        from aws_lambda_powertools.utilities.circuit_breaker.states import CircuitState
+
+        with self._rlock:
+            if condition == "half_open":
+                cur = self._records.get(record.name)
+                now = int(datetime.now(UTC).timestamp())
+                free = cur is not None and cur.state == CircuitState.OPEN and cur.half_open_owner is None
+                expired = (cur is not None and cur.probe_lease_expiry is not None and cur.probe_lease_expiry <= now)
+                if not (free or expired) or (expected_opened_at is not None and cur.opened_at != expected_opened_at):
+                    raise CircuitBreakerExistingLockError(record.name)
+            self._records[record.name] = _copy_record(record)
+
+    def _update_record(self, record: Any) -> None:
+        with self._rlock:
+            self._records[record.name] = _copy_record(record)
+
+
+def _copy_record(record: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(record)

@@ -74,6 +74,14 @@ EVENT_PREFIX = "EVENT#"
 REVIEW_PREFIX = "REVIEW#"
 USAGE_PREFIX = "USAGE#"
 USAGE_TOTAL_ATTRIBUTES = ("input_tokens", "output_tokens", "cost_usd")
+#: Cache savings on META (ADD, like the usage totals), read into ``Usage``.
+SAVINGS_ATTRIBUTES = ("cache_hits", "saved_tokens", "saved_cost_usd")
+#: Budget reservations on META: used + outstanding reservations (``RunStore.reserve_budget``); never in ``Run``.
+COMMITTED_ATTRIBUTES = ("committed_tokens", "committed_cost_usd")
+#: Partition key of a tenant's cache entries (``CACHE#<tenant> / <key>``, body JSON, TTL ``expires_at``).
+CACHE_PK_PREFIX = "CACHE#"
+#: Partition key of the circuit-breaker records (one item per circuit, Powertools' DynamoDB persistence).
+BREAKER_PK = "BREAKER"
 
 # A conversation id is a sub-task id or a role name such as "synthesizer". No '#', so that the key prefix
 # "MSG#<conversation>#" of one conversation never matches another conversation's items.
@@ -292,7 +300,7 @@ def run_item(run: Run) -> dict[str, Any]:
     for name in ("created_at", "updated_at", "started_at", "finished_at"):
         value = getattr(run, name)
         fields[name] = iso_ts(value) if value is not None else None
-    totals = to_dynamo({name: getattr(run.usage, name) for name in USAGE_TOTAL_ATTRIBUTES})
+    totals = to_dynamo({name: getattr(run.usage, name) for name in (*USAGE_TOTAL_ATTRIBUTES, *SAVINGS_ATTRIBUTES)})
     return {PK: run_pk(run.run_id), SK: META_SK, GSI1_PK: tenant_pk(run.tenant),
             GSI1_SK: gsi1_sk(run.created_at, run.run_id), **fields, **totals}
 
@@ -302,7 +310,9 @@ def run_from_item(item: dict[str, Any], by_model: dict[str, ModelUsage] | None =
     data = from_dynamo({k: v for k, v in item.items() if k not in _RUN_KEY_ATTRIBUTES})
     if isinstance(data.get("crew"), str):  # JSON string since schema 1.1; a map in records written before
         data["crew"] = json.loads(data["crew"])
-    usage = {name: data.pop(name, 0) for name in USAGE_TOTAL_ATTRIBUTES}
+    usage = {name: data.pop(name, 0) for name in (*USAGE_TOTAL_ATTRIBUTES, *SAVINGS_ATTRIBUTES)}
+    for name in COMMITTED_ATTRIBUTES:
+        data.pop(name, None)
     usage["by_model"] = {m: u.model_dump() for m, u in (by_model or {}).items()}
     return Run.model_validate({**data, "usage": usage})
 
@@ -384,3 +394,15 @@ def create_table(client: Any, table_name: str) -> None:
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     client.update_time_to_live(TableName=table_name,
                                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+
+
+def cache_pk(tenant: str) -> str:
+    """Partition key of ``tenant``'s cache entries."""
+    if not tenant or "#" in tenant:
+        raise ValueError(f"invalid tenant {tenant!r}")
+    return f"{CACHE_PK_PREFIX}{tenant}"
+
+
+def check_reservation(tokens: int, cost_usd: float) -> None:
+    """ValueError unless ``tokens`` is an int >= 0 and ``cost_usd`` a finite number >= 0."""
+    check_usage_numbers("reservation", tokens, 0, cost_usd)

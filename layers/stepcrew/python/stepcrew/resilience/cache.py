@@ -1,0 +1,132 @@
+"""Response caches in the run table, scoped to the tenant (``CACHE#<tenant> / <key>``, TTL ``expires_at``).
+
+- **Exact response cache** (:class:`ResponseCache`): key = SHA-256 of the provider, the model id, the messages, the
+  tool schemas and the settings that change an answer (``max_tokens``, ``temperature``; not the timeout). A hit
+  returns the stored :class:`~stepcrew.llm.base.ModelResponse` with zero usage (nothing was paid) and counts what it
+  saved. Entries live ``routing.cache_ttl_s`` (default 24 h).
+- **Semantic plan cache** (:class:`SemanticPlanCache`): for the planner, the goal's embedding (embeddings port,
+  :mod:`stepcrew.embeddings`) against the tenant's earlier *valid* plans of the same scope — the same dataset
+  profile (columns, types, row count), the same workers and tools — served when the cosine similarity reaches the
+  threshold (``routing.semantic_threshold``, default :data:`stepcrew.embeddings.DEFAULT_SEMANTIC_THRESHOLD`,
+  validated by ``bench/semantic_cache.py``) **and** the goals name the same numbers and key terms
+  (:func:`stepcrew.embeddings.base.same_key_terms`: static embeddings cannot tell "mean" from "median").
+  Only the planner: the other one-shot roles read the sub-task outputs and the report, which a similar goal does
+  not share, so only an exact hit is right for them.
+
+Tenant scoping is checked twice: the tenant is the partition key of every read, and the body stores the tenant,
+which the store compares again (:meth:`RunStore.cache_get`). Bodies hold the (already guard-masked) prompts'
+answers, never provider keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from stepcrew.llm.base import ModelRequest, ModelResponse, ResponseUsage
+from stepcrew.store.base import RunStore, StoreError
+
+RESPONSE_PREFIX = "R#"
+PLAN_PREFIX = "S#plan#"
+#: Semantic entries read per lookup (newest first): exact search over the scope's recent plans.
+SEMANTIC_SCAN_LIMIT = 200
+
+
+def response_key(provider: str, request: ModelRequest) -> str:
+    """The exact-cache key of ``request`` sent to ``provider`` (``R#`` + 64 hex)."""
+    doc = {"provider": provider, "model": request.settings.model,
+           "messages": [m.model_dump(mode="json") for m in request.messages],
+           "tools": [t.model_dump(mode="json") for t in request.tools],
+           "settings": {"max_tokens": request.settings.max_tokens, "temperature": request.settings.temperature}}
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return RESPONSE_PREFIX + hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    """Exact response cache of one tenant on ``store``; ``ttl_s`` for the entries it writes. Store errors on a
+    read are a miss and on a write are ignored (a cache never fails a call), logged by the caller."""
+
+    def __init__(self, store: RunStore, tenant: str, ttl_s: int) -> None:
+        self.store, self.tenant, self.ttl_s = store, tenant, ttl_s
+
+    def get(self, provider: str, request: ModelRequest) -> tuple[ModelResponse, int, float] | None:
+        """``(response with zero usage, tokens it cost when paid, USD it cost)`` or None."""
+        try:
+            body = self.store.cache_get(self.tenant, response_key(provider, request))
+        except (StoreError, ValueError):
+            return None
+        if body is None or "response" not in body:
+            return None
+        try:
+            response = ModelResponse.model_validate(body["response"])
+        except ValueError:
+            return None
+        paid = response.usage
+        free = response.model_copy(update={"usage": ResponseUsage()})
+        return free, paid.input_tokens + paid.output_tokens, paid.cost_usd
+
+    def put(self, provider: str, request: ModelRequest, response: ModelResponse, cost_usd: float) -> None:
+        usage = response.usage.model_copy(update={"cost_usd": cost_usd})
+        body = {"response": response.model_copy(update={"usage": usage}).model_dump(mode="json"),
+                "at": int(time.time())}
+        try:
+            self.store.cache_put(self.tenant, response_key(provider, request), body, self.ttl_s)
+        except (StoreError, ValueError):
+            pass
+
+
+def plan_scope(dataset: Any, workers: list[Any], tools: list[str], has_dataset: bool) -> str:
+    """16 hex of what a cached plan must share besides a similar goal: the dataset's profile shape (columns,
+    types, rows), the workers (name, tools) and the known tools."""
+    shape = None
+    if dataset is not None:
+        data = dataset.model_dump(mode="json") if hasattr(dataset, "model_dump") else dataset
+        shape = {"columns": [(c.get("name"), c.get("type")) for c in data.get("columns", []) if isinstance(c, dict)],
+                 "rows": data.get("row_count") or data.get("rows"), "dataset": data.get("dataset")}
+    doc = {"dataset": shape, "has_dataset": has_dataset, "tools": sorted(tools),
+           "workers": [(w.name, sorted(w.tools)) for w in workers]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class SemanticPlanCache:
+    """The semantic plan cache of one tenant (module docstring). ``embeddings``: an
+    :class:`stepcrew.embeddings.base.Embeddings`; ``threshold`` in [0, 1]."""
+
+    def __init__(self, store: RunStore, tenant: str, embeddings: Any, threshold: float, ttl_s: int) -> None:
+        self.store, self.tenant, self.embeddings = store, tenant, embeddings
+        self.threshold, self.ttl_s = threshold, ttl_s
+
+    def lookup(self, goal: str, scope: str) -> tuple[dict[str, Any], float] | None:
+        """``(entry body, similarity)`` of the closest earlier plan of ``scope`` at or above the threshold whose
+        goal names the same key terms, else None."""
+        from stepcrew.embeddings.base import cosine, same_key_terms
+
+        try:
+            entries = self.store.cache_scan(self.tenant, f"{PLAN_PREFIX}{scope}#", SEMANTIC_SCAN_LIMIT)
+        except (StoreError, ValueError):
+            return None
+        if not entries:
+            return None
+        vector = self.embeddings.embed([goal])[0]
+        best: tuple[dict[str, Any], float] | None = None
+        for _, body in entries:
+            if body.get("embedder") != self.embeddings.name or not same_key_terms(goal, body.get("goal", "")):
+                continue
+            score = cosine(vector, body.get("vector") or [])
+            if score >= self.threshold and (best is None or score > best[1]):
+                best = (body, score)
+        return best
+
+    def remember(self, goal: str, scope: str, plan_reply: dict[str, Any], cost: tuple[int, float]) -> None:
+        """Store a valid plan for ``goal`` (its vector rounded to 5 decimals to keep the item small)."""
+        vector = [round(x, 5) for x in self.embeddings.embed([goal])[0]]
+        digest = hashlib.sha256(goal.encode()).hexdigest()[:16]
+        key = f"{PLAN_PREFIX}{scope}#{digest}"
+        body = {"goal": goal, "vector": vector, "embedder": self.embeddings.name, "reply": plan_reply,
+                "paid_tokens": cost[0], "paid_cost_usd": cost[1]}
+        try:
+            self.store.cache_put(self.tenant, key, body, self.ttl_s)
+        except (StoreError, ValueError):
+            pass
