@@ -7,11 +7,13 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepcrew.tools.base import invoke_event
+from stepcrew.tools.cache import cache_from_env
 from stepcrew.tools.dataset import QueryDataset
 
 logger = Logger()
 tracer = Tracer()
 TOOL = QueryDataset()
+CACHE = cache_from_env()  # the tool-result cache on the run table (CACHE#<tenant> keys only), or None
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -21,4 +23,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
     Returns the ToolResult as JSON, content ``{"columns", "rows", "row_count", "truncated"}``, at most
     TOOL_OUTPUT_MAX_BYTES (8 KiB). Tool problems are ``ok: false`` results; a malformed event raises pydantic's
     ValidationError."""
-    return invoke_event(TOOL, event, logger)
+    return invoke_event(TOOL, event, logger, CACHE)

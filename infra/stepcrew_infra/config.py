@@ -56,6 +56,12 @@ class StageConfig:
     alarm_email: str | None = None
     guard_backend: str = "local"
     guard_denied_topics: tuple[DeniedTopic, ...] = ()
+    #: ``STEPCREW_FALLBACK_CHAIN`` of the stage (stepcrew.resilience.chain): "anthropic,bedrock,openai" or JSON per
+    #: tier; empty = each run's provider alone.
+    fallback_chain: str = ""
+    #: Default per-tenant $ budgets (stepcrew.resilience.tenant_budget); None = no cap.
+    tenant_daily_usd: float | None = None
+    tenant_monthly_usd: float | None = None
 
     def __post_init__(self) -> None:
         if not re.match(C.STAGE_PATTERN, self.stage):
@@ -80,6 +86,29 @@ class StageConfig:
         names = [t.name for t in self.guard_denied_topics]
         if len(set(names)) != len(names):
             raise ConfigError("guard_denied_topics: topic names must be unique")
+        if self.fallback_chain:
+            from stepcrew.resilience.chain import ChainConfigError, stage_routing
+
+            try:
+                stage_routing({"STEPCREW_FALLBACK_CHAIN": self.fallback_chain})
+            except ChainConfigError as exc:
+                raise ConfigError(f"fallback_chain: {exc}") from None
+        for key in ("tenant_daily_usd", "tenant_monthly_usd"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, int | float) and 0 < value <= 1_000_000):
+                raise ConfigError(f"{key} must be a number in (0, 1000000], got {value!r}")
+
+    @property
+    def resilience_environment(self) -> dict[str, str]:
+        """The stage's fallback chain and default tenant budgets as the functions' environment variables."""
+        env = {}
+        if self.fallback_chain:
+            env["STEPCREW_FALLBACK_CHAIN"] = self.fallback_chain
+        if self.tenant_daily_usd is not None:
+            env["STEPCREW_TENANT_DAILY_USD"] = repr(float(self.tenant_daily_usd))
+        if self.tenant_monthly_usd is not None:
+            env["STEPCREW_TENANT_MONTHLY_USD"] = repr(float(self.tenant_monthly_usd))
+        return env
 
     # ---------------------------------------------------------------------------------------- derived
     @property
@@ -125,7 +154,19 @@ class StageConfig:
                    jwt_issuer=ctx("jwt_issuer") or None, jwt_audience=tuple(audience),
                    alarm_email=ctx("alarm_email") or None,
                    guard_backend=str(ctx("guard_backend") or "local").lower(),
-                   guard_denied_topics=_denied_topics(ctx("guard_denied_topics")))
+                   guard_denied_topics=_denied_topics(ctx("guard_denied_topics")),
+                   fallback_chain=str(ctx("fallback_chain") or "").strip(),
+                   tenant_daily_usd=_money(ctx("tenant_daily_usd"), "tenant_daily_usd"),
+                   tenant_monthly_usd=_money(ctx("tenant_monthly_usd"), "tenant_monthly_usd"))
+
+
+def _money(value: Any, key: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
 
 
 #: Bedrock limits of a denied topic (CreateGuardrail: topicsConfig 1-30; name 1-100 of the pattern; definition

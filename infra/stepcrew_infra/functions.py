@@ -16,13 +16,17 @@ A function's role gets:
 - its :class:`FunctionExtras` statements: only the guard function has any (``bedrock:ApplyGuardrail`` on the stack's
   guardrail, with ``guard_backend=bedrock``; :mod:`stepcrew_infra.guard`), and its extras also swap the deps layer
   for the guard layer and add ``STEPCREW_GUARD_BACKEND`` (and the guardrail's id and version);
+- ``caches_results`` (the dataset tools): ``GetItem``/``PutItem`` on the run table for partition keys ``CACHE#*``
+  only (condition ``dynamodb:LeadingKeys``): the tool-result cache, nothing else of the table;
 - nothing else: a tool that never reads the table has no DynamoDB statement at all.
 
 Environment of every function: ``STEPCREW_STAGE``, ``POWERTOOLS_SERVICE_NAME`` (``stepcrew-<name>``),
 ``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_METRICS_NAMESPACE``; plus ``STEPCREW_TABLE_NAME`` (table users),
 ``STEPCREW_DATA_BUCKET`` and ``STEPCREW_DATA_READER_ROLE_ARN`` (dataset readers),
 ``STEPCREW_ANTHROPIC_SECRET``/``STEPCREW_OPENAI_SECRET`` (the secrets' ARNs, a valid SecretId; never values; model
-callers).
+callers, and the api, which checks a run's fallback chain is configured without any permission to read them);
+``STEPCREW_FALLBACK_CHAIN`` and ``STEPCREW_TENANT_DAILY_USD``/``_MONTHLY_USD`` (context ``fallback_chain``,
+``tenant_daily_usd``, ``tenant_monthly_usd``) on table users.
 """
 
 from __future__ import annotations
@@ -155,16 +159,20 @@ class StepcrewFunction(Construct):
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": C.METRICS_NAMESPACE,
         }
-        if spec.touches_table:
+        if spec.touches_table or spec.caches_results:
             env["STEPCREW_TABLE_NAME"] = resources.table.table_name
         if spec.reads_data:
             env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
             env[READER_ROLE_ENV] = resources.dataset_reader.role_arn
         if spec.emits_events:
             env["STEPCREW_EVENT_BUS"] = "default"
-        if spec.calls_models:
+        if spec.calls_models or spec.name == C.API_FUNCTION:
+            # model callers read the keys; the api only checks that a run's fallback chain is configured (the ARNs
+            # name the secrets; it holds no permission to read them)
             for provider, secret in sorted(resources.secrets.items()):
                 env[C.PROVIDER_SECRETS[provider]] = secret.secret_arn
+        if spec.touches_table:  # fallback chain and tenant budgets: checked at the api, applied at each call
+            env.update(config.resilience_environment)
         extras = resources.extras.get(spec.name, FunctionExtras())
         env.update(extras.environment)
         env.update(environment or {})
@@ -196,6 +204,11 @@ class StepcrewFunction(Construct):
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="RunTable", actions=list(TABLE_ACTIONS),
                 resources=[resources.table.table_arn, f"{resources.table.table_arn}/index/{schema.GSI1_NAME}"]))
+        if spec.caches_results and not spec.touches_table:  # the tool-result cache: CACHE#<tenant> items only
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="ToolResultCache", actions=["dynamodb:GetItem", "dynamodb:PutItem"],
+                resources=[resources.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{schema.CACHE_PK_PREFIX}*"]}}))
         if spec.reads_data:  # datasets only as the run's tenant: through the reader role, never directly
             reader = resources.dataset_reader
             reader.allow(self.role)

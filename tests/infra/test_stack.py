@@ -95,11 +95,13 @@ def test_every_function_is_built_from_its_folder_with_the_shared_settings(synth)
         assert env["POWERTOOLS_SERVICE_NAME"] == f"stepcrew-{name}"
         assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == C.METRICS_NAMESPACE == "stepcrew"
-        assert ("STEPCREW_TABLE_NAME" in env) == spec.touches_table, name
+        # table users, and the dataset tools for their result cache (CACHE#<tenant> items only, see the IAM test)
+        assert ("STEPCREW_TABLE_NAME" in env) == (spec.touches_table or spec.caches_results), name
         # the data tools read it; the api checks dataset URIs against it (it reads no dataset)
         assert ("STEPCREW_DATA_BUCKET" in env) == (spec.reads_data or name == C.API_FUNCTION), name
         for provider, var in C.PROVIDER_SECRETS.items():
-            assert (var in env) == spec.calls_models, (name, var)
+            # model callers read the keys; the api names them only to check a run's fallback chain is configured
+            assert (var in env) == (spec.calls_models or name == C.API_FUNCTION), (name, var)
             if var in env:  # the secret's ARN (a SecretId), never a value
                 assert env[var] == {"Ref": synth.logical_id(synth.stack.data.secrets[provider])}
         assert not any(k.endswith("_API_KEY") for k in env), f"{name} has an API key in its environment"
@@ -145,7 +147,7 @@ def test_buckets_are_encrypted_private_tls_only_and_logged(synth):
 def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
     for name, spec in wiring.FUNCTIONS.items():
         expected = {"logs", "xray"}
-        expected |= {"dynamodb"} if spec.touches_table else set()
+        expected |= {"dynamodb"} if spec.touches_table or spec.caches_results else set()
         expected |= {"sts"} if spec.reads_data else set()  # datasets only through the per-tenant reader role
         expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
@@ -173,7 +175,7 @@ def test_each_function_policy_names_only_its_own_resources(synth):
     for name, spec in wiring.FUNCTIONS.items():
         own_logs = synth.logical_id(stack.functions[name].log_group)
         allowed = {own_logs}
-        allowed |= {table} if spec.touches_table else set()
+        allowed |= {table} if spec.touches_table or spec.caches_results else set()
         allowed |= {reader} if spec.reads_data else set()
         allowed |= {datasets} if name == C.API_FUNCTION else set()
         allowed |= secrets if spec.calls_models else set()
@@ -193,7 +195,8 @@ def test_tools_that_never_read_the_table_or_data_get_no_such_permission(synth):
     assert "dynamodb" not in json.dumps(calculator) and "s3:" not in json.dumps(calculator)
     for name in C.TOOL_FUNCTIONS:
         statements = function_statements(synth, name)
-        assert "dynamodb" not in services(statements), name
+        # only the result cache's CACHE#* items (test_dataset_tools_may_touch_only_their_result_cache_items)
+        assert ("dynamodb" in services(statements)) == wiring.FUNCTIONS[name].caches_results, name
         assert "s3" not in services(statements), name  # data readers go through the per-tenant reader role
         assert ("sts" in services(statements)) == wiring.FUNCTIONS[name].reads_data, name
 
@@ -460,3 +463,19 @@ def test_costly_routes_have_their_own_lower_throttles(synth):
         assert rate <= default["ThrottlingRateLimit"] and burst <= default["ThrottlingBurstLimit"]
     routes = {r["Properties"]["RouteKey"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()}
     assert set(settings) <= routes
+
+
+def test_dataset_tools_may_touch_only_their_result_cache_items(synth):
+    table = synth.logical_id(synth.stack.data.table)
+    for name, spec in wiring.FUNCTIONS.items():
+        if not spec.caches_results or spec.touches_table:
+            continue
+        dynamo = [s for s in function_statements(synth, name) if services([s]) == {"dynamodb"}]
+        assert len(dynamo) == 1, name
+        (st,) = dynamo
+        assert sorted(as_list(st["Action"])) == ["dynamodb:GetItem", "dynamodb:PutItem"], name
+        assert as_list(st["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}], name  # no index, no other table
+        assert st["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+            f"{schema.CACHE_PK_PREFIX}*"]}}, name
+    cachers = {n for n, s in wiring.FUNCTIONS.items() if s.caches_results}
+    assert cachers == {"tool_describe_dataset", "tool_query_dataset"}  # the calculator is cheaper than a read

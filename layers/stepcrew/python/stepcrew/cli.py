@@ -63,7 +63,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 # --------------------------------------------------------------------------------------------- request building
 def build_request(goal: str, data: Path | None, crew: str, provider: str | None, *, review: dict | None = None,
                   budget: dict | None = None, aws: bool = False, data_uri: str | None = None,
-                  require_approval: bool = False, guardrails: dict | None = None):
+                  require_approval: bool = False, guardrails: dict | None = None, routing: dict | None = None):
     """Validate everything a run needs before anything is written. ``review``/``budget``/``guardrails``: fields of
     :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` /
     :class:`~stepcrew.models.GuardrailPolicy` (omitted ones keep their defaults; no ``guardrails``: the crew's).
@@ -99,7 +99,8 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
             raise BadInput(str(exc)) from exc
     try:
         request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review or {},
-                             budget=budget or {}, require_approval=require_approval, guardrails=guardrails or None)
+                             budget=budget or {}, require_approval=require_approval, guardrails=guardrails or None,
+                             routing=routing or None)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -108,7 +109,56 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
         crew_model.guardrails.tightened(request.guardrails)
     except ValueError as exc:  # GuardrailsLoosenedError
         raise BadInput(str(exc)) from exc
+    from stepcrew.resilience.chain import ChainConfigError, effective_routing
+
+    try:  # every provider of the chain known and configured, before anything is written
+        effective_routing(request.routing, request.provider)
+    except ChainConfigError as exc:
+        raise BadInput(str(exc)) from exc
     return request, crew_model
+
+
+def parse_chains(values: list[str] | None) -> dict[str, list[str]] | None:
+    """``--chain anthropic,bedrock,openai`` (both tiers) or ``--chain fast=anthropic,openai`` (one tier), repeatable
+    -> ``Routing.chains``. Raises BadInput."""
+    if not values:
+        return None
+    chains: dict[str, list[str]] = {}
+    for value in values:
+        tier, _, names = value.rpartition("=")
+        providers = [p.strip().lower() for p in names.split(",") if p.strip()]
+        if not providers:
+            raise BadInput(f"--chain {value!r}: name at least one provider")
+        for t in ([tier] if tier else ["fast", "smart"]):
+            if t not in ("fast", "smart"):
+                raise BadInput(f"--chain {value!r}: unknown tier {t!r} (fast or smart)")
+            chains[t] = providers
+    return chains
+
+
+def parse_role_tiers(values: list[str] | None) -> dict[str, str] | None:
+    """``--role-tier planner=fast`` (repeatable) -> ``Routing.role_tiers``. Raises BadInput."""
+    if not values:
+        return None
+    out = {}
+    for value in values:
+        role, sep, tier = value.partition("=")
+        if not sep or not role.strip():
+            raise BadInput(f"--role-tier {value!r}: expected ROLE=fast|smart")
+        out[role.strip()] = tier.strip()
+    return out
+
+
+def check_tenant_budget(store, tenant: str) -> None:
+    """BadInput when ``tenant`` has spent its daily or monthly $ budget (nothing is started)."""
+    from datetime import UTC, datetime
+
+    from stepcrew.resilience.tenant_budget import TenantBudgetExceededError, ledger_for
+
+    try:
+        ledger_for(store).check(tenant, datetime.now(UTC))
+    except TenantBudgetExceededError as exc:
+        raise BadInput(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------- progress
@@ -154,6 +204,11 @@ class Progress:
             "tool_output_masked": f"{tag}guard: {d.get('name')} output masked ({_counts(d.get('entities'))})",
             "tool_output_flagged": f"{tag}[yellow]guard[/]: {d.get('name')} output holds instruction-like text "
                                    f"({', '.join(d.get('families', []))}); fenced as data",
+            "degraded": f"{tag}[yellow]degraded[/]: {d.get('purpose')} → {d.get('rung')}",
+            "cache_hit": f"{tag}[green]cache hit[/] ({d.get('cache')}): {d.get('purpose')}, saved "
+                         f"{d.get('saved_tokens', 0)} tokens",
+            "loop_detected": f"{tag}[red]loop[/]: the same tool call {d.get('repeats')} times, sub-task ended",
+            "budget_exhausted": f"[yellow]budget exhausted[/] at {d.get('where')}: the report goes to a person",
             "output_screened": f"output guard: {_counts(d.get('masked'))} masked, {d.get('removed', 0)} sentence(s) "
                                "removed",
         }.get(event.kind, event.kind)
@@ -172,8 +227,13 @@ class Progress:
     def _turn_text(tag: str, d: dict) -> str:
         tokens = d.get("input_tokens", 0) + d.get("output_tokens", 0)
         calls = d.get("tool_calls", 0)
-        return (f"{tag}[dim]{d.get('purpose', 'model')} turn → {d.get('stop_reason', '?')}"
-                + (f", {calls} tool call(s)" if calls else "") + (f", {tokens} tokens" if tokens else "") + "[/]")
+        rung = d.get("rung")
+        where = (f" [{d['provider']}/{d.get('tier')}]" if d.get("provider") else "")
+        note = {"cached": f" [green](cache: {d.get('cache')})[/]", "rule_engine": " [yellow](rule engine)[/]",
+                "handoff": " [yellow](no provider: handed off)[/]"}.get(rung or "", "")
+        return (f"{tag}[dim]{d.get('purpose', 'model')} turn{where} → {d.get('stop_reason', '?')}"
+                + (f", {calls} tool call(s)" if calls else "") + (f", {tokens} tokens" if tokens else "") + "[/]"
+                + note)
 
     @staticmethod
     def _review_text(d: dict) -> str:
@@ -222,7 +282,16 @@ def print_result(result: RunResult, as_json: bool, out) -> None:
                   f"deadline {result.review.deadline}).[/]")
     u = result.usage
     err.print(f"engine {result.engine or '?'} · tokens in {u.input_tokens} / out {u.output_tokens} · "
-              f"cost ${u.cost_usd:.4f}")
+              f"cost ${u.cost_usd:.4f}" + (f" · cache hits {u.cache_hits} (saved {u.saved_tokens} tokens, "
+                                            f"${u.saved_cost_usd:.4f})" if u.cache_hits else ""))
+    if result.degradation_level != "full":
+        rung = {"cached": "a cached answer", "rule_engine": "the rule engine (no provider answered)",
+                "handoff": "a person (no provider available)"}[result.degradation_level]
+        err.print(f"[yellow]degraded: answered by {rung}[/]")
+    if result.budget_exhausted:
+        err.print("[yellow]budget exhausted: the report it had is handed to a person, unreviewed[/]")
+    if result.handoff_reason and not result.budget_exhausted:
+        err.print(f"[yellow]handed off: {result.handoff_reason}[/]")
     if result.error:
         err.print(f"[red]{result.error.code}: {result.error.message}[/]")
     if result.final_output:
@@ -356,6 +425,7 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
         with runtime_cm as runtime:
             if runtime is not None:
                 store, starter = runtime.store, runtime
+            check_tenant_budget(store, request.tenant)
             run = create_run(request, crew, store)
             if not as_json:
                 err.print(f"run [bold]{run.run_id}[/] — goal: {request.goal[:100]}")
@@ -398,11 +468,11 @@ def _given(**values) -> dict:
 
 
 def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None,
-         require_approval=False, guardrails=None) -> None:
+         require_approval=False, guardrails=None, routing=None) -> None:
     try:
         request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
                                             data_uri=data_uri, require_approval=require_approval,
-                                            guardrails=guardrails)
+                                            guardrails=guardrails, routing=routing() if routing else None)
         with sigterm_as_interrupt():
             code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
     except BadInput as exc:
@@ -440,6 +510,19 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         deny_topic: Annotated[list[str] | None, typer.Option(
             "--deny-topic", help="Guardrail: a term the goal may not name and the report may not mention "
                                  "(repeatable).")] = None,
+        chain: Annotated[list[str] | None, typer.Option(
+            "--chain", help="Fallback chain: 'anthropic,bedrock,openai' (both tiers) or 'fast=anthropic,openai' "
+                            "(repeatable); default: STEPCREW_FALLBACK_CHAIN, else the provider alone.")] = None,
+        tier: Annotated[str | None, typer.Option(help="Force one model tier on every role: fast or smart.")] = None,
+        role_tier: Annotated[list[str] | None, typer.Option(
+            "--role-tier", help="A role's tier, ROLE=fast|smart (repeatable).")] = None,
+        no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use or fill the response caches.")] = False,
+        semantic_threshold: Annotated[float | None, typer.Option(
+            help="Serve a cached plan of a goal at least this similar (0-1; default off: no safe threshold was "
+                 "found, see bench/semantic_cache.py).")] = None,
+        fallback_on_auth_error: Annotated[bool, typer.Option(
+            "--fallback-on-auth-error", help="A rejected API key moves to the next provider instead of failing "
+                                             "the run.")] = False,
         ) -> None:
     """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. Exit 0
     SUCCEEDED, 1 FAILED (a budget passed, a failed review with --on-review-fail fail...), 3 NEEDS_REVIEW, 4
@@ -450,7 +533,10 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
          budget=_given(max_tokens=max_tokens, max_cost_usd=max_cost, max_turns_per_subtask=max_turns),
          data_uri=data_uri, require_approval=require_approval,
          guardrails=_given(pii=pii, injection=injection, disclaimer=disclaimer or None,
-                           denied_topics=deny_topic or None))
+                           denied_topics=deny_topic or None),
+         routing=lambda: _given(chains=parse_chains(chain), tier=tier, role_tiers=parse_role_tiers(role_tier),
+                                cache=False if no_cache else None, semantic_threshold=semantic_threshold,
+                                fallback_on_auth_error=fallback_on_auth_error or None))
 
 
 @app.command()

@@ -451,6 +451,7 @@ class ToolResult(Strict):
     content: Any = None
     error: ToolError | None = None
     truncated: bool = False
+    cached: bool = Field(default=False, description="served from the tool-result cache (stepcrew.tools.cache)")
     screened: ToolScreen | None = Field(default=None, description="what the tool-output guard found and did "
                                         "(None: not screened yet)")
 

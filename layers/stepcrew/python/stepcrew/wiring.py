@@ -40,7 +40,9 @@ class FunctionSpec:
     """One Lambda function. ``touches_table``: reads/writes the run table; ``reads_data``: reads datasets
     (S3 on AWS); ``calls_models``: calls LLM providers (needs provider secrets); ``starts_runs``: starts
     executions of the run state machine (the API); ``emits_events``: publishes EventBridge events to the default bus
-    (the approval function: ``stepcrew.run.needs_review``). Memory in MB, timeout in seconds (Lambda max 900)."""
+    (the approval function: ``stepcrew.run.needs_review``); ``caches_results``: a deterministic tool that reads and
+writes its results in the tool-result cache (``CACHE#<tenant>`` items of the run table only). Memory in MB, timeout
+in seconds (Lambda max 900)."""
 
     name: str
     description: str
@@ -49,6 +51,7 @@ class FunctionSpec:
     calls_models: bool = False
     starts_runs: bool = False
     emits_events: bool = False
+    caches_results: bool = False
     memory_mb: int = 512
     timeout_s: int = 60
     tool: str | None = None  # tool name when this function is a tool
@@ -77,9 +80,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  timeout_s=10),
     FunctionSpec("tool_describe_dataset", "Tool: dataset schema and summary statistics (also profiles a run's "
                  "dataset before planning)", tool="describe_dataset",
-                 reads_data=True, memory_mb=1024, timeout_s=60),
+                 reads_data=True, memory_mb=1024, timeout_s=60, caches_results=True),
     FunctionSpec("tool_query_dataset", "Tool: read-only SQL over CSV/Parquet with DuckDB", tool="query_dataset",
-                 reads_data=True, memory_mb=1024, timeout_s=60),
+                 reads_data=True, memory_mb=1024, timeout_s=60, caches_results=True),
     FunctionSpec("tool_write_section", "Tool: writes a report section in Markdown", tool="write_section",
                  memory_mb=256, timeout_s=10),
     FunctionSpec("api", "HTTP API: start, list and show runs; approvals", touches_table=True, starts_runs=True,

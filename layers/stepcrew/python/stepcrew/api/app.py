@@ -450,7 +450,33 @@ class StepcrewApi(APIGatewayHttpResolver):
             crew.guardrails.tightened(new_run.guardrails)
         except GuardrailsLoosenedError as exc:
             raise BadRequest(str(exc), code="invalid_guardrails") from None
+        from stepcrew.resilience.chain import ChainConfigError, effective_routing
+
+        try:  # every provider of the chain known and configured in this deployment
+            effective_routing(new_run.routing, provider)
+        except ChainConfigError as exc:
+            raise BadRequest(str(exc), code="invalid_routing") from None
+        self._check_tenant_budget(tenant)
         return new_run.to_request(tenant, provider=provider), crew
+
+    def _check_tenant_budget(self, tenant: str) -> None:
+        """429 ``tenant_budget_exceeded`` (the budget's name and reset time in the message, ``Retry-After`` in
+        seconds) when the tenant has spent its daily or monthly $ budget (:mod:`stepcrew.resilience.tenant_budget`):
+        nothing is started. A ledger that cannot be read fails closed (503)."""
+        from datetime import UTC, datetime
+
+        from stepcrew.resilience.tenant_budget import TenantBudgetExceededError, ledger_for
+        from stepcrew.store.base import StoreError
+
+        now = datetime.now(UTC)
+        try:
+            ledger_for(self.store).check(tenant, now)
+        except TenantBudgetExceededError as exc:
+            retry = max(1, int((exc.resets_at - now).total_seconds()))
+            raise TooManyRequests(str(exc), code="tenant_budget_exceeded", headers={"Retry-After": str(retry)}) \
+                from None
+        except StoreError:
+            raise ServiceUnavailable("the tenant budget could not be read; retry") from None
 
     def launch(self, request: RunRequest, crew: Crew) -> RunAccepted:
         """Write the run record (QUEUED) and start its execution. Raises ServiceUnavailable (``run_start_failed``)
@@ -487,7 +513,8 @@ _ERRORS_COMMON = {
     401: error_doc("No JWT claims (unauthenticated)"),
     403: error_doc("The token's tenant claim is not a valid tenant id"),
     413: error_doc(f"Body larger than {MAX_BODY_BYTES} bytes"),
-    429: error_doc("The tenant is over its per-minute request limit (header Retry-After: seconds)"),
+    429: error_doc("The tenant is over its per-minute request limit (rate_limited) or, for POST /runs, its daily or "
+                   "monthly $ budget (tenant_budget_exceeded); header Retry-After: seconds"),
     500: error_doc("Unexpected error (no internals are returned)"),
 }
 

@@ -36,6 +36,9 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
 415    ``unsupported_media_type``      a body that is not ``application/json``
 422    ``idempotency_key_reused``      the Idempotency-Key was used (within 24 h) with a different body
 429    ``rate_limited``                the tenant is over its per-minute request limit; ``Retry-After`` says when
+429    ``tenant_budget_exceeded``      ``POST /runs``: the tenant spent its daily or monthly $ budget (the message
+                                       names it and its reset time; ``Retry-After`` until the reset)
+400    ``invalid_routing``             ``POST /runs``: a fallback chain names an unknown or unconfigured provider
 500    ``internal_error``              an unexpected failure; the message never carries internals
 503    ``run_start_failed``            the run was recorded but its execution could not be started (it is
                                        marked FAILED); retrying with the same Idempotency-Key starts a new run

@@ -162,7 +162,12 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
     elif last.role == "assistant":
         conversation += _record(store, inp, [_answer_pending(inp, last, allowed)])
         for r in inp.tool_results:
-            emit(store, inp.run_id, "tool_result", sub.id, name=r.name, ok=r.ok, call_id=r.call_id)
+            emit(store, inp.run_id, "tool_result", sub.id, name=r.name, ok=r.ok, call_id=r.call_id,
+                 **({"cached": True} if r.cached else {}))
+        hits = sum(1 for r in inp.tool_results if r.cached)
+        if hits:  # tool-result cache hits (stepcrew.tools.cache): counted on the run's usage
+            store.add_savings(inp.run_id, hits, 0, 0.0)
+            emit(store, inp.run_id, "cache_hit", sub.id, purpose="tool", cache="tool", hits=hits)
     elif inp.tool_results and not _is_replay(inp, conversation):
         raise SubtaskStateError(f"sub-task {sub.id}: tool results arrived but no tool call is pending")
     # else: a retry after a failed model call: the conversation already ends with the prompt or the results.

@@ -35,9 +35,17 @@ SEMANTIC_SCAN_LIMIT = 200
 
 
 def response_key(provider: str, request: ModelRequest) -> str:
-    """The exact-cache key of ``request`` sent to ``provider`` (``R#`` + 64 hex)."""
+    """The exact-cache key of ``request`` sent to ``provider`` (``R#`` + 64 hex): what the provider would receive
+    (a tool result as the model reads it, not stepcrew's bookkeeping such as ``cached`` or ``screened``)."""
+    from stepcrew.llm._convert import tool_result_json
+
+    def seen(m: Any) -> dict[str, Any]:  # what the provider receives: tool results as the model reads them
+        return {"role": m.role, "content": m.content,
+                "tool_calls": [c.model_dump(mode="json") for c in m.tool_calls],
+                "tool_results": [tool_result_json(r) for r in m.tool_results]}
+
     doc = {"provider": provider, "model": request.settings.model,
-           "messages": [m.model_dump(mode="json") for m in request.messages],
+           "messages": [seen(m) for m in request.messages],
            "tools": [t.model_dump(mode="json") for t in request.tools],
            "settings": {"max_tokens": request.settings.max_tokens, "temperature": request.settings.temperature}}
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -86,7 +86,9 @@ def check_chains(routing: Routing, provider: str, env: Mapping[str, str] | None 
 def effective_routing(requested: Routing | None, provider: str, env: Mapping[str, str] | None = None) -> Routing:
     """The run's routing: the request's, else the stage default; checked. Raises ChainConfigError."""
     routing = requested if requested is not None else stage_routing(env)
-    if provider == "rule":
-        return routing.model_copy(update={"chains": {}})  # the rule engine needs no provider
+    if provider == "rule" and requested is None:
+        return routing.model_copy(update={"chains": {}})  # the rule engine needs no provider: skip the stage's
     check_chains(routing, provider, env)
+    if provider == "rule":
+        return routing.model_copy(update={"chains": {}})
     return routing

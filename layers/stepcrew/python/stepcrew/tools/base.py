@@ -83,6 +83,14 @@ class Tool(ABC):
     description: ClassVar[str]
     Args: ClassVar[type[BaseModel]]
     max_output_bytes: ClassVar[int] = TOOL_OUTPUT_MAX_BYTES
+    #: Seconds a successful result may be served again from the tool-result cache (:mod:`stepcrew.tools.cache`);
+    #: None: not deterministic, never cached.
+    cache_ttl_s: ClassVar[int | None] = None
+
+    def result_version(self, ctx: ToolContext) -> str | None:
+        """What the result depends on besides the arguments (a dataset's content hash); None: do not cache this
+        call. Default: nothing else (pure tools). Raises a ToolFailure when that input cannot be read."""
+        return ""
 
     @abstractmethod
     def run(self, args: Any, ctx: ToolContext) -> Any:
@@ -134,13 +142,27 @@ class Tool(ABC):
         return ToolResult(call_id=call.call_id, name=call.name, ok=True, content=content, truncated=truncated)
 
 
-def invoke_event(tool: Tool, event: dict, log: Any = None) -> dict:
+def invoke_event(tool: Tool, event: dict, log: Any = None, cache: Any = None) -> dict:
     """The body of every tool Lambda handler: ``event`` (a :class:`~stepcrew.models.ToolInvocation` as JSON) ->
     the :class:`~stepcrew.models.ToolResult` as JSON. ``log``: a Powertools Logger, given the run, sub-task and
-    call ids as keys. A malformed event raises pydantic's ValidationError (the agent state machine catches it
-    into a ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`)."""
+    call ids as keys. ``cache``: a :class:`stepcrew.tools.cache.ToolResultCache` for a tool with ``cache_ttl_s``
+    (a hit is returned with ``cached: true``). A malformed event raises pydantic's ValidationError (the agent state
+    machine catches it into a ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`)."""
     invocation = ToolInvocation.model_validate(event)
     if log is not None:
         log.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
                         call_id=invocation.call.call_id)
-    return tool.invoke(invocation).model_dump(mode="json")
+    version = None
+    if cache is not None and tool.cache_ttl_s and invocation.call.name == tool.name:
+        try:
+            version = tool.result_version(invocation.context)
+        except ToolFailure:
+            version = None  # the tool reports the problem itself when it runs
+        if version is not None:
+            hit = cache.get(invocation.call, invocation.context, version)
+            if hit is not None:
+                return hit.model_dump(mode="json")
+    result = tool.invoke(invocation)
+    if version is not None and result.ok:
+        cache.put(invocation.call, invocation.context, version, result, tool.cache_ttl_s)
+    return result.model_dump(mode="json")

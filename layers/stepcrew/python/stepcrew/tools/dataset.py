@@ -77,6 +77,16 @@ def _on_dataset(uri: str | None, seconds: float, request: dict[str, Any], tenant
                             "or shorter values") from None
 
 
+def _dataset_version(ctx: ToolContext) -> str | None:
+    """The content hash of the run's dataset as this tool reads it (tenant access checked first); None without one."""
+    if not ctx.data_uri:
+        return None
+    from stepcrew.tools.cache import file_version
+    from stepcrew.tools.datasets import resolve_dataset
+
+    return file_version(resolve_dataset(ctx.data_uri, ctx.tenant))
+
+
 class DescribeDataset(Tool):
     """``describe_dataset``: ``{columns?}`` -> ``{"dataset", "rows", "columns": [...]}``.
 
@@ -88,6 +98,7 @@ class DescribeDataset(Tool):
     """
 
     name = "describe_dataset"
+    cache_ttl_s = 86_400  # deterministic over one dataset version (its content hash is in the key)
     description = ("Describe the run's dataset (a table named `data`): row count, and per column its type, null "
                    "and distinct counts, min/max/mean/stddev/median for numbers, most frequent values for text. "
                    "Call this first to learn the column names.")
@@ -98,6 +109,9 @@ class DescribeDataset(Tool):
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
+
+    def result_version(self, ctx: ToolContext) -> str | None:
+        return _dataset_version(ctx)
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
         described = _on_dataset(ctx.data_uri, self.timeout_s, {"op": "describe", "columns": args.columns or None},
@@ -125,6 +139,7 @@ class QueryDataset(Tool):
     """
 
     name = "query_dataset"
+    cache_ttl_s = 86_400  # deterministic over one dataset version (its content hash is in the key)
     description = ("Run ONE read-only DuckDB SQL SELECT over the run's dataset, a table named `data` (call "
                    "describe_dataset first for column names). Aggregate in SQL (GROUP BY, avg, count, "
                    "quantile_cont...) rather than fetching raw rows. Returns at most max_rows rows.")
@@ -137,6 +152,9 @@ class QueryDataset(Tool):
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
+
+    def result_version(self, ctx: ToolContext) -> str | None:
+        return _dataset_version(ctx)
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
         return _on_dataset(ctx.data_uri, self.timeout_s, {"op": "query", "sql": args.sql, "max_rows": args.max_rows},
