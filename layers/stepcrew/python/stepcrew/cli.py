@@ -37,6 +37,8 @@ app.add_typer(runs_app, name="runs")
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the local datasets bucket (s3://stepcrew-local-"
                                                        "datasets/<tenant>/uploads/<name>).")
 app.add_typer(datasets_app, name="datasets")
+tenants_app = typer.Typer(no_args_is_help=True, help="Per-tenant settings: daily and monthly $ budgets.")
+app.add_typer(tenants_app, name="tenants")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -517,6 +519,8 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         role_tier: Annotated[list[str] | None, typer.Option(
             "--role-tier", help="A role's tier, ROLE=fast|smart (repeatable).")] = None,
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use or fill the response caches.")] = False,
+        cache_ttl: Annotated[int | None, typer.Option(
+            "--cache-ttl", help="Seconds the cache entries this run writes live (60-2592000, default 86400).")] = None,
         semantic_threshold: Annotated[float | None, typer.Option(
             help="Serve a cached plan of a goal at least this similar (0-1; default off: no safe threshold was "
                  "found, see bench/semantic_cache.py).")] = None,
@@ -536,6 +540,7 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
                            denied_topics=deny_topic or None),
          routing=lambda: _given(chains=parse_chains(chain), tier=tier, role_tiers=parse_role_tiers(role_tier),
                                 cache=False if no_cache else None, semantic_threshold=semantic_threshold,
+                                cache_ttl_s=cache_ttl,
                                 fallback_on_auth_error=fallback_on_auth_error or None))
 
 
@@ -545,6 +550,18 @@ def demo(provider: ProviderOpt = None, as_json: JsonOpt = False, timeout: Timeou
     from stepcrew.data import DEMO_DATASET, DEMO_GOAL
 
     _run(DEMO_GOAL, DEMO_DATASET, "default", provider, as_json, False, timeout)
+
+
+@contextlib.contextmanager
+def _write_store(aws: bool):
+    if aws:
+        yield _aws_backend()[0]
+        return
+    from stepcrew.local.runtime import LocalRuntime
+    from stepcrew.local.state import default_state_dir
+
+    with stdout_reserved(), LocalRuntime(state_dir=default_state_dir(), store_only=True) as runtime:
+        yield runtime.store
 
 
 @contextlib.contextmanager
@@ -738,6 +755,45 @@ def put_dataset(file: Path, tenant: str, name: str | None = None, folder: Path |
     except OSError as exc:
         raise BadInput(f"cannot store the dataset: {exc.strerror or exc}") from None
     return f"s3://{LOCAL_DATA_BUCKET}/{key}"
+
+
+@tenants_app.command("budget")
+def tenants_budget(tenant: Annotated[str, typer.Argument(help="The tenant id.")],
+                   daily: Annotated[float | None, typer.Option(help="Daily cap in USD (UTC day).")] = None,
+                   monthly: Annotated[float | None, typer.Option(help="Monthly cap in USD (UTC month).")] = None,
+                   clear: Annotated[bool, typer.Option("--clear", help="Remove the tenant's caps (the stage "
+                                                                      "default applies).")] = False,
+                   aws: AwsOpt = False, as_json: JsonOpt = False) -> None:
+    """Show or set TENANT's $ budgets: a run of a tenant over a cap does not start (API 429
+    tenant_budget_exceeded, CLI exit 2), and each model call reserves its maximum cost first."""
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from stepcrew.resilience.tenant_budget import NO_CAP, TenantBudget, check_tenant, ledger_for
+
+    try:
+        check_tenant(tenant)
+        budget = None
+        if clear or daily is not None or monthly is not None:
+            budget = NO_CAP if clear else TenantBudget(daily_usd=daily, monthly_usd=monthly)
+    except (ValueError, ValidationError) as exc:
+        first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise _fail(f"invalid budget: {first}") from None
+    with (_write_store(aws) if budget is not None else _read_store(aws)) as store:
+        ledger = ledger_for(store)
+        if budget is not None:
+            ledger.set_budget(tenant, budget)
+        current = ledger.get_budget(tenant)
+        day, month = ledger.spent(tenant, datetime.now(UTC))
+    doc = {"tenant": tenant, "daily_usd": current.daily_usd, "monthly_usd": current.monthly_usd,
+           "spent_today_usd": round(day, 6), "spent_this_month_usd": round(month, 6)}
+    if as_json:
+        print(json.dumps(doc))
+        return
+    cap = lambda v: "no cap" if v is None else f"${v:g}"  # noqa: E731
+    err.print(f"tenant {tenant}: daily {cap(current.daily_usd)} (spent ${day:.4f}), monthly "
+              f"{cap(current.monthly_usd)} (spent ${month:.4f})")
 
 
 @datasets_app.command("put")

@@ -329,7 +329,7 @@ class LadderEngine(Engine):
             return self._climb(role, where, lambda e, r: e.plan(facts, r))
         except ChainExhaustedError:
             reply = self.rule.plan(facts, role)
-            self.store.update_run(self.run.run_id, {"engine_override": "rule"})
+            self.store.update_run(self.run.run_id, {"engine_override": "rule", "engine": self.rule.name})
             return self._degraded(reply, "rule_engine", where)
 
     def open(self, facts: ActFacts, role: AgentRole, tools: list[ToolSpec]) -> list[Message]:
