@@ -67,6 +67,16 @@ BAD_POST_RUNS = {
     "unknown crew": (post_runs({"goal": SECRET, "crew": "nope"}), 400, "unknown_crew"),
     "malformed provider": (post_runs({"goal": SECRET, "provider": "Bad Provider!"}), 400, "validation_error"),
     "unknown provider": (post_runs({"goal": SECRET, "provider": "nope"}), 400, "unknown_provider"),
+    "chain with an unknown provider": (post_runs({"goal": SECRET, "routing": {"chains": {"fast": ["nope"]}}}), 400,
+                                       "invalid_routing"),
+    "chain with an unconfigured provider": (post_runs({"goal": SECRET, "routing": {"chains": {"smart": [
+        "anthropic"]}}}), 400, "invalid_routing"),
+    "chain naming rule": (post_runs({"goal": SECRET, "routing": {"chains": {"fast": ["rule"]}}}), 400,
+                          "validation_error"),
+    "semantic threshold over 1": (post_runs({"goal": SECRET, "routing": {"semantic_threshold": 1.5}}), 400,
+                                  "validation_error"),
+    "unknown tier": (post_runs({"goal": SECRET, "routing": {"tier": "medium"}}), 400, "validation_error"),
+    "negative cost budget": (post_runs({"goal": SECRET, "budget": {"max_cost_usd": -1}}), 400, "validation_error"),
     "data not a URI": (post_runs({"goal": SECRET, "data": "/etc/passwd"}), 400, "validation_error"),
     "file:// data on AWS": (post_runs({"goal": SECRET, "data": "file:///etc/passwd"}), 400, "invalid_data_uri"),
     "s3:// without a bucket": (post_runs({"goal": SECRET, "data": "s3://"}), 400, "invalid_data_uri"),
@@ -245,3 +255,22 @@ def test_a_post_body_that_is_not_json_is_415(api, content_type):
     event = http_event("POST", "/runs", body={"goal": "g"})
     event["headers"]["content-type"] = content_type
     assert_rejected(api, event, 415, "unsupported_media_type")
+
+
+def test_a_tenant_over_its_daily_budget_gets_429_with_the_budget_and_its_reset(api):
+    from datetime import UTC, datetime
+
+    from stepcrew.resilience.tenant_budget import TenantBudget, ledger_for
+
+    ledger = ledger_for(api.store)
+    ledger.set_budget("acme-budget", TenantBudget(daily_usd=0.5))
+    ledger.reserve("acme-budget", 0.5, datetime.now(UTC))  # spent it all
+    before = datetime.now(UTC)
+    data = assert_rejected(api, post_runs({"goal": SECRET}, tenant="acme-budget"), 429, "tenant_budget_exceeded")
+    assert "daily budget" in data["error"]["message"] and "resets at" in data["error"]["message"]
+    status, headers, _ = api.call(post_runs({"goal": SECRET}, tenant="acme-budget"))
+    tomorrow = datetime(before.year, before.month, before.day, tzinfo=UTC).timestamp() + 86_400
+    assert status == 429 and abs(int(headers["retry-after"]) - (tomorrow - before.timestamp())) <= 5
+    # another tenant is not affected by acme's spending
+    status, _, body = api.call(post_runs({"goal": "mine"}, tenant="globex"))
+    assert status == 202, body
