@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
           f"related={mean_of(lambda p: p['kind'] == 'related')} unrelated={mean_of(lambda p: p['kind'] == 'unrelated')}")
     g = scores(guard, gold)
     print(f"guard alone (no embedding): precision={fmt(g['precision'])} recall={g['recall']:.3f} hits={g['hits']}")
+    from stepcrew.resilience.cache import normalise_goal
+
+    normalised = [normalise_goal(p["a"]) == normalise_goal(p["b"]) for p in pairs]
+    n = scores(normalised, gold)
+    print(f"normalised goal key (the plan cache's default, no embedding): precision={fmt(n['precision'])} "
+          f"recall={n['recall']:.3f} hits={n['hits']}")
 
     print()
     print("   t |  embedding: prec  recall     f1  hits | embedding+guard: prec  recall     f1  hits")
@@ -242,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f"top_k(k=5) over 1,000 stored vectors p50 {statistics.median(runs):.2f} ms" if runs else ""))
     print(f"elapsed {time.perf_counter() - started:.1f} s")
     if t_pick is None:
-        print(f"threshold=inf precision=nan recall=0.000 pairs={len(pairs)}")
+        print(f"threshold=inf precision=nan recall=0.000 pairs={len(pairs)} normalised_precision="
+              f"{fmt(n['precision'])} normalised_recall={n['recall']:.3f}")
     else:
         print(f"threshold={t_pick:.2f} precision={s_pick['precision']:.3f} recall={s_pick['recall']:.3f} "
               f"pairs={len(pairs)}")

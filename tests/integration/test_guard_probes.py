@@ -144,6 +144,7 @@ def execute(rt: LocalRuntime, model: ScriptedModel, goal: str, *, crew=None, wai
     """Create and start a run of tenant acme with ``model``; wait for its end (``wait``). Returns the run id."""
     registry.register(PROVIDER, lambda tier: model)
     request.setdefault("review", {"on_fail": "fail"})
+    request.setdefault("routing", {"cache": False})  # reach the scripted model (the cache: test_resilience_ladder)
     run = create_run(RunRequest(goal=goal, provider=PROVIDER, tenant="acme", **request), crew or load_crew("default"),
                      rt.store)
     run = start_run(run, rt.store, rt)

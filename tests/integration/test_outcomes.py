@@ -57,6 +57,7 @@ def scripted(reviews: list) -> ScriptedModel:
 
 def start(rt: LocalRuntime, model, *, review: dict | None = None, tenant: str = "acme", **request) -> str:
     registry.register(PROVIDER, lambda tier: model)
+    request.setdefault("routing", {"cache": False})  # reach the scripted model (the cache: test_resilience_ladder)
     req = RunRequest(goal="Compute 6 times 7", provider=PROVIDER, review=review or {}, tenant=tenant, **request)
     run = start_run(create_run(req, load_crew("default"), rt.store), rt.store, rt)
     return run.run_id
@@ -189,7 +190,8 @@ def test_a_binary_file_named_csv_fails_the_run_before_any_model_call(rt, tmp_pat
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     model = ScriptedModel()  # any model call would exhaust it
     registry.register(PROVIDER, lambda tier: model)
-    req = RunRequest(goal="Summarise the data", provider=PROVIDER, data=bad.as_uri(), tenant="acme")
+    req = RunRequest(goal="Summarise the data", provider=PROVIDER, data=bad.as_uri(), tenant="acme",
+                     routing={"cache": False})
     run = start_run(create_run(req, load_crew("default"), rt.store), rt.store, rt)
     assert rt.wait(run.execution_arn, timeout_s=60) == "FAILED"
     result = run_result(rt.store, run.run_id)

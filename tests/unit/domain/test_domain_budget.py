@@ -28,7 +28,7 @@ def test_usage_is_recorded_and_a_model_turn_event_written(store, make_run, use_m
 def test_a_call_that_cannot_fit_the_token_budget_is_never_made(store, make_run, use_model):
     model = ScriptedModel([reply("{}", input_tokens=80, output_tokens=30)])
     make_run(provider=use_model(model), budget=Budget(max_tokens=100))
-    with pytest.raises(BudgetExceededError, match=r"token budget \(100\) has no room for another call"):
+    with pytest.raises(BudgetExceededError, match=r"its budget \(100 tokens\) has no room for another call"):
         plan_run(PlanInput(run_id=RUN_ID), store)  # the planner prompt alone is estimated above 100 tokens
     assert model.requests == [] and store.get_run(RUN_ID).usage.input_tokens == 0
 

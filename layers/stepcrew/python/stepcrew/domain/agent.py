@@ -184,6 +184,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         message = reply.message
         to_run, refused = split_calls(message.tool_calls, allowed)
         if reply.stop_reason != "tool_use" or not message.tool_calls:
+            engine.accepted()
             conversation += _record(store, inp, [*new, Message(role="assistant", content=message.content)])
             return _finish(store, inp, run, conversation, allowed, message.content)
         try:
@@ -191,6 +192,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         except ToolLoopError:
             emit(store, inp.run_id, "loop_detected", sub.id, repeats=LOOP_REPEATS)
             raise
+        engine.accepted()  # no loop: the exact cache may keep this turn
         new.append(Message(role="assistant", content=message.content, tool_calls=message.tool_calls))
         if to_run:
             break

@@ -48,21 +48,16 @@ def check_plan(reply: PlanReply, tools: set[str], crew: Crew) -> Plan:
 
 
 def _semantic_cache(run: Run, store: RunStore, resolver: EngineResolver) -> SemanticPlanCache | None:
-    """The run's semantic plan cache, or None (a rule-engine run, caches off, or no embeddings: logged)."""
+    """The run's plan cache (normalised goal; embeddings too when a threshold in [0, 1] is set), or None (a
+    rule-engine run, caches off)."""
     from stepcrew.embeddings import DEFAULT_SEMANTIC_THRESHOLD
 
+    if run.provider == "rule" or run.engine_override or not (run.routing.cache and run.routing.semantic_cache):
+        return None
     threshold = run.routing.semantic_threshold
     threshold = DEFAULT_SEMANTIC_THRESHOLD if threshold is None else threshold
-    if (run.provider == "rule" or run.engine_override or not (run.routing.cache and run.routing.semantic_cache)
-            or threshold > 1):  # the default: no threshold was safe on the labelled set (bench/semantic_cache.py)
-        return None
-    try:
-        embeddings = embeddings_for(resolver)
-    except Exception as exc:  # noqa: BLE001 - a cache never fails a run
-        logger.warning("semantic cache off: no embeddings", extra={"run_id": run.run_id,
-                                                                    "error": type(exc).__name__})
-        return None
-    return SemanticPlanCache(store, run.tenant, embeddings, threshold, run.routing.cache_ttl_s)
+    return SemanticPlanCache(store, run.tenant, lambda: embeddings_for(resolver), threshold,
+                             run.routing.cache_ttl_s)
 
 
 def _semantic_hit(cache: SemanticPlanCache | None, goal: str, scope: str) -> PlanReply | None:
@@ -76,10 +71,10 @@ def _semantic_hit(cache: SemanticPlanCache | None, goal: str, scope: str) -> Pla
         return None
     if found is None:
         return None
-    body, score = found
+    body, score, kind = found
     reply = PlanReply.model_validate(body["reply"])
     reply.calls = [EngineCall(model="cache", rung="cached", cache="semantic",
-                              route=f"semantic plan cache, similarity {score:.3f}",
+                              route=f"plan cache ({kind} goal), similarity {score:.3f}",
                               saved_tokens=int(body.get("paid_tokens", 0)),
                               saved_cost_usd=float(body.get("paid_cost_usd", 0.0)))]
     return reply
@@ -108,7 +103,7 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
     resolver = engines_or_default(engines)
     engine = engine_for(resolver, run, store, retry_count=inp.retry_count)
     semantic = _semantic_cache(run, store, resolver) if inp.attempt == 1 else None
-    scope = plan_scope(profile, facts.workers, facts.tools, facts.has_dataset)
+    scope = plan_scope(profile, facts.workers, facts.tools, facts.has_dataset, facts.inputs)
 
     def call() -> PlanReply:
         hit = _semantic_hit(semantic, run.goal, scope)
@@ -119,6 +114,7 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
     reply = called.reply
     out = dict(run_id=run.run_id, attempt=inp.attempt, next_attempt=min(inp.attempt + 1, MAX_PLAN_ATTEMPTS))
     if reply.decline is not None:
+        engine.accepted()
         store.update_run(run.run_id, {"decline": reply.decline})
         emit(store, run.run_id, "plan_invalid", attempt=inp.attempt, retry=False, declined=reply.decline.code)
         return PlanOutput(**out, valid=False, retry=False, declined=True, error=one_line(reply.decline.reason))
@@ -128,6 +124,7 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
         retry = inp.attempt < MAX_PLAN_ATTEMPTS
         emit(store, run.run_id, "plan_invalid", attempt=inp.attempt, retry=retry)
         return PlanOutput(**out, valid=False, retry=retry, error=one_line(str(exc)))
+    engine.accepted()  # a valid plan: the exact cache may keep it (a rejected one is never replayed)
     store.put_plan(run.run_id, plan)
     if semantic is not None and not called.replayed and reply.calls and all(c.rung == "full" for c in reply.calls):
         paid = (sum(c.input_tokens + c.output_tokens for c in reply.calls), sum(c.cost_usd for c in reply.calls))

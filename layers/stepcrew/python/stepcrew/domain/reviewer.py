@@ -101,6 +101,7 @@ def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = N
     reply = called.reply
     if reply.error is not None or reply.scores is None:
         raise ReviewReplyError(f"run {run.run_id} review round {inp.round}: {reply.error or 'no scores'}")
+    engine.accepted()
     s = reply.scores
     overall = round((s.accuracy + s.completeness + s.relevance) / 3, 4)
     result = Review(round=inp.round, scores=s, overall=overall, passed=overall >= run.review_config.threshold,

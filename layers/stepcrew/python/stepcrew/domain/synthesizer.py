@@ -81,6 +81,7 @@ def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None 
     report = cap_report(reply.text.strip())
     if not report:
         raise EmptyOutputError(f"run {run.run_id}: the synthesizer returned an empty report ({inp.mode})")
+    engine.accepted()
     version = store.put_report(run.run_id, report)
     emit(store, run.run_id, "synthesized", mode=inp.mode, round=inp.round, chars=len(report), version=version)
     return SynthOutput(run_id=run.run_id, mode=inp.mode, chars=len(report))

@@ -116,3 +116,7 @@ class Engine(ABC):
     @abstractmethod
     def review(self, facts: ReportFacts, role: AgentRole) -> ReviewReply:
         """Scores of ``facts.report`` on accuracy, completeness and relevance (each 0-1) with feedback."""
+
+    def accepted(self) -> None:
+        """The domain accepted the replies of this engine's calls so far (a valid plan, a turn that is no loop, a
+        report, valid scores): an engine that caches replies may keep them now. Default: nothing to do."""

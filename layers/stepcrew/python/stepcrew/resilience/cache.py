@@ -4,11 +4,12 @@
   tool schemas and the settings that change an answer (``max_tokens``, ``temperature``; not the timeout). A hit
   returns the stored :class:`~stepcrew.llm.base.ModelResponse` with zero usage (nothing was paid) and counts what it
   saved. Entries live ``routing.cache_ttl_s`` (default 24 h).
-- **Semantic plan cache** (:class:`SemanticPlanCache`): for the planner, the goal's embedding (embeddings port,
-  :mod:`stepcrew.embeddings`) against the tenant's earlier *valid* plans of the same scope — the same dataset
-  profile (columns, types, row count), the same workers and tools — served when the cosine similarity reaches the
-  threshold (``routing.semantic_threshold``, default :data:`stepcrew.embeddings.DEFAULT_SEMANTIC_THRESHOLD`,
-  validated by ``bench/semantic_cache.py``) **and** the goals name the same numbers and key terms
+- **Plan cache** (:class:`SemanticPlanCache`): for the planner, the tenant's earlier *valid* plans of the same
+  scope — the same dataset profile (columns, types, row count), the same workers and tools — served for (1) the
+  same **normalised goal** (:func:`normalise_goal`: case, politeness words, articles, punctuation; on by default)
+  or (2) a goal whose embedding (embeddings port, :mod:`stepcrew.embeddings`) reaches the cosine threshold
+  (``routing.semantic_threshold``; default :data:`stepcrew.embeddings.DEFAULT_SEMANTIC_THRESHOLD` = off, since
+  ``bench/semantic_cache.py`` found no safe threshold for wordllama) **and** names the same numbers and key terms
   (:func:`stepcrew.embeddings.base.same_key_terms`: static embeddings cannot tell "mean" from "median").
   Only the planner: the other one-shot roles read the sub-task outputs and the report, which a similar goal does
   not share, so only an exact hit is right for them.
@@ -22,11 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import time
 from typing import Any
 
 from stepcrew.llm.base import ModelRequest, ModelResponse, ResponseUsage
 from stepcrew.store.base import RunStore, StoreError
+
+logger = logging.getLogger(__name__)
 
 RESPONSE_PREFIX = "R#"
 PLAN_PREFIX = "S#plan#"
@@ -85,56 +90,98 @@ class ResponseCache:
             pass
 
 
-def plan_scope(dataset: Any, workers: list[Any], tools: list[str], has_dataset: bool) -> str:
+def plan_scope(dataset: Any, workers: list[Any], tools: list[str], has_dataset: bool,
+               inputs: dict[str, str] | None = None) -> str:
     """16 hex of what a cached plan must share besides a similar goal: the dataset's profile shape (columns,
-    types, rows), the workers (name, tools) and the known tools."""
+    types, rows), the workers (name, tools), the known tools and the run's inputs (the planner reads them)."""
     shape = None
     if dataset is not None:
         data = dataset.model_dump(mode="json") if hasattr(dataset, "model_dump") else dataset
         shape = {"columns": [(c.get("name"), c.get("type")) for c in data.get("columns", []) if isinstance(c, dict)],
                  "rows": data.get("row_count") or data.get("rows"), "dataset": data.get("dataset")}
     doc = {"dataset": shape, "has_dataset": has_dataset, "tools": sorted(tools),
-           "workers": [(w.name, sorted(w.tools)) for w in workers]}
+           "workers": [(w.name, sorted(w.tools)) for w in workers], "inputs": sorted((inputs or {}).items())}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_POLITE = re.compile(r"\b(please|kindly|could you|can you|would you|will you|i would like to know|i want to know|"
+                     r"i'd like to know|tell me|show me|let me know|help me|quickly|just)\b")
+
+
+def normalise_goal(goal: str) -> str:
+    """The goal as the plan cache's key sees it: lower case, politeness words, articles and punctuation
+    (``, ; : ! ? " ' ( ) [ ] { }`` and full stops) dropped, whitespace collapsed; signs, comparison and currency
+    symbols kept. Word order, numbers and every content word stay: on the
+    labelled pairs of ``bench/semantic_cache.py`` this key matched no pair with different answers."""
+    t = _POLITE.sub(" ", goal.lower())
+    t = re.sub(r"[,;:!?\"'`()\[\]{}]+", " ", t)  # punctuation only: < > - + = / * $ % stay (they change answers)
+    t = re.sub(r"\.(?!\d)", " ", t)
+    t = re.sub(r"\b(the|a|an)\b", " ", t)
+    return " ".join(t.split())
+
+
 class SemanticPlanCache:
-    """The semantic plan cache of one tenant (module docstring). ``embeddings``: an
-    :class:`stepcrew.embeddings.base.Embeddings`; ``threshold`` in [0, 1]."""
+    """The plan cache of one tenant (module docstring): first the **normalised goal** (:func:`normalise_goal`,
+    exact match on the key — on by default), then, when ``threshold`` <= 1, the **embedding** of the goal
+    (``embeddings()`` builds the port on first use) against the scope's earlier plans."""
 
     def __init__(self, store: RunStore, tenant: str, embeddings: Any, threshold: float, ttl_s: int) -> None:
-        self.store, self.tenant, self.embeddings = store, tenant, embeddings
+        self.store, self.tenant, self._embeddings = store, tenant, embeddings
         self.threshold, self.ttl_s = threshold, ttl_s
 
-    def lookup(self, goal: str, scope: str) -> tuple[dict[str, Any], float] | None:
-        """``(entry body, similarity)`` of the closest earlier plan of ``scope`` at or above the threshold whose
-        goal names the same key terms, else None."""
+    @property
+    def semantic(self) -> bool:
+        """Whether embedding hits are on (a threshold in [0, 1])."""
+        return self.threshold <= 1
+
+    def _embed(self, goal: str) -> list[float]:
+        embeddings = self._embeddings() if callable(self._embeddings) else self._embeddings
+        self.embedder = embeddings.name
+        return embeddings.embed([goal])[0]
+
+    @staticmethod
+    def _norm_key(goal: str, scope: str) -> str:
+        return f"{PLAN_PREFIX}{scope}#n#{hashlib.sha256(normalise_goal(goal).encode()).hexdigest()}"
+
+    def lookup(self, goal: str, scope: str) -> tuple[dict[str, Any], float, str] | None:
+        """``(entry body, similarity, "normalised" | "semantic")`` of an earlier valid plan of ``scope`` for this
+        goal, else None."""
+        try:
+            body = self.store.cache_get(self.tenant, self._norm_key(goal, scope))
+        except (StoreError, ValueError):
+            body = None
+        if body is not None and normalise_goal(body.get("goal", "")) == normalise_goal(goal):
+            return body, 1.0, "normalised"
+        if not self.semantic:
+            return None
         from stepcrew.embeddings.base import cosine, same_key_terms
 
         try:
-            entries = self.store.cache_scan(self.tenant, f"{PLAN_PREFIX}{scope}#", SEMANTIC_SCAN_LIMIT)
+            entries = self.store.cache_scan(self.tenant, f"{PLAN_PREFIX}{scope}#v#", SEMANTIC_SCAN_LIMIT)
         except (StoreError, ValueError):
             return None
         if not entries:
             return None
-        vector = self.embeddings.embed([goal])[0]
-        best: tuple[dict[str, Any], float] | None = None
-        for _, body in entries:
-            if body.get("embedder") != self.embeddings.name or not same_key_terms(goal, body.get("goal", "")):
+        vector = self._embed(goal)
+        best: tuple[dict[str, Any], float, str] | None = None
+        for _, entry in entries:
+            if entry.get("embedder") != self.embedder or not same_key_terms(goal, entry.get("goal", "")):
                 continue
-            score = cosine(vector, body.get("vector") or [])
+            score = cosine(vector, entry.get("vector") or [])
             if score >= self.threshold and (best is None or score > best[1]):
-                best = (body, score)
+                best = (entry, score, "semantic")
         return best
 
     def remember(self, goal: str, scope: str, plan_reply: dict[str, Any], cost: tuple[int, float]) -> None:
-        """Store a valid plan for ``goal`` (its vector rounded to 5 decimals to keep the item small)."""
-        vector = [round(x, 5) for x in self.embeddings.embed([goal])[0]]
-        digest = hashlib.sha256(goal.encode()).hexdigest()[:16]
-        key = f"{PLAN_PREFIX}{scope}#{digest}"
-        body = {"goal": goal, "vector": vector, "embedder": self.embeddings.name, "reply": plan_reply,
-                "paid_tokens": cost[0], "paid_cost_usd": cost[1]}
+        """Store a valid plan for ``goal``: under its normalised key, and with its vector (rounded to 5 decimals)
+        when embedding hits are on."""
+        body = {"goal": goal, "reply": plan_reply, "paid_tokens": cost[0], "paid_cost_usd": cost[1]}
         try:
-            self.store.cache_put(self.tenant, key, body, self.ttl_s)
-        except (StoreError, ValueError):
-            pass
+            self.store.cache_put(self.tenant, self._norm_key(goal, scope), body, self.ttl_s)
+            if self.semantic:
+                vector = [round(x, 5) for x in self._embed(goal)]
+                digest = hashlib.sha256(goal.encode()).hexdigest()[:16]
+                self.store.cache_put(self.tenant, f"{PLAN_PREFIX}{scope}#v#{digest}",
+                                     {**body, "vector": vector, "embedder": self.embedder}, self.ttl_s)
+        except Exception as exc:  # noqa: BLE001 - a cache never fails a run (store or embeddings unavailable)
+            logger.warning("plan cache write failed", extra={"error_type": type(exc).__name__})

@@ -124,32 +124,45 @@ class BudgetGate:
         self.store, self.run = store, run
         self.enabled = run.budget.max_tokens is not None or run.budget.max_cost_usd is not None
 
+    def _caps(self) -> str:
+        b = self.run.budget
+        return " / ".join(x for x in (f"{b.max_tokens} tokens" if b.max_tokens is not None else "",
+                                      f"${b.max_cost_usd}" if b.max_cost_usd is not None else "") if x)
+
     def _refuse(self, why: str) -> BudgetExceededError:
         return BudgetExceededError(f"run {self.run.run_id}: {why}")
 
     def reserve(self, request: ModelRequest) -> tuple[ModelRequest, int, float]:
         """``(request with its output cap cut to the budget, tokens reserved, USD reserved)``. Raises
-        BudgetExceededError when no call fits (nothing reserved)."""
+        BudgetExceededError when no call fits (nothing reserved). The cap is computed from the run's usage as last
+        read; a reservation refused because other calls settled or hold reservations is tried again with the usage
+        read afresh and a halved cap, down to MIN_OUTPUT_TOKENS."""
         if not self.enabled:
             return request, 0, 0.0
-        budget, usage = self.run.budget, self.run.usage
+        budget, model = self.run.budget, request.settings.model
         est_in = estimate_input_tokens(request)
+        usage, fresh = self.run.usage, False
         cap = request.settings.max_tokens
-        if budget.max_tokens is not None:
-            cap = min(cap, budget.max_tokens - usage.input_tokens - usage.output_tokens - est_in)
-        if cap < MIN_OUTPUT_TOKENS:
-            raise self._refuse(f"its token budget ({budget.max_tokens}) has no room for another call "
-                               f"(~{est_in} input tokens)")
-        model = request.settings.model
-        if budget.max_cost_usd is not None:
-            while cap >= MIN_OUTPUT_TOKENS and usage.cost_usd + cost_usd(model, est_in, cap) > budget.max_cost_usd:
-                cap //= 2
+        while True:
+            if budget.max_tokens is not None:
+                cap = min(cap, budget.max_tokens - usage.input_tokens - usage.output_tokens - est_in)
+            if budget.max_cost_usd is not None:
+                while cap >= MIN_OUTPUT_TOKENS and usage.cost_usd + cost_usd(model, est_in, cap) > budget.max_cost_usd:
+                    cap //= 2
             if cap < MIN_OUTPUT_TOKENS:
-                raise self._refuse(f"its cost budget (${budget.max_cost_usd}) has no room for another call")
-        tokens, cost = est_in + cap, cost_usd(model, est_in, cap)
-        if not self.store.reserve_budget(self.run.run_id, tokens, cost, budget.max_tokens, budget.max_cost_usd):
-            raise self._refuse(f"the budget left ({budget.max_tokens} tokens / ${budget.max_cost_usd}) is held by "
-                               f"calls in flight; this call needs up to {tokens} tokens")
+                raise self._refuse(f"its budget ({self._caps()}) has no room for another call (~{est_in} input "
+                                   "tokens)")
+            tokens, cost = est_in + cap, cost_usd(model, est_in, cap)
+            if self.store.reserve_budget(self.run.run_id, tokens, cost, budget.max_tokens, budget.max_cost_usd):
+                break
+            if not fresh:  # other calls settled since the run was read: read the usage again
+                usage, fresh = self.store.get_run(self.run.run_id).usage, True
+                cap = request.settings.max_tokens
+                continue
+            if cap // 2 < MIN_OUTPUT_TOKENS:
+                raise self._refuse(f"the budget left ({self._caps()}) is held by calls in flight; this call needs "
+                                   f"at least {est_in + MIN_OUTPUT_TOKENS} tokens")
+            cap //= 2
         settings = request.settings.model_copy(update={"max_tokens": cap})
         return request.model_copy(update={"settings": settings}), tokens, cost
 
@@ -258,6 +271,7 @@ class LadderEngine(Engine):
         self.rule, self.breakers = rule, breakers
         self._ledger = ledger
         self._tenant_gate: TenantGate | None = None
+        self._pending: list[CallLog] = []
         self.last_attempt = retry_count >= max_retries
         self.name = f"{run.provider}:{model_for(run.provider, 'smart')[1]}"
         self.outcome = Outcome()
@@ -301,7 +315,7 @@ class LadderEngine(Engine):
                 continue
             self._annotate(reply, where, log)
             if cacheable(reply):
-                log.commit()
+                self._pending.append(log)  # written when the domain accepts the reply (accepted())
             return reply
         raise ChainExhaustedError("; ".join(self.outcome.failures) or "no provider in the chain")
 
@@ -321,6 +335,13 @@ class LadderEngine(Engine):
             c.provider, c.tier, c.route, c.rung = None, where.tier, f"{where.reason}; chain exhausted", rung
         self.outcome.rung = worse(self.outcome.rung, rung)
         return reply
+
+    def accepted(self) -> None:
+        """Write the exact-cache entries of the replies the domain accepted (a plan it validated, a turn that is no
+        loop, a non-empty report, valid scores): a reply it rejects is never served again from the cache."""
+        for log in self._pending:
+            log.commit()
+        self._pending.clear()
 
     # ------------------------------------------------------------------------------------------ the roles
     def plan(self, facts: PlanFacts, role: AgentRole) -> PlanReply:
