@@ -386,7 +386,7 @@ def test_a_cache_miss_pays_reserves_and_writes_the_entry_only_once_accepted(stor
     model, log = gated(store, run, inner)
     request = a_request()
     response = model.request(request)
-    assert response.usage.input_tokens == 60 and log.entries == [{"provider": "p1", "cache": None}]
+    assert response.usage.input_tokens == 60 and log.entries == [{"provider": "p1", "cache": None, "budget_cut": False}]
     assert inner.requests[0].settings.max_tokens == request.settings.max_tokens  # the budget had room
     assert committed(store, RUN_ID) == 65  # the reservation was settled on the actual usage
     assert store.cache_scan(run.tenant, "") == []  # pending until the engine call's reply is accepted
@@ -440,7 +440,10 @@ def test_estimate_input_tokens_counts_texts_calls_results_and_schemas():
     request = ModelRequest(messages=messages, tools=[spec], settings=ModelSettings(model="m"))
     chars = (40 + 13 + len(json.dumps([call.model_dump(mode="json")]))
              + len(json.dumps([result.model_dump(mode="json")], default=str)) + len(spec.model_dump_json()))
-    assert estimate_input_tokens(request) == math.ceil(chars / 4) + 4 * len(messages)
+    assert estimate_input_tokens(request) == (math.ceil(chars / 3.5) + 8 * len(messages)
+                                              + 400)  # the tool-use overhead: tools are sent
+    no_tools = request.model_copy(update={"tools": []})
+    assert estimate_input_tokens(no_tools) == math.ceil((chars - len(spec.model_dump_json())) / 3.5) + 8 * 4
     # monotone in the text
     assert estimate_input_tokens(a_request("x" * 400)) > estimate_input_tokens(a_request("x"))
 

@@ -23,7 +23,7 @@ class Counting(Tool):
     def __init__(self) -> None:
         self.runs = 0
 
-    def result_version(self, ctx: ToolContext) -> str | None:
+    def result_version(self, ctx: ToolContext, arguments: dict) -> str | None:
         return self.version
 
     def run(self, args: Any, ctx: ToolContext) -> Any:
@@ -99,5 +99,8 @@ def test_the_dataset_tools_version_on_the_runs_dataset(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a\n1\n")
     ctx = ToolContext(run_id="r1", subtask_id="s1", tenant="acme", data_uri=f"file://{path}")
-    assert QueryDataset().result_version(ctx) == file_version(path)
-    assert QueryDataset().result_version(ctx.model_copy(update={"data_uri": None})) is None
+    sql = {"sql": "SELECT count(*) FROM data"}
+    assert QueryDataset().result_version(ctx, sql) == f"d.csv:{file_version(path)}"
+    assert QueryDataset().result_version(ctx.model_copy(update={"data_uri": None}), sql) is None
+    for volatile in ("SELECT random() FROM data", "SELECT * FROM data USING SAMPLE 10", "SELECT now()"):
+        assert QueryDataset().result_version(ctx, {"sql": volatile}) is None, volatile

@@ -117,6 +117,12 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
         effective_routing(request.routing, request.provider)
     except ChainConfigError as exc:
         raise BadInput(str(exc)) from exc
+    roles = {crew_model.planner.name, crew_model.reviewer.name, crew_model.synthesizer.name,
+             *(w.name for w in crew_model.workers)}
+    unknown = sorted(set(request.routing.role_tiers) - roles) if request.routing else []
+    if unknown:
+        raise BadInput(f"--role-tier names no role of crew {crew_model.name!r}: {', '.join(unknown)} "
+                       f"(roles: {', '.join(sorted(roles))})")
     return request, crew_model
 
 
@@ -160,6 +166,8 @@ def check_tenant_budget(store, tenant: str) -> None:
     try:
         ledger_for(store).check(tenant, datetime.now(UTC))
     except TenantBudgetExceededError as exc:
+        raise BadInput(str(exc)) from None
+    except ValueError as exc:  # STEPCREW_TENANT_DAILY_USD / _MONTHLY_USD malformed
         raise BadInput(str(exc)) from None
 
 

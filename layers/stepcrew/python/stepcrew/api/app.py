@@ -456,7 +456,11 @@ class StepcrewApi(APIGatewayHttpResolver):
             effective_routing(new_run.routing, provider)
         except ChainConfigError as exc:
             raise BadRequest(str(exc), code="invalid_routing") from None
-        self._check_tenant_budget(tenant)
+        roles = {crew.planner.name, crew.reviewer.name, crew.synthesizer.name, *(w.name for w in crew.workers)}
+        unknown = sorted(set(new_run.routing.role_tiers) - roles) if new_run.routing else []
+        if unknown:
+            raise BadRequest(f"routing.role_tiers names no role of crew {crew.name!r}: {', '.join(unknown)} "
+                             f"(roles: {', '.join(sorted(roles))})", code="invalid_routing")
         return new_run.to_request(tenant, provider=provider), crew
 
     def _check_tenant_budget(self, tenant: str) -> None:
@@ -481,6 +485,7 @@ class StepcrewApi(APIGatewayHttpResolver):
     def launch(self, request: RunRequest, crew: Crew) -> RunAccepted:
         """Write the run record (QUEUED) and start its execution. Raises ServiceUnavailable (``run_start_failed``)
         when the start fails: the run is then recorded as FAILED (:func:`stepcrew.service.start_run`)."""
+        self._check_tenant_budget(request.tenant)  # here, not in prepare: an idempotent replay is no new run
         run = create_run(request, crew, self.store)
         try:
             run = start_run(run, self.store, self.starter)

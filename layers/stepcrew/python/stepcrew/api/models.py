@@ -55,6 +55,8 @@ class NewRun(RunRequest):
     def to_request(self, tenant: str, *, provider: str | None = None) -> RunRequest:
         """The :class:`RunRequest` for ``tenant`` (``provider`` replaces the body's when given)."""
         data = self.model_dump(exclude={"tenant"})
+        if self.routing is not None:  # only the options the body set: the others keep the stage's (its chain)
+            data["routing"] = self.routing.model_dump(exclude_unset=True)
         if provider is not None:
             data["provider"] = provider
         return RunRequest.model_validate({**data, "tenant": tenant})

@@ -76,9 +76,7 @@ def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: st
         if c.rung and DEGRADATION_ORDER.index(c.rung) > DEGRADATION_ORDER.index(level):
             level = c.rung
     if level != run.degradation_level:
-        current = store.get_run(run.run_id).degradation_level  # parallel sub-tasks: never raise it back
-        if DEGRADATION_ORDER.index(level) > DEGRADATION_ORDER.index(current):
-            store.update_run(run.run_id, {"degradation_level": level})
+        store.raise_degradation(run.run_id, level)  # conditional: parallel sub-tasks never lower it
     return usage
 
 
@@ -110,12 +108,17 @@ class Called(Generic[R]):
 def engine_call(store: RunStore, run: Run, purpose: str, call: Callable[[], R],
                 subtask_id: str | None = None) -> Called[R]:
     """Run ``call()`` (one engine method) under the run's budget and record its usage. Raises
-    BudgetExceededError (before the call if the run is already past a cap, after it if this call passed one) or
-    what the engine raises (a ModelError)."""
+    BudgetExceededError (before the call if the run is already past a cap, after it if this call passed one or
+    if the budget gate cut its output cap and the answer stopped at that cap) or what the engine raises (a
+    ModelError)."""
     _check(run, run.usage)
     reply = call()
     usage = record_calls(store, run, reply.calls, purpose, subtask_id)
     _check(run, usage)
+    cut = [c for c in reply.calls if c.budget_cut and c.stop_reason == "max_tokens"]
+    if cut:  # an answer the budget cut short is not an answer (recorded above: it was paid)
+        raise BudgetExceededError(f"run {run.run_id}: the budget left cut this {purpose} call's output to fit, and "
+                                  "its answer was cut short")
     return Called(reply=reply, usage=usage)
 
 

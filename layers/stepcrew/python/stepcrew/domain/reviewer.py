@@ -18,11 +18,18 @@ from stepcrew.engines.facts import tool_numbers
 from stepcrew.engines.resolve import EngineResolver
 from stepcrew.resilience.wiring import engine_for
 from stepcrew.events import ReviewInput, ReviewOutput
-from stepcrew.models import Review, Run
+from stepcrew.models import Message, Review, Run
 from stepcrew.store.base import RunStore
 from stepcrew.text import one_line
 
 CONVERSATION = "reviewer"
+#: One message per reply of a round that held no valid scores (so the ladder can tell the state's ReviewReplyError
+#: retries from its transient ones: both count in $$.State.RetryCount).
+INVALID_CONVERSATION = "reviewer.invalid"
+
+
+def _invalid_replies(store: RunStore, run_id: str, round_: int) -> int:
+    return sum(1 for m in store.get_messages(run_id, INVALID_CONVERSATION) if m.content == f"round {round_}")
 _FEEDBACK_MAX = 4000  # Review.feedback's limit
 
 
@@ -67,7 +74,7 @@ def _failed_round(inp: ReviewInput, store: RunStore) -> ReviewOutput:
     store.put_review(run.run_id, result)
     emit(store, run.run_id, "review", round=inp.round, overall=None, passed=False,
          error=error[0] if error else inp.failed.Error)
-    return _output(inp, result, budget_reached(run.budget, run.usage))
+    return _output(inp, result, budget_reached(run.budget, run.usage), handoff=_handoff_reason(run) is not None)
 
 
 def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = None) -> ReviewOutput:
@@ -90,7 +97,10 @@ def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = N
     facts = report_context(store, run)
     facts = facts.model_copy(update={"report": report, "tool_numbers": tool_numbers(facts.subtasks)})
     role = run.crew.reviewer
-    engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
+    # $$.State.RetryCount counts the retries of both Retriers of the state: the transient one's own count is what
+    # is left after the ReviewReplyError retries of this round (recorded below when they are raised)
+    invalid = _invalid_replies(store, run.run_id, inp.round)
+    engine = engine_for(engines_or_default(engines), run, store, retry_count=max(0, inp.retry_count - invalid))
     try:
         called = exchange(store, run, conversation=CONVERSATION, index=inp.round - 1, purpose="review", facts=facts,
                           call=lambda: engine.review(facts, role), reply_type=ReviewReply,
@@ -100,6 +110,7 @@ def review(inp: ReviewInput, store: RunStore, engines: EngineResolver | None = N
         return _not_reviewed(inp, store, run, _handoff_reason(run) or "")
     reply = called.reply
     if reply.error is not None or reply.scores is None:
+        store.append_messages(run.run_id, INVALID_CONVERSATION, [Message(role="user", content=f"round {inp.round}")])
         raise ReviewReplyError(f"run {run.run_id} review round {inp.round}: {reply.error or 'no scores'}")
     engine.accepted()
     s = reply.scores

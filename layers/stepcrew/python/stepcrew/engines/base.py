@@ -47,6 +47,7 @@ class EngineCall(BaseModel):
     rung: str | None = Field(default=None, description="full | cached | rule_engine | handoff")
     cache: str | None = Field(default=None, description="exact | semantic: the answer came from a cache")
     saved_tokens: int = Field(default=0, ge=0, description="a cached answer: tokens it cost when it was paid")
+    budget_cut: bool = Field(default=False, description="the budget gate cut this call's output cap")
     saved_cost_usd: float = Field(default=0.0, ge=0)
 
 

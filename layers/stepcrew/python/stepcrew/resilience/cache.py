@@ -105,7 +105,7 @@ def plan_scope(dataset: Any, workers: list[Any], tools: list[str], has_dataset: 
 
 
 _POLITE = re.compile(r"\b(please|kindly|could you|can you|would you|will you|i would like to know|i want to know|"
-                     r"i'd like to know|tell me|show me|let me know|help me|quickly|just)\b")
+                     r"i'd like to know|tell me|show me|let me know|help me)\b")
 
 
 def normalise_goal(goal: str) -> str:
@@ -113,10 +113,10 @@ def normalise_goal(goal: str) -> str:
     (``, ; : ! ? " ' ( ) [ ] { }`` and full stops) dropped, whitespace collapsed; signs, comparison and currency
     symbols kept. Word order, numbers and every content word stay: on the
     labelled pairs of ``bench/semantic_cache.py`` this key matched no pair with different answers."""
-    t = _POLITE.sub(" ", goal.lower())
+    t = re.sub(r"(?i:\b(?:the|an)\b)|\ba\b", " ", goal)  # articles; a capital "A" may be a value (grade A)
+    t = _POLITE.sub(" ", t.lower())
     t = re.sub(r"[,;:!?\"'`()\[\]{}]+", " ", t)  # punctuation only: < > - + = / * $ % stay (they change answers)
     t = re.sub(r"\.(?!\d)", " ", t)
-    t = re.sub(r"\b(the|a|an)\b", " ", t)
     return " ".join(t.split())
 
 

@@ -84,8 +84,14 @@ def check_chains(routing: Routing, provider: str, env: Mapping[str, str] | None 
 
 
 def effective_routing(requested: Routing | None, provider: str, env: Mapping[str, str] | None = None) -> Routing:
-    """The run's routing: the request's, else the stage default; checked. Raises ChainConfigError."""
-    routing = requested if requested is not None else stage_routing(env)
+    """The run's routing: the request's options over the stage default (a request that sets no ``chains`` keeps
+    the stage's chain); checked. Raises ChainConfigError."""
+    if requested is None:
+        routing = stage_routing(env)
+    elif "chains" not in requested.model_fields_set:  # other options keep the stage's chain
+        routing = requested.model_copy(update={"chains": stage_routing(env).chains})
+    else:
+        routing = requested
     if provider == "rule" and requested is None:
         return routing.model_copy(update={"chains": {}})  # the rule engine needs no provider: skip the stage's
     check_chains(routing, provider, env)

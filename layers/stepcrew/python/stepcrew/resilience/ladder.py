@@ -69,11 +69,19 @@ class ChainExhaustedError(Exception):
     """Every provider of the chain failed or was skipped (internal: the ladder degrades)."""
 
 
+#: Tokens a provider adds to a request with tools that the messages do not show: Anthropic documents a tool-use
+#: system prompt of 313-346 tokens for its current models ("Tool use with Claude", pricing section); reserved as 400.
+TOOLS_OVERHEAD_TOKENS = 400
+#: Characters per token assumed by the estimate: 3.5, below the ~4 of English prose, for JSON and numbers.
+CHARS_PER_TOKEN = 3.5
+
+
 def estimate_input_tokens(request: ModelRequest) -> int:
-    """An estimate of a request's input tokens: characters of the message texts, tool calls, tool results and tool
-    schemas / 4 (the providers' rule of thumb for English and JSON), plus 4 per message (role, separators). The
-    reservation is settled on the real usage after the call; a call whose real input exceeds the estimate can
-    overshoot the budget by that difference (recorded, and the run then stops: ``engine_call`` checks after)."""
+    """An estimate of a request's input tokens, meant to be at or above the real count: characters of the message
+    texts, tool calls, tool results and tool schemas / :data:`CHARS_PER_TOKEN`, plus 8 per message (role,
+    separators) and :data:`TOOLS_OVERHEAD_TOKENS` when tools are sent. The reservation is settled on the real usage
+    after the call; only a call whose real input exceeds this estimate can take the run past its budget (by that
+    difference; ``engine_call`` then stops the run)."""
     import json
 
     size = 0
@@ -84,7 +92,8 @@ def estimate_input_tokens(request: ModelRequest) -> int:
         if m.tool_results:
             size += len(json.dumps([r.model_dump(mode="json") for r in m.tool_results], default=str))
     size += sum(len(t.model_dump_json()) for t in request.tools)
-    return math.ceil(size / 4) + 4 * len(request.messages)
+    return math.ceil(size / CHARS_PER_TOKEN) + 8 * len(request.messages) + (TOOLS_OVERHEAD_TOKENS if request.tools
+                                                                            else 0)
 
 
 @dataclass
@@ -242,7 +251,8 @@ class GatedModel(Model):
                     self.tenant_gate.settle(at, est, response)
         finally:
             self.gate.settle(tokens, cost, response)
-        self.log.entries.append({"provider": self.provider, "cache": None})
+        self.log.entries.append({"provider": self.provider, "cache": None,
+                                 "budget_cut": sized.settings.max_tokens < request.settings.max_tokens})
         if self.cache is not None and response.stop_reason != "max_tokens":
             self.log.pending.append((self.cache, self.provider, request, response))  # written once accepted
         return response
@@ -325,6 +335,7 @@ class LadderEngine(Engine):
             entry = log.entries[i] if i < len(log.entries) else {}
             cached = entry.get("cache")
             c.provider, c.tier, c.route, c.cache = entry.get("provider"), where.tier, where.reason, cached
+            c.budget_cut = bool(entry.get("budget_cut"))
             c.rung = "cached" if cached else "full"
             if cached:
                 c.saved_tokens, c.saved_cost_usd = entry.get("saved_tokens", 0), entry.get("saved_cost_usd", 0.0)

@@ -94,6 +94,11 @@ class RunStore(ABC):
         """After the call: add ``actual - reserved`` (usually negative) to the committed counters."""
 
     @abstractmethod
+    def raise_degradation(self, run_id: str, level: str) -> None:
+        """Set the run's ``degradation_level`` to ``level`` only if it is lower now (``DEGRADATION_ORDER``): one
+        conditional write, so parallel sub-tasks can never lower it."""
+
+    @abstractmethod
     def add_savings(self, run_id: str, hits: int, tokens: int, cost_usd: float) -> None:
         """Count ``hits`` cache hits and what they saved (tokens, USD) on the run's usage (atomic ADD)."""
 

@@ -288,6 +288,23 @@ class DynamoRunStore(RunStore):
                    ExpressionAttributeValues={":t": {"N": str(int(tokens_delta))},
                                               ":c": {"N": str(Decimal(repr(float(cost_delta))))}})
 
+    def raise_degradation(self, run_id: str, level: str) -> None:
+        """``SET degradation_level`` if it is absent or one of the rungs above ``level``."""
+        from stepcrew.models import DEGRADATION_ORDER
+
+        lower = DEGRADATION_ORDER[:DEGRADATION_ORDER.index(level)]
+        if not lower:
+            return
+        values = {f":l{i}": {"S": v} for i, v in enumerate(lower)}
+        try:
+            self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
+                       UpdateExpression="SET degradation_level = :new",
+                       ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(degradation_level) OR "
+                                           f"degradation_level IN ({', '.join(values)}))",
+                       ExpressionAttributeValues={**values, ":new": {"S": level}})
+        except _ConditionFailed:
+            self._require_run(run_id)  # RunNotFoundError; else it already is at this rung or below
+
     def add_savings(self, run_id: str, hits: int, tokens: int, cost_usd: float) -> None:
         """``ADD cache_hits, saved_tokens, saved_cost_usd`` on META."""
         s.check_usage_numbers("savings", hits, tokens, cost_usd)

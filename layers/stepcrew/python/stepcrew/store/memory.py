@@ -187,6 +187,16 @@ class MemoryRunStore(RunStore):
             committed[0] += int(tokens_delta)
             committed[1] += _dec(cost_delta)
 
+    def raise_degradation(self, run_id: str, level: str) -> None:
+        from stepcrew.models import DEGRADATION_ORDER
+
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            if DEGRADATION_ORDER.index(level) > DEGRADATION_ORDER.index(run.degradation_level):
+                self._runs[run_id] = run.model_copy(update={"degradation_level": level})
+
     def add_savings(self, run_id: str, hits: int, tokens: int, cost_usd: float) -> None:
         s.check_usage_numbers("savings", hits, tokens, cost_usd)
         with self._lock:

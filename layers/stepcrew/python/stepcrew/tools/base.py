@@ -87,9 +87,10 @@ class Tool(ABC):
     #: None: not deterministic, never cached.
     cache_ttl_s: ClassVar[int | None] = None
 
-    def result_version(self, ctx: ToolContext) -> str | None:
+    def result_version(self, ctx: ToolContext, arguments: dict[str, Any]) -> str | None:
         """What the result depends on besides the arguments (a dataset's content hash); None: do not cache this
-        call. Default: nothing else (pure tools). Raises a ToolFailure when that input cannot be read."""
+        call (e.g. SQL calling random()). Default: nothing else (pure tools). Raises a ToolFailure when that input
+        cannot be read."""
         return ""
 
     @abstractmethod
@@ -155,7 +156,7 @@ def invoke_event(tool: Tool, event: dict, log: Any = None, cache: Any = None) ->
     version = None
     if cache is not None and tool.cache_ttl_s and invocation.call.name == tool.name:
         try:
-            version = tool.result_version(invocation.context)
+            version = tool.result_version(invocation.context, invocation.call.arguments)
         except ToolFailure:
             version = None  # the tool reports the problem itself when it runs
         if version is not None:

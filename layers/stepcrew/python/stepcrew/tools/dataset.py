@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 from pydantic import Field
@@ -77,14 +78,24 @@ def _on_dataset(uri: str | None, seconds: float, request: dict[str, Any], tenant
                             "or shorter values") from None
 
 
-def _dataset_version(ctx: ToolContext) -> str | None:
-    """The content hash of the run's dataset as this tool reads it (tenant access checked first); None without one."""
+#: SQL whose result changes between two runs over the same data: never served from the tool-result cache.
+_VOLATILE_SQL = re.compile(r"\b(random|rand|uuid|gen_random_uuid|now|today|current_date|current_time|"
+                           r"current_timestamp|get_current_time|get_current_timestamp|localtime|localtimestamp|"
+                           r"setseed|sample|tablesample|reservoir)\b", re.IGNORECASE)
+
+
+def _dataset_version(ctx: ToolContext, arguments: dict[str, Any]) -> str | None:
+    """The dataset's version for the tool-result cache: its name and the SHA-256 of its content as this tool reads it
+    (the tenant's access is checked first); None without a dataset or for volatile SQL (random(), now(), SAMPLE)."""
     if not ctx.data_uri:
         return None
+    sql = arguments.get("sql") if isinstance(arguments, dict) else None
+    if isinstance(sql, str) and _VOLATILE_SQL.search(sql):
+        return None
     from stepcrew.tools.cache import file_version
-    from stepcrew.tools.datasets import resolve_dataset
+    from stepcrew.tools.datasets import dataset_name, resolve_dataset
 
-    return file_version(resolve_dataset(ctx.data_uri, ctx.tenant))
+    return f"{dataset_name(ctx.data_uri)}:{file_version(resolve_dataset(ctx.data_uri, ctx.tenant))}"
 
 
 class DescribeDataset(Tool):
@@ -110,8 +121,8 @@ class DescribeDataset(Tool):
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
 
-    def result_version(self, ctx: ToolContext) -> str | None:
-        return _dataset_version(ctx)
+    def result_version(self, ctx: ToolContext, arguments: dict[str, Any]) -> str | None:
+        return _dataset_version(ctx, arguments)
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
         described = _on_dataset(ctx.data_uri, self.timeout_s, {"op": "describe", "columns": args.columns or None},
@@ -153,8 +164,8 @@ class QueryDataset(Tool):
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
 
-    def result_version(self, ctx: ToolContext) -> str | None:
-        return _dataset_version(ctx)
+    def result_version(self, ctx: ToolContext, arguments: dict[str, Any]) -> str | None:
+        return _dataset_version(ctx, arguments)
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
         return _on_dataset(ctx.data_uri, self.timeout_s, {"op": "query", "sql": args.sql, "max_rows": args.max_rows},
