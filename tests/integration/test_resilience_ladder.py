@@ -338,7 +338,9 @@ def test_reservations_hold_the_token_budget_across_eight_parallel_subtasks(rt, n
     # Given: 8 independent sub-tasks (one wave), each worker call reports 50 input + 50 output tokens; the plan
     # call leaves `room` tokens of the budget: room for at least one worker call, not for all eight
     n, per_call, max_tokens = 8, 100, 20_000
-    room = n * per_call - 1  # the most that still cannot pay for all eight
+    # room for one worker call's reservation (its input estimate, ~1,000 tokens with the tool-use overhead, + an
+    # output cap) but not for eight of them; asserted below from the requests themselves
+    room = 3_000
     ids = [f"s{i}" for i in range(n)]
 
     def play(request: ModelRequest):
@@ -347,6 +349,7 @@ def test_reservations_hold_the_token_budget_across_eight_parallel_subtasks(rt, n
             return reply(plan_json(*(subtask(i) for i in ids)), input_tokens=max_tokens - room - 20,
                          output_tokens=20)
         if purpose == "act":
+            time.sleep(0.5)  # the eight sub-tasks are in flight together: their reservations overlap
             return reply(f"{label(request).subtask_id} done", input_tokens=50, output_tokens=50)
         if purpose == "synthesize":
             return reply("# Report\nall done", input_tokens=50, output_tokens=50)
@@ -374,6 +377,7 @@ def test_reservations_hold_the_token_budget_across_eight_parallel_subtasks(rt, n
         # only some worker calls fitted (the first one always does: its prompt leaves room for an output cap),
         # and the run did not succeed silently
         assert acts and estimate_input_tokens(acts[0]) + MIN_OUTPUT_TOKENS <= room
+        assert n * (estimate_input_tokens(acts[0]) + MIN_OUTPUT_TOKENS) > room  # eight could never all fit
         assert len(acts) < n
         assert status != RunStatus.SUCCEEDED
         if status == RunStatus.FAILED:
