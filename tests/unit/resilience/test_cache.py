@@ -3,17 +3,11 @@ expiring entries on both stores (MemoryRunStore, DynamoRunStore on moto)."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import boto3
 import pytest
-from moto import mock_aws
-from moto.dynamodb.responses import DynamoHandler
 from stepcrew.engines.testing import reply
 from stepcrew.llm.base import ModelRequest, ModelSettings, ResponseUsage, ToolSpec
-from stepcrew.local import hook
 from stepcrew.models import Message, ToolCall, ToolResult
 from stepcrew.resilience.cache import (
     RESPONSE_PREFIX,
@@ -24,12 +18,9 @@ from stepcrew.resilience.cache import (
 )
 from stepcrew.store import dynamodb as dynamodb_module
 from stepcrew.store import memory as memory_module
-from stepcrew.store.base import RunStore, StoreError
-from stepcrew.store.dynamodb import DynamoRunStore
+from stepcrew.store.base import StoreError
 from stepcrew.store.memory import MemoryRunStore
-from stepcrew.store.schema import create_table
 
-_TABLE_NUMBERS = itertools.count()
 SPEC = ToolSpec(name="calculator", description="Evaluates arithmetic.",
                 parameters={"type": "object", "properties": {"expression": {"type": "string"}}})
 CALL = ToolCall(call_id="c1", name="calculator", arguments={"expression": "17 * 23"})
@@ -87,23 +78,6 @@ def test_tool_results_count_as_the_model_reads_them():
 
 
 # ---------------------------------------------------------------------------------------------- entries
-@pytest.fixture(scope="module")
-def moto_dynamodb() -> Iterator[object]:
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        mp.setattr(DynamoHandler, "call_action", hook._serialised(DynamoHandler.call_action))
-        yield boto3.client("dynamodb", region_name="us-east-1")
-
-
-@pytest.fixture(params=["memory", "dynamo"])
-def any_store(request) -> RunStore:
-    if request.param == "memory":
-        return MemoryRunStore()
-    client = request.getfixturevalue("moto_dynamodb")
-    table = f"stepcrew-cache-{next(_TABLE_NUMBERS)}"
-    create_table(client, table)
-    return DynamoRunStore(table, client=client)
-
-
 def in_the_future(monkeypatch, seconds: int) -> None:
     """Move both stores' clock ``seconds`` ahead."""
     real = datetime

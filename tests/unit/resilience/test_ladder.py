@@ -16,13 +16,9 @@ import itertools
 import json
 import math
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
-from moto import mock_aws
-from moto.dynamodb.responses import DynamoHandler
 from stepcrew.crew import load_crew
 from stepcrew.domain.errors import BudgetExceededError, ToolLoopError
 from stepcrew.domain.modelcall import record_calls
@@ -43,7 +39,6 @@ from stepcrew.llm.base import (
     ToolSpec,
 )
 from stepcrew.llm.pricing import cost_usd
-from stepcrew.local import hook
 from stepcrew.models import (
     DEGRADATION_ORDER,
     Budget,
@@ -71,14 +66,11 @@ from stepcrew.resilience.ladder import (
     worse,
 )
 from stepcrew.store.base import RunNotFoundError, RunStore
-from stepcrew.store.dynamodb import DynamoRunStore
 from stepcrew.store.memory import MemoryRunStore
-from stepcrew.store.schema import create_table
 from stepcrew.tools.registry import known_tools, tool_specs
 
 RUN_ID = "run1"
 CREW = load_crew("default")
-_TABLE_NUMBERS = itertools.count()
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -578,23 +570,6 @@ def test_parallel_gates_never_commit_more_than_the_budget(store):
 
 
 # ---------------------------------------------------------------------------------------------- store contract
-@pytest.fixture(scope="module")
-def moto_dynamodb() -> Iterator[object]:
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        mp.setattr(DynamoHandler, "call_action", hook._serialised(DynamoHandler.call_action))
-        yield boto3.client("dynamodb", region_name="us-east-1")
-
-
-@pytest.fixture(params=["memory", "dynamo"])
-def any_store(request) -> RunStore:
-    if request.param == "memory":
-        return MemoryRunStore()
-    client = request.getfixturevalue("moto_dynamodb")
-    table = f"stepcrew-ladder-{next(_TABLE_NUMBERS)}"
-    create_table(client, table)
-    return DynamoRunStore(table, client=client)
-
-
 def test_reserve_budget_admits_up_to_the_cap_exactly(any_store):
     make_run(any_store)
     assert any_store.reserve_budget(RUN_ID, 600, 0.0, 1000, None)

@@ -55,6 +55,7 @@ from stepcrew.resilience.breaker import Breakers, CircuitOpenError
 from stepcrew.resilience.cache import ResponseCache
 from stepcrew.resilience.routing import Route, route
 from stepcrew.store.base import RunStore
+from stepcrew.text import one_line
 
 R = TypeVar("R")
 #: ``(provider, tier) -> (Model, model id)``.
@@ -373,7 +374,7 @@ class LadderEngine(Engine):
             return self._climb(role, where, lambda e, r: e.act(facts, r, conversation, tools))
         except ChainExhaustedError as exc:
             self.store.update_run(self.run.run_id, {"handoff_reason": NO_PROVIDER})
-            text = (f"Not done: {NO_PROVIDER} for this sub-task ({one_reason(str(exc))}). The run is handed to a "
+            text = (f"Not done: {NO_PROVIDER} for this sub-task ({one_line(str(exc), 300)}). The run is handed to a "
                     "person to check or complete it.")
             reply = ActReply(message=Message(role="assistant", content=text), stop_reason="end_turn",
                              calls=[EngineCall(model="none")])
@@ -400,8 +401,3 @@ class LadderEngine(Engine):
         except ChainExhaustedError:
             return self._degraded(self.rule.review(facts, role), "rule_engine", where)
 
-
-def one_reason(text: str, limit: int = 300) -> str:
-    """``text`` on one line, at most ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
