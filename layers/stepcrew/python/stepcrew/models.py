@@ -309,6 +309,9 @@ class AgentRole(Strict):
     output_rules: list[str] = Field(default_factory=list, max_length=20)
     tools: list[ToolName] = Field(default_factory=list, max_length=16)
     model_tier: Literal["fast", "smart"] = "smart"
+    context_tokens: int | None = Field(default=None, ge=500, le=1_000_000, description="short-term memory: the "
+                                       "prompt-token budget of each of this role's model calls (None: stepcrew's "
+                                       "default, stepcrew.memory.window.DEFAULT_CONTEXT_TOKENS)")
 
 
 class Crew(Strict):

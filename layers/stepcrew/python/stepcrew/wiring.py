@@ -52,6 +52,13 @@ in seconds (Lambda max 900)."""
     starts_runs: bool = False
     emits_events: bool = False
     caches_results: bool = False
+    #: Memory (stepcrew.memory): ``screens`` = builds the PII guard in-process (the guard layer and
+    #: ``STEPCREW_GUARD_BACKEND``); ``vector_index`` = what it does on the S3 Vectors index when the stage has one
+    #: (``read``: QueryVectors/GetVectors; ``write``: also PutVectors/DeleteVectors; ``delete``: DeleteVectors only);
+    #: ``invokes`` = functions it calls synchronously (``lambda:InvokeFunction``; the API -> memory).
+    screens: bool = False
+    vector_index: Literal["", "read", "write", "delete"] = ""
+    invokes: tuple[str, ...] = ()
     memory_mb: int = 512
     timeout_s: int = 60
     tool: str | None = None  # tool name when this function is a tool
@@ -64,8 +71,8 @@ in seconds (Lambda max 900)."""
 FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
     FunctionSpec("guard", "Guardrails: screens the input (marks the run RUNNING), tool output and the report",
                  touches_table=True, reads_data=True, memory_mb=1024),
-    FunctionSpec("planner", "Planner role: goal -> validated DAG of sub-tasks", touches_table=True,
-                 calls_models=True, timeout_s=300),
+    FunctionSpec("planner", "Planner role: goal -> validated DAG of sub-tasks (recalls the tenant's memory)",
+                 touches_table=True, calls_models=True, timeout_s=300, vector_index="read"),
     FunctionSpec("approval", "Stores the task token of a run waiting for a person (approval, review hand-off)",
                  touches_table=True, emits_events=True),
     FunctionSpec("agent", "Worker roles: one agent-loop turn (model call) of a sub-task", touches_table=True,
@@ -83,10 +90,15 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  reads_data=True, memory_mb=1024, timeout_s=60, caches_results=True),
     FunctionSpec("tool_query_dataset", "Tool: read-only SQL over CSV/Parquet with DuckDB", tool="query_dataset",
                  reads_data=True, memory_mb=1024, timeout_s=60, caches_results=True),
+    FunctionSpec("memory", "Memory: a finished run -> episode and facts; screened fact writes (POST /memory)",
+                 touches_table=True, calls_models=True, screens=True, vector_index="write", memory_mb=1024,
+                 timeout_s=120),
+    FunctionSpec("tool_remember", "Tool: remember a fact for the tenant (written at the run's end, screened)",
+                 tool="remember", memory_mb=256, timeout_s=10),
     FunctionSpec("tool_write_section", "Tool: writes a report section in Markdown", tool="write_section",
                  memory_mb=256, timeout_s=10),
-    FunctionSpec("api", "HTTP API: start, list and show runs; approvals", touches_table=True, starts_runs=True,
-                 timeout_s=29),
+    FunctionSpec("api", "HTTP API: start, list and show runs; approvals; memory", touches_table=True,
+                 starts_runs=True, vector_index="delete", invokes=("memory",), timeout_s=29),
 ]}
 
 #: The state machines: name -> ASL file (Standard type for both; see README "Why both are Standard").
@@ -115,6 +127,8 @@ SUBSTITUTIONS: dict[str, Target] = {
     "DescribeDatasetToolFunctionArn": Target("function", "tool_describe_dataset"),
     "QueryDatasetToolFunctionArn": Target("function", "tool_query_dataset"),
     "WriteSectionToolFunctionArn": Target("function", "tool_write_section"),
+    "RememberToolFunctionArn": Target("function", "tool_remember"),
+    "MemoryFunctionArn": Target("function", "memory"),
     "AgentStateMachineArn": Target("state_machine", "agent"),
 }
 

@@ -22,9 +22,11 @@ machines' Retry/Catch match their class names).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts
+from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.llm.base import StopReason, ToolSpec
 from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
 
@@ -88,6 +90,13 @@ class ReviewReply(_Reply):
     text: str = ""
 
 
+class MemoryReply(_Reply):
+    """Facts a finished run proposes for the tenant's long-term memory (screened and deduplicated by
+    :mod:`stepcrew.memory` before anything is stored)."""
+
+    facts: list[Any] = Field(default_factory=list, description="stepcrew.memory.models.FactIn items")
+
+
 class Engine(ABC):
     """Plays a crew's roles. ``name`` is what a run reports as its engine (``rule-engine``, ``openai:gpt-4o``)."""
 
@@ -117,6 +126,14 @@ class Engine(ABC):
     @abstractmethod
     def review(self, facts: ReportFacts, role: AgentRole) -> ReviewReply:
         """Scores of ``facts.report`` on accuracy, completeness and relevance (each 0-1) with feedback."""
+
+    def extract_memory(self, facts: MemoryFacts, role: AgentRole) -> MemoryReply:
+        """Facts worth remembering from a succeeded run's goal and inputs. Default: the rules of
+        :mod:`stepcrew.memory.extract` (the rule engine's; the LLM engine asks its model)."""
+        from stepcrew.memory.extract import extract_facts
+
+        return MemoryReply(facts=extract_facts(facts.goal, facts.inputs),
+                           calls=[EngineCall(model="rule-engine")])
 
     def accepted(self) -> None:
         """The domain accepted the replies of this engine's calls so far (a valid plan, a turn that is no loop, a

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stepcrew.engines.numbers import NON_SOURCE_TOOLS, numbers_in_json
+from stepcrew.memory.models import MemoryContext
 from stepcrew.models import Message, SubTask
 
 
@@ -113,6 +114,14 @@ class PlanFacts(_Facts):
     tools: list[str]
     attempt: int = 1
     previous_error: str | None = None
+    memory: MemoryContext | None = Field(default=None, description="what the tenant's memory recalled for the goal")
+
+
+class MemoryFacts(_Facts):
+    """A succeeded run's person-written parts, for the facts it proposes to remember: goal and inputs."""
+
+    goal: str
+    inputs: dict[str, str] = Field(default_factory=dict)
 
 
 class ActFacts(_Facts):
@@ -124,6 +133,7 @@ class ActFacts(_Facts):
     dataset: DatasetProfile | None = None
     subtask: SubtaskFacts
     dependencies: list[SubtaskFacts] = Field(default_factory=list)
+    memory: MemoryContext | None = Field(default=None, description="the run's recalled memory (its facts are prompted)")
 
 
 class ReportFacts(_Facts):
