@@ -19,11 +19,12 @@ from stepcrew.engines.base import (
     ActReply,
     Engine,
     EngineCall,
+    MemoryReply,
     PlanReply,
     ReportReply,
     ReviewReply,
 )
-from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts
+from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ToolSpec
 from stepcrew.llm.pricing import cost_usd
 from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
@@ -120,3 +121,30 @@ class LLMEngine(Engine):
         scores, feedback, error = parse_review_reply(response.text)
         return ReviewReply(scores=scores, feedback=feedback, error=error, text=response.text,
                            calls=[_call(response)])
+
+    def extract_memory(self, facts: MemoryFacts, role: AgentRole) -> MemoryReply:
+        response = self._request(role, prompts.messages(role, prompts.memory_prompt(facts)))
+        return MemoryReply(facts=parse_memory_reply(response.text), calls=[_call(response)])
+
+
+def parse_memory_reply(text: str) -> list:
+    """The facts of an extraction reply (``{"facts": [{"text", "subject"?, "kind"?, "confidence"?}]}``): items that
+    do not validate are dropped, confidence is capped at 0.8 (a model's guess is never a person's word); an
+    unparseable reply is no facts."""
+    from stepcrew.memory.extract import MAX_EXTRACTED
+    from stepcrew.memory.models import FactIn
+
+    try:
+        data = prompts.parse_json_reply(text)
+    except prompts.JsonReplyError:
+        return []
+    out = []
+    for raw in data.get("facts", []) if isinstance(data.get("facts"), list) else []:
+        if not isinstance(raw, dict):
+            continue
+        try:
+            fact = FactIn.model_validate({k: raw[k] for k in ("text", "subject", "kind", "confidence") if k in raw})
+        except ValidationError:
+            continue
+        out.append(fact.model_copy(update={"confidence": min(fact.confidence, 0.8)}))
+    return out[:MAX_EXTRACTED]
