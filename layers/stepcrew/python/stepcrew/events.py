@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from stepcrew.memory.models import MAX_FACTS_PER_WRITE, FactIn
 from stepcrew.models import (
     DEFAULT_TENANT,
     RunId,
@@ -265,3 +266,33 @@ class FinalizeOutput(Strict):
 def dump(model: Strict) -> dict[str, Any]:
     """JSON-mode dump used by every handler's return."""
     return model.model_dump(mode="json")
+
+
+class RecordRun(Strict):
+    """Event of the memory function at a run's end (the run state machine's Remember states): the finished run
+    becomes an episode of its tenant and proposes facts (:func:`stepcrew.domain.remember.record_run_memory`)."""
+
+    action: Literal["record_run"] = "record_run"
+    run_id: RunId
+
+
+class RememberFacts(Strict):
+    """Event of the memory function from the API (``POST /memory``): facts of ``tenant`` (the caller's, from the
+    token) to screen and store. At most 25 facts."""
+
+    action: Literal["remember"] = "remember"
+    tenant: Tenant
+    facts: list[FactIn] = Field(min_length=1, max_length=MAX_FACTS_PER_WRITE)
+    user: str | None = Field(default=None, max_length=256)
+
+
+MemoryInput = Annotated[RecordRun | RememberFacts, Field(discriminator="action")]
+
+
+class RememberOutput(Strict):
+    """The memory function's answer to RememberFacts: ``result`` (ok), or ``error`` (``type``: MemoryRejectedError,
+    UserOutsideTenantError, ValueError; a client mistake the API answers 400) with nothing written."""
+
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: dict[str, str] | None = None

@@ -281,6 +281,11 @@ class RunRequest(Strict):
                                                   "policy (a run cannot loosen it)")
     routing: Routing | None = Field(default=None, description="tiers, fallback chains and caches (default: the "
                                                                "stage's, see STEPCREW_FALLBACK_CHAIN)")
+    memory: Literal["on", "off"] = Field(default="on", description="off: the run recalls nothing from the "
+                                         "tenant's memory and leaves nothing in it (no episode, no facts)")
+    user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,255}$")] | None = Field(
+        default=None, description="the user within the tenant (memory: this user's facts are recalled and "
+                                  "written too); '<tenant>:<user>' of another tenant is refused")
 
     @field_validator("goal")
     @classmethod
@@ -605,6 +610,20 @@ class Run(Strict):
                                        "person whatever its review says (e.g. 'no provider available')")
     budget_exhausted: bool = Field(default=False, description="a budget ran out after the report existed: the "
                                    "run ends with the best report it has, handed to a person")
+    memory: Literal["on", "off"] = "on"
+    user: str | None = Field(default=None, max_length=128, description="the user within the tenant (memory)")
+    recalled: RecallSummary | None = Field(default=None, description="what the planner recalled from the "
+                                           "tenant's memory (ids and scores; the texts are in conversation "
+                                           "'memory')")
+
+
+class RecallSummary(Strict):
+    """What a run recalled at planning, by id: facts, and episodes as ``{memory_id, run_id, similarity, status}``."""
+
+    facts: list[str] = Field(default_factory=list, max_length=64)
+    episodes: list[dict[str, Any]] = Field(default_factory=list, max_length=8)
+    facts_tokens: int = 0
+    facts_left_out: int = 0
 
 
 class SubtaskRecord(Strict):
@@ -631,6 +650,8 @@ EventKind = Literal[
     "output_screened",
     # resilience (stepcrew.resilience): rungs, providers and counts only
     "degraded", "cache_hit", "loop_detected", "budget_exhausted",
+    # memory (stepcrew.memory): ids, counts and scores only
+    "memory_recalled", "memory_recorded",
 ]
 
 
@@ -705,3 +726,24 @@ class RunResult(Strict):
     degradation_level: DegradationLevel = "full"
     budget_exhausted: bool = False
     handoff_reason: str | None = None
+    memory: MemoryView | None = Field(default=None, description="what the run recalled from its tenant's memory")
+
+
+class MemoryView(Strict):
+    """The memory a run's plan was made with: remembered facts (subject and text) and similar past runs."""
+
+    class Fact(Strict):
+        memory_id: str
+        text: str
+
+    class Episode(Strict):
+        memory_id: str
+        run_id: str
+        similarity: float
+        status: str
+        review_overall: float | None = None
+        goal: str = ""
+
+    facts: list[Fact] = Field(default_factory=list)
+    episodes: list[Episode] = Field(default_factory=list)
+    facts_left_out: int = 0

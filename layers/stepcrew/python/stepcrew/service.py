@@ -12,6 +12,7 @@ from typing import Protocol
 
 from stepcrew.models import (
     Crew,
+    MemoryView,
     PlanView,
     ProgressEvent,
     ReviewRoundView,
@@ -70,16 +71,19 @@ def new_run_id() -> str:
 
 
 def create_run(request: RunRequest, crew: Crew, store: RunStore, *, run_id: str | None = None) -> Run:
-    """Write the run record (QUEUED) and a ``run_queued`` event. Raises RunExistsError for a taken run id and
+    """Write the run record (QUEUED) and a ``run_queued`` event. Raises RunExistsError for a taken run id,
     :class:`stepcrew.resilience.chain.ChainConfigError` (a ValueError) for a chain naming an unknown or unconfigured
-    provider (nothing written). The crew must already be validated (:func:`stepcrew.crew.validate_crew`)."""
+    provider and :class:`stepcrew.memory.models.UserOutsideTenantError` (a ValueError) for a user id of another
+    tenant (nothing written). The crew must already be validated (:func:`stepcrew.crew.validate_crew`)."""
+    from stepcrew.memory.models import resolve_user
     from stepcrew.resilience.chain import effective_routing
 
+    user = resolve_user(request.tenant, request.user)  # UserOutsideTenantError (a ValueError): nothing written
     run = Run(run_id=run_id or new_run_id(), tenant=request.tenant, goal=request.goal, crew=crew, data=request.data,
               provider=request.provider, review_config=request.review, budget=request.budget, inputs=request.inputs,
               guardrails=crew.guardrails.tightened(request.guardrails),
               require_approval=request.require_approval,
-              routing=effective_routing(request.routing, request.provider))
+              routing=effective_routing(request.routing, request.provider), memory=request.memory, user=user)
     store.create_run(run)
     store.add_event(ProgressEvent(run_id=run.run_id, kind="run_queued", data={"provider": run.provider}))
     return run
@@ -129,4 +133,20 @@ def run_result(store: RunStore, run_id: str, tenant: str | None = None) -> RunRe
         degradation_level=run.degradation_level,
         budget_exhausted=run.budget_exhausted,
         handoff_reason=run.handoff_reason,
+        memory=_memory_view(store, run),
     )
+
+
+def _memory_view(store: RunStore, run: Run) -> MemoryView | None:
+    """What the run's plan was made with (conversation ``memory`` written by the planner), or None."""
+    if run.recalled is None:
+        return None
+    from stepcrew.domain.recall import stored_context
+
+    ctx = stored_context(store, run.run_id)
+    if ctx is None:
+        return MemoryView()
+    return MemoryView(facts=[MemoryView.Fact(memory_id=f.memory_id, text=f.text) for f in ctx.facts],
+                      episodes=[MemoryView.Episode(memory_id=e.memory_id, run_id=e.run_id, similarity=e.similarity,
+                                                   status=e.status, review_overall=e.review_overall, goal=e.goal)
+                                for e in ctx.episodes], facts_left_out=ctx.facts_left_out)

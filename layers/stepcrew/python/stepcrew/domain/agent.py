@@ -28,6 +28,7 @@ from stepcrew.domain.common import (
 )
 from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError, ToolLoopError
 from stepcrew.domain.modelcall import engine_call
+from stepcrew.domain.recall import stored_context
 from stepcrew.engines.facts import ActFacts, facts_of
 from stepcrew.engines.resolve import EngineResolver
 from stepcrew.resilience.wiring import engine_for
@@ -139,6 +140,8 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         raise SubtaskStateError(f"sub-task {inp.subtask_id} has already failed")
     role = worker_for(run.crew, sub)
     allowed = allowed_tools(sub, role)
+    if run.memory == "off":  # a run that opted out leaves nothing in memory: the remember tool is not offered
+        allowed = [t for t in allowed if t != "remember"]
     specs = tool_specs(allowed)
     engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
     conversation = store.get_messages(inp.run_id, sub.id)
@@ -245,8 +248,10 @@ def _record(store: RunStore, inp: AgentTurnInput, messages: list[Message]) -> li
 
 def _context(store: RunStore, run: Run, plan: Plan, sub: SubTask) -> ActFacts:
     deps = subtask_facts(store, run.run_id, plan, ancestors(plan, sub.id))
+    memory = stored_context(store, run.run_id) if run.recalled is not None and run.memory == "on" else None
     return ActFacts(goal=run.goal, has_dataset=run.data is not None, dataset=dataset_profile(store, run.run_id),
-                    subtask=facts_of(sub), dependencies=deps)
+                    subtask=facts_of(sub), dependencies=deps,
+                    memory=memory if memory is not None and memory.facts else None)
 
 
 def _finish(store: RunStore, inp: AgentTurnInput, run: Run, conversation: list[Message], allowed: list[str],

@@ -19,6 +19,7 @@ from stepcrew.domain.common import (
     store_dataset_profile,
 )
 from stepcrew.domain.modelcall import exchange
+from stepcrew.domain.recall import recall_for_run
 from stepcrew.engines.base import EngineCall, PlanReply
 from stepcrew.engines.facts import PlanFacts, WorkerInfo
 from stepcrew.engines.resolve import EngineResolver
@@ -84,7 +85,8 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
     """Ask the crew's planner for a plan and validate it.
 
     Valid: the plan is stored (``put_plan``: one PENDING record per sub-task) and a ``plan_ready`` event lists
-    ids, titles and dependencies. Invalid: a ``plan_invalid`` event; ``retry`` is true while
+    ids, titles and dependencies. The tenant's memory is recalled first (:mod:`stepcrew.domain.recall`) and given
+    to the engine as ``facts.memory``. Invalid: a ``plan_invalid`` event; ``retry`` is true while
     ``attempt < MAX_PLAN_ATTEMPTS`` (3). Declined: ``decline`` is stored on the run and ``declined`` is true.
     A replayed attempt reuses its stored reply (no second engine call). Raises RunNotActiveError,
     BudgetExceededError or a ModelError.
@@ -96,11 +98,13 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
         profile = dataset_profile(store, run.run_id)
     crew = run.crew
     tools = known_tools()
+    resolver = engines_or_default(engines)
+    memory = recall_for_run(run, store, resolver)
     facts = PlanFacts(goal=run.goal, has_dataset=run.data is not None, dataset=profile,
                       inputs=run.inputs,
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
-                      tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error)
-    resolver = engines_or_default(engines)
+                      tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error,
+                      memory=memory if memory is not None and not memory.empty else None)
     engine = engine_for(resolver, run, store, retry_count=inp.retry_count)
     semantic = _semantic_cache(run, store, resolver) if inp.attempt == 1 else None
     scope = plan_scope(profile, facts.workers, facts.tools, facts.has_dataset, facts.inputs)

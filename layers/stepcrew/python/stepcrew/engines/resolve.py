@@ -44,6 +44,8 @@ class EngineResolver:
         self.embeddings = embeddings
         self.per_store: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.parts_lock = threading.Lock()
+        #: The tenant memory of each store (stepcrew.memory.wiring.memory_for), built at first use.
+        self.memories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def engine(self, provider: str) -> Engine:
         with self._lock:

@@ -12,7 +12,8 @@ Writes (:meth:`Memory.add_facts`, :meth:`Memory.put_episode`):
    prompts): an explicit write raises :class:`~stepcrew.memory.models.MemoryRejectedError` with nothing written, a
    fact proposed by a run is dropped. No guard, no write (``GuardUnavailableError``: fail closed);
 2. deduplication by subject (:mod:`stepcrew.memory.dedup`): the same subject for the same user is one item,
-   updated in place (``created_at`` kept);
+   updated in place (``created_at`` kept); a fact a run's end *extracted* never overwrites one of higher confidence
+   (a person's add, a worker's ``remember`` call);
 3. embedded (``subject: text`` for a fact, the goal for an episode); an embeddings failure stores the item
    without a vector (it is still listed and its facts still recalled by rank, never by similarity);
 4. caps, enforced after the write: at most :data:`~stepcrew.memory.models.MAX_FACTS_PER_TENANT` facts (eviction:
@@ -77,16 +78,19 @@ def episode_id(created_at: datetime, run_id: str) -> str:
 
 class Memory:
     """A tenant's memory (module docstring). ``embeddings``: a callable returning the embeddings port (built on
-    first use; None: no vectors); ``guard``: the PII/injection guard (None: writes raise GuardUnavailableError)."""
+    first use; None: no vectors); ``guard``: the PII/injection guard (None: writes raise GuardUnavailableError);
+    ``index`` or ``index_factory(store, embeddings name)``: the vector index (default: :class:`ExactIndex`)."""
 
     def __init__(self, store: MemoryStore, *, embeddings: Callable[[], Any] | None = None,
                  index: VectorIndex | None = None, guard: Any = None,
+                 index_factory: Callable[[MemoryStore, str | None], VectorIndex] | None = None,
                  max_facts: int = MAX_FACTS_PER_TENANT, max_episodes: int = MAX_EPISODES_PER_TENANT,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self._embeddings = embeddings
         self._emb: Any = None
         self.index = index
+        self._index_factory = index_factory
         self.guard = guard
         self.max_facts, self.max_episodes = max_facts, max_episodes
         self.now = now
@@ -99,8 +103,9 @@ class Memory:
 
     def _index(self) -> VectorIndex:
         if self.index is None:
-            emb = self.embeddings()
-            self.index = ExactIndex(self.store, getattr(emb, "name", None))
+            model = getattr(self.embeddings(), "name", None)
+            self.index = (self._index_factory(self.store, model) if self._index_factory is not None
+                          else ExactIndex(self.store, model))
         return self.index
 
     def _embed(self, texts: list[str]) -> tuple[list[list[float]] | None, str | None]:
@@ -166,6 +171,8 @@ class Memory:
             subject = texts[n + i].strip()[:120]
             mid = fact_id(uid, subject)
             old = self.store.get(tenant, mid)
+            if old is not None and origin == "extracted" and old.item.confidence > fact.confidence:
+                continue  # a guess never overwrites what a person or a worker's remember call said
             created = old.item.created_at if old is not None else now
             expires = now + timedelta(seconds=fact.ttl_s) if fact.ttl_s is not None else None
             item = MemoryItem(memory_id=mid, tenant=tenant, user=uid, kind=fact.kind, subject=subject,
@@ -324,6 +331,10 @@ class Memory:
         return gone
 
     def _index_if_built(self) -> VectorIndex:
+        """The index to delete from: a managed index must drop the vectors too, so build it when configured (the
+        exact index reads the store: nothing to delete there)."""
+        if self.index is None and self._index_factory is not None:
+            self.index = self._index_factory(self.store, None)
         return self.index if self.index is not None else ExactIndex(self.store)
 
 

@@ -9,9 +9,10 @@ from stepcrew.llm.base import ToolSpec
 from stepcrew.tools.base import Tool
 from stepcrew.tools.calculator import Calculator
 from stepcrew.tools.dataset import DescribeDataset, QueryDataset
+from stepcrew.tools.remember import Remember
 from stepcrew.tools.write_section import WriteSection
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (Calculator(), DescribeDataset(), QueryDataset(), WriteSection())}
+TOOLS: dict[str, Tool] = {t.name: t for t in (Calculator(), DescribeDataset(), QueryDataset(), WriteSection(), Remember())}
 
 
 class UnknownToolError(KeyError):
