@@ -216,7 +216,7 @@ def dataset_text(profile: DatasetProfile | None) -> str:
 # ----------------------------------------------------------------------------------------------- describe
 @dataclass(frozen=True)
 class CallLabel:
-    """Which role call a request is: ``purpose`` (plan, act, synthesize, improve, review) and, for ``act``, the
+    """Which role call a request is: ``purpose`` (plan, act, synthesize, improve, review, remember) and, for ``act``, the
     sub-task id."""
 
     purpose: str
@@ -240,4 +240,6 @@ def describe(request: ModelRequest) -> CallLabel:
         return CallLabel("synthesize")
     if "\n\nWorkers:\n" in first:
         return CallLabel("plan")
+    if first.startswith("Run goal:\n"):
+        return CallLabel("remember")
     return CallLabel("unknown")
