@@ -36,6 +36,9 @@ MAX_FACTS_PER_WRITE = 25
 
 USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
 UserId = Annotated[str, StringConstraints(pattern=USER_PATTERN)]
+#: A user id as a client may give it: ``<name>`` or ``<tenant>:<name>`` (see :func:`resolve_user`).
+QualifiedUserId = Annotated[str, StringConstraints(
+    pattern=r"^(?:[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}:)?[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")]
 #: ``f-<20 hex>`` for a fact, ``e-<20 digits UTC time>-<run id>`` for an episode (sorts by time).
 MEMORY_ID_PATTERN = r"^(?:f-[0-9a-f]{20}|e-[0-9]{20}-[A-Za-z0-9][A-Za-z0-9_-]{0,38})$"
 MemoryId = Annotated[str, StringConstraints(pattern=MEMORY_ID_PATTERN)]
@@ -80,7 +83,7 @@ class FactIn(Strict):
     text: str = Field(min_length=1, max_length=FACT_MAX_CHARS)
     subject: str | None = Field(default=None, min_length=1, max_length=SUBJECT_MAX_CHARS)
     kind: MemoryKind = "fact"
-    user: UserId | None = None
+    user: QualifiedUserId | None = None
     confidence: Score = 1.0
     ttl_s: float | None = Field(default=None, description="seconds; finite, 60 s to 10 years")
 
