@@ -40,6 +40,7 @@ VALIDATORS = {
     "finalize": TypeAdapter(ev.FinalizeInput).validate_python,
     "api_": _http_api_v2,
     "schedule": ScheduledRunInput.model_validate,
+    "memory": TypeAdapter(ev.MemoryInput).validate_python,
 }
 
 
