@@ -4,7 +4,9 @@ Events: ``{"action": "record_run", "run_id"}`` (RecordRun, from the run state ma
 RecordRunResult; ``{"action": "remember", "tenant", "facts", "user"?}`` (RememberFacts, from the API's
 ``POST /memory``) -> RememberOutput. The only writer of tenant memory: every text passes the PII guard built here
 (``STEPCREW_GUARD_BACKEND``, at import: a missing library fails the cold start, nothing is stored unscreened).
-Settings are validated and the store, guard, engines and memory are built once per container.
+It calls no model (the guard layer has no provider SDK): a succeeded run's proposed facts were stored by the
+synthesizer function's ``propose_memory``. Settings are validated and the store, guard and memory are built once per
+container.
 """
 
 from aws_lambda_powertools import Logger
@@ -22,8 +24,7 @@ from stepcrew.store.dynamodb import DynamoRunStore
 
 settings = load_settings(GuardSettings)
 store = DynamoRunStore(settings.table_name)
-engines = EngineResolver()
-memory = memory_for(engines, store, build_guard(settings))
+memory = memory_for(EngineResolver(), store, build_guard(settings))  # the resolver holds the embeddings port
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 MEMORY_EVENT = TypeAdapter(MemoryInput)
@@ -36,6 +37,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
     inp = MEMORY_EVENT.validate_python(event)
     if isinstance(inp, RecordRun):
         logger.append_keys(run_id=inp.run_id, action=inp.action)
-        return record_run_memory(inp, store, memory, engines).model_dump(mode="json")
+        return record_run_memory(inp, store, memory).model_dump(mode="json")
     logger.append_keys(tenant=inp.tenant, action=inp.action)
     return remember_facts(inp, memory).model_dump(mode="json")

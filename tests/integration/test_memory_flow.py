@@ -40,14 +40,14 @@ def review_json(score: float = 0.95) -> str:
     return json.dumps({"accuracy": score, "completeness": score, "relevance": score, "feedback": "ok"})
 
 
-def script(*, extra_act=(), remember=None, score: float = 0.95) -> ScriptedModel:
+def script(*, extra_act=(), remember=None, score: float = 0.95, remember_turn=None) -> ScriptedModel:
     return ScriptedModel(by_purpose={
         "plan": [reply(plan_json(("calculator", "remember") if extra_act else ("calculator",)))],
         "act": [*extra_act, call_tool("calculator", {"expression": "6 * 7"}), reply("6 * 7 = 42")],
         "synthesize": [reply("# Report\n6 * 7 = 42 dollars")],
         "review": [reply(review_json(score))] * 2,
         "improve": [reply("# Report\n6 * 7 = 42 dollars")],
-        "remember": [reply(json.dumps({"facts": remember or []}))]})
+        "remember": [remember_turn or reply(json.dumps({"facts": remember or []}))]})
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +182,14 @@ def test_failed_run_becomes_an_episode_that_says_why(rt, provider):
     assert episode.run_id == run_id and episode.status == "FAILED"
     assert episode.error_code == "PlanInvalidError" and "plan" in (episode.reason or "")
     assert memory(rt).list(a, "fact").facts == []  # a failed run teaches no facts
+
+
+def test_a_failed_model_proposal_falls_back_to_the_rules_and_the_run_still_succeeds(rt, provider):
+    from stepcrew.llm.base import ModelBadRequestError
+
+    a = tenant()
+    model = script(remember_turn=ModelBadRequestError("bad request"))
+    run_id = run(rt, provider(model), a, goal=GOAL + "; our fiscal year starts in April")
+    assert rt.store.get_run(run_id).status == RunStatus.SUCCEEDED
+    (fact,) = memory(rt).list(a, "fact").facts
+    assert (fact.text, fact.origin, fact.confidence) == ("fiscal year starts in April", "extracted", 0.6)

@@ -268,6 +268,22 @@ def dump(model: Strict) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
+class ProposeMemory(Strict):
+    """Event of the synthesizer function after a run SUCCEEDED (the run state machine's ProposeMemory state): the
+    run's engine proposes facts from its goal and inputs (stored in the ledger; the memory function screens and
+    writes them). ``retry_count``: ``$$.State.RetryCount``, for the ladder."""
+
+    action: Literal["propose_memory"]
+    run_id: RunId
+    retry_count: RetryCount = 0
+
+
+class ProposeMemoryOutput(Strict):
+    run_id: RunId
+    facts: int = Field(ge=0)
+    by: Literal["model", "rules", "stored", "skipped"]
+
+
 class RecordRun(Strict):
     """Event of the memory function at a run's end (the run state machine's Remember states): the finished run
     becomes an episode of its tenant and proposes facts (:func:`stepcrew.domain.remember.record_run_memory`)."""

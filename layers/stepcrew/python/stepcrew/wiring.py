@@ -57,6 +57,9 @@ in seconds (Lambda max 900)."""
     #: (``read``: QueryVectors/GetVectors; ``write``: also PutVectors/DeleteVectors; ``delete``: DeleteVectors only);
     #: ``invokes`` = functions it calls synchronously (``lambda:InvokeFunction``; the API -> memory).
     screens: bool = False
+    #: ``embeds``: embeds texts (memory writes) without calling models: Bedrock InvokeModel on the Titan embeddings
+    #: model only, and the embeddings environment (model callers have both anyway).
+    embeds: bool = False
     vector_index: Literal["", "read", "write", "delete"] = ""
     invokes: tuple[str, ...] = ()
     memory_mb: int = 512
@@ -77,7 +80,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  touches_table=True, emits_events=True),
     FunctionSpec("agent", "Worker roles: one agent-loop turn (model call) of a sub-task", touches_table=True,
                  calls_models=True, timeout_s=300),
-    FunctionSpec("synthesizer", "Synthesizer role: sub-task outputs -> report; improves it on feedback",
+    FunctionSpec("synthesizer", "Synthesizer role: sub-task outputs -> report; improves it on feedback; proposes "
+                 "a succeeded run's facts for memory",
                  touches_table=True, calls_models=True, timeout_s=300),
     FunctionSpec("reviewer", "Reviewer role: scores the report (accuracy, completeness, relevance)",
                  touches_table=True, calls_models=True, timeout_s=300),
@@ -91,8 +95,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
     FunctionSpec("tool_query_dataset", "Tool: read-only SQL over CSV/Parquet with DuckDB", tool="query_dataset",
                  reads_data=True, memory_mb=1024, timeout_s=60, caches_results=True),
     FunctionSpec("memory", "Memory: a finished run -> episode and facts; screened fact writes (POST /memory)",
-                 touches_table=True, calls_models=True, screens=True, vector_index="write", memory_mb=1024,
-                 timeout_s=120),
+                 touches_table=True, embeds=True, screens=True, vector_index="write", memory_mb=1024,
+                 timeout_s=60),
     FunctionSpec("tool_remember", "Tool: remember a fact for the tenant (written at the run's end, screened)",
                  tool="remember", memory_mb=256, timeout_s=10),
     FunctionSpec("tool_write_section", "Tool: writes a report section in Markdown", tool="write_section",

@@ -8,9 +8,11 @@ the episode records the true outcome). Never changes the run's outcome (the stat
   round (overall score, passed, feedback), cost and engine. Its id is derived from the run (finish time and id), so
   a retried state replaces it instead of adding a second one.
 - **Facts** (SUCCEEDED runs only: a failed run's lessons are its episode, not facts): the worker's ``remember``
-  calls that succeeded (origin ``tool``, confidence 0.9) and the facts the engine proposes from the goal and inputs
-  (origin ``extracted``: the LLM engine asks its model once, through the ledger so a retry does not pay twice; the
-  rule engine and any model failure use the rules of :mod:`stepcrew.memory.extract`).
+  calls that succeeded (origin ``tool``, confidence 0.9) and the facts the engine proposed from the goal and inputs
+  (origin ``extracted``): :func:`propose_memory` runs first on the synthesizer function (it has the model
+  providers; the LLM engine asks its model once, through the ledger so a retry does not pay twice; the rule engine
+  uses the rules of :mod:`stepcrew.memory.extract`), and the memory function reads the stored proposal (the rules
+  when there is none).
 
 Everything passes the PII guard before it is stored (:class:`stepcrew.memory.service.Memory`). A run with
 ``memory: off`` records nothing.
@@ -22,7 +24,7 @@ from stepcrew.domain.common import dataset_profile, emit, logger
 from stepcrew.domain.modelcall import exchange
 from stepcrew.engines.base import MemoryReply
 from stepcrew.engines.facts import MemoryFacts
-from stepcrew.events import RecordRun, RememberFacts, RememberOutput
+from stepcrew.events import ProposeMemory, ProposeMemoryOutput, RecordRun, RememberFacts, RememberOutput
 from stepcrew.memory.models import Episode, FactIn, MemoryRejectedError, PlanShape, RecordRunResult
 from stepcrew.memory.service import Memory, episode_id, fingerprint
 from stepcrew.models import Run, RunStatus
@@ -87,28 +89,48 @@ def _tool_facts(remembered: dict[str, list[dict]]) -> list[FactIn]:
     return out
 
 
-def _extracted(store: RunStore, run: Run, engines) -> list[FactIn]:
-    """The engine's proposals (module docstring); the rules when the model path fails."""
+def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> ProposeMemoryOutput:
+    """The run's engine proposes facts from a SUCCEEDED run's goal and inputs (module docstring), stored in the
+    ledger conversation ``memory-extract`` (a retried state reuses the stored reply: no second model call). Runs on
+    the synthesizer function, which has the model providers; the memory function screens and writes the facts.
+    The rule engine (and the rule fallback of the ladder) proposes by rules. Skipped for a run that did not succeed
+    or has memory off. Raises what the engine raises (a ModelError, BudgetExceededError): the state catches it and
+    the memory function falls back to the rules."""
     from stepcrew.domain.common import engines_or_default
-    from stepcrew.memory.extract import extract_facts
     from stepcrew.resilience.wiring import engine_for
 
+    run = store.get_run(inp.run_id)
+    if run.memory == "off" or run.status != RunStatus.SUCCEEDED:
+        return ProposeMemoryOutput(run_id=run.run_id, facts=0, by="skipped")
     facts = MemoryFacts(goal=run.goal, inputs=run.inputs)
-    if run.provider == "rule" or run.engine_override:
-        return extract_facts(run.goal, run.inputs)
     role = run.crew.synthesizer.model_copy(update={"model_tier": "fast"})
-    try:
-        engine = engine_for(engines_or_default(engines), run, store)
-        called = exchange(store, run, conversation=EXTRACT_CONVERSATION, index=0, purpose="remember", facts=facts,
-                          call=lambda: engine.extract_memory(facts, role), reply_type=MemoryReply)
-        return [f if isinstance(f, FactIn) else FactIn.model_validate(f) for f in called.reply.facts]
-    except Exception as exc:  # noqa: BLE001 - a failed proposal falls back to the rules, never fails the step
-        logger.warning("memory extraction by the model failed", extra={"run_id": run.run_id,
-                                                                       "error": type(exc).__name__})
+    engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
+    called = exchange(store, run, conversation=EXTRACT_CONVERSATION, index=0, purpose="remember", facts=facts,
+                      call=lambda: engine.extract_memory(facts, role), reply_type=MemoryReply)
+    by = "stored" if called.replayed else "rules" if all(c.model == "rule-engine" for c in called.reply.calls) \
+        else "model"
+    return ProposeMemoryOutput(run_id=run.run_id, facts=len(called.reply.facts), by=by)
+
+
+def _proposed(store: RunStore, run: Run) -> list[FactIn]:
+    """The facts :func:`propose_memory` stored for the run, else (the proposal failed or never ran) the rules."""
+    from stepcrew.memory.extract import extract_facts
+
+    stored = store.get_messages(run.run_id, EXTRACT_CONVERSATION)
+    replies = [m for m in stored if m.role == "assistant"]
+    if not replies:
         return extract_facts(run.goal, run.inputs)
+    reply = MemoryReply.model_validate_json(replies[-1].content)
+    out = []
+    for f in reply.facts:
+        try:
+            out.append(f if isinstance(f, FactIn) else FactIn.model_validate(f))
+        except ValueError:
+            continue
+    return out
 
 
-def record_run_memory(inp: RecordRun, store: RunStore, memory: Memory, engines=None) -> RecordRunResult:
+def record_run_memory(inp: RecordRun, store: RunStore, memory: Memory) -> RecordRunResult:
     """Record the finished run ``inp.run_id`` (module docstring). Returns what was written, or why nothing was
     (``skipped``: memory off, run not finished). Raises RunNotFoundError, GuardUnavailableError (no guard: nothing
     is written unscreened) or a StoreError."""
@@ -122,7 +144,7 @@ def record_run_memory(inp: RecordRun, store: RunStore, memory: Memory, engines=N
     result = RecordRunResult(run_id=run.run_id, episode=ep_id)
     result.facts.evicted += evicted
     if run.status == RunStatus.SUCCEEDED:
-        for origin, facts in (("tool", _tool_facts(remembered)), ("extracted", _extracted(store, run, engines))):
+        for origin, facts in (("tool", _tool_facts(remembered)), ("extracted", _proposed(store, run))):
             if not facts:
                 continue
             written = memory.add_facts(run.tenant, facts, origin=origin, source_run=run.run_id, strict=False,
