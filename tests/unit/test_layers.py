@@ -4,6 +4,7 @@ inside functions included).
 Layers, lowest first: shapes (models, events, text, wiring, settings, data) -> llm (the Model port and adapters)
 -> engines (the engine port, the LLM engine, the rule engine) -> tools, store -> crew -> domain, service, notify
 -> local, api, cli, evals (an eval runs the local runtime). A module may import its own layer or a lower one.
+A package that spans layers (``memory``) names its modules' layers one by one (``memory.store``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ LAYERS: dict[str, int] = {
     "domain": 5, "service": 5, "notify": 5, "resilience": 5,
     "evals": 7,
     "local": 7, "api": 7, "cli": 7,
+    # memory (issue 9) spans layers, module by module: its shapes and pure rules sit with the ports (the engines
+    # read them), its store adapters beside the store, its wiring beside the ladder's (it reuses its embeddings).
+    "memory": 1, "memory.models": 0, "memory.dedup": 1, "memory.extract": 1, "memory.window": 1,
+    "memory.store": 3, "memory.index": 3, "memory.s3vectors": 3, "memory.service": 3,
+    "memory.wiring": 5, "memory.writer": 5,
 }
 
 
@@ -32,6 +38,8 @@ def _layer(module: str) -> int | None:
     parts = module.split(".")
     if parts[0] != "stepcrew":
         return None
+    if len(parts) > 2 and f"{parts[1]}.{parts[2]}" in LAYERS:
+        return LAYERS[f"{parts[1]}.{parts[2]}"]
     return LAYERS.get(parts[1] if len(parts) > 1 else "__init__")
 
 
