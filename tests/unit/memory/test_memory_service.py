@@ -233,3 +233,31 @@ def test_ttl_sets_an_expiry_and_an_expired_fact_is_neither_listed_nor_recalled(m
     (item,) = mem.list("a", "fact").facts
     assert item.subject == "promo week" and item.expires_at == now + timedelta(seconds=3600)
     assert [f.subject for f in mem.recall("a", "promo").facts] == ["promo week"]
+
+
+# ------------------------------------------------------------------------------------------------ index paths
+def test_the_exact_index_answers_one_tenant_only(mem, mstore):
+    mem.add_facts("a", [FactIn(text="penguin mass is in grams")])
+    mem.put_episode(ep("a", "ra", "penguin mass by species"))
+    index = ExactIndex(mstore, HashingEmbeddings().name)
+    q = HashingEmbeddings().embed(["penguin mass by species"])[0]
+    assert index.query("b", "episode", q, 5) == [] and index.query("b", "fact", q, 5) == []
+    assert [i for i, _ in index.query("a", "episode", q, 5)] == [ep("a", "ra", "x").memory_id]
+    assert index.query("a", "fact", q, 5, users={"ann"}) == []  # tenant-wide facts are not ann's only
+
+
+def test_forget_and_clear_delete_the_vectors_of_a_managed_index(mem):
+    deleted = []
+
+    class RecordingIndex(ExactIndex):
+        name = "recording"
+
+        def delete(self, tenant, kind, memory_ids):
+            deleted.append((tenant, kind, sorted(memory_ids)))
+
+    (fid,) = mem.add_facts("a", [FactIn(text="alpha is 1")]).created
+    mem.put_episode(ep("a", "r1", "goal"))
+    mem.index = RecordingIndex(mem.store)
+    mem.forget("a", fid)
+    mem.clear("a")
+    assert deleted == [("a", "fact", [fid]), ("a", "episode", [ep("a", "r1", "goal").memory_id])]
