@@ -1,4 +1,4 @@
-"""The role functions (guard, planner, approval, agent, synthesizer, reviewer, finalize): every
+"""The role functions (guard, planner, approval, agent, synthesizer, reviewer, finalize, memory): every
 :data:`stepcrew.wiring.FUNCTIONS` entry that is neither a tool nor the HTTP API handler, one
 :class:`~stepcrew_infra.functions.StepcrewFunction` each."""
 

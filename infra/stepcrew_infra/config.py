@@ -20,6 +20,10 @@ Context keys (all optional):
   CreateGuardrail API). Default none: stepcrew analyses datasets for any domain, so no topic is denied for every
   deployment, and a topic policy costs per text unit on every screened text. Per-run denied terms are matched by the
   guard itself (:func:`stepcrew.guards.bedrock.term_findings`), not configured here.
+- ``memory_index``: the tenant memory's vector index (:mod:`stepcrew_infra.memory`): ``exact`` (default: brute-force
+  cosine over the run table's items, no other resource, no charge beyond DynamoDB reads) or ``s3vectors`` (the stack
+  creates an Amazon S3 Vectors bucket and one index per memory kind, billed per request and stored vector; for
+  tenants too large to load). Case and surrounding spaces are ignored.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class StageConfig:
     #: Default per-tenant $ budgets (stepcrew.resilience.tenant_budget); None = no cap.
     tenant_daily_usd: float | None = None
     tenant_monthly_usd: float | None = None
+    #: ``exact`` | ``s3vectors`` (module docstring).
+    memory_index: str = "exact"
 
     def __post_init__(self) -> None:
         if not re.match(C.STAGE_PATTERN, self.stage):
@@ -93,6 +99,8 @@ class StageConfig:
                 stage_routing({"STEPCREW_FALLBACK_CHAIN": self.fallback_chain})
             except ChainConfigError as exc:
                 raise ConfigError(f"fallback_chain: {exc}") from None
+        if self.memory_index not in C.MEMORY_INDEXES:
+            raise ConfigError(f"memory_index {self.memory_index!r} must be one of {', '.join(C.MEMORY_INDEXES)}")
         for key in ("tenant_daily_usd", "tenant_monthly_usd"):
             value = getattr(self, key)
             if value is not None and not (isinstance(value, int | float) and 0 < value <= 1_000_000):
@@ -157,7 +165,8 @@ class StageConfig:
                    guard_denied_topics=_denied_topics(ctx("guard_denied_topics")),
                    fallback_chain=str(ctx("fallback_chain") or "").strip(),
                    tenant_daily_usd=_money(ctx("tenant_daily_usd"), "tenant_daily_usd"),
-                   tenant_monthly_usd=_money(ctx("tenant_monthly_usd"), "tenant_monthly_usd"))
+                   tenant_monthly_usd=_money(ctx("tenant_monthly_usd"), "tenant_monthly_usd"),
+                   memory_index=str(ctx("memory_index") or "").strip().lower() or "exact")
 
 
 def _money(value: Any, key: str) -> float | None:

@@ -12,6 +12,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from stepcrew import wiring
+from stepcrew.embeddings.bedrock import TITAN_V2, TITAN_V2_DIMS
 from stepcrew.models import HANDOFF_TIMEOUT_MAX_S
 from stepcrew.llm.secrets import KEY_ENV
 
@@ -62,9 +63,13 @@ PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 HANDLER = "app.handler"
 
 # --------------------------------------------------------------------------------------------- guard
-#: The function that screens runs (:mod:`stepcrew.guards`): the only one given the guard layer and, with the
-#: ``bedrock`` backend, ``bedrock:ApplyGuardrail`` on the stack's guardrail (:mod:`stepcrew_infra.guard`).
+#: The function that screens runs (:mod:`stepcrew.guards`).
 GUARD_FUNCTION = "guard"
+#: Every function that builds the PII/injection guard in-process: the guard function and each spec with
+#: ``screens=True`` (the memory function screens what it remembers). Only these get the guard layer (instead of the
+#: deps layer), ``STEPCREW_GUARD_BACKEND`` and, with the ``bedrock`` backend, ``bedrock:ApplyGuardrail`` on the
+#: stack's guardrail (:mod:`stepcrew_infra.guard`).
+SCREENING_FUNCTIONS = tuple(name for name, spec in wiring.FUNCTIONS.items() if name == GUARD_FUNCTION or spec.screens)
 #: ``guard_backend`` context values; the guard function reads its choice from env ``STEPCREW_GUARD_BACKEND``.
 GUARD_BACKENDS = ("local", "bedrock")
 GUARD_BACKEND_ENV = "STEPCREW_GUARD_BACKEND"
@@ -80,6 +85,44 @@ GUARD_LAYER_PLACEHOLDER = GUARD_LAYER_DIR / "placeholder"
 GUARDRAIL_BLOCKED_INPUT = ("stepcrew's guard stopped this input: it holds personal data or secrets, a prompt attack "
                            "or a denied topic.")
 GUARDRAIL_BLOCKED_OUTPUT = "stepcrew's guard stopped this output: it holds personal data, secrets or a denied topic."
+
+# --------------------------------------------------------------------------------------------- memory, embeddings
+#: ``memory_index`` context values (:mod:`stepcrew_infra.memory`): ``exact`` (default; brute force over the run
+#: table, no extra resource) or ``s3vectors`` (an S3 Vectors bucket with one index per memory kind).
+MEMORY_INDEXES = ("exact", "s3vectors")
+#: What :func:`stepcrew.memory.index.build_index` reads.
+MEMORY_INDEX_ENV = "STEPCREW_MEMORY_INDEX"
+MEMORY_VECTOR_BUCKET_ENV = "STEPCREW_MEMORY_VECTOR_BUCKET"
+#: S3 Vectors actions per :attr:`stepcrew.wiring.FunctionSpec.vector_index` (on the two index ARNs only). ``read``:
+#: QueryVectors, plus GetVectors, which QueryVectors needs for a metadata filter or ``returnMetadata`` (botocore
+#: service model, QueryVectors "Permissions"; the adapter always sends both); ``write``: also PutVectors and
+#: DeleteVectors (upserts, evictions); ``delete``: DeleteVectors only (the api forgets items).
+VECTOR_INDEX_ACTIONS: dict[str, tuple[str, ...]] = {
+    "read": ("s3vectors:QueryVectors", "s3vectors:GetVectors"),
+    "write": ("s3vectors:QueryVectors", "s3vectors:GetVectors", "s3vectors:PutVectors", "s3vectors:DeleteVectors"),
+    "delete": ("s3vectors:DeleteVectors",),
+}
+#: Deployed embeddings (:func:`stepcrew.embeddings.build_embeddings`): Amazon Titan Text Embeddings V2 on Bedrock.
+#: The offline default (``local``, wordllama) is not in the deps layer, so a deployed function must not fall back to
+#: it. Set on every model caller (``calls_models``: the semantic cache of the resilience ladder, the planner's recall,
+#: the memory function's writes); their role already holds ``bedrock:InvokeModel`` on ``foundation-model/*``, which
+#: covers the Titan model. :data:`EMBEDDINGS_DIM` is also the S3 Vectors indexes' dimension (fixed at creation: a
+#: change needs new indexes); 256 is the factory's default, the smallest Titan V2 size (256, 512 or 1024).
+EMBEDDINGS_BACKEND = "bedrock"
+EMBEDDINGS_MODEL = TITAN_V2
+EMBEDDINGS_DIM = 256
+if EMBEDDINGS_DIM not in TITAN_V2_DIMS:  # pragma: no cover - a constant
+    raise ValueError(f"EMBEDDINGS_DIM must be one of {TITAN_V2_DIMS}")
+EMBEDDINGS_ENVIRONMENT: dict[str, str] = {"STEPCREW_EMBEDDINGS": EMBEDDINGS_BACKEND,
+                                          "STEPCREW_EMBEDDINGS_MODEL": EMBEDDINGS_MODEL,
+                                          "STEPCREW_EMBEDDINGS_DIM": str(EMBEDDINGS_DIM)}
+
+
+def invoke_env(function: str) -> str:
+    """The variable holding the name of a function another one invokes (:attr:`FunctionSpec.invokes`):
+    ``memory`` -> ``STEPCREW_MEMORY_FUNCTION``."""
+    return f"STEPCREW_{function.upper()}_FUNCTION"
+
 
 # --------------------------------------------------------------------------------------------- observability
 #: CloudWatch namespace of the custom metrics the functions emit with Powertools (EMF).
@@ -112,12 +155,15 @@ API_THROTTLE_RATE_RPS = 20
 API_THROTTLE_BURST = 40
 #: Per-route throttles (requests per second, burst) below the stage default: starting a run or answering a waiting
 #: one is costly (a state machine execution, model calls), so those routes get less than reads; so is handing out
-#: an upload URL (each lets a client store up to stepcrew.tools.datasets.MAX_DATASET_BYTES).
+#: an upload URL (each lets a client store up to stepcrew.tools.datasets.MAX_DATASET_BYTES), and so are memory writes.
 API_ROUTE_THROTTLES: dict[str, tuple[int, int]] = {
     "POST /runs": (5, 10),
     "POST /runs/{id}/approval": (5, 10),
     "POST /runs/{id}/review": (5, 10),
     "POST /datasets": (5, 10),
+    # a memory write invokes the memory function (the PII guard, an embedding); an erase deletes a tenant's items
+    "POST /memory": (5, 10),
+    "DELETE /memory": (2, 5),
     "GET /health": (10, 20),
 }
 #: (method, path, authorized) of every route; all go to the api function.
@@ -129,6 +175,10 @@ API_ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("POST", "/runs/{id}/approval", True),
     ("POST", "/runs/{id}/review", True),
     ("POST", "/datasets", True),
+    ("GET", "/memory", True),
+    ("POST", "/memory", True),
+    ("DELETE", "/memory", True),
+    ("DELETE", "/memory/{id}", True),
     ("GET", "/health", False),
 )
 

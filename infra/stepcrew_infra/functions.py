@@ -10,12 +10,18 @@ A function's role gets:
   (:class:`stepcrew_infra.data.DatasetReader`), which reads ``<bucket>/${aws:PrincipalTag/tenant}/*`` only; the code
   assumes it per run tenant (:class:`stepcrew.tools.datasets.TenantReaders`), so IAM holds the tenant boundary even
   if a prefix check in code were wrong;
+- ``embeds`` (and not ``calls_models``): ``bedrock:InvokeModel`` on the Titan embeddings model of the Region only;
 - ``calls_models``: ``secretsmanager:GetSecretValue`` on the provider key secrets and Bedrock
   ``InvokeModel``/``InvokeModelWithResponseStream`` (``converse``/``converse_stream`` are authorized by these) on
   foundation models and this account's inference profiles;
-- its :class:`FunctionExtras` statements: only the guard function has any (``bedrock:ApplyGuardrail`` on the stack's
-  guardrail, with ``guard_backend=bedrock``; :mod:`stepcrew_infra.guard`), and its extras also swap the deps layer
-  for the guard layer and add ``STEPCREW_GUARD_BACKEND`` (and the guardrail's id and version);
+- its :class:`FunctionExtras` (several concerns may each add some; :meth:`FunctionResources.add_extras` merges them):
+  the screening functions (:data:`constants.SCREENING_FUNCTIONS`: the guard and every ``screens`` spec) get the guard
+  layer instead of the deps layer, ``STEPCREW_GUARD_BACKEND`` and, with ``guard_backend=bedrock``, the guardrail's id
+  and version and ``bedrock:ApplyGuardrail`` on it (:mod:`stepcrew_infra.guard`); the ``vector_index`` functions get
+  ``STEPCREW_MEMORY_INDEX`` and, with ``memory_index=s3vectors``, the vector bucket and S3 Vectors actions on its two
+  indexes only (:mod:`stepcrew_infra.memory`);
+- ``invokes``: ``lambda:InvokeFunction`` on each named function (its unqualified ARN) and
+  ``STEPCREW_<NAME>_FUNCTION`` = its name (:func:`wire_invocations`, once every function exists);
 - ``caches_results`` (the dataset tools): ``GetItem``/``PutItem`` on the run table for partition keys ``CACHE#*``
   only (condition ``dynamodb:LeadingKeys``): the tool-result cache, nothing else of the table;
 - nothing else: a tool that never reads the table has no DynamoDB statement at all.
@@ -26,7 +32,10 @@ Environment of every function: ``STEPCREW_STAGE``, ``POWERTOOLS_SERVICE_NAME`` (
 ``STEPCREW_ANTHROPIC_SECRET``/``STEPCREW_OPENAI_SECRET`` (the secrets' ARNs, a valid SecretId; never values; model
 callers, and the api, which checks a run's fallback chain is configured without any permission to read them);
 ``STEPCREW_FALLBACK_CHAIN`` and ``STEPCREW_TENANT_DAILY_USD``/``_MONTHLY_USD`` (context ``fallback_chain``,
-``tenant_daily_usd``, ``tenant_monthly_usd``) on table users.
+``tenant_daily_usd``, ``tenant_monthly_usd``) on table users; ``STEPCREW_EMBEDDINGS``/``_MODEL``/``_DIM``
+(:data:`constants.EMBEDDINGS_ENVIRONMENT`: Titan V2 on Bedrock) on model callers and embedders (``embeds``: the memory
+function, which may invoke the Titan model only), the only roles allowed to invoke a Bedrock model (a
+``vector_index`` read/write function that is neither is refused at synth: it would embed without permission).
 """
 
 from __future__ import annotations
@@ -77,11 +86,25 @@ class DepsLayerNotBuiltWarning(UserWarning):
 @dataclass
 class FunctionExtras:
     """What one function gets beyond its spec (:attr:`FunctionResources.extras`): ``layers`` replacing the shared
-    list (None keeps it), more ``environment`` variables, more IAM ``statements`` on its role."""
+    list (None keeps it), more ``environment`` variables, more IAM ``statements`` on its role (each role gets its own
+    copy of a statement, so one FunctionExtras may serve several functions)."""
 
     layers: list[lambda_.ILayerVersion] | None = None
     environment: dict[str, str] = field(default_factory=dict)
     statements: list[iam.PolicyStatement] = field(default_factory=list)
+
+    def merged(self, other: FunctionExtras) -> FunctionExtras:
+        """Both extras together. Raises ValueError when both replace the layers differently or set one variable to
+        different values (two concerns disagreeing on a function is a stack bug, not a choice)."""
+        if self.layers is not None and other.layers is not None and list(self.layers) != list(other.layers):
+            raise ValueError("two FunctionExtras replace the same function's layers differently")
+        clash = sorted(k for k in self.environment.keys() & other.environment.keys()
+                       if self.environment[k] != other.environment[k])
+        if clash:
+            raise ValueError(f"two FunctionExtras set {', '.join(clash)} differently")
+        return FunctionExtras(layers=self.layers if self.layers is not None else other.layers,
+                              environment={**self.environment, **other.environment},
+                              statements=[*self.statements, *other.statements])
 
 
 @dataclass
@@ -97,12 +120,21 @@ class FunctionResources:
     secrets: dict[str, secretsmanager.ISecret]
     functions: dict[str, StepcrewFunction] = field(default_factory=dict)
     dataset_reader: DatasetReader | None = None
-    #: Per function name: its :class:`FunctionExtras` (the guard's layer, backend and guardrail permission).
+    #: Per function name: its :class:`FunctionExtras` (the guard layer, backend and guardrail permission; the memory
+    #: index's environment and permissions). Add with :meth:`add_extras`, before the function is built.
     extras: dict[str, FunctionExtras] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.dataset_reader is None:
             self.dataset_reader = DatasetReader.of(self.datasets)
+
+    def add_extras(self, name: str, extras: FunctionExtras) -> None:
+        """Give function ``name`` ``extras`` too (merged with what it has: :meth:`FunctionExtras.merged`)."""
+        if name not in FUNCTIONS:
+            raise KeyError(f"no function {name!r} in stepcrew.wiring.FUNCTIONS")
+        if name in self.functions:
+            raise RuntimeError(f"function {name!r} is built already: add its extras before")
+        self.extras[name] = self.extras[name].merged(extras) if name in self.extras else extras
 
 
 def build_layers(scope: Construct) -> list[lambda_.ILayerVersion]:
@@ -173,6 +205,11 @@ class StepcrewFunction(Construct):
                 env[C.PROVIDER_SECRETS[provider]] = secret.secret_arn
         if spec.touches_table:  # fallback chain and tenant budgets: checked at the api, applied at each call
             env.update(config.resilience_environment)
+        if spec.vector_index in ("read", "write") and not (spec.calls_models or spec.embeds):
+            raise ValueError(f"{spec.name}: vector_index={spec.vector_index!r} embeds texts, which needs the Bedrock "
+                             "permission of a model caller (calls_models=True) or of an embedder (embeds=True)")
+        if spec.calls_models or spec.embeds:  # deployed embeddings: Titan V2 (semantic cache, memory recall, writes)
+            env.update(C.EMBEDDINGS_ENVIRONMENT)
         extras = resources.extras.get(spec.name, FunctionExtras())
         env.update(extras.environment)
         env.update(environment or {})
@@ -191,7 +228,7 @@ class StepcrewFunction(Construct):
         )
         self._grant(resources)
         for statement in extras.statements:
-            self.role.add_to_policy(statement)
+            self.role.add_to_policy(statement.copy())
         resources.functions[spec.name] = self
 
     # ---------------------------------------------------------------------------------------- permissions
@@ -231,6 +268,11 @@ class StepcrewFunction(Construct):
                                      resource_name="*"),
                     stack.format_arn(service="bedrock", resource="inference-profile", resource_name="*"),
                 ]))
+        if spec.embeds and not spec.calls_models:  # the embeddings model only (Titan V2 in this Region)
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="Embeddings", actions=["bedrock:InvokeModel"], resources=[
+                    stack.format_arn(service="bedrock", account="", resource="foundation-model",
+                                     resource_name=C.EMBEDDINGS_MODEL)]))
         self._acknowledge(resources)
 
     def _acknowledge(self, resources: FunctionResources) -> None:
@@ -263,3 +305,18 @@ class FunctionGroup(Construct):
                                    dead_letter_queue=dead_letter_queues.get(name))
             for name in self.NAMES
         }
+
+
+def wire_invocations(functions: dict[str, StepcrewFunction]) -> None:
+    """For every function whose spec ``invokes`` others (the api -> memory): ``lambda:InvokeFunction`` on each
+    callee's unqualified ARN (a statement per callee, nothing else) and ``STEPCREW_<CALLEE>_FUNCTION`` = the callee's
+    function name (:func:`constants.invoke_env`). Call once every function is built. Raises KeyError naming a callee
+    that was not built."""
+    for name, caller in sorted(functions.items()):
+        for target in caller.spec.invokes:
+            if target not in functions:
+                raise KeyError(f"{name} invokes {target!r}, which no construct built")
+            callee = functions[target].function
+            caller.role.add_to_policy(iam.PolicyStatement(
+                sid=f"Invoke{pascal(target)}", actions=["lambda:InvokeFunction"], resources=[callee.function_arn]))
+            caller.function.add_environment(C.invoke_env(target), callee.function_name)

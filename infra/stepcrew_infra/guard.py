@@ -1,11 +1,15 @@
-"""What the guard function gets beyond every function: its own dependencies layer and, with the ``bedrock`` backend,
-an Amazon Bedrock guardrail, a published version of it and permission to apply exactly that guardrail.
+"""What the screening functions (:data:`constants.SCREENING_FUNCTIONS`: the guard function and every spec with
+``screens=True``, i.e. the memory function) get beyond every function: the guard's dependencies layer and, with the
+``bedrock`` backend, an Amazon Bedrock guardrail, a published version of it and permission to apply exactly that
+guardrail. One guardrail and one layer per stage, shared by those functions (:attr:`Guard.extras`).
 
 - Layer: ``layers/guard/python`` (built by ``layers/guard/build.py``: the deps the guard function imports plus
   Presidio/spaCy/phonenumbers/tldextract, debug sections stripped, ~159 MB measured) replaces the deps layer for the
-  guard function only; with the shared layer that stays far below Lambda's 250 MB for a function and its layers,
-  which deps + guard packages together would not (see the build script). Not built: an empty placeholder and a
-  :class:`GuardLayerNotBuiltWarning`, as for the deps layer.
+  screening functions only; with the shared layer that stays far below Lambda's 250 MB for a function and its
+  layers, which deps + guard packages together would not (see the build script). The guard layer leaves out the
+  model SDKs (``anthropic``, ``openai``; build script ``LEFT_OUT``): a screening function that calls models (the memory
+  function's extraction) can only reach Bedrock (boto3 is in the Lambda runtime) until that layer carries them too.
+  Not built: an empty placeholder and a :class:`GuardLayerNotBuiltWarning`, as for the deps layer.
 - Environment: ``STEPCREW_GUARD_BACKEND`` = the stage's ``guard_backend``; with ``bedrock`` also
   ``STEPCREW_GUARDRAIL_ID`` (the guardrail's id) and ``STEPCREW_GUARDRAIL_VERSION`` (the published version number).
 - IAM, ``bedrock`` only: ``bedrock:ApplyGuardrail`` on the guardrail's ARN (the resource ApplyGuardrail is
@@ -90,8 +94,8 @@ def build_guard_layer(scope: Construct) -> lambda_.ILayerVersion:
 
 class Guard(Construct):
     """The guard layer (``layer``) and, for ``guard_backend=bedrock``, the guardrail (``guardrail``) and its published
-    version (``version``), both None for ``local``. ``extras``: what the guard function gets (its layers: the shared
-    package layer ``shared_layer`` and the guard layer; its environment; its IAM statements)."""
+    version (``version``), both None for ``local``. ``extras``: what every screening function gets (its layers: the
+    shared package layer ``shared_layer`` and the guard layer; its environment; its IAM statements)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig,
                  shared_layer: lambda_.ILayerVersion) -> None:

@@ -1,8 +1,9 @@
 """The stepcrew stack (``stepcrew-<stage>``) and the app around it.
 
-Build order follows the data flow: data -> functions (roles, tools) -> state machines -> API -> schedules ->
-monitoring. :func:`build_app` is what ``infra/app.py`` and the tests call; it adds cdk-nag's AwsSolutionsChecks as a
-validation plugin, so ``app.synth()`` raises on any finding not acknowledged (see :mod:`stepcrew_infra.nag`).
+Build order follows the data flow: data -> guard, memory index -> functions (roles, tools) -> state machines -> API ->
+invocations between functions -> schedules -> monitoring. :func:`build_app` is what ``infra/app.py`` and the tests
+call; it adds cdk-nag's AwsSolutionsChecks as a validation plugin, so ``app.synth()`` raises on any finding not
+acknowledged (see :mod:`stepcrew_infra.nag`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from stepcrew_infra.agents import Agents
 from stepcrew_infra.api import Api
 from stepcrew_infra.config import StageConfig
 from stepcrew_infra.data import Data
-from stepcrew_infra.functions import FunctionResources, build_layers
+from stepcrew_infra.functions import FunctionResources, build_layers, wire_invocations
 from stepcrew_infra.guard import Guard
+from stepcrew_infra.memory import MemoryIndex
 from stepcrew_infra.monitoring import Monitoring
 from stepcrew_infra.orchestration import Orchestration
 from stepcrew_infra.queues import dead_letter_queue
@@ -38,7 +40,8 @@ FEATURE_FLAGS: dict[str, Any] = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolic
 
 class StepcrewStack(cdk.Stack):
     """Everything of one stage. Attributes: ``config``, ``data``, ``guard`` (the guard layer and, with
-    ``guard_backend=bedrock``, the guardrail), ``functions`` (name -> StepcrewFunction),
+    ``guard_backend=bedrock``, the guardrail), ``memory`` (the memory index: with ``memory_index=s3vectors`` the vector
+    bucket and its indexes), ``functions`` (name -> StepcrewFunction),
     ``orchestration``, ``api``, ``schedules``, ``monitoring``, ``queues`` (DLQ name -> queue)."""
 
     def __init__(self, scope: Construct, config: StageConfig, *, schedules_file: Path = C.SCHEDULES_FILE,
@@ -53,9 +56,15 @@ class StepcrewStack(cdk.Stack):
         self.data = Data(self, "Data", config=config)
         layers = build_layers(self)  # [shared package layer, deps layer]
         self.guard = Guard(self, "Guard", config=config, shared_layer=layers[0])
+        self.memory = MemoryIndex(self, "Memory", config=config)
         resources = FunctionResources(config=config, layers=layers, table=self.data.table,
-                                      datasets=self.data.datasets, secrets=dict(self.data.secrets),
-                                      extras={C.GUARD_FUNCTION: self.guard.extras})
+                                      datasets=self.data.datasets, secrets=dict(self.data.secrets))
+        for name in C.SCREENING_FUNCTIONS:
+            resources.add_extras(name, self.guard.extras)
+        for name, spec in wiring.FUNCTIONS.items():
+            extras = self.memory.extras_for(spec)
+            if extras is not None:
+                resources.add_extras(name, extras)
         async_dlqs = {name: dead_letter_queue(self, f"AsyncDlq-{name}", name=f"{name}-dlq", config=config,
                                               registry=self.queues, purpose=f"failed async invocations of {name}")
                       for name in sorted(C.ASYNC_FUNCTIONS)}
@@ -70,6 +79,7 @@ class StepcrewStack(cdk.Stack):
         missing = sorted(wiring.FUNCTIONS.keys() - self.functions.keys())
         if missing:
             raise RuntimeError(f"no construct built function(s) {', '.join(missing)}")
+        wire_invocations(self.functions)
         self.schedules = Schedules(self, "Schedules", config=config, path=schedules_file, run_state_machine=run,
                                    datasets=self.data.datasets, queues=self.queues)
         self.monitoring = Monitoring(self, "Monitoring", config=config,
@@ -89,6 +99,9 @@ class StepcrewStack(cdk.Stack):
               for p, s in sorted(self.data.secrets.items())],
         ]:
             cdk.CfnOutput(self, key, value=value, description=description)
+        if self.memory.bucket_name:
+            cdk.CfnOutput(self, "MemoryVectorBucket", value=self.memory.bucket_name,
+                          description="S3 Vectors bucket of the tenant memory (memory_index=s3vectors)")
 
 
 def build_app(context: dict[str, Any] | None = None, outdir: str | Path | None = None,

@@ -1,4 +1,5 @@
-"""Synthesize the stack ONCE per test session (cdk-nag on), then share the template.
+"""Synthesize the stack ONCE per test session (cdk-nag on), then share the template (and, for the tests that need it,
+the ``memory_index=s3vectors`` stage once more: :func:`s3vectors_synth`).
 
 Every module here sets ``pytestmark = pytest.mark.infra`` (``pytest -m "not infra"`` skips them).
 
@@ -52,21 +53,33 @@ class Synth:
         return stack.resolve(stack.get_logical_id(cfn_resource(construct)))
 
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """Build the ``dev`` stage with cdk-nag's AwsSolutionsChecks and synthesize it once."""
+def synthesize(tmp_path_factory: pytest.TempPathFactory, context: dict[str, Any] | None = None,
+               name: str = "cdk.out") -> Synth:
+    """Build the ``dev`` stage with ``context`` and cdk-nag's AwsSolutionsChecks, and synthesize it."""
     from aws_cdk.assertions import Template
     from stepcrew_infra.functions import DepsLayerNotBuiltWarning
     from stepcrew_infra.stack import build_app
 
-    outdir = tmp_path_factory.mktemp("cdk.out")
+    outdir = tmp_path_factory.mktemp(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DepsLayerNotBuiltWarning)
-        app, stack = build_app(outdir=outdir, env={}, nag=True)
+        app, stack = build_app(context=context, outdir=outdir, env={}, nag=True)
     try:
         assembly = app.synth()
     except Exception as exc:  # jsii wraps the validation failure; its text is the cdk-nag report
-        pytest.fail(f"synth with cdk-nag AwsSolutionsChecks failed:\n{exc}", pytrace=False)
+        pytest.fail(f"synth ({context or 'defaults'}) with cdk-nag AwsSolutionsChecks failed:\n{exc}", pytrace=False)
     template = assembly.get_stack_by_name(stack.stack_name).template
     template = json.loads(json.dumps(template))  # plain dicts/lists (jsii may hand back mapping proxies)
     return Synth(app=app, stack=stack, template=template, assertions=Template.from_json(template), outdir=outdir)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Build the ``dev`` stage (every context default) with cdk-nag's AwsSolutionsChecks and synthesize it once."""
+    return synthesize(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def s3vectors_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The ``dev`` stage with ``memory_index=s3vectors`` (the S3 Vectors bucket and indexes), cdk-nag on."""
+    return synthesize(tmp_path_factory, {"memory_index": "s3vectors"}, name="cdk.out.s3vectors")

@@ -41,6 +41,7 @@ def test_reserved_concurrency_from_json_or_one_int():
     {"reserved_concurrency": '{"api": 0}'}, {"reserved_concurrency": "not json"},
     {"jwt_issuer": "https://issuer.example.com"},                     # audience missing
     {"jwt_issuer": "http://insecure.example.com", "jwt_audience": "a"},
+    {"memory_index": "faiss"},
 ])
 def test_bad_context_is_rejected_with_a_named_error(context):
     with pytest.raises(ConfigError):

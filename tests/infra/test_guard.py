@@ -1,5 +1,6 @@
 """The guard's resources: its own layer (local and bedrock), the Bedrock guardrail + version + env + the one
-ApplyGuardrail statement (bedrock only), and the guard layer's build recipe.
+ApplyGuardrail statement (bedrock only), all given to every screening function (the guard and the memory function,
+constants.SCREENING_FUNCTIONS), and the guard layer's build recipe.
 
 The ``local`` stage is the session synth of conftest (the default ``guard_backend``); the ``bedrock`` stage is
 synthesized once here, with cdk-nag on, and linted with cfn-lint.
@@ -103,21 +104,31 @@ def test_local_stage_has_no_guardrail_and_no_function_may_apply_one(synth):
     assert "STEPCREW_GUARDRAIL_ID" not in env and "STEPCREW_GUARDRAIL_VERSION" not in env
 
 
-def test_only_the_guard_function_has_the_guard_layer_and_it_replaces_the_deps_layer(synth):
+def test_screening_functions_are_the_guard_and_the_specs_that_screen():
+    # derived from stepcrew.wiring (one mapping), and today that is the guard and the memory function
+    assert set(C.SCREENING_FUNCTIONS) == {"guard"} | {n for n, s in wiring.FUNCTIONS.items() if s.screens}
+    assert set(C.SCREENING_FUNCTIONS) == {"guard", "memory"}
+
+
+def test_only_the_screening_functions_have_the_guard_layer_and_it_replaces_the_deps_layer(synth):
     stack = synth.stack
     guard_layer = synth.logical_id(stack.guard.layer)
     layers = of_type(synth.template, "AWS::Lambda::LayerVersion")
     assert guard_layer in layers
     (deps_layer,) = [k for k in layers if k.startswith("DepsLayer")]
     (shared_layer,) = [k for k in layers if k.startswith("SharedLayer")]
-    assert set(layers) == {guard_layer, deps_layer, shared_layer}
-    assert layer_refs(synth.template, "guard") == [shared_layer, guard_layer]
-    for name in wiring.FUNCTIONS.keys() - {"guard"}:
+    assert set(layers) == {guard_layer, deps_layer, shared_layer}  # one guard layer, shared
+    screening = set(C.SCREENING_FUNCTIONS)
+    for name in screening:
+        assert layer_refs(synth.template, name) == [shared_layer, guard_layer], name
+    for name in wiring.FUNCTIONS.keys() - screening:
         assert layer_refs(synth.template, name) == [shared_layer, deps_layer], name
-    # the guard's is the only other function-specific environment variable
-    for name in wiring.FUNCTIONS.keys() - {"guard"}:
+    # the guard backend goes to the screening functions only
+    for name in wiring.FUNCTIONS:
         env = synth.resources[function_ids(synth.template)[name]]["Properties"]["Environment"]["Variables"]
-        assert "STEPCREW_GUARD_BACKEND" not in env, name
+        assert ("STEPCREW_GUARD_BACKEND" in env) == (name in screening), name
+        if name in screening:
+            assert env["STEPCREW_GUARD_BACKEND"] == "local", name
 
 
 # --------------------------------------------------------------------------------------------- bedrock
@@ -137,28 +148,30 @@ def test_bedrock_stage_creates_the_guardrail_with_prompt_attack_pii_regex_and_to
         {"Name": TOPIC["name"], "Definition": TOPIC["definition"], "Examples": TOPIC["examples"], "Type": "DENY"}]
 
 
-def test_the_guard_function_gets_the_backend_the_guardrail_id_and_the_published_version(bedrock_template):
+@pytest.mark.parametrize("name", ["guard", "memory"])
+def test_each_screening_function_gets_the_backend_the_guardrail_id_and_the_published_version(bedrock_template, name):
     (guardrail_id,) = of_type(bedrock_template, "AWS::Bedrock::Guardrail")
     ((version_id, version),) = of_type(bedrock_template, "AWS::Bedrock::GuardrailVersion").items()
     assert version["Properties"]["GuardrailIdentifier"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
-    env = bedrock_template["Resources"][function_ids(bedrock_template)["guard"]]["Properties"]["Environment"]
+    env = bedrock_template["Resources"][function_ids(bedrock_template)[name]]["Properties"]["Environment"]
     variables = env["Variables"]
     assert variables["STEPCREW_GUARD_BACKEND"] == "bedrock"
     assert variables["STEPCREW_GUARDRAIL_ID"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
     assert variables["STEPCREW_GUARDRAIL_VERSION"] == {"Fn::GetAtt": [version_id, "Version"]}
 
 
-def test_only_the_guard_may_apply_the_guardrail_and_only_that_one(bedrock_template):
+def test_only_the_screening_functions_may_apply_the_guardrail_and_only_that_one(bedrock_template):
     (guardrail_id,) = of_type(bedrock_template, "AWS::Bedrock::Guardrail")
     statements = role_statements(bedrock_template)
     appliers = {role for role, sts in statements.items()
                 if any(a in ("bedrock:ApplyGuardrail", "bedrock:*", "*") for st in sts for a in actions(st))}
-    assert appliers == {function_role(bedrock_template, "guard")}
-    (statement,) = [st for st in statements[function_role(bedrock_template, "guard")]
-                    if "bedrock:ApplyGuardrail" in actions(st)]
-    assert statement["Effect"] == "Allow" and actions(statement) == ["bedrock:ApplyGuardrail"]
-    assert statement["Resource"] == {"Fn::GetAtt": [guardrail_id, "GuardrailArn"]}
-    assert "*" not in json.dumps(statement["Resource"])
+    assert appliers == {function_role(bedrock_template, name) for name in C.SCREENING_FUNCTIONS}
+    for name in C.SCREENING_FUNCTIONS:
+        (statement,) = [st for st in statements[function_role(bedrock_template, name)]
+                        if "bedrock:ApplyGuardrail" in actions(st)]
+        assert statement["Effect"] == "Allow" and actions(statement) == ["bedrock:ApplyGuardrail"], name
+        assert statement["Resource"] == {"Fn::GetAtt": [guardrail_id, "GuardrailArn"]}, name
+        assert "*" not in json.dumps(statement["Resource"])
 
 
 def test_bedrock_stage_passes_cfn_lint(bedrock_template):
@@ -267,15 +280,18 @@ def test_only_shared_objects_with_debug_info_are_stripped(guard_build, tmp_path)
     assert not guard_build.has_debug_info(text)
 
 
-def test_the_guard_function_imports_none_of_the_left_out_packages(guard_build):
+@pytest.mark.parametrize("name", C.SCREENING_FUNCTIONS)
+def test_each_screening_function_imports_none_of_the_left_out_packages(guard_build, name):
+    # the screening functions run with the guard layer instead of the deps layer: importing their handler (cold
+    # start) must not need a package that layer leaves out (a model SDK imported later, at a call, is not seen here)
     env = {**os.environ, "STEPCREW_TABLE_NAME": "stepcrew-dev-runs", "STEPCREW_STAGE": "dev",
-           "POWERTOOLS_SERVICE_NAME": "stepcrew-guard", "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
+           "POWERTOOLS_SERVICE_NAME": f"stepcrew-{name}", "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
            "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true", "STEPCREW_GUARD_BACKEND": "local",
-           "PYTHONPATH": str(REPO / "layers" / "stepcrew" / "python")}
+           "STEPCREW_MEMORY_INDEX": "exact", "PYTHONPATH": str(REPO / "layers" / "stepcrew" / "python")}
     code = "import sys, app; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO / "functions" / "guard", env=env,
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO / "functions" / name, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     imported = set(done.stdout.split())
     assert "stepcrew" in imported
-    assert imported & {name.replace("-", "_") for name in guard_build.LEFT_OUT} == set()
+    assert imported & {pkg.replace("-", "_") for pkg in guard_build.LEFT_OUT} == set(), name

@@ -151,9 +151,12 @@ def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
         expected |= {"sts"} if spec.reads_data else set()  # datasets only through the per-tenant reader role
         expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
+        expected |= {"bedrock"} if spec.embeds else set()  # the Titan embeddings model only (test_memory.py)
         expected |= {"states"} if spec.starts_runs else set()
         expected |= {"events"} if spec.emits_events else set()
         expected |= {"sqs"} if name in C.ASYNC_FUNCTIONS else set()  # its own dead-letter queue
+        expected |= {"lambda"} if spec.invokes else set()  # the functions it calls (the api -> memory)
+        # no "s3vectors": the default memory_index is exact (tests/infra/test_memory.py covers s3vectors)
         assert services(function_statements(synth, name)) == expected, name
 
 
@@ -181,6 +184,7 @@ def test_each_function_policy_names_only_its_own_resources(synth):
         allowed |= secrets if spec.calls_models else set()
         allowed |= {run_sm} if spec.starts_runs else set()
         allowed |= {synth.logical_id(stack.queues[f"{name}-dlq"])} if name in C.ASYNC_FUNCTIONS else set()
+        allowed |= {function_id(synth, target) for target in spec.invokes}
         statements = function_statements(synth, name)
         assert refs(statements) == allowed, name
         for statement in statements:
@@ -319,6 +323,7 @@ def test_api_routes_and_jwt_authorizer(synth):
     assert set(routes) == {f"{m} {p}" for m, p, _ in C.API_ROUTES} == {
         "POST /runs", "GET /runs", "GET /runs/{id}", "GET /runs/{id}/events", "POST /runs/{id}/approval",
         "POST /runs/{id}/review", "POST /datasets",
+        "GET /memory", "POST /memory", "DELETE /memory", "DELETE /memory/{id}",
         "GET /health"}
     for key, route in routes.items():
         if key == "GET /health":

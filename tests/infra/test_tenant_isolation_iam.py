@@ -101,3 +101,18 @@ def test_data_tools_get_the_runs_tenant_from_the_state_never_from_a_tool_call(sy
         if state.get("Type") == "Task":
             payload = (state.get("Parameters") or {}).get("Payload.$")
             assert payload in (None, "$"), state  # tool tasks pass the ItemSelector's item as it is
+
+
+#: S3 Vectors actions that would show or change every tenant's vectors at once, or the indexes themselves.
+VECTOR_WIDE_ACTIONS = ("s3vectors:ListVectors", "s3vectors:ListIndexes", "s3vectors:DeleteIndex",
+                       "s3vectors:CreateIndex", "s3vectors:DeleteVectorBucket", "s3vectors:PutVectorBucketPolicy",
+                       "s3vectors:GetVectorBucketPolicy")
+
+
+@pytest.mark.parametrize("action", VECTOR_WIDE_ACTIONS)
+def test_no_role_may_list_or_manage_the_memory_indexes(s3vectors_synth, action):
+    # The vector indexes hold every tenant's vectors (one index per kind, tenant in the key and metadata): IAM cannot
+    # scope a vector action to a tenant, so the tenant boundary is the adapter's filter and its re-check of every
+    # result (tests/unit/memory/test_s3vectors.py). No role may list the keys (which name tenants) or touch the indexes.
+    granted = [(role, st) for role, st in identity_statements(s3vectors_synth) if allows(st, action)]
+    assert granted == [], f"{action} granted to {[r for r, _ in granted]}"
