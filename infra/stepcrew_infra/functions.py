@@ -210,6 +210,8 @@ class StepcrewFunction(Construct):
                              "permission of a model caller (calls_models=True) or of an embedder (embeds=True)")
         if spec.calls_models or spec.embeds:  # deployed embeddings: Titan V2 (semantic cache, memory recall, writes)
             env.update(C.EMBEDDINGS_ENVIRONMENT)
+        if spec.vector_index:  # the exact index's numpy: one BLAS thread (a Lambda of <= 1,769 MB has < 2 vCPUs;
+            env["OPENBLAS_NUM_THREADS"] = "1"  # bench/memory.py: threaded BLAS was 5-7x slower on a busy CPU)
         extras = resources.extras.get(spec.name, FunctionExtras())
         env.update(extras.environment)
         env.update(environment or {})
