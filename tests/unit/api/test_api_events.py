@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 from api_helpers import RecordingTasks
+from memory_helpers import memory_parts
 
 from stepcrew.api.app import ApiConfig, S3Uploads, build_app
 from stepcrew.api.auth import tenant_from_event
 from stepcrew.api.dev import RouteTable
-from stepcrew.api.models import Approval, NewDataset, NewRun, ReviewAnswer
+from stepcrew.api.models import Approval, NewDataset, NewMemory, NewRun, ReviewAnswer
 from stepcrew.crew import load_crew
 from stepcrew.events import CreateScheduledRun
+from stepcrew.memory.models import FactIn
 from stepcrew.models import Run, RunStatus
 from stepcrew.wiring import REPO_ROOT, STATE_MACHINES
 
@@ -25,8 +27,8 @@ EVENTS_DIR = REPO_ROOT / "events"
 API_EVENTS = sorted(EVENTS_DIR.glob("api_*.json"))
 SCHEDULE_EVENTS = sorted(EVENTS_DIR.glob("schedule_*.json"))
 BODY_MODELS = {"POST /runs": NewRun, "POST /runs/{run_id}/approval": Approval,
-               "POST /runs/{run_id}/review": ReviewAnswer, "POST /datasets": NewDataset}
-SUCCESS = {"POST /runs": 202, "POST /datasets": 201}
+               "POST /runs/{run_id}/review": ReviewAnswer, "POST /datasets": NewDataset, "POST /memory": NewMemory}
+SUCCESS = {"POST /runs": 202, "POST /datasets": 201, "POST /memory": 201, "DELETE /memory/{memory_id}": 204}
 ROUTES = RouteTable.from_app(build_app(None, None, None, None))  # type: ignore[arg-type]
 
 
@@ -70,8 +72,10 @@ def test_handler_answers_each_api_event(api, path):
     api.store.create_run(Run(run_id=run_id, tenant="acme", goal="Compare the penguin species",
                              crew=load_crew("default"), status=waiting, approval_token="token-from-the-approval-task"))
     api.tasks = RecordingTasks()
+    memory, writer = memory_parts(api.store)
+    memory.add_facts("acme", [FactIn(text="report currency is EUR", subject="report currency")])  # the item to delete
     app = build_app(api.store, api.starter, api.tasks, api.persistence, ApiConfig(stage="prod"),
-                    uploads=S3Uploads("stepcrew-prod-datasets"))
+                    uploads=S3Uploads("stepcrew-prod-datasets"), memory=memory, memory_writer=writer)
     api.app = app
 
     status, _, body = api.call(event)

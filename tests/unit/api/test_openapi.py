@@ -19,7 +19,8 @@ def test_the_document_describes_every_route_and_the_error_contract():
     routes = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
     assert routes == {("POST", "/runs"), ("GET", "/runs"), ("GET", "/runs/{run_id}"), ("GET", "/runs/{run_id}/events"),
                       ("POST", "/runs/{run_id}/approval"), ("POST", "/runs/{run_id}/review"),
-                      ("POST", "/datasets"), ("GET", "/health")}
+                      ("POST", "/datasets"), ("GET", "/health"), ("GET", "/memory"), ("POST", "/memory"),
+                      ("DELETE", "/memory"), ("DELETE", "/memory/{memory_id}")}
     post = doc["paths"]["/runs"]["post"]
     assert post["responses"]["202"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/RunAccepted"}

@@ -44,7 +44,7 @@ def test_get_run_returns_the_result_view(api):
     assert status == 200
     assert data["run_id"] == run_id and data["status"] == "QUEUED"
     assert set(data) == {"run_id", "status", "engine", "plan", "subtasks", "review", "final_output", "usage", "error",
-                         "decline", "degradation_level", "budget_exhausted", "handoff_reason"}
+                         "decline", "degradation_level", "budget_exhausted", "handoff_reason", "memory"}
 
 
 def test_list_runs_pages_newest_first_and_only_the_callers(api):

@@ -261,3 +261,21 @@ def test_forget_and_clear_delete_the_vectors_of_a_managed_index(mem):
     mem.forget("a", fid)
     mem.clear("a")
     assert deleted == [("a", "fact", [fid]), ("a", "episode", [ep("a", "r1", "goal").memory_id])]
+
+
+def test_list_pages_one_kind_and_fills_pages_past_other_users_items(mem):
+    mem.add_facts("a", [FactIn(text=f"shared {n} is {n}") for n in range(5)])
+    mem.add_facts("a", [FactIn(text=f"ann's {n} is {n}", user="ann") for n in range(3)])
+    seen, cursor = [], None
+    while True:
+        page = mem.list("a", "fact", user="ann", limit=2, cursor=cursor)
+        assert len(page.facts) <= 2 and all(f.user == "ann" for f in page.facts)
+        seen += [f.memory_id for f in page.facts]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 3
+    everything = mem.list("a", "all", limit=1000)
+    assert len(everything.facts) == 8 and everything.next_cursor is None
+    with pytest.raises(ValueError, match="one kind"):
+        mem.list("a", "all", cursor=seen[0])

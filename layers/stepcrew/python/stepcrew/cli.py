@@ -2,7 +2,8 @@
 
 ``stepcrew demo`` runs the demo goal on the bundled Palmer Penguins dataset; ``stepcrew run GOAL`` runs any goal;
 ``stepcrew runs list|show`` read kept runs from another process; ``stepcrew dev`` serves the HTTP API locally;
-``stepcrew datasets put FILE`` stores a dataset under a tenant's prefix of the local datasets bucket.
+``stepcrew datasets put FILE`` stores a dataset under a tenant's prefix of the local datasets bucket;
+``stepcrew memory list|add|forget|clear`` reads and edits a tenant's memory in the local state.
 
 Runs execute the real state machines in the local runtime (moto in-process) unless ``--aws`` is given, which drives
 a deployed stack (env ``STEPCREW_TABLE_NAME`` and ``STEPCREW_RUN_STATE_MACHINE_ARN``). Progress goes to stderr
@@ -39,6 +40,9 @@ datasets_app = typer.Typer(no_args_is_help=True, help="Datasets of the local dat
 app.add_typer(datasets_app, name="datasets")
 tenants_app = typer.Typer(no_args_is_help=True, help="Per-tenant settings: daily and monthly $ budgets.")
 app.add_typer(tenants_app, name="tenants")
+memory_app = typer.Typer(no_args_is_help=True, help="A tenant's long-term memory (facts) and episodes (past runs), "
+                                                     "kept by the local runtime.")
+app.add_typer(memory_app, name="memory")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -802,6 +806,178 @@ def tenants_budget(tenant: Annotated[str, typer.Argument(help="The tenant id.")]
     cap = lambda v: "no cap" if v is None else f"${v:g}"  # noqa: E731
     err.print(f"tenant {tenant}: daily {cap(current.daily_usd)} (spent ${day:.4f}), monthly "
               f"{cap(current.monthly_usd)} (spent ${month:.4f})")
+
+
+# --------------------------------------------------------------------------------------------- memory
+#: Options of the memory commands. The tenant is the operator's choice (default ``local``, the CLI's own runs); the
+#: user is ``<name>`` or ``<tenant>:<name>`` (another tenant's: exit 2).
+MemTenantOpt = Annotated[str, typer.Option("--tenant", help="The tenant whose memory it is (default: local).")]
+MemUserOpt = Annotated[str | None, typer.Option("--user", help="A user within the tenant: NAME or TENANT:NAME.")]
+
+
+def _memory_checks(tenant: str, user: str | None) -> str | None:
+    """The user id within ``tenant``. Raises BadInput (bad tenant id, a user of another tenant, a bad user id)."""
+    import re
+
+    from stepcrew.memory.models import resolve_user
+    from stepcrew.models import TENANT_PATTERN
+
+    if not re.fullmatch(TENANT_PATTERN, tenant):
+        raise BadInput("--tenant must be 1-128 of [A-Za-z0-9_.@-], starting with a letter or digit")
+    try:
+        return resolve_user(tenant, user)
+    except ValueError as exc:  # UserOutsideTenantError included
+        raise BadInput(str(exc)) from None
+
+
+def _local_memory(store):
+    """The tenant memory on the local store (read, forget, clear; writes go through :func:`_memory_writer`)."""
+    from stepcrew.engines.resolve import EngineResolver
+    from stepcrew.memory.wiring import memory_for
+
+    return memory_for(EngineResolver(), store)
+
+
+def _memory_writer(memory):
+    """The local writer: the memory function's use case in this process, with the offline PII guard."""
+    from stepcrew.memory.writer import InProcessWriter, local_guard
+
+    return InProcessWriter(memory, guard_factory=local_guard)
+
+
+def _fail_plain(message: str, code: int = 2) -> typer.Exit:
+    """:func:`_fail` for a message that may hold user text (no rich markup is interpreted)."""
+    from rich.markup import escape
+
+    return _fail(escape(message), code)
+
+
+@memory_app.command("list")
+def memory_list(tenant: MemTenantOpt = DEFAULT_TENANT, user: MemUserOpt = None, as_json: JsonOpt = False,
+                kind: Annotated[str, typer.Option(help="fact, episode or all.")] = "all",
+                limit: Annotated[int, typer.Option(min=1, max=1000, help="Items of each kind at most.")] = 100
+                ) -> None:
+    """List the tenant's facts (oldest first) and episodes (newest first); --user: that user's only. --json prints
+    one JSON object (as GET /memory)."""
+    try:
+        if kind not in ("fact", "episode", "all"):
+            raise BadInput(f"--kind must be fact, episode or all, not {kind!r}")
+        _memory_checks(tenant, user)
+        with _read_store(False) as store:
+            listed = _local_memory(store).list(tenant, kind, user=user, limit=limit)
+    except BadInput as exc:
+        raise _fail_plain(str(exc)) from None
+    if as_json:
+        print(listed.model_dump_json())
+        return
+    out = Console(highlight=False)
+    if kind in ("fact", "all"):
+        table = Table(title=f"facts of tenant {tenant}" + (f", user {user}" if user else ""), title_justify="left")
+        table.add_column("id", no_wrap=True)
+        for col in ("subject", "text", "user", "from run"):
+            table.add_column(col)
+        for f in listed.facts:
+            table.add_row(f.memory_id, f.subject, f.text + (f" ({f.kind})" if f.kind != "fact" else ""),
+                          f.user or "—", f.source_run or "(added)")
+        out.print(table)
+    if kind in ("episode", "all"):
+        table = Table(title=f"episodes of tenant {tenant}", title_justify="left")
+        table.add_column("id", no_wrap=True)
+        for col in ("status", "review", "goal"):
+            table.add_column(col)
+        for e in listed.episodes:
+            table.add_row(e.memory_id, e.status, "—" if e.review_overall is None else f"{e.review_overall:.2f}",
+                          e.goal[:80])
+        out.print(table)
+
+
+@memory_app.command("add")
+def memory_add(text: Annotated[str, typer.Argument(help="The fact, one line (1-500 characters).")],
+               subject: Annotated[str | None, typer.Option(help="What it is about (the same subject replaces the "
+                                                                "earlier fact); default: derived from the text.")]
+               = None,
+               kind: Annotated[str, typer.Option(help="fact or preference.")] = "fact",
+               ttl: Annotated[float | None, typer.Option("--ttl", help="Seconds it lives (60 s to 10 years); "
+                                                                       "default: until deleted or evicted.")] = None,
+               confidence: Annotated[float, typer.Option(help="0-1.")] = 1.0,
+               tenant: MemTenantOpt = DEFAULT_TENANT, user: MemUserOpt = None, as_json: JsonOpt = False) -> None:
+    """Remember TEXT for the tenant (or one user). It passes the PII guard first: personal data is masked, a text
+    that looks like a prompt injection is refused (exit 2, nothing written). --json prints what was written (as
+    POST /memory)."""
+    from pydantic import ValidationError
+
+    from stepcrew.memory.models import FactIn
+    from stepcrew.memory.writer import MemoryUnavailableError
+    from stepcrew.text import describe_validation_error
+
+    try:
+        _memory_checks(tenant, user)
+        try:
+            fact = FactIn(text=text, subject=subject, kind=kind, ttl_s=ttl, confidence=confidence)
+        except ValidationError as exc:
+            raise BadInput(f"invalid fact: {describe_validation_error(exc)}") from None
+        with _write_store(False) as store:
+            result = _memory_writer(_local_memory(store)).remember(tenant, [fact], user)
+    except BadInput as exc:
+        raise _fail_plain(str(exc)) from None
+    except MemoryUnavailableError as exc:
+        raise _fail_plain(f"nothing remembered: {exc}", code=1) from None
+    except ValueError as exc:  # MemoryRejectedError, UserOutsideTenantError: the writer refused it, nothing written
+        raise _fail_plain(str(exc)) from None
+    if as_json:
+        print(result.model_dump_json())
+        return
+    ids = [(i, "created") for i in result.created] + [(i, "updated") for i in result.updated]
+    for mid, what in ids:
+        err.print(f"remembered {mid} ({what})", markup=False)
+    if result.masked:
+        err.print(f"personal data masked first: {_counts(result.masked)}", markup=False)
+    if result.evicted:
+        err.print(f"evicted by the tenant's cap: {', '.join(result.evicted)}", markup=False)
+
+
+@memory_app.command("forget")
+def memory_forget(memory_id: Annotated[str, typer.Argument(metavar="ID", help="The item's id (f-... or e-...).")],
+                  tenant: MemTenantOpt = DEFAULT_TENANT, as_json: JsonOpt = False) -> None:
+    """Delete one item of the tenant (and its vector). Exit 2 when the tenant has no such item."""
+    import re
+
+    from stepcrew.memory.models import MEMORY_ID_PATTERN
+
+    try:
+        _memory_checks(tenant, None)
+        if not re.fullmatch(MEMORY_ID_PATTERN, memory_id):
+            raise BadInput(f"no memory item {memory_id[:64]!r} (ids are f-<20 hex> or e-<time>-<run id>)")
+        with _write_store(False) as store:
+            gone = _local_memory(store).forget(tenant, memory_id)
+        if not gone:
+            raise BadInput(f"no memory item {memory_id!r} for tenant {tenant!r}")
+    except BadInput as exc:
+        raise _fail_plain(str(exc)) from None
+    if as_json:
+        print(json.dumps({"deleted": 1, "memory_id": memory_id}))
+        return
+    err.print(f"forgot {memory_id}", markup=False)
+
+
+@memory_app.command("clear")
+def memory_clear(tenant: MemTenantOpt = DEFAULT_TENANT, user: MemUserOpt = None, as_json: JsonOpt = False,
+                 yes: Annotated[bool, typer.Option("--yes", help="Required: confirm the erase.")] = False) -> None:
+    """Erase the tenant's memory (facts and episodes, with their vectors), or with --user only that user's items.
+    Refused without --yes (exit 2)."""
+    try:
+        _memory_checks(tenant, user)
+        if not yes:
+            scope = f"user {user!r} of tenant {tenant!r}" if user else f"tenant {tenant!r}"
+            raise BadInput(f"this erases the memory of {scope}; add --yes to confirm")
+        with _write_store(False) as store:
+            deleted = _local_memory(store).clear(tenant, user=user)
+    except BadInput as exc:
+        raise _fail_plain(str(exc)) from None
+    if as_json:
+        print(json.dumps({"deleted": deleted}))
+        return
+    err.print(f"deleted {deleted} item(s)", markup=False)
 
 
 @datasets_app.command("put")

@@ -19,6 +19,20 @@ Routes (schemas in ``docs/openapi.json``; errors and their statuses in :mod:`ste
   ``<tenant>/uploads/<name>`` (tenant from the token), valid :data:`~stepcrew.api.models.UPLOAD_URL_EXPIRES_S` s, with
   ``Content-Type`` and ``Content-Length`` signed (see :class:`S3Uploads`). 503 ``uploads_unavailable`` where no
   datasets bucket is configured.
+- ``GET /memory?kind=fact|episode|all&user=&limit=1..1000&cursor=``: the caller's tenant memory
+  (:class:`~stepcrew.memory.models.MemoryList`): facts oldest first, then episodes newest first (``limit`` per kind;
+  pass ``next_cursor`` back for the next page). ``user``: only that user's items (``<name>`` or
+  ``<tenant>:<name>``).
+- ``POST /memory`` (201): body :class:`~stepcrew.api.models.NewMemory` (``{"facts": [...], "user"?}``, always a
+  list) -> :class:`~stepcrew.memory.models.MemoryWriteResult`, through the injected
+  :class:`~stepcrew.memory.writer.MemoryWriter` (deployed: the memory function, which owns the PII guard). 400
+  ``invalid_memory`` / ``memory_rejected`` / ``user_outside_tenant`` / ``invalid_user`` with nothing written; 503
+  ``memory_unavailable`` (``Retry-After``) when the writer cannot be reached.
+- ``DELETE /memory/{memory_id}`` (204): forget one item and its vector; 404 ``memory_not_found`` for an unknown
+  id, a malformed id and another tenant's item alike.
+- ``DELETE /memory?user=&confirm=true``: erase the tenant's memory (facts and episodes, with their vectors), or only
+  ``user``'s items -> ``{"deleted": n}``. Erasing the whole tenant needs ``confirm=true`` (400
+  ``confirmation_required`` otherwise: a bare ``DELETE /memory`` must not wipe everything).
 - ``GET /health``: liveness, no authentication.
 
 Every route but ``/health`` needs JWT claims (:mod:`stepcrew.api.auth`); a run of another tenant is answered
@@ -41,7 +55,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from pathlib import Path as PathType
 from urllib.parse import urlparse
 
@@ -77,6 +91,8 @@ from stepcrew.api.models import (
     DATASET_ERROR_CODES,
     GOAL_PREVIEW_CHARS,
     IDEMPOTENCY_KEY_PATTERN,
+    INVALID_MEMORY,
+    MEMORY_USER_MAX_CHARS,
     UPLOAD_URL_EXPIRES_S,
     Approval,
     ApprovalAccepted,
@@ -84,7 +100,9 @@ from stepcrew.api.models import (
     EventItem,
     EventPage,
     Health,
+    MemoryErased,
     NewDataset,
+    NewMemory,
     NewRun,
     RunAccepted,
     RunLinks,
@@ -103,6 +121,15 @@ from stepcrew.domain.decisions import (
     answer_review,
 )
 from stepcrew.logsafe import log_fields
+from stepcrew.memory.models import (
+    MEMORY_ID_PATTERN,
+    MemoryList,
+    MemoryRejectedError,
+    MemoryWriteResult,
+    UserOutsideTenantError,
+    resolve_user,
+)
+from stepcrew.memory.writer import MemoryUnavailableError, MemoryWriter
 from stepcrew.models import RUN_ID_PATTERN, Crew, GuardrailsLoosenedError, ReviewDecision, Run, RunRequest, RunResult
 from stepcrew.service import ExecutionStarter, RunStartError, create_run, run_result, start_run
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
@@ -111,15 +138,18 @@ logger = Logger(child=True)
 _T = TypeVar("_T")
 
 EVENT_CURSOR_MAX_CHARS = 128
+#: Seconds a client should wait before retrying a memory write answered 503 ``memory_unavailable``.
+MEMORY_RETRY_AFTER_S = 2
 LIST_CURSOR_MAX_CHARS = 2048
 _HEALTH = ("GET", "/health")
 AUTH = [{"jwt": []}]
 OPENAPI_TITLE = "stepcrew API"
 OPENAPI_DESCRIPTION = (
     "Start crews of LLM agents as runs and follow them. Runs are asynchronous: POST /runs answers 202 and the run "
-    "executes on Step Functions; poll GET /runs/{run_id}. Errors are JSON {\"error\": {\"code\", \"message\"}}: "
-    f"400 bad input (all validation), 401/403 authentication, 404 unknown run (also another tenant's), 409 wrong "
-    f"state, 413 body over {MAX_BODY_BYTES} bytes, 415 not JSON, 422 Idempotency-Key reused with another body, "
+    "executes on Step Functions; poll GET /runs/{run_id}. A tenant's memory: GET/POST/DELETE /memory. Errors are "
+    "JSON {\"error\": {\"code\", \"message\"}}: 400 bad input (all validation), 401/403 authentication, 404 unknown "
+    f"run or memory item (also another tenant's), 409 wrong state, 413 body over {MAX_BODY_BYTES} bytes, 415 not "
+    "JSON, 422 Idempotency-Key reused with another body, "
     "500 unexpected, 503 dependency failure (retry). Generated from stepcrew.api.app; regenerate with "
     "'python -m stepcrew.api.openapi --write'.")
 
@@ -322,9 +352,12 @@ class StepcrewApi(APIGatewayHttpResolver):
     def __init__(self, store: RunStore, starter: ExecutionStarter, tasks: TaskResumer,
                  idempotency: BasePersistenceLayer, config: ApiConfig | None = None,
                  limiter: RateLimiter | None = None, uploads: S3Uploads | None = None,
-                 screen: Callable[[str], object] | None = None) -> None:
+                 screen: Callable[[str], object] | None = None, memory: Any = None,
+                 memory_writer: MemoryWriter | None = None) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=_json_loads)
         self.store = store
+        self.memory = memory
+        self.memory_writer = memory_writer
         self.screen = screen
         self.limiter = limiter
         self.uploads = uploads
@@ -496,6 +529,94 @@ class StepcrewApi(APIGatewayHttpResolver):
         logger.info("run started", extra=log_fields(run_id=run.run_id, tenant=request.tenant, crew=crew.name,
                                           provider=request.provider))
         return RunAccepted(run_id=run.run_id, status=run.status, links=RunLinks.of(run.run_id))
+
+    # ------------------------------------------------------------------------------------------ memory
+    def _memory(self) -> Any:
+        if self.memory is None:
+            raise ServiceUnavailable("tenant memory is not configured in this deployment", code="memory_unavailable")
+        return self.memory
+
+    @staticmethod
+    def memory_user(tenant: str, user: str | None) -> str | None:
+        """``user`` within ``tenant`` (:func:`~stepcrew.memory.models.resolve_user`). Raises BadRequest
+        ``user_outside_tenant`` (another tenant's qualified id) or ``invalid_user``."""
+        try:
+            return resolve_user(tenant, user)
+        except UserOutsideTenantError as exc:
+            raise BadRequest(str(exc), code="user_outside_tenant") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="invalid_user") from None
+
+    def list_memory(self, tenant: str, kind: str, user: str | None, limit: int, cursor: str | None) -> MemoryList:
+        """A page of ``tenant``'s memory: facts first (oldest first), then episodes (newest first), ``limit`` per
+        kind. The cursor is the last id of the previous page: an ``f-`` cursor continues the facts (and the
+        episodes start once the facts end), an ``e-`` cursor continues the episodes. Raises BadRequest."""
+        memory = self._memory()
+        self.memory_user(tenant, user)
+        if cursor is not None and (not re.fullmatch(MEMORY_ID_PATTERN, cursor)
+                                   or (kind == "fact" and not cursor.startswith("f-"))
+                                   or (kind == "episode" and not cursor.startswith("e-"))):
+            raise BadRequest("invalid cursor: pass a next_cursor returned by GET /memory with the same kind",
+                             code="invalid_cursor")
+        out = MemoryList()
+        try:
+            if kind in ("fact", "all") and not (cursor or "").startswith("e-"):
+                page = memory.list(tenant, "fact", user=user, limit=limit, cursor=cursor)
+                out.facts, out.next_cursor = page.facts, page.next_cursor
+            if kind in ("episode", "all") and out.next_cursor is None:
+                page = memory.list(tenant, "episode", user=user, limit=limit,
+                                   cursor=cursor if (cursor or "").startswith("e-") else None)
+                out.episodes, out.next_cursor = page.episodes, page.next_cursor
+        except ValueError:
+            raise BadRequest("invalid cursor: pass a next_cursor returned by GET /memory", code="invalid_cursor") \
+                from None
+        return out
+
+    def remember(self, tenant: str, body: NewMemory) -> MemoryWriteResult:
+        """Write ``body``'s facts for ``tenant`` through the memory writer. Raises BadRequest (nothing written)
+        or ServiceUnavailable ``memory_unavailable`` with ``Retry-After``."""
+        if self.memory_writer is None:
+            raise ServiceUnavailable("memory writes are not configured in this deployment", code="memory_unavailable")
+        for user in dict.fromkeys([body.user, *(f.user for f in body.facts)]):  # a precise code here; the writer
+            # checks them again
+            self.memory_user(tenant, user)
+        try:
+            result = self.memory_writer.remember(tenant, body.facts, body.user)
+        except MemoryRejectedError as exc:
+            raise BadRequest(str(exc), code="memory_rejected") from None
+        except UserOutsideTenantError as exc:
+            raise BadRequest(str(exc), code="user_outside_tenant") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc), code=INVALID_MEMORY) from None
+        except MemoryUnavailableError as exc:
+            logger.warning("memory writer unavailable", extra=log_fields(tenant=tenant))
+            raise ServiceUnavailable(f"memory could not be written now; retry ({exc})", code="memory_unavailable",
+                                     headers={"Retry-After": str(MEMORY_RETRY_AFTER_S)}) from None
+        logger.info("memory written", extra=log_fields(tenant=tenant, facts_created=len(result.created),
+                                                      facts_updated=len(result.updated),
+                                                      facts_evicted=len(result.evicted)))
+        return result
+
+    def forget_memory(self, tenant: str, memory_id: str) -> None:
+        """Delete one item of ``tenant`` and its vector. Raises NotFound ``memory_not_found`` for a malformed id
+        (nothing is read), an unknown id and another tenant's item alike."""
+        memory = self._memory()
+        if not re.fullmatch(MEMORY_ID_PATTERN, memory_id) or not memory.forget(tenant, memory_id):
+            raise NotFound(f"memory item {memory_id[:64]!r} not found", code="memory_not_found")
+        logger.info("memory item deleted", extra=log_fields(tenant=tenant))
+
+    def clear_memory(self, tenant: str, user: str | None, confirm: bool) -> MemoryErased:
+        """Erase ``tenant``'s memory, or ``user``'s items only; the whole tenant needs ``confirm``. Raises
+        BadRequest (``confirmation_required``, ``user_outside_tenant``, ``invalid_user``)."""
+        memory = self._memory()
+        self.memory_user(tenant, user)
+        if user is None and not confirm:
+            raise BadRequest("erasing all of the tenant's memory needs confirm=true (or name one user with ?user=)",
+                             code="confirmation_required")
+        deleted = memory.clear(tenant, user=user)
+        logger.info("memory erased", extra=log_fields(tenant=tenant, deleted=deleted, scope="user" if user else
+                                                     "tenant"))
+        return MemoryErased(deleted=deleted)
 
     def get_owned_run(self, run_id: str) -> Run:
         """The caller's run, or NotFound (malformed id, unknown id, another tenant's run: all alike)."""
@@ -676,6 +797,65 @@ def _register_routes(app: StepcrewApi) -> None:  # noqa: C901 - one closure per 
                         body=DatasetUpload(uri=uri, upload_url=url, headers=headers, expires_in_s=UPLOAD_URL_EXPIRES_S,
                                            max_bytes=MAX_DATASET_BYTES))
 
+    @app.get("/memory", operation_id="listMemory", security=AUTH, tags=["memory"],
+             summary="List the caller's tenant memory: facts, then episodes",
+             description="Facts oldest first, then episodes (finished runs) newest first, at most limit of each "
+                         "kind per page; pass next_cursor as ?cursor= for the next page (null: the last page). "
+                         "user: only that user's items (<name> or <tenant>:<name>; another tenant's is 400 "
+                         "user_outside_tenant).",
+             responses=_responses(200, "A page of memory items", s503="Memory is not configured here"))
+    def list_memory_route(
+        kind: Annotated[Literal["fact", "episode", "all"], Query(description="fact, episode or all")] = "all",
+        user: Annotated[str | None, Query(min_length=1, max_length=MEMORY_USER_MAX_CHARS,
+                                          description="only this user's items: <name> or <tenant>:<name>")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="items per kind, 1-1000")] = 100,
+        cursor: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_CHARS,
+                                            description="next_cursor of the previous page")] = None,
+    ) -> MemoryList:
+        return app.list_memory(app.tenant, kind, user, limit, cursor)
+
+    @app.post("/memory", status_code=201, operation_id="addMemory", security=AUTH, tags=["memory"],
+              summary="Remember facts for the caller's tenant (screened by the PII guard first)",
+              description="Every fact passes the PII guard before it is stored (personal data is masked; a fact "
+                          "that looks like a prompt injection is refused: 400 memory_rejected). The same subject for "
+                          "the same user replaces the earlier fact (updated), else it is created; over the tenant's "
+                          "cap the lowest-confidence, least recently updated facts are evicted. All or nothing: a "
+                          "bad fact (400 invalid_memory) writes none of the request.",
+              responses=_responses(201, "Facts written: ids created, updated, evicted; PII masked",
+                                   s404="No such route", s415="Body is not application/json",
+                                   s503="The memory writer cannot be reached (memory_unavailable; header "
+                                        "Retry-After) or is not configured"))
+    def add_memory_route(
+        body: Annotated[NewMemory, Body(description="the facts (the tenant comes from the token)")],
+    ) -> Response[MemoryWriteResult]:
+        result = app.remember(app.tenant, body)
+        return Response(status_code=HTTPStatus.CREATED, content_type=content_types.APPLICATION_JSON, body=result)
+
+    @app.delete("/memory/<memory_id>", operation_id="forgetMemory", security=AUTH, tags=["memory"],
+                summary="Forget one memory item (and its vector)",
+                responses=_responses(204, "Deleted (no body)", s404="No such item (also a malformed id or another "
+                                     "tenant's item)", s503="Memory is not configured here"))
+    def forget_memory_route(
+        memory_id: Annotated[str, Path(description="f-<20 hex> (a fact) or e-<time>-<run id> (an episode); a "
+                                                   "malformed id is a 404")],
+    ) -> Response[None]:
+        app.forget_memory(app.tenant, memory_id)
+        return Response(status_code=HTTPStatus.NO_CONTENT, body=None)
+
+    @app.delete("/memory", operation_id="eraseMemory", security=AUTH, tags=["memory"],
+                summary="Erase the caller's tenant memory, or one user's",
+                description="Deletes every fact and episode of the tenant (with their vectors), or with ?user= only "
+                            "that user's. Erasing the whole tenant needs ?confirm=true (400 confirmation_required "
+                            "otherwise).",
+                responses=_responses(200, "Erased: how many items", s503="Memory is not configured here"))
+    def erase_memory_route(
+        user: Annotated[str | None, Query(min_length=1, max_length=MEMORY_USER_MAX_CHARS,
+                                          description="erase only this user's items: <name> or "
+                                                      "<tenant>:<name>")] = None,
+        confirm: Annotated[bool, Query(description="true: required to erase the whole tenant's memory")] = False,
+    ) -> MemoryErased:
+        return app.clear_memory(app.tenant, user, confirm)
+
     @app.get("/health", operation_id="health", tags=["health"], summary="Liveness (no authentication)",
              responses={200: {"description": "The API is up"}, 500: error_doc("Unexpected error")})
     def health_route() -> Health:
@@ -707,13 +887,19 @@ def _register_error_handlers(app: StepcrewApi) -> None:
     @app.exception_handler(RequestValidationError)
     def _validation(err: RequestValidationError) -> Response:
         errors = list(err.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return _error_response(BadRequest("the request body is not valid JSON", code="malformed_json"))
+        invalid = [e for e in errors if e.get("type") == "json_invalid"]
+        if invalid:  # the decoder's reason (a position or "the number 1e400 is out of range"), never the body
+            why = str((invalid[0].get("ctx") or {}).get("error") or "")[:120]
+            return _error_response(BadRequest("the request body is not valid JSON" + (f": {why}" if why else ""),
+                                              code="malformed_json"))
         if any(e.get("type") == "missing" and tuple(e.get("loc") or ()) == ("body",) for e in errors):
             return _error_response(BadRequest("a JSON body is required"))
         own = [e for e in errors if e.get("type") in DATASET_ERROR_CODES]  # a body model's own code, first one
         if own:
             return _error_response(BadRequest(_validation_message(own), code=str(own[0]["type"])))
+        facts = [e for e in errors if tuple(e.get("loc") or ())[:2] == ("body", "facts") and len(e["loc"]) > 2]
+        if facts:  # POST /memory: one of the facts is not a valid memory item
+            return _error_response(BadRequest(_validation_message(facts), code=INVALID_MEMORY))
         return _error_response(BadRequest(_validation_message(errors)))
 
     @app.exception_handler(RequestUnsupportedContentType)
@@ -750,12 +936,15 @@ def _register_error_handlers(app: StepcrewApi) -> None:
 # ============================================================================================== builders
 def build_app(store: RunStore, starter: ExecutionStarter, tasks: TaskResumer, idempotency: BasePersistenceLayer,
               config: ApiConfig | None = None, limiter: RateLimiter | None = None,
-              uploads: S3Uploads | None = None, screen: Callable[[str], object] | None = None) -> StepcrewApi:
+              uploads: S3Uploads | None = None, screen: Callable[[str], object] | None = None,
+              memory: Any = None, memory_writer: MemoryWriter | None = None) -> StepcrewApi:
     """The API bound to its collaborators (all injected: tests pass fakes or moto-backed ones; no ``limiter``: no
     per-tenant limit; no ``uploads``: ``POST /datasets`` answers 503 ``uploads_unavailable``; ``screen``: the output
     guard for a hand-off answered after its execution is gone (the local server; deployed, the state machine's
-    GuardAcceptedReport screens it))."""
-    return StepcrewApi(store, starter, tasks, idempotency, config, limiter, uploads, screen)
+    GuardAcceptedReport screens it); ``memory``: the :class:`~stepcrew.memory.service.Memory` the memory routes read
+    and delete with, ``memory_writer``: what ``POST /memory`` writes through (none: those routes answer 503
+    ``memory_unavailable``))."""
+    return StepcrewApi(store, starter, tasks, idempotency, config, limiter, uploads, screen, memory, memory_writer)
 
 
 def app_from_env() -> StepcrewApi:
@@ -766,6 +955,9 @@ def app_from_env() -> StepcrewApi:
 
     from stepcrew.api.idempotency import dynamodb_persistence
     from stepcrew.api.settings import ApiSettings
+    from stepcrew.engines.resolve import EngineResolver
+    from stepcrew.memory.wiring import memory_for
+    from stepcrew.memory.writer import writer_from_env
     from stepcrew.service import StepFunctionsStarter
     from stepcrew.settings import load_settings
     from stepcrew.store.dynamodb import DynamoRunStore
@@ -774,8 +966,10 @@ def app_from_env() -> StepcrewApi:
     retries = Config(retries={"mode": "standard", "max_attempts": 5})
     dynamodb = boto3.client("dynamodb", config=retries)
     sfn = boto3.client("stepfunctions", config=retries)
+    store = DynamoRunStore(settings.table_name, client=dynamodb)
+    memory = memory_for(EngineResolver(), store)  # reads and deletes with it; writes go through the writer
     return build_app(
-        DynamoRunStore(settings.table_name, client=dynamodb),
+        store,
         StepFunctionsStarter(settings.run_state_machine_arn, client=sfn),
         StepFunctionsTasks(client=sfn),
         dynamodb_persistence(settings.table_name, client=dynamodb),
@@ -784,4 +978,6 @@ def app_from_env() -> StepcrewApi:
         DynamoRateLimiter(dynamodb, settings.table_name, {"start": settings.tenant_rate_start,
                                                           "read": settings.tenant_rate_read}),
         S3Uploads(settings.data_bucket) if settings.data_bucket else None,
+        memory=memory,
+        memory_writer=writer_from_env(memory),  # STEPCREW_MEMORY_FUNCTION (set by the stack): the memory function
     )

@@ -7,7 +7,9 @@ Each HTTP request becomes an API Gateway HTTP API event, payload format 2.0 (``v
 Gateway developer guide); the handler's v2 response becomes the HTTP response. Runs really execute: the run
 state machine and every function run in-process (:class:`stepcrew.local.runtime.LocalRuntime`), and the table is
 saved to ``state_dir`` (every :data:`SAVE_EVERY_S` seconds while something changed, and at exit), so
-``stepcrew runs list`` in another terminal sees the runs.
+``stepcrew runs list`` in another terminal sees the runs. Tenant memory (``/memory``) is read and deleted on the
+same table and written in this process through :class:`stepcrew.memory.writer.InProcessWriter` with the offline
+guard (deployed, ``POST /memory`` invokes the memory function), so ``stepcrew memory list`` sees it too.
 
 Authentication: there is no JWT authorizer locally. A **local token switch** stands in for it and says so on
 stderr at startup:
@@ -505,9 +507,12 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     from stepcrew.api.app import ApiConfig, S3Uploads, build_app
     from stepcrew.api.idempotency import dynamodb_persistence
     from stepcrew.domain.screening import output_screen
+    from stepcrew.engines.resolve import EngineResolver
     from stepcrew.llm.registry import UnknownProviderError, check_provider, detect_provider
     from stepcrew.local.runtime import LOCAL_DATA_BUCKET, LocalRuntime
     from stepcrew.local.state import default_state_dir
+    from stepcrew.memory.wiring import memory_for
+    from stepcrew.memory.writer import InProcessWriter, local_guard
 
     anonymous = _truthy(os.environ.get("STEPCREW_DEV_ALLOW_ANONYMOUS")) if allow_anonymous is None else allow_anonymous
     folder = Path(state_dir) if state_dir is not None else default_state_dir()
@@ -517,12 +522,15 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     except UnknownProviderError as exc:
         raise ValueError(f"STEPCREW_PROVIDER names an {exc}") from None
     with LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
+        # tenant memory: read and deleted on the runtime's table; written in this process with the offline guard
+        memory = memory_for(EngineResolver(), runtime.store)
         app = build_app(runtime.store, runtime, runtime,
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
                         ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider,
                                   data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))),
                         DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name, _dev_limits()),
-                        screen=output_screen(runtime.store))
+                        screen=output_screen(runtime.store), memory=memory,
+                        memory_writer=InProcessWriter(memory, guard_factory=local_guard))
         saver = _Saver(runtime)
         credentials = boto3.Session(region_name=runtime.region).get_credentials().get_frozen_credentials()
         uploads = LocalUploads(LOCAL_DATA_BUCKET, runtime.put_dataset, credentials)

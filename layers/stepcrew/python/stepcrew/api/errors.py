@@ -21,9 +21,17 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
 400    ``invalid_content_type``        ``POST /datasets``: a content type that does not match the extension
 400    ``dataset_too_large``           ``POST /datasets``: ``size_bytes`` over the tools' dataset size limit
 400    ``unsupported_event``           the Lambda received an event that is not an HTTP API (v2) request
+400    ``invalid_memory``              ``POST /memory``: a fact that is no valid memory item (empty, blank, multi-
+                                       line or over 500 characters; subject over 120; TTL negative, under 60 s,
+                                       over 10 years or not finite; confidence outside 0-1; an unknown field)
+400    ``memory_rejected``             ``POST /memory``: the PII/injection guard refused a fact (nothing written)
+400    ``user_outside_tenant``         a ``user`` qualified with another tenant (``other:bob``)
+400    ``invalid_user``                a ``user`` that is not a user id (``<name>`` or ``<tenant>:<name>``)
+400    ``confirmation_required``       ``DELETE /memory`` of the whole tenant without ``confirm=true``
 401    ``unauthorized``                no JWT claims on the request (no authorizer ran, or no tenant claim)
 403    ``invalid_tenant``              the tenant claim is not a valid tenant id
 404    ``run_not_found``               unknown run id, malformed run id, or a run of another tenant
+404    ``memory_not_found``            ``DELETE /memory/{id}``: unknown id, malformed id, or another tenant's item
 404    ``route_not_found``             no such route
 405    ``method_not_allowed``          a known route with another method (TRACE included); ``Allow`` lists them
 409    ``run_not_waiting``             approval for a run that is not ``WAITING_APPROVAL``
@@ -44,6 +52,8 @@ Status codes (one rule for every route, also written in ``docs/openapi.json``):
                                        marked FAILED); retrying with the same Idempotency-Key starts a new run
 503    ``service_unavailable``         a dependency (Step Functions, DynamoDB) failed; safe to retry
 503    ``uploads_unavailable``         ``POST /datasets`` on a deployment without a datasets bucket configured
+503    ``memory_unavailable``          the memory writer (the memory function) could not be reached or failed
+                                       (``Retry-After``; a retry is safe), or memory is not configured here
 =====  ==============================  ==========================================================================
 
 Why 400 for validation (and not 422): one status for "the request is wrong", whatever the reason; 422 is kept

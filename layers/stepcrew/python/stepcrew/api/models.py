@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from stepcrew.memory.models import MAX_FACTS_PER_WRITE, FactIn
 from stepcrew.models import CREW_NAME_PATTERN, PROVIDER_PATTERN, EventKind, RunRequest, RunStatus, Strict
 from stepcrew.tools.datasets import MAX_DATASET_BYTES, upload_content_type, upload_name_error
 
@@ -218,3 +219,33 @@ class DatasetUpload(BaseModel):
                                                 "Content-Type and Content-Length")
     expires_in_s: int = Field(description="seconds the URL is valid (less if the signing credentials expire first)")
     max_bytes: int = Field(description="the largest dataset the tools read, in bytes")
+
+
+# ============================================================================================== memory
+#: Longest ``user`` of the memory routes (a qualified ``<tenant>:<name>``: two ids of at most 128 characters).
+MEMORY_USER_MAX_CHARS = 257
+#: Error code of a fact that is not a valid memory item (``POST /memory``: empty or over-long text or subject, a
+#: TTL that is negative, too short, too long or not finite, a confidence outside 0-1, an unknown field of a fact).
+INVALID_MEMORY = "invalid_memory"
+
+
+class NewMemory(Strict):
+    """Body of ``POST /memory``: ``facts``, 1-25 facts to remember for the caller's tenant (the tenant comes from
+    the token, never the body), and ``user``, the default user of the facts that name none: ``<name>`` or
+    ``<tenant>:<name>`` (another tenant's is 400 ``user_outside_tenant``). Each fact (:class:`~stepcrew.memory
+    .models.FactIn`): ``text`` 1-500 characters, one line, not blank; ``subject`` 1-120 (the same subject for the
+    same user replaces the fact); ``kind`` fact | preference; ``user``; ``confidence`` 0-1 (default 1);
+    ``ttl_s`` 60 s to 10 years, finite (default: kept until deleted or evicted). Unknown fields are rejected.
+    A bad fact is 400 ``invalid_memory``, and nothing of the request is written."""
+
+    facts: list[FactIn] = Field(min_length=1, max_length=MAX_FACTS_PER_WRITE,
+                                description=f"1-{MAX_FACTS_PER_WRITE} facts; all are written, or none")
+    user: str | None = Field(default=None, min_length=1, max_length=MEMORY_USER_MAX_CHARS,
+                             description="default user of the facts naming none: <name> or <tenant>:<name> (the "
+                                         "caller's tenant only); absent: tenant-wide facts")
+
+
+class MemoryErased(BaseModel):
+    """Answer of ``DELETE /memory``: how many items (facts and episodes, with their vectors) were deleted."""
+
+    deleted: int = Field(ge=0)

@@ -9,7 +9,8 @@ One adjustment to Powertools' output: with validation enabled, Powertools adds a
 (its own ``HTTPValidationError`` body) to every operation, but this API answers validation errors with 400 and
 :class:`~stepcrew.api.errors.ErrorResponse` (see :mod:`stepcrew.api.errors`); those generated 422 entries and their
 then unused schemas (``HTTPValidationError``, ``ResponseValidationError``, ``ValidationError``) are removed. An
-operation's own 422 (``POST /runs``: Idempotency-Key reused) is kept.
+operation's own 422 (``POST /runs``: Idempotency-Key reused) is kept. And a 204 response has no content (RFC 9110
+§15.3.5): the ``null`` body schema Powertools derives from ``Response[None]`` is removed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def _drop_generated_422(doc: dict[str, Any]) -> dict[str, Any]:
             schema = (((entry or {}).get("content") or {}).get("application/json") or {}).get("schema") or {}
             if schema.get("$ref") == _POWERTOOLS_422_REF:
                 del responses["422"]
+            if "204" in responses:
+                responses["204"].pop("content", None)
     schemas = doc.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):  # Powertools' own
         others = {k: v for k, v in schemas.items() if k != name}

@@ -293,23 +293,40 @@ class Memory:
     # ------------------------------------------------------------------------------------------ control
     def list(self, tenant: str, kind: str = "all", *, user: str | None = None, limit: int = 100,
              cursor: str | None = None) -> MemoryList:
-        """Items of ``tenant`` (``fact``, ``episode`` or ``all``), newest episodes first; ``user`` keeps that
-        user's facts only. ``limit`` 1-1000 per kind. Raises ValueError (bad limit, cursor), UserOutsideTenantError."""
+        """Items of ``tenant``: ``fact`` (by id), ``episode`` (newest first) or ``all`` (the first page of each, no
+        cursor: page one kind at a time). ``user`` keeps that user's items only (pages are filled past the items
+        it skips). ``limit`` 1-1000 per kind. ``next_cursor``: the next page of the one kind asked for, or None.
+        Raises ValueError (bad limit, a cursor with ``all`` or of the other kind), UserOutsideTenantError."""
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be 1-1000")
+        if kind not in ("fact", "episode", "all"):
+            raise ValueError("kind must be fact, episode or all")
+        if cursor is not None and kind == "all":
+            raise ValueError("a cursor pages one kind: give kind=fact or kind=episode")
         uid = resolve_user(tenant, user)
         out = MemoryList()
-        if kind in ("fact", "all"):
-            facts, nxt = self.store.scan(tenant, "fact", vectors=False, limit=limit,
-                                         cursor=cursor if cursor and cursor.startswith("f-") else None)
-            out.facts = [st.item for st in facts if uid is None or st.item.user == uid]
-            out.next_cursor = nxt
-        if kind in ("episode", "all"):
-            eps, nxt = self.store.scan(tenant, "episode", vectors=False, limit=limit, oldest_first=False,
-                                       cursor=cursor if cursor and cursor.startswith("e-") else None)
-            out.episodes = [st.item for st in eps if uid is None or st.item.user == uid]
-            out.next_cursor = out.next_cursor or nxt
+        for k in ("fact", "episode"):
+            if kind not in (k, "all"):
+                continue
+            items, nxt = self._page(tenant, k, uid, user is not None, limit, cursor)
+            if k == "fact":
+                out.facts = items
+            else:
+                out.episodes = items
+            if kind != "all":
+                out.next_cursor = nxt
         return out
+
+    def _page(self, tenant: str, kind: str, uid: str | None, by_user: bool, limit: int,
+              cursor: str | None) -> tuple[list, str | None]:
+        """Up to ``limit`` items of one kind (of user ``uid`` when ``by_user``), reading store pages until filled."""
+        got: list = []
+        while True:
+            page, cursor = self.store.scan(tenant, kind, vectors=False, limit=limit - len(got), cursor=cursor,
+                                           oldest_first=kind == "fact")
+            got += [st.item for st in page if not by_user or getattr(st.item, "user", None) == uid]
+            if cursor is None or len(got) >= limit:
+                return got, cursor
 
     def forget(self, tenant: str, memory_id: str) -> bool:
         """Delete one item and its vector; False when ``tenant`` has no such item (another tenant's included)."""
