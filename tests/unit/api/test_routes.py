@@ -227,3 +227,17 @@ def test_a_malformed_review_answer_is_400(api, body):
     run_id = _handed_off(api)
     status, _, data = api.call(http_event("POST", f"/runs/{run_id}/review", body=body))
     assert status == 400 and api.tasks.answers == []
+
+
+def test_post_runs_takes_memory_and_a_user_of_the_callers_tenant_only(api):
+    status, _, data = api.call(http_event("POST", "/runs", body={"goal": "Sum 2 and 3", "memory": "off",
+                                                                 "user": f"{TENANT}:ann"}))
+    assert status == 202, data
+    run = api.store.get_run(data["run_id"])
+    assert run.memory == "off" and run.user == "ann"
+    started = list(api.starter.started)
+    status, _, data = api.call(http_event("POST", "/runs", body={"goal": "Sum 2 and 3", "user": "other-tenant:ann"}))
+    assert status == 400 and data["code"] == "user_outside_tenant"
+    status, _, data = api.call(http_event("POST", "/runs", body={"goal": "Sum 2 and 3", "memory": "maybe"}))
+    assert status == 400
+    assert api.starter.started == started  # nothing started for the refused requests

@@ -69,7 +69,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 # --------------------------------------------------------------------------------------------- request building
 def build_request(goal: str, data: Path | None, crew: str, provider: str | None, *, review: dict | None = None,
                   budget: dict | None = None, aws: bool = False, data_uri: str | None = None,
-                  require_approval: bool = False, guardrails: dict | None = None, routing: dict | None = None):
+                  require_approval: bool = False, guardrails: dict | None = None, routing: dict | None = None,
+                  tenant: str | None = None, user: str | None = None, memory: str = "on"):
     """Validate everything a run needs before anything is written. ``review``/``budget``/``guardrails``: fields of
     :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` /
     :class:`~stepcrew.models.GuardrailPolicy` (omitted ones keep their defaults; no ``guardrails``: the crew's).
@@ -106,7 +107,8 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
     try:
         request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review or {},
                              budget=budget or {}, require_approval=require_approval, guardrails=guardrails or None,
-                             routing=routing or None)
+                             routing=routing or None, memory=memory, user=user,
+                             **({"tenant": tenant} if tenant else {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -114,6 +116,12 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
     try:
         crew_model.guardrails.tightened(request.guardrails)
     except ValueError as exc:  # GuardrailsLoosenedError
+        raise BadInput(str(exc)) from exc
+    from stepcrew.memory.models import resolve_user
+
+    try:  # a user id of another tenant: refused before anything is written
+        resolve_user(request.tenant, request.user)
+    except ValueError as exc:  # UserOutsideTenantError
         raise BadInput(str(exc)) from exc
     from stepcrew.resilience.chain import ChainConfigError, effective_routing
 
@@ -298,6 +306,9 @@ def print_result(result: RunResult, as_json: bool, out) -> None:
     err.print(f"engine {result.engine or '?'} · tokens in {u.input_tokens} / out {u.output_tokens} · "
               f"cost ${u.cost_usd:.4f}" + (f" · cache hits {u.cache_hits} (saved {u.saved_tokens} tokens, "
                                             f"${u.saved_cost_usd:.4f})" if u.cache_hits else ""))
+    if result.memory is not None and (result.memory.facts or result.memory.episodes):
+        similar = ", ".join(f"{e.run_id[:12]} ({e.similarity:.2f}, {e.status})" for e in result.memory.episodes)
+        err.print(f"memory: {len(result.memory.facts)} fact(s)" + (f", similar runs {similar}" if similar else ""))
     if result.degradation_level != "full":
         rung = {"cached": "a cached answer", "rule_engine": "the rule engine (no provider answered)",
                 "handoff": "a person (no provider available)"}[result.degradation_level]
@@ -422,6 +433,10 @@ def _aws_backend():
     return DynamoRunStore(table), StepFunctionsStarter(arn)
 
 
+#: Seconds a local run's execution may take after its outcome is written (its memory is recorded then).
+MEMORY_WAIT_S = 60.0
+
+
 def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: float, quiet: bool = False) -> int:
     """Create, start and follow one run; print its result. Returns the exit code."""
     from stepcrew.service import RunStartError, create_run, run_result, start_run
@@ -459,6 +474,12 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
                 finished = follow(store, run.run_id, done, progress, timeout_s)
             finally:
                 waiter.close()
+            record = store.get_run(run.run_id)
+            if finished and runtime is not None and record.status.terminal and record.execution_arn:
+                # the run's outcome is written; its memory (ProposeMemory, Remember states) is recorded just after:
+                # let the execution end before the runtime (and the process) does
+                with contextlib.suppress(Exception):
+                    runtime.wait(record.execution_arn, timeout_s=MEMORY_WAIT_S)
             result = run_result(store, run.run_id)
         if not finished:
             err.print(f"[red]error:[/] run {run.run_id} did not finish within {timeout_s:.0f} s")
@@ -482,11 +503,12 @@ def _given(**values) -> dict:
 
 
 def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None,
-         require_approval=False, guardrails=None, routing=None) -> None:
+         require_approval=False, guardrails=None, routing=None, tenant=None, user=None, memory="on") -> None:
     try:
         request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
                                             data_uri=data_uri, require_approval=require_approval,
-                                            guardrails=guardrails, routing=routing() if routing else None)
+                                            guardrails=guardrails, routing=routing() if routing else None,
+                                            tenant=tenant, user=user, memory=memory)
         with sigterm_as_interrupt():
             code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
     except BadInput as exc:
@@ -539,6 +561,12 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         fallback_on_auth_error: Annotated[bool, typer.Option(
             "--fallback-on-auth-error", help="A rejected API key moves to the next provider instead of failing "
                                              "the run.")] = False,
+        tenant: Annotated[str | None, typer.Option(help="The tenant the run belongs to (its memory, budgets and "
+                                                        "caches; default: local).")] = None,
+        user: Annotated[str | None, typer.Option(help="The user within the tenant: their remembered facts are "
+                                                      "recalled too ('ann' or '<tenant>:ann').")] = None,
+        no_memory: Annotated[bool, typer.Option("--no-memory", help="Recall nothing from the tenant's memory and "
+                                                                    "leave nothing in it.")] = False,
         ) -> None:
     """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. Exit 0
     SUCCEEDED, 1 FAILED (a budget passed, a failed review with --on-review-fail fail...), 3 NEEDS_REVIEW, 4
@@ -553,7 +581,8 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
          routing=lambda: _given(chains=parse_chains(chain), tier=tier, role_tiers=parse_role_tiers(role_tier),
                                 cache=False if no_cache else None, semantic_threshold=semantic_threshold,
                                 cache_ttl_s=cache_ttl,
-                                fallback_on_auth_error=fallback_on_auth_error or None))
+                                fallback_on_auth_error=fallback_on_auth_error or None),
+         tenant=tenant, user=user, memory="off" if no_memory else "on")
 
 
 @app.command()

@@ -494,6 +494,14 @@ class StepcrewApi(APIGatewayHttpResolver):
         if unknown:
             raise BadRequest(f"routing.role_tiers names no role of crew {crew.name!r}: {', '.join(unknown)} "
                              f"(roles: {', '.join(sorted(roles))})", code="invalid_routing")
+        from stepcrew.memory.models import resolve_user
+
+        try:  # the run's user must be of the caller's tenant
+            resolve_user(tenant, new_run.user)
+        except UserOutsideTenantError as exc:
+            raise BadRequest(str(exc), code="user_outside_tenant") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="invalid_user") from None
         return new_run.to_request(tenant, provider=provider), crew
 
     def _check_tenant_budget(self, tenant: str) -> None:
