@@ -237,7 +237,7 @@ def test_post_runs_takes_memory_and_a_user_of_the_callers_tenant_only(api):
     assert run.memory == "off" and run.user == "ann"
     started = list(api.starter.started)
     status, _, data = api.call(http_event("POST", "/runs", body={"goal": "Sum 2 and 3", "user": "other-tenant:ann"}))
-    assert status == 400 and data["code"] == "user_outside_tenant"
+    assert status == 400 and data["error"]["code"] == "user_outside_tenant"
     status, _, data = api.call(http_event("POST", "/runs", body={"goal": "Sum 2 and 3", "memory": "maybe"}))
     assert status == 400
     assert api.starter.started == started  # nothing started for the refused requests

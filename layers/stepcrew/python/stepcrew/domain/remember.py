@@ -105,8 +105,14 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
     facts = MemoryFacts(goal=run.goal, inputs=run.inputs)
     role = run.crew.synthesizer.model_copy(update={"model_tier": "fast"})
     engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
+    def call() -> MemoryReply:
+        reply = engine.extract_memory(facts, role)
+        for c in reply.calls:  # the run has finished: a proposal (even a cached one) never moves its degradation
+            c.rung = None
+        return reply
+
     called = exchange(store, run, conversation=EXTRACT_CONVERSATION, index=0, purpose="remember", facts=facts,
-                      call=lambda: engine.extract_memory(facts, role), reply_type=MemoryReply)
+                      call=call, reply_type=MemoryReply)
     by = "stored" if called.replayed else "rules" if all(c.model == "rule-engine" for c in called.reply.calls) \
         else "model"
     return ProposeMemoryOutput(run_id=run.run_id, facts=len(called.reply.facts), by=by)
