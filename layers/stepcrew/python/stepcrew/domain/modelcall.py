@@ -55,17 +55,22 @@ def _check(run: Run, usage: Usage) -> None:
 def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: str,
                  subtask_id: str | None = None) -> Usage:
     """Add each call's usage to the run and emit one ``model_turn`` event per call (provider, model, tier, route
-    reason, rung, cache: ids and numbers only). Cache hits add to the run's savings (event ``cache_hit``); a call
-    below the full service lowers the run's ``degradation_level`` (event ``degraded``, metric ``DegradedCalls``).
-    Returns the run's usage."""
+    reason, rung, cache and, for an agent turn, its context window: budget, tokens sent, results summarized, turns
+    dropped; ids and numbers only). Cache hits add to the run's savings (event ``cache_hit``); a call below the
+    full service lowers the run's ``degradation_level`` (event ``degraded``, metric ``DegradedCalls``). Returns
+    the run's usage."""
     usage = run.usage
     level = run.degradation_level
     for c in calls:
         usage = store.add_usage(run.run_id, c.model, c.input_tokens, c.output_tokens, c.cost_usd)
         ladder = {k: v for k, v in (("provider", c.provider), ("tier", c.tier), ("route", c.route),
                                     ("rung", c.rung), ("cache", c.cache)) if v is not None}
+        context = {} if c.context_budget_tokens is None else {  # short-term memory (stepcrew.memory.window)
+            "context_budget_tokens": c.context_budget_tokens, "context_tokens": c.context_tokens,
+            "context_summarized": c.context_summarized, "context_dropped": c.context_dropped}
         emit(store, run.run_id, "model_turn", subtask_id, purpose=purpose, model=c.model, stop_reason=c.stop_reason,
-             input_tokens=c.input_tokens, output_tokens=c.output_tokens, tool_calls=c.tool_calls, **ladder)
+             input_tokens=c.input_tokens, output_tokens=c.output_tokens, tool_calls=c.tool_calls, **ladder,
+             **context)
         if c.cache:
             store.add_savings(run.run_id, 1, c.saved_tokens, c.saved_cost_usd)
             emit(store, run.run_id, "cache_hit", subtask_id, purpose=purpose, cache=c.cache,

@@ -51,6 +51,12 @@ class EngineCall(BaseModel):
     saved_tokens: int = Field(default=0, ge=0, description="a cached answer: tokens it cost when it was paid")
     budget_cut: bool = Field(default=False, description="the budget gate cut this call's output cap")
     saved_cost_usd: float = Field(default=0.0, ge=0)
+    # Set by the LLM engine's agent turns (short-term memory, stepcrew.memory.window): the request's prompt budget,
+    # its estimated size as sent, and how many tool results were summarized and earlier turns dropped to fit.
+    context_budget_tokens: int | None = Field(default=None, ge=0, description="the role's prompt budget (tokens)")
+    context_tokens: int | None = Field(default=None, ge=0, description="estimated prompt tokens sent")
+    context_summarized: int = Field(default=0, ge=0, description="tool results sent as a summary")
+    context_dropped: int = Field(default=0, ge=0, description="earlier turns left out of the request")
 
 
 class _Reply(BaseModel):

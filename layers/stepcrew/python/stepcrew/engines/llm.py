@@ -27,6 +27,7 @@ from stepcrew.engines.base import (
 from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ToolSpec
 from stepcrew.llm.pricing import cost_usd
+from stepcrew.memory.window import DEFAULT_CONTEXT_TOKENS, engine_call_fields, fit
 from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
 from stepcrew.text import describe_validation_error, one_line
 
@@ -104,9 +105,14 @@ class LLMEngine(Engine):
         return prompts.messages(role, prompts.act_prompt(facts, [t.name for t in tools]))
 
     def act(self, facts: ActFacts, role: AgentRole, conversation: list[Message], tools: list[ToolSpec]) -> ActReply:
-        response = self._request(role, conversation, tools)
+        """The next turn. What is sent is ``conversation`` fitted to the role's prompt budget (short-term memory,
+        :func:`stepcrew.memory.window.fit`: oldest tool results summarized, then oldest turns dropped); the stored
+        conversation is not changed. The call records the budget and what was done (``EngineCall.context_*``)."""
+        window, report = fit(conversation, role.context_tokens or DEFAULT_CONTEXT_TOKENS, tools)
+        response = self._request(role, window, tools)
         message = Message(role="assistant", content=response.text, tool_calls=response.tool_calls)
-        return ActReply(message=message, stop_reason=response.stop_reason, calls=[_call(response)])
+        call = _call(response).model_copy(update=engine_call_fields(report))
+        return ActReply(message=message, stop_reason=response.stop_reason, calls=[call])
 
     def synthesize(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
         response = self._request(role, prompts.messages(role, prompts.synth_prompt(facts)))

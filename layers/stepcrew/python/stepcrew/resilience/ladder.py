@@ -31,14 +31,13 @@ Every call is recorded (event ``model_turn``: provider, model, tier, route reaso
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stepcrew.domain.errors import BudgetExceededError
-from stepcrew.engines.base import ActReply, Engine, EngineCall, PlanReply, ReportReply, ReviewReply
-from stepcrew.engines.facts import ActFacts, PlanFacts, ReportFacts
+from stepcrew.engines.base import ActReply, Engine, EngineCall, MemoryReply, PlanReply, ReportReply, ReviewReply
+from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.engines.llm import LLMEngine
 from stepcrew.llm.base import (
     Model,
@@ -50,6 +49,7 @@ from stepcrew.llm.base import (
     ToolSpec,
 )
 from stepcrew.llm.pricing import cost_usd
+from stepcrew.memory.window import CHARS_PER_TOKEN, TOOLS_OVERHEAD_TOKENS, estimate_tokens  # noqa: F401 (re-export)
 from stepcrew.models import DEGRADATION_ORDER, AgentRole, Message, Run
 from stepcrew.resilience.breaker import Breakers, CircuitOpenError
 from stepcrew.resilience.cache import ResponseCache
@@ -70,31 +70,15 @@ class ChainExhaustedError(Exception):
     """Every provider of the chain failed or was skipped (internal: the ladder degrades)."""
 
 
-#: Tokens a provider adds to a request with tools that the messages do not show: Anthropic documents a tool-use
-#: system prompt of 313-346 tokens for its current models ("Tool use with Claude", pricing section); reserved as 400.
-TOOLS_OVERHEAD_TOKENS = 400
-#: Characters per token assumed by the estimate: 3.5, below the ~4 of English prose, for JSON and numbers.
-CHARS_PER_TOKEN = 3.5
-
-
 def estimate_input_tokens(request: ModelRequest) -> int:
     """An estimate of a request's input tokens, meant to be at or above the real count: characters of the message
     texts, tool calls, tool results and tool schemas / :data:`CHARS_PER_TOKEN`, plus 8 per message (role,
-    separators) and :data:`TOOLS_OVERHEAD_TOKENS` when tools are sent. The reservation is settled on the real usage
-    after the call; only a call whose real input exceeds this estimate can take the run past its budget (by that
-    difference; ``engine_call`` then stops the run)."""
-    import json
-
-    size = 0
-    for m in request.messages:
-        size += len(m.content)
-        if m.tool_calls:
-            size += len(json.dumps([c.model_dump(mode="json") for c in m.tool_calls]))
-        if m.tool_results:
-            size += len(json.dumps([r.model_dump(mode="json") for r in m.tool_results], default=str))
-    size += sum(len(t.model_dump_json()) for t in request.tools)
-    return math.ceil(size / CHARS_PER_TOKEN) + 8 * len(request.messages) + (TOOLS_OVERHEAD_TOKENS if request.tools
-                                                                            else 0)
+    separators) and :data:`TOOLS_OVERHEAD_TOKENS` when tools are sent. It is
+    :func:`stepcrew.memory.window.estimate_tokens`, shared with the short-term memory window: a request within its
+    role's context budget is within what this gate reserves for its input. The reservation is settled on the real
+    usage after the call; only a call whose real input exceeds this estimate can take the run past its budget (by
+    that difference; ``engine_call`` then stops the run)."""
+    return estimate_tokens(request.messages, request.tools)
 
 
 @dataclass
@@ -379,6 +363,15 @@ class LadderEngine(Engine):
             reply = ActReply(message=Message(role="assistant", content=text), stop_reason="end_turn",
                              calls=[EngineCall(model="none")])
             return self._degraded(reply, "handoff", where)
+
+    def extract_memory(self, facts: MemoryFacts, role: AgentRole) -> MemoryReply:
+        """The chain's model proposes the facts; when the chain is exhausted, the rule engine's rules do (no
+        degradation is recorded: the run has already finished, and a fact proposal is not part of its answer)."""
+        where = route(self.run, role)
+        try:
+            return self._climb(role, where, lambda e, r: e.extract_memory(facts, r))
+        except ChainExhaustedError:
+            return self.rule.extract_memory(facts, role)
 
     def synthesize(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
         where = route(self.run, role)
