@@ -93,7 +93,8 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
     """The run's engine proposes facts from a SUCCEEDED run's goal and inputs (module docstring), stored in the
     ledger conversation ``memory-extract`` (a retried state reuses the stored reply: no second model call). Runs on
     the synthesizer function, which has the model providers; the memory function screens and writes the facts.
-    The rule engine (and the rule fallback of the ladder) proposes by rules. Skipped for a run that did not succeed
+    A rule-engine run makes no call and stores nothing (the memory function applies the rules). Skipped for a run
+    that did not succeed
     or has memory off. Raises what the engine raises (a ModelError, BudgetExceededError): the state catches it and
     the memory function falls back to the rules."""
     from stepcrew.domain.common import engines_or_default
@@ -102,6 +103,8 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
     run = store.get_run(inp.run_id)
     if run.memory == "off" or run.status != RunStatus.SUCCEEDED:
         return ProposeMemoryOutput(run_id=run.run_id, facts=0, by="skipped")
+    if run.provider == "rule" or run.engine_override:  # the rules need no call: the memory function applies them
+        return ProposeMemoryOutput(run_id=run.run_id, facts=0, by="rules")
     facts = MemoryFacts(goal=run.goal, inputs=run.inputs)
     role = run.crew.synthesizer.model_copy(update={"model_tier": "fast"})
     engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
@@ -113,6 +116,7 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
 
     called = exchange(store, run, conversation=EXTRACT_CONVERSATION, index=0, purpose="remember", facts=facts,
                       call=call, reply_type=MemoryReply)
+    engine.accepted()  # a parsed proposal: the exact cache may keep it (the same goal and inputs propose the same)
     by = "stored" if called.replayed else "rules" if all(c.model == "rule-engine" for c in called.reply.calls) \
         else "model"
     return ProposeMemoryOutput(run_id=run.run_id, facts=len(called.reply.facts), by=by)
