@@ -20,7 +20,7 @@ Everything passes the PII guard before it is stored (:class:`stepcrew.memory.ser
 
 from __future__ import annotations
 
-from stepcrew.domain.common import dataset_profile, emit, logger
+from stepcrew.domain.common import dataset_profile, emit
 from stepcrew.domain.modelcall import exchange
 from stepcrew.engines.base import MemoryReply
 from stepcrew.engines.facts import MemoryFacts

@@ -52,7 +52,7 @@ from stepcrew.memory.models import (
     RecalledFact,
     resolve_user,
 )
-from stepcrew.memory.store import MemoryStore, Stored
+from stepcrew.memory.store import MemoryStore
 
 logger = logging.getLogger("stepcrew.memory")
 
