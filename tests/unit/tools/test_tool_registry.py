@@ -17,7 +17,7 @@ def _asl_tool_names() -> set[str]:
 
 def test_names_match_the_wiring_and_the_state_machine():
     assert known_tools() == set(wiring.TOOL_FUNCTIONS) == _asl_tool_names() == {
-        "calculator", "describe_dataset", "query_dataset", "write_section"}
+        "calculator", "describe_dataset", "query_dataset", "write_section", "remember"}
     assert all(tool.name == name for name, tool in TOOLS.items())
 
 
@@ -31,7 +31,7 @@ def test_unknown_tool_is_a_key_error_naming_the_known_tools():
         get_tool("shell")
     assert isinstance(info.value, KeyError)
     assert str(info.value) == ("unknown tool 'shell'; known tools: calculator, describe_dataset, query_dataset, "
-                               "write_section")
+                               "remember, write_section")
     with pytest.raises(UnknownToolError):
         tool_specs(["calculator", "shell"])
 
