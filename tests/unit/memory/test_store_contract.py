@@ -91,3 +91,15 @@ def test_dynamo_item_of_another_tenant_in_a_partition_is_ignored(moto_client):
         "body": {"S": forged.model_dump_json()}})
     assert store.get("a", forged.memory_id) is None
     assert store.scan("a", "fact")[0] == []
+
+
+def test_delete_many_deletes_in_batches_within_the_tenant(mstore):
+    for n in range(60):  # more than two BatchWriteItem calls of 25
+        mstore.put_episode(episode("a", n), None, None)
+    mstore.put_episode(episode("b", 1), None, None)
+    ids = [s.item.memory_id for s in mstore.scan("a", "episode")[0]]
+    assert mstore.delete_many("a", "episode", ids[:55]) == 55
+    assert [s.item.run_id for s in mstore.scan("a", "episode")[0]] == [f"run{n}" for n in range(55, 60)]
+    assert mstore.counts("a").episodes == 5
+    mstore.delete_many("a", "episode", [episode("b", 1).memory_id])  # b's id, but in a's partition:
+    assert mstore.get("b", episode("b", 1).memory_id) is not None  # b's item is untouched

@@ -345,8 +345,9 @@ class Memory:
         for kind in ("fact", "episode"):
             items, _ = self.store.scan(tenant, kind, vectors=False)
             ids = [st.item.memory_id for st in items if user is None or getattr(st.item, "user", None) == uid]
-            for mid in ids:
-                gone += int(self.store.delete(tenant, mid))
+            gone += self.store.delete_many(tenant, kind, ids)
+            if user is None:
+                self.store.set_count(tenant, kind, 0)  # TTL deletions are never counted down: start again at 0
             if ids:
                 self._index_if_built().delete(tenant, kind, ids)
         return gone

@@ -111,6 +111,11 @@ class MemoryStore(ABC):
         """Delete one item; True if it existed (its counter -1)."""
 
     @abstractmethod
+    def delete_many(self, tenant: str, kind: str, memory_ids: list[str]) -> int:
+        """Delete items of one kind of ``tenant`` that a scan just listed, in batches (an erase of a large tenant
+        must fit an API request); the counter drops by the number given. Returns it."""
+
+    @abstractmethod
     def counts(self, tenant: str) -> Counts:
         """The tenant's counters (may count TTL-expired facts until :meth:`set_count` corrects them)."""
 
@@ -183,6 +188,14 @@ class InMemoryMemoryStore(MemoryStore):
                 return False
             self._bump(tenant, **{"facts" if memory_id.startswith("f-") else "episodes": -1})
             return True
+
+    def delete_many(self, tenant: str, kind: str, memory_ids: list[str]) -> int:
+        with self._lock:
+            gone = [self._items.get(tenant, {}).pop(mid, None) for mid in dict.fromkeys(memory_ids)]
+            n = sum(1 for g in gone if g is not None)
+            if n:
+                self._bump(tenant, **{"facts" if kind == "fact" else "episodes": -n})
+            return n
 
     def counts(self, tenant: str) -> Counts:
         with self._lock:
@@ -327,6 +340,32 @@ class DynamoMemoryStore(MemoryStore):
             from stepcrew.store.base import StoreError
 
             raise StoreError(f"DynamoDB memory delete failed: {exc.response.get('Error', {}).get('Code')}") from exc
+
+    def delete_many(self, tenant: str, kind: str, memory_ids: list[str]) -> int:
+        """BatchWriteItem of DeleteRequests, 25 per call (DynamoDB's limit per BatchWriteItem), unprocessed items
+        sent again (at most 8 rounds, then StoreError); the keys are in the tenant's partition, so no other tenant's
+        item can be named. Then one counter update (ADD -n, version +1)."""
+        import time
+
+        from stepcrew.store.base import StoreError
+
+        prefix = FACT_PREFIX if kind == "fact" else EPISODE_PREFIX
+        ids = list(dict.fromkeys(memory_ids))
+        for start in range(0, len(ids), 25):
+            pending = [{"DeleteRequest": {"Key": {"PK": {"S": memory_pk(tenant)}, "SK": {"S": prefix + mid}}}}
+                       for mid in ids[start:start + 25]]
+            for attempt in range(8):
+                resp = self._rs._client.batch_write_item(RequestItems={self.table_name: pending})
+                pending = resp.get("UnprocessedItems", {}).get(self.table_name, [])
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            else:
+                raise StoreError(f"DynamoDB kept {len(pending)} memory deletes unprocessed")
+        if ids:
+            self._rs._call("update_item", **{k: v for k, v in self._counter_update(
+                tenant, "facts" if kind == "fact" else "episodes", -len(ids))["Update"].items() if k != "TableName"})
+        return len(ids)
 
     def counts(self, tenant: str) -> Counts:
         raw = self._rs._get(memory_pk(tenant), META_SK)
