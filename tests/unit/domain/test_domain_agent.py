@@ -259,3 +259,30 @@ def test_counts_are_not_doubled_by_a_retried_later_turn(store, setup):
     agent_turn(_turn(results=[_ok(second.tool_calls[0], TABLE)]), store)
     record = store.get_subtask(RUN_ID, "compare")
     assert record.status == SubtaskStatus.SUCCEEDED and record.turns == 3 and record.tool_calls == 2
+
+
+def test_an_empty_answer_is_asked_for_once_more_in_the_same_invocation(store, setup):
+    model = setup(reply("   "), reply("Gentoo is heaviest."))
+    out = agent_turn(_turn(), store)
+    assert out.stop_reason == "end_turn" and out.status == SubtaskStatus.SUCCEEDED
+    assert store.get_subtask(RUN_ID, "compare").output == "Gentoo is heaviest."
+    from stepcrew.domain.agent import EMPTY_ANSWER_NUDGE
+
+    assert model.requests[1].messages[-1].content == EMPTY_ANSWER_NUDGE  # the model was told why
+    assert len(model.requests) == 2
+
+
+def test_a_second_empty_answer_fails_the_subtask_and_a_retry_does_not_nudge_again(store, setup):
+    from stepcrew.domain.errors import EmptyAnswerError
+
+    model = setup(reply(""), reply(""), reply("late answer"))
+    with pytest.raises(EmptyAnswerError, match="no text twice"):
+        agent_turn(_turn(), store)
+    assert store.get_subtask(RUN_ID, "compare").status == SubtaskStatus.RUNNING  # fail_subtask records the failure
+    # a Step Functions retry of the same event finds the nudge in the ledger: it asks, never nudges a second time
+    out = agent_turn(_turn(), store)
+    assert out.status == SubtaskStatus.SUCCEEDED and len(model.requests) == 3
+    from stepcrew.domain.agent import EMPTY_ANSWER_NUDGE
+
+    nudges = [m for m in store.get_messages(RUN_ID, "compare") if m.content == EMPTY_ANSWER_NUDGE]
+    assert len(nudges) == 1

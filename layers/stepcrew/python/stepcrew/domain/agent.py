@@ -26,7 +26,7 @@ from stepcrew.domain.common import (
     subtask_facts,
     worker_for,
 )
-from stepcrew.domain.errors import MaxTurnsExceededError, SubtaskStateError, ToolLoopError
+from stepcrew.domain.errors import EmptyAnswerError, MaxTurnsExceededError, SubtaskStateError, ToolLoopError
 from stepcrew.domain.modelcall import engine_call
 from stepcrew.domain.recall import stored_context
 from stepcrew.engines.facts import ActFacts, facts_of
@@ -55,6 +55,13 @@ SUBTASK_OUTPUT_MAX_CHARS = 50_000
 CALLS_PER_INVOCATION = 2
 #: The same tool call (tool and arguments) asked for this many times in one sub-task is a loop (ToolLoopError).
 LOOP_REPEATS = 3
+#: What a worker is told after an empty final answer (once; a second empty answer fails the sub-task).
+EMPTY_ANSWER_NUDGE = ("Your last answer was empty. Answer the sub-task now in plain text, with the figures you found "
+                      "(or say plainly what you could not find).")
+
+
+def _nudged(conversation: list[Message]) -> bool:
+    return any(m.role == "user" and m.content == EMPTY_ANSWER_NUDGE for m in conversation)
 
 
 def _call_key(call: ToolCall) -> str:
@@ -124,6 +131,9 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
     the stored tool calls or finishes with the stored answer. ``turns`` and ``tool_calls`` on the record are
     derived from the conversation, never incremented, so a retry cannot double them.
 
+    An empty final answer is not an answer: the worker is told so once (:data:`EMPTY_ANSWER_NUDGE`, one more model
+    call in the same invocation); a second empty answer raises EmptyAnswerError and the sub-task fails with it.
+
     Raises MaxTurnsExceededError past ``budget.max_turns_per_subtask`` model calls, SubtaskStateError (unknown or
     failed sub-task, results that answer nothing), RunNotActiveError, BudgetExceededError or a ModelError.
     """
@@ -154,7 +164,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
                                           expected=[SubtaskStatus.PENDING])
             emit(store, inp.run_id, "subtask_started", sub.id, role=role.name)
         conversation = _record(store, inp, engine.open(ctx, role, specs))
-    elif last.role == "assistant" and not last.tool_calls:  # replay: the answer is stored, the finish was not
+    elif last.role == "assistant" and not last.tool_calls and last.content.strip():  # replay: answer stored
         return _finish(store, inp, run, conversation, allowed, last.content)
     elif last.role == "assistant" and not _answers(inp, last, allowed):
         if not _is_replay(inp, conversation):
@@ -176,7 +186,9 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
     # else: a retry after a failed model call: the conversation already ends with the prompt or the results.
     turns = _counts(conversation, allowed)[0]
     new: list[Message] = []
-    for _ in range(CALLS_PER_INVOCATION):
+    calls, limit = 0, CALLS_PER_INVOCATION
+    while calls < limit:
+        calls += 1
         if turns >= run.budget.max_turns_per_subtask:
             raise MaxTurnsExceededError(f"sub-task {sub.id} reached its limit of "
                                         f"{run.budget.max_turns_per_subtask} model calls")
@@ -187,6 +199,15 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         message = reply.message
         to_run, refused = split_calls(message.tool_calls, allowed)
         if reply.stop_reason != "tool_use" or not message.tool_calls:
+            if not message.content.strip():  # an empty answer is no answer: ask once more, then fail the sub-task
+                if _nudged([*conversation, *new]):
+                    raise EmptyAnswerError(f"sub-task {sub.id}: the worker answered with no text twice (it was "
+                                           "asked once to answer again)")
+                new += [Message(role="assistant", content=""), Message(role="user", content=EMPTY_ANSWER_NUDGE)]
+                conversation += _record(store, inp, new)  # a retry of this invocation asks again, not nudges again
+                new = []
+                limit += 1  # the nudge's call is extra: the invocation still answers within its own turn
+                continue
             engine.accepted()
             conversation += _record(store, inp, [*new, Message(role="assistant", content=message.content)])
             return _finish(store, inp, run, conversation, allowed, message.content)
@@ -256,8 +277,9 @@ def _context(store: RunStore, run: Run, plan: Plan, sub: SubTask) -> ActFacts:
 
 def _finish(store: RunStore, inp: AgentTurnInput, run: Run, conversation: list[Message], allowed: list[str],
             text: str) -> AgentTurnOutput:
-    """Store the worker's answer (capped at SUBTASK_OUTPUT_MAX_CHARS) on the sub-task: SUCCEEDED."""
-    output = text.strip() or "(the worker returned no text)"
+    """Store the worker's answer (capped at SUBTASK_OUTPUT_MAX_CHARS) on the sub-task: SUCCEEDED. Never called with
+    an empty answer (:data:`EMPTY_ANSWER_NUDGE`)."""
+    output = text.strip()
     if len(output) > SUBTASK_OUTPUT_MAX_CHARS:
         output = output[:SUBTASK_OUTPUT_MAX_CHARS] + "\n[... truncated]"
     turns, calls = _counts(conversation, allowed)

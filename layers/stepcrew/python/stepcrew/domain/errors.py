@@ -42,6 +42,11 @@ class MaxTurnsExceededError(DomainError):
     """A sub-task would need more model calls than ``Budget.max_turns_per_subtask``. The sub-task fails."""
 
 
+class EmptyAnswerError(DomainError):
+    """A worker answered its sub-task with no text twice (it was asked once to answer again). The sub-task fails
+    with this reason: an empty answer is never a finished sub-task."""
+
+
 class MissingInputError(DomainError):
     """A step needs something an earlier step should have stored (plan, sub-task output, report, review)."""
 

@@ -1,0 +1,55 @@
+"""An empty worker answer is never a finished sub-task (issue 12, part 5): asked once more, then the sub-task fails
+with the reason and the run says so (real ASL on the local runtime)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from stepcrew.crew import load_crew
+from stepcrew.engines.testing import ScriptedModel, reply
+from stepcrew.llm import registry
+from stepcrew.local.runtime import LocalRuntime
+from stepcrew.models import RunRequest, RunStatus, SubtaskStatus
+from stepcrew.service import create_run, start_run
+
+pytestmark = pytest.mark.integration
+
+PLAN = json.dumps({"subtasks": [{"id": "calc", "title": "Multiply", "instructions": "Compute 6 * 7.",
+                                 "tools": ["calculator"], "role": ""}]})
+HIGH = json.dumps({"accuracy": 0.95, "completeness": 0.95, "relevance": 0.95, "feedback": "ok"})
+
+
+@pytest.fixture(scope="module")
+def rt():
+    with LocalRuntime(fast_waits=True) as runtime:
+        yield runtime
+
+
+@pytest.mark.parametrize("answers,expected", [
+    ((reply(""), reply("6 * 7 = 42")), RunStatus.SUCCEEDED),
+    ((reply(""), reply("  ")), RunStatus.FAILED),
+])
+def test_an_empty_answer_is_asked_again_once_then_fails_the_subtask(rt, answers, expected):
+    name = f"empty-{expected.value.lower()}"
+    model = ScriptedModel(by_purpose={"plan": [reply(PLAN)], "act": list(answers),
+                                      "synthesize": [reply("# Report\n6 * 7 = 42")], "review": [reply(HIGH)],
+                                      "remember": [reply('{"facts": []}')]})
+    registry.register(name, lambda tier: model)
+    try:
+        req = RunRequest(goal="Compute 6 times 7", provider=name, tenant=f"t-{name}", memory="off")
+        run_id = start_run(create_run(req, load_crew("default"), rt.store), rt.store, rt).run_id
+        deadline = time.monotonic() + 60
+        while not rt.store.get_run(run_id).status.terminal and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run = rt.store.get_run(run_id)
+        assert run.status == expected, run.error
+        (record,) = rt.store.list_subtasks(run_id)
+        if expected == RunStatus.FAILED:
+            assert record.status == SubtaskStatus.FAILED and record.error.code == "EmptyAnswerError"
+            assert run.error.code == "EmptyAnswerError" and "no text twice" in run.error.message
+        else:
+            assert record.status == SubtaskStatus.SUCCEEDED and record.output == "6 * 7 = 42"
+    finally:
+        registry.unregister(name)
