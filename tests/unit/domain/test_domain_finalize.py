@@ -164,3 +164,20 @@ def test_fail_subtask_for_an_unknown_subtask_fails_closed_with_a_clear_error(sto
     bad = FailSubtask(run_id=RUN_ID, subtask_id="nope", error=StepFunctionsError(Error="X", Cause="y"))
     with pytest.raises(SubtaskStateError, match="run run1 has no sub-task 'nope'"):
         finalize(bad, store)
+
+
+def test_fail_run_closes_the_subtasks_still_open_and_keeps_the_finished_ones(store, make_run):
+    make_run()
+    store.put_plan(RUN_ID, two_step_plan())
+    ids = [r.subtask_id for r in store.list_subtasks(RUN_ID)]
+    first, second = ids[0], ids[1]
+    store.update_subtask(RUN_ID, first, {"status": SubtaskStatus.RUNNING}, expected=[SubtaskStatus.PENDING])
+    store.update_subtask(RUN_ID, first, {"status": SubtaskStatus.FAILED,
+                                         "error": RunError(code="ModelAuthError", message="invalid x-api-key")},
+                         expected=[SubtaskStatus.RUNNING])
+    finalize(_event("finalize_fail_run_subtask"), store)
+    records = {r.subtask_id: r for r in store.list_subtasks(RUN_ID)}
+    assert records[first].error.code == "ModelAuthError"  # its own failure is kept
+    assert records[second].status == SubtaskStatus.FAILED and records[second].finished_at is not None
+    assert records[second].error.code == "RunFailed" and "ModelAuthError" in records[second].error.message
+    assert not [r for r in records.values() if r.status in (SubtaskStatus.PENDING, SubtaskStatus.RUNNING)]

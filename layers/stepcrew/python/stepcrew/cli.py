@@ -474,6 +474,8 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
                 finished = follow(store, run.run_id, done, progress, timeout_s)
             finally:
                 waiter.close()
+            if not finished and runtime is not None:  # --timeout: the local run is cut off now, and says so
+                runtime.cut_off(run.run_id, f"the CLI's --timeout of {timeout_s:g} s passed before the run finished")
             record = store.get_run(run.run_id)
             if finished and runtime is not None and record.status.terminal and record.execution_arn:
                 # the run's outcome is written; its memory (ProposeMemory, Remember states) is recorded just after:

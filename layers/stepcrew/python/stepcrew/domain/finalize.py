@@ -137,8 +137,9 @@ def succeed_run(inp: SucceedRun, store: RunStore, metrics: MetricsSink | None = 
 
 
 def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:
-    """Mark the run FAILED with :func:`failure_reason` from any non-terminal status (``finished_at``, event
-    ``run_failed`` with the error code, metrics). An already terminal run is left as is (no-op)."""
+    """Mark the run FAILED with :func:`failure_reason` from any non-terminal status (``finished_at``, its open
+    sub-tasks FAILED too (:func:`close_open_subtasks`), event ``run_failed`` with the error code, metrics). An already
+    terminal run is left as is (no-op)."""
     run = store.get_run(inp.run_id)
     if run.status.terminal:
         return FinalizeOutput(run_id=run.run_id, status=run.status.value)
@@ -150,9 +151,31 @@ def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) 
         run = store.get_run(inp.run_id)  # became terminal meanwhile: keep that outcome
         return FinalizeOutput(run_id=run.run_id, status=run.status.value)
     logger.info("run failed", extra={"run_id": run.run_id, "error_code": reason.code})
+    close_open_subtasks(store, run.run_id, reason)
     emit(store, run.run_id, "run_failed", code=reason.code, **_usage_data(run))
     _record_metrics(metrics, run)
     return FinalizeOutput(run_id=run.run_id, status=run.status.value)
+
+
+def close_open_subtasks(store: RunStore, run_id: str, reason: RunError) -> list[str]:
+    """Sub-tasks of a failed run still PENDING or RUNNING end FAILED too, with ``RunFailed`` naming the run's error
+    (event ``subtask_failed`` each): a finished run leaves no sub-task that looks in flight. Conditional per sub-task,
+    so one that finished meanwhile keeps its outcome. Returns the ids closed."""
+    closed = []
+    error = RunError(code="RunFailed", message=one_line(f"the run failed before this sub-task finished: "
+                                                        f"{reason.code}: {reason.message}"))
+    for record in store.list_subtasks(run_id):
+        if record.status not in (SubtaskStatus.PENDING, SubtaskStatus.RUNNING):
+            continue
+        try:
+            store.update_subtask(run_id, record.subtask_id, {"status": SubtaskStatus.FAILED, "error": error,
+                                                             "finished_at": utcnow()},
+                                 expected=[SubtaskStatus.PENDING, SubtaskStatus.RUNNING])
+        except RunStateConflictError:
+            continue
+        emit(store, run_id, "subtask_failed", record.subtask_id, code=error.code)
+        closed.append(record.subtask_id)
+    return closed
 
 
 def decline_run(inp: DeclineRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:

@@ -252,7 +252,22 @@ class LocalRuntime:
             time.sleep(0.01)
         return cut_off
 
-    def _fail_cut_off_runs(self, run_ids: list[str]) -> None:
+    def cut_off(self, run_id: str, message: str) -> None:
+        """Stop the run's execution (if it is still running) and mark the run FAILED (:data:`CUT_OFF_CODE`,
+        ``message``) with its open sub-tasks, as the runtime's exit would: the CLI's ``--timeout``."""
+        run = self.store.get_run(run_id)
+        if run.execution_arn:
+            try:
+                if self.sfn.describe_execution(executionArn=run.execution_arn)["status"] == "RUNNING":
+                    self.sfn.stop_execution(executionArn=run.execution_arn)
+            except Exception as exc:  # noqa: BLE001 - the record is what the user sees; mark it anyway
+                LOG.warning("could not stop execution of run %s: %s", run_id, type(exc).__name__)
+        deadline = time.monotonic() + DRAIN_S
+        while hook.active_invocations() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._fail_cut_off_runs([run_id], message)
+
+    def _fail_cut_off_runs(self, run_ids: list[str], message: str = CUT_OFF_MESSAGE) -> None:
         """Mark each still-active run of ``run_ids`` FAILED (:data:`CUT_OFF_CODE`, ``finished_at``, event
         ``run_failed``). Conditional on a non-terminal status, so a run a handler finished meanwhile is kept;
         an execution whose name is no run id is skipped."""
@@ -265,7 +280,7 @@ class LocalRuntime:
         for run_id in run_ids:
             try:
                 self.store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(),
-                                               "error": RunError(code=CUT_OFF_CODE, message=CUT_OFF_MESSAGE)},
+                                               "error": RunError(code=CUT_OFF_CODE, message=message)},
                                       expected=active)
                 self.store.add_event(ProgressEvent(run_id=run_id, kind="run_failed", data={"code": CUT_OFF_CODE}))
             except (RunNotFoundError, RunStateConflictError, ValueError):
@@ -273,6 +288,12 @@ class LocalRuntime:
             except StoreError as exc:  # never let the exit path hide the original error or skip the save
                 LOG.error("could not mark cut-off run %s FAILED: %s", run_id, exc)
                 continue
+            from stepcrew.domain.finalize import close_open_subtasks
+
+            try:
+                close_open_subtasks(self.store, run_id, RunError(code=CUT_OFF_CODE, message=message))
+            except StoreError as exc:
+                LOG.error("could not close the sub-tasks of cut-off run %s: %s", run_id, exc)
             LOG.warning("run %s was cut off by the runtime's exit: marked FAILED", run_id)
 
     # ------------------------------------------------------------------------------------------ resources

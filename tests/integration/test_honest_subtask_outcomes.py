@@ -1,5 +1,5 @@
-"""An empty worker answer is never a finished sub-task (issue 12, part 5): asked once more, then the sub-task fails
-with the reason and the run says so (real ASL on the local runtime)."""
+"""Honest sub-task outcomes on the local runtime (issue 12): an empty worker answer is asked again once, then fails
+the sub-task with the reason; a run cut off by the runtime (its exit, the CLI's --timeout) closes its open sub-tasks."""
 
 from __future__ import annotations
 
@@ -53,3 +53,43 @@ def test_an_empty_answer_is_asked_again_once_then_fails_the_subtask(rt, answers,
             assert record.status == SubtaskStatus.SUCCEEDED and record.output == "6 * 7 = 42"
     finally:
         registry.unregister(name)
+
+
+def test_a_cut_off_run_is_failed_with_its_open_subtasks(rt):
+    import threading
+
+    from stepcrew.engines.testing import FunctionModel, label
+
+    release = threading.Event()
+    plan = json.dumps({"subtasks": [
+        {"id": "first", "title": "First", "instructions": "Compute 6 * 7.", "tools": ["calculator"], "role": ""},
+        {"id": "second", "title": "Second", "instructions": "Add 1.", "tools": ["calculator"], "role": "",
+         "depends_on": ["first"]}]})
+
+    def answer(request):
+        if label(request).purpose == "plan":
+            return reply(plan)
+        release.wait(10)  # the first sub-task is in flight when the run is cut off
+        return reply("42")
+
+    registry.register("cut-off", lambda tier: FunctionModel(answer))
+    try:
+        req = RunRequest(goal="Compute 6 times 7", provider="cut-off", tenant="t-cut-off", memory="off")
+        run_id = start_run(create_run(req, load_crew("default"), rt.store), rt.store, rt).run_id
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            records = rt.store.list_subtasks(run_id)
+            if records and records[0].status == SubtaskStatus.RUNNING:
+                break
+            time.sleep(0.02)
+        threading.Timer(0.3, release.set).start()
+        rt.cut_off(run_id, "cut off by the test")
+        run = rt.store.get_run(run_id)
+        assert run.status == RunStatus.FAILED and run.error.code == "LocalRuntimeExited"
+        assert run.error.message == "cut off by the test"
+        second = {r.subtask_id: r for r in rt.store.list_subtasks(run_id)}["second"]
+        assert second.status == SubtaskStatus.FAILED and second.error.code == "RunFailed"
+        assert "LocalRuntimeExited" in second.error.message
+    finally:
+        release.set()
+        registry.unregister("cut-off")
