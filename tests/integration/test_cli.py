@@ -166,10 +166,11 @@ def test_a_killed_run_is_saved_and_marked_failed(tmp_path):
     finally:
         watchdog.cancel()
         proc.kill() if proc.poll() is None else None
-    assert run_id and "interrupted" in rest
+    assert run_id and "interrupted; the local run was marked FAILED" in rest
     shown = json.loads(stepcrew(tmp_path, "runs", "show", run_id, "--json").stdout)
     assert shown["status"] == "FAILED"
     assert shown["error"]["code"] == "LocalRuntimeExited"
+    assert all(s["status"] in ("SUCCEEDED", "FAILED") for s in shown["subtasks"])  # none left looking in flight
 
 
 def test_budget_options_reach_the_run(tmp_path):

@@ -433,6 +433,15 @@ def _aws_backend():
     return DynamoRunStore(table), StepFunctionsStarter(arn)
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM while a run was followed: its id, and its status after the interrupt (FAILED when this
+    process cut it off; its own terminal status when it had already ended; None on AWS, where it goes on)."""
+
+    def __init__(self, run_id: str, status: RunStatus | None) -> None:
+        super().__init__(run_id)
+        self.run_id, self.status = run_id, status
+
+
 #: Seconds a local run's execution may take after its outcome is written (its memory is recorded then).
 MEMORY_WAIT_S = 60.0
 
@@ -471,17 +480,27 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
                 return status in _STOP
 
             try:
-                finished = follow(store, run.run_id, done, progress, timeout_s)
-            finally:
-                waiter.close()
-            if not finished and runtime is not None:  # --timeout: the local run is cut off now, and says so
-                runtime.cut_off(run.run_id, f"the CLI's --timeout of {timeout_s:g} s passed before the run finished")
-            record = store.get_run(run.run_id)
-            if finished and runtime is not None and record.status.terminal and record.execution_arn:
-                # the run's outcome is written; its memory (ProposeMemory, Remember states) is recorded just after:
-                # let the execution end before the runtime (and the process) does
-                with contextlib.suppress(Exception):
-                    runtime.wait(record.execution_arn, timeout_s=MEMORY_WAIT_S)
+                try:
+                    finished = follow(store, run.run_id, done, progress, timeout_s)
+                finally:
+                    waiter.close()
+                if not finished and runtime is not None:  # --timeout: the local run is cut off now, and says so
+                    runtime.cut_off(run.run_id, f"the CLI's --timeout of {timeout_s:g} s passed before the run "
+                                                "finished")
+                record = store.get_run(run.run_id)
+                if finished and runtime is not None and record.status.terminal and record.execution_arn:
+                    # the run's outcome is written; its memory (ProposeMemory, Remember states) is recorded just
+                    # after: let the execution end before the runtime (and the process) does
+                    with contextlib.suppress(TimeoutError):
+                        runtime.wait(record.execution_arn, timeout_s=MEMORY_WAIT_S)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say what happened to this run, and only that
+                if runtime is None:
+                    raise Interrupted(run.run_id, None) from None
+                status = store.get_run(run.run_id).status
+                if not status.terminal and status != RunStatus.NEEDS_REVIEW:
+                    runtime.cut_off(run.run_id, "interrupted (Ctrl-C or SIGTERM) before the run finished")
+                    raise Interrupted(run.run_id, RunStatus.FAILED) from None
+                raise Interrupted(run.run_id, status) from None
             result = run_result(store, run.run_id)
         if not finished:
             err.print(f"[red]error:[/] run {run.run_id} did not finish within {timeout_s:.0f} s")
@@ -515,9 +534,16 @@ def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=
             code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
     except BadInput as exc:
         raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
-        where = "on AWS it goes on" if aws else "the local run was marked FAILED"
-        raise _fail(f"interrupted; {where} (see `stepcrew runs list`)", code=130) from None
+    except Interrupted as exc:
+        if exc.status is None:
+            where = "on AWS it goes on"
+        elif exc.status == RunStatus.FAILED:
+            where = "the local run was marked FAILED"
+        else:
+            where = f"the local run had already ended {exc.status.value}"
+        raise _fail(f"interrupted; {where} (see `stepcrew runs show {exc.run_id}`)", code=130) from None
+    except KeyboardInterrupt:  # before the run existed: nothing was written
+        raise _fail("interrupted before the run started; nothing was written", code=130) from None
     raise typer.Exit(code)
 
 

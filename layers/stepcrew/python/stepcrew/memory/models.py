@@ -69,7 +69,7 @@ def resolve_user(tenant: str, user: str | None) -> str | None:
         if m.group("tenant") != tenant:
             raise UserOutsideTenantError(f"user {user!r} belongs to tenant {m.group('tenant')!r}, not to {tenant!r}")
         user = m.group("user")
-    if not re.match(USER_PATTERN, user):
+    if not re.fullmatch(USER_PATTERN[1:-1], user):
         raise ValueError(f"user id {user!r} must match {USER_PATTERN}")
     return user
 
@@ -87,13 +87,15 @@ class FactIn(Strict):
     confidence: Score = 1.0
     ttl_s: float | None = Field(default=None, description="seconds; finite, 60 s to 10 years")
 
-    @field_validator("text")
+    @field_validator("text", "subject")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
+    def _one_line(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.strip():
-            raise ValueError("a fact must not be empty")
-        if any(ord(ch) < 32 and ch not in "\t" for ch in v):
-            raise ValueError("a fact is one line of text (no control characters)")
+            raise ValueError("must not be empty")
+        if any((ord(ch) < 32 and ch != "\t") or 0x7f <= ord(ch) < 0xa0 or ch in "\u2028\u2029" for ch in v):
+            raise ValueError("must be one line of text (no line breaks or control characters)")
         return v
 
     @field_validator("ttl_s")
@@ -110,7 +112,7 @@ class FactIn(Strict):
 
 class MemoryItem(Strict):
     """A stored long-term fact (``MEM#<tenant> / FACT#<id>``). ``source_run``: the run that taught it (None: added by
-    a person); ``hits``: how many runs recalled it; ``expires_at``: None = no TTL."""
+    a person); ``expires_at``: None = no TTL."""
 
     memory_id: MemoryId
     tenant: Tenant
@@ -124,7 +126,6 @@ class MemoryItem(Strict):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
-    hits: int = Field(default=0, ge=0)
 
 
 class PlanShape(Strict):

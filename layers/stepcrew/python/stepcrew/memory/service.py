@@ -10,7 +10,9 @@ Writes (:meth:`Memory.add_facts`, :meth:`Memory.put_episode`):
 1. every text passes the guard first: PII is **always masked** (whatever the crew's ``pii`` policy: nothing is
    remembered unmasked), and a text that looks like a prompt injection is refused (a remembered fact reaches later
    prompts): an explicit write raises :class:`~stepcrew.memory.models.MemoryRejectedError` with nothing written, a
-   fact proposed by a run is dropped. No guard, no write (``GuardUnavailableError``: fail closed);
+   fact proposed by a run is dropped; an episode keeps a flagged goal as :data:`WITHHELD_GOAL`, unembedded (never
+   recalled), and flagged titles, reasons and feedback as "(withheld)". No guard, no write
+   (``GuardUnavailableError``: fail closed);
 2. deduplication by subject (:mod:`stepcrew.memory.dedup`): the same subject for the same user is one item,
    updated in place (``created_at`` kept); a fact a run's end *extracted* never overwrites one of higher confidence
    (a person's add, a worker's ``remember`` call);
@@ -69,6 +71,11 @@ FACTS_K = 20
 #: re-run the bench before relying on the floor there.
 EPISODES_K = 3
 EPISODE_MIN_SIMILARITY = 0.50
+
+
+#: The goal an episode keeps when the guard flagged it as a prompt injection: such an episode is listed, never
+#: embedded nor recalled (its text would reach a later planner prompt).
+WITHHELD_GOAL = "(withheld: the goal was flagged by the guard)"
 
 
 def estimate_tokens(text: str) -> int:
@@ -211,18 +218,21 @@ class Memory:
     def put_episode(self, episode: Episode) -> tuple[str, list[str]]:
         """Screen the episode's texts, embed its goal, store it (same id: replaced) and apply the episode cap
         (oldest first). Returns (its id, evicted ids). Raises GuardUnavailableError."""
-        texts = [episode.goal, episode.reason or "", episode.feedback or "",
+        texts = [episode.goal, episode.reason or "", episode.feedback or "", episode.dataset or "",
                  *[s.title for s in episode.plan.steps]]
         masked, _, injection = self.screen([t or "-" for t in texts])
-        steps = [s.model_copy(update={"title": masked[3 + k] if not injection[3 + k] else "(withheld)"})
+        steps = [s.model_copy(update={"title": masked[4 + k] if not injection[4 + k] else "(withheld)"})
                  for k, s in enumerate(episode.plan.steps)]
+        flagged_goal = bool(injection[0])  # kept as a record of the run, never recalled into a prompt
         episode = episode.model_copy(update={
-            "goal": masked[0], "plan": episode.plan.model_copy(update={"steps": steps}),
+            "goal": WITHHELD_GOAL if flagged_goal else masked[0],
+            "dataset": masked[3] if episode.dataset else None,
+            "plan": episode.plan.model_copy(update={"steps": steps}),
             "reason": (None if not episode.reason else "(withheld: flagged by the guard)" if injection[1]
                        else masked[1][:500]),
             "feedback": (None if not episode.feedback else "(withheld: flagged by the guard)" if injection[2]
                          else masked[2][:500])})
-        vectors, model = self._embed([episode.goal])
+        vectors, model = self._embed([episode.goal]) if not flagged_goal else (None, None)
         vec = vectors[0] if vectors else None
         self.store.put_episode(episode, vec, model)
         if vec is not None:
@@ -261,8 +271,9 @@ class Memory:
                 if score < EPISODE_MIN_SIMILARITY or len(ctx.episodes) >= EPISODES_K:
                     continue
                 st = self.store.get(tenant, mid)
-                if st is None or not isinstance(st.item, Episode) or st.item.run_id == exclude_run:
-                    continue
+                if st is None or not isinstance(st.item, Episode) or st.item.run_id == exclude_run \
+                        or st.item.user not in users or st.item.goal == WITHHELD_GOAL:
+                    continue  # the index filtered users and the tenant already: checked again on the item
                 ctx.episodes.append(recalled_episode(st.item, score))
         return ctx
 

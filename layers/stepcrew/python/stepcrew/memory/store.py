@@ -142,7 +142,8 @@ class InMemoryMemoryStore(MemoryStore):
     def _put(self, item: MemoryItem | Episode, vector: list[float] | None, model: str | None, kind: str) -> bool:
         with self._lock:
             items = self._items.setdefault(item.tenant, {})
-            new = item.memory_id not in items
+            old = items.get(item.memory_id)
+            new = old is None or not _live(old.item, datetime.now(UTC))  # an expired item is counted as gone
             items[item.memory_id] = Stored(item.model_copy(deep=True), list(vector) if vector else None, model)
             self._bump(item.tenant, **{kind: 1 if new else 0})
             return new
@@ -252,8 +253,10 @@ class DynamoMemoryStore(MemoryStore):
         av = self._rs._to_av(self._item(item, vector, model, prefix))
         try:
             self._rs._client.transact_write_items(TransactItems=[
+                # new, or replacing an expired item that TTL has not deleted yet (it was no longer counted live)
                 {"Put": {"TableName": self.table_name, "Item": av,
-                         "ConditionExpression": "attribute_not_exists(PK)"}},
+                         "ConditionExpression": "attribute_not_exists(PK) OR expires_at <= :now",
+                         "ExpressionAttributeValues": {":now": {"N": str(int(datetime.now(UTC).timestamp()))}}}},
                 self._counter_update(item.tenant, kind, 1)])
             return True
         except ClientError as exc:
