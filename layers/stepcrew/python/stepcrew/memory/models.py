@@ -64,7 +64,7 @@ def resolve_user(tenant: str, user: str | None) -> str | None:
     :data:`USER_PATTERN`."""
     if user is None:
         return None
-    m = _QUALIFIED.match(user)
+    m = _QUALIFIED.fullmatch(user)
     if m:
         if m.group("tenant") != tenant:
             raise UserOutsideTenantError(f"user {user!r} belongs to tenant {m.group('tenant')!r}, not to {tenant!r}")
