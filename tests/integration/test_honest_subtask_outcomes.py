@@ -93,3 +93,43 @@ def test_a_cut_off_run_is_failed_with_its_open_subtasks(rt):
     finally:
         release.set()
         registry.unregister("cut-off")
+
+
+def test_oversized_model_output_is_answered_or_capped_and_the_run_recovers(rt):
+    """A 300 KB write_section argument (was States.DataLimitExceeded), a 450 KB worker answer and a 600 KB CJK report
+    (were StoreError): the model is told its arguments are too large and tries again smaller; the answer and the
+    report are stored cut, in bytes; the run SUCCEEDS."""
+    from stepcrew.engines.testing import call_tool
+    from stepcrew.models import FINAL_OUTPUT_MAX_BYTES, TOOL_ARGUMENTS_MAX_BYTES
+
+    seen = []
+
+    def second_call(request):
+        seen.append(request.messages[-1])  # the tool message answering the oversized call
+        return call_tool("write_section", {"heading": "h", "summary": "short"}, call_id="c2")
+
+    plan = json.dumps({"subtasks": [{"id": "write", "title": "Write", "instructions": "Write a section.",
+                                     "tools": ["write_section"], "role": "writer"}]})
+    model = ScriptedModel(by_purpose={
+        "plan": [reply(plan)],
+        "act": [call_tool("write_section", {"heading": "h", "summary": "x" * 300_000}, call_id="c1"), second_call,
+                reply("答" * 150_000)],  # 450 KB
+        "synthesize": [reply("報" * 200_000)],  # 600 KB
+        "review": [reply(HIGH)]})
+    registry.register("oversized", lambda tier: model)
+    try:
+        req = RunRequest(goal="Write a section", provider="oversized", tenant="t-oversized", memory="off")
+        run_id = start_run(create_run(req, load_crew("default"), rt.store), rt.store, rt).run_id
+        deadline = time.monotonic() + 60
+        while not rt.store.get_run(run_id).status.terminal and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run = rt.store.get_run(run_id)
+        assert run.status == RunStatus.SUCCEEDED, run.error
+        (refusal,) = seen[0].tool_results
+        assert refusal.error.type == "InvalidArguments" and str(TOOL_ARGUMENTS_MAX_BYTES) in refusal.error.message
+        (record,) = rt.store.list_subtasks(run_id)
+        assert record.output.endswith("[... truncated]") and len(record.output.encode()) <= 150_000
+        report = rt.store.get_report(run_id)
+        assert len(report.encode()) <= FINAL_OUTPUT_MAX_BYTES and "truncated" in report[-60:]
+    finally:
+        registry.unregister("oversized")

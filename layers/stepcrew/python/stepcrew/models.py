@@ -26,6 +26,14 @@ MAX_SUBTASKS = 8
 MAX_TOOL_CALLS_PER_TURN = 8
 TOOL_OUTPUT_MAX_BYTES = 8 * 1024
 FINAL_OUTPUT_MAX_CHARS = 200_000  # DynamoDB items are capped at 400 KB; the report item keeps headroom.
+#: The report in UTF-8 bytes at most (DynamoDB counts bytes: 200,000 CJK characters are 600 KB): the report item and
+#: the synthesizer's ledger entry (the reply JSON) both stay under the 400 KB item quota.
+FINAL_OUTPUT_MAX_BYTES = 300_000
+#: One tool call's arguments (UTF-8 JSON) at most, and all calls of one turn: they travel in the agent loop's state
+#: (256 KiB quota, Step Functions quotas page) next to up to 8 results of 8 KiB. Beyond, the call is answered with
+#: ``InvalidArguments`` / ``LimitExceeded`` the model can act on, never a States.DataLimitExceeded.
+TOOL_ARGUMENTS_MAX_BYTES = 16 * 1024
+TOOL_ARGUMENTS_TURN_MAX_BYTES = 64 * 1024
 DEFAULT_TENANT = "local"
 
 #: Identifier patterns, one source for these models and the HTTP API's checks (stepcrew.api).

@@ -16,6 +16,21 @@ def one_line(text: str, limit: int = 4000) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def utf8_len(text: str) -> int:
+    """Bytes of ``text`` in UTF-8: what DynamoDB and Step Functions count (a CJK character is 3 bytes)."""
+    return len(text.encode("utf-8"))
+
+
+def clip_bytes(text: str, max_bytes: int, marker: str = "") -> str:
+    """``text`` unchanged when its UTF-8 form fits ``max_bytes``; else its longest prefix that fits together with
+    ``marker`` (cut on a character boundary, never inside a multi-byte character), then ``marker``."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    room = max(max_bytes - len(marker.encode("utf-8")), 0)
+    return data[:room].decode("utf-8", errors="ignore") + marker
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """The first error of a pydantic ``ValidationError`` as one readable line, e.g.
     ``"workers.0.tools.1: String should match pattern '^[a-z]...' (got 'Bad Tool'); 2 more error(s)"``."""

@@ -35,6 +35,8 @@ from stepcrew.resilience.wiring import engine_for
 from stepcrew.events import AgentTurnInput, AgentTurnOutput
 from stepcrew.models import (
     MAX_TOOL_CALLS_PER_TURN,
+    TOOL_ARGUMENTS_MAX_BYTES,
+    TOOL_ARGUMENTS_TURN_MAX_BYTES,
     Message,
     Plan,
     Run,
@@ -47,10 +49,19 @@ from stepcrew.models import (
     utcnow,
 )
 from stepcrew.store.base import RunStore
+from stepcrew.text import clip_bytes
 from stepcrew.tools.registry import tool_specs
 
-#: Largest worker answer stored on a sub-task record (characters); stepcrew's cap, well under the 400 KB item.
+#: Largest worker answer stored on a sub-task record (characters, and UTF-8 bytes: DynamoDB counts bytes); stepcrew's
+#: cap, well under the 400 KB item.
 SUBTASK_OUTPUT_MAX_CHARS = 50_000
+SUBTASK_OUTPUT_MAX_BYTES = 150_000
+#: Largest text of one assistant message kept in the sub-task's conversation (UTF-8 bytes): each message is one item
+#: (400 KB quota), so a longer reply is stored cut, with a marker.
+MESSAGE_TEXT_MAX_BYTES = 300_000
+#: Key that replaces the arguments of a call over TOOL_ARGUMENTS_MAX_BYTES in the stored conversation (their size):
+#: such a call is refused (InvalidArguments) from the stored message alone, deterministically.
+TOO_LARGE_KEY = "_too_large_bytes"
 #: Model calls one invocation may make: the first, plus one more when no call of the first could run.
 CALLS_PER_INVOCATION = 2
 #: The same tool call (tool and arguments) asked for this many times in one sub-task is a loop (ToolLoopError).
@@ -86,22 +97,54 @@ def check_loop(conversation: list[Message], calls: list[ToolCall], subtask_id: s
                                 f"{seen[key]} times: a loop, ended (the earlier results did not change)")
 
 
+def arguments_bytes(call: ToolCall) -> int:
+    """UTF-8 bytes of a call's arguments as JSON (what the state carries)."""
+    import json
+
+    return len(json.dumps(call.arguments, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+
+
+def bound_arguments(message: Message) -> Message:
+    """The assistant message with the arguments of every call over TOOL_ARGUMENTS_MAX_BYTES replaced by
+    ``{TOO_LARGE_KEY: <bytes>}`` and its text cut to MESSAGE_TEXT_MAX_BYTES: what the conversation stores (one item
+    per message, 400 KB) and what the state may carry."""
+    calls = [c if arguments_bytes(c) <= TOOL_ARGUMENTS_MAX_BYTES
+             else c.model_copy(update={"arguments": {TOO_LARGE_KEY: arguments_bytes(c)}}) for c in message.tool_calls]
+    text = clip_bytes(message.content, MESSAGE_TEXT_MAX_BYTES, "\n[... truncated]")
+    return message.model_copy(update={"tool_calls": calls, "content": text})
+
+
 def split_calls(calls: list[ToolCall], allowed: list[str]) -> tuple[list[ToolCall], list[ToolResult]]:
-    """Split a turn's tool calls into those to run (allowed, at most MAX_TOOL_CALLS_PER_TURN = 8, in order) and
-    error results for the others: ``NotAllowed`` for a tool the sub-task may not use, ``LimitExceeded`` beyond
-    the per-turn cap (:mod:`stepcrew.models`, keeps the tool Map's state small). Deterministic."""
+    """Split a turn's tool calls into those to run (allowed, at most MAX_TOOL_CALLS_PER_TURN = 8, in order, their
+    arguments together at most TOOL_ARGUMENTS_TURN_MAX_BYTES) and error results for the others: ``InvalidArguments``
+    for a call whose arguments were over TOOL_ARGUMENTS_MAX_BYTES (:func:`bound_arguments`), ``NotAllowed`` for a
+    tool the sub-task may not use, ``LimitExceeded`` beyond the per-turn caps (:mod:`stepcrew.models`, keep the tool
+    Map's state under its 256 KiB quota). Deterministic."""
     run: list[ToolCall] = []
     refused: list[ToolResult] = []
+    total = 0
     for call in calls:
-        if call.name not in allowed:
+        size = arguments_bytes(call)
+        if TOO_LARGE_KEY in call.arguments:
+            message = (f"the arguments of this {call.name} call were {call.arguments[TOO_LARGE_KEY]} bytes, over the "
+                       f"limit of {TOOL_ARGUMENTS_MAX_BYTES} bytes per call: call it again with less (shorter "
+                       "text, fewer rows, or several calls)")
+            refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False,
+                                      error=ToolError(type="InvalidArguments", message=message)))
+        elif call.name not in allowed:
             message = f"tool {call.name!r} is not allowed for this sub-task; allowed: {', '.join(allowed) or 'none'}"
             refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                       error=ToolError(type="NotAllowed", message=message)))
         elif len(run) >= MAX_TOOL_CALLS_PER_TURN:
             refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False, error=ToolError(
                 type="LimitExceeded", message=f"at most {MAX_TOOL_CALLS_PER_TURN} tool calls run per turn")))
+        elif total + size > TOOL_ARGUMENTS_TURN_MAX_BYTES:
+            refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False, error=ToolError(
+                type="LimitExceeded", message=f"the calls of one turn carry at most {TOOL_ARGUMENTS_TURN_MAX_BYTES} "
+                                              "bytes of arguments together: make this call again in a later turn")))
         else:
             run.append(call)
+            total += size
     return run, refused
 
 
@@ -196,7 +239,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         reply = engine_call(store, run, "act", lambda so_far=so_far: engine.act(ctx, role, so_far, specs),
                             subtask_id=sub.id).reply
         turns += 1
-        message = reply.message
+        message = bound_arguments(reply.message)
         to_run, refused = split_calls(message.tool_calls, allowed)
         if reply.stop_reason != "tool_use" or not message.tool_calls:
             if not message.content.strip():  # an empty answer is no answer: ask once more, then fail the sub-task
@@ -282,6 +325,7 @@ def _finish(store: RunStore, inp: AgentTurnInput, run: Run, conversation: list[M
     output = text.strip()
     if len(output) > SUBTASK_OUTPUT_MAX_CHARS:
         output = output[:SUBTASK_OUTPUT_MAX_CHARS] + "\n[... truncated]"
+    output = clip_bytes(output, SUBTASK_OUTPUT_MAX_BYTES, "\n[... truncated]")
     turns, calls = _counts(conversation, allowed)
     record = store.update_subtask(inp.run_id, inp.subtask_id, {"status": SubtaskStatus.SUCCEEDED, "output": output,
                                                                "turns": turns, "tool_calls": calls,

@@ -19,7 +19,7 @@ from stepcrew.domain.errors import (
     one_line,
 )
 from stepcrew.events import DeclineRun, FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
-from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
+from stepcrew.models import FINAL_OUTPUT_MAX_BYTES, FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
 from stepcrew.store.base import RunStateConflictError, RunStore
 
 #: Step Functions errors that mean "a child execution (a sub-task's agent loop) failed".
@@ -126,9 +126,10 @@ def succeed_run(inp: SucceedRun, store: RunStore, metrics: MetricsSink | None = 
     if not accepted and not (reviews and reviews[-1].passed):
         raise OutputRejectedError(f"run {run.run_id}: the report neither passed its last review round nor was "
                                   "accepted by a person")
-    if len(report) > FINAL_OUTPUT_MAX_CHARS:
-        raise OutputRejectedError(f"run {run.run_id}: report of {len(report)} characters is over the limit of "
-                                  f"{FINAL_OUTPUT_MAX_CHARS}")
+    if len(report) > FINAL_OUTPUT_MAX_CHARS or len(report.encode("utf-8")) > FINAL_OUTPUT_MAX_BYTES:
+        raise OutputRejectedError(f"run {run.run_id}: report of {len(report)} characters "
+                                  f"({len(report.encode('utf-8'))} bytes) is over the limit of "
+                                  f"{FINAL_OUTPUT_MAX_CHARS} characters or {FINAL_OUTPUT_MAX_BYTES} bytes")
     run = store.update_run(run.run_id, {"status": RunStatus.SUCCEEDED, "finished_at": utcnow()},
                            expected=[RunStatus.RUNNING])
     emit(store, run.run_id, "run_succeeded", **_usage_data(run))

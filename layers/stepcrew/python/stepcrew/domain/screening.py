@@ -26,7 +26,7 @@ from stepcrew.domain.errors import InputRejectedError
 from stepcrew.domain.synthesizer import cap_report
 from stepcrew.events import ScreenedToolResults, ScreenOutput, ScreenOutputResult, ScreenToolResults
 from stepcrew.guards.base import Finding, Guard, mask, screen_many
-from stepcrew.models import DISCLAIMER, FINAL_OUTPUT_MAX_CHARS, GuardrailPolicy, Run, SubtaskStatus, ToolResult, ToolScreen
+from stepcrew.models import DISCLAIMER, FINAL_OUTPUT_MAX_BYTES, FINAL_OUTPUT_MAX_CHARS, GuardrailPolicy, Run, SubtaskStatus, ToolResult, ToolScreen
 from stepcrew.store.base import RunStore
 
 #: Column names whose integer cells are screened too (a phone or card number read as a number): other numbers are
@@ -248,7 +248,8 @@ def screen_output(inp: ScreenOutput, store: RunStore, guard: Guard) -> ScreenOut
     new_report = texts[0]
     if policy.disclaimer and new_report:
         tail = "\n\n" + DISCLAIMER + "\n"
-        new_report = cap_report(new_report.rstrip(), FINAL_OUTPUT_MAX_CHARS - len(tail)) + tail
+        new_report = cap_report(new_report.rstrip(), FINAL_OUTPUT_MAX_CHARS - len(tail),
+                                FINAL_OUTPUT_MAX_BYTES - len(tail.encode("utf-8"))) + tail
     else:
         new_report = cap_report(new_report)  # masks are longer than what they replace: stay within the cap
     if new_report != report:

@@ -18,7 +18,8 @@ from stepcrew.engines.facts import ReportFacts
 from stepcrew.engines.resolve import EngineResolver
 from stepcrew.resilience.wiring import engine_for
 from stepcrew.events import SynthInput, SynthOutput
-from stepcrew.models import FINAL_OUTPUT_MAX_CHARS, Run, SubtaskStatus
+from stepcrew.models import FINAL_OUTPUT_MAX_BYTES, FINAL_OUTPUT_MAX_CHARS, Run, SubtaskStatus
+from stepcrew.text import clip_bytes
 from stepcrew.store.base import RunStore
 
 CONVERSATION = "synthesizer"
@@ -36,12 +37,12 @@ def report_context(store: RunStore, run: Run) -> ReportFacts:
                        subtasks=subtask_facts(store, run.run_id, plan))
 
 
-def cap_report(text: str, limit: int = FINAL_OUTPUT_MAX_CHARS) -> str:
-    """``text`` cut to ``limit`` characters (default FINAL_OUTPUT_MAX_CHARS, 200,000, see :mod:`stepcrew.models`)
-    with a visible marker."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - len(_TRUNCATED)] + _TRUNCATED
+def cap_report(text: str, limit: int = FINAL_OUTPUT_MAX_CHARS, max_bytes: int = FINAL_OUTPUT_MAX_BYTES) -> str:
+    """``text`` cut to ``limit`` characters (default FINAL_OUTPUT_MAX_CHARS, 200,000) and ``max_bytes`` UTF-8 bytes
+    (default FINAL_OUTPUT_MAX_BYTES, 300,000; see :mod:`stepcrew.models`) with a visible marker."""
+    if len(text) > limit:
+        text = text[: limit - len(_TRUNCATED)] + _TRUNCATED
+    return clip_bytes(text, max_bytes, _TRUNCATED)
 
 
 def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None = None) -> SynthOutput:
@@ -64,7 +65,13 @@ def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None 
     engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
     role = run.crew.synthesizer
     purpose = "improve" if inp.mode == "improve" else "synthesize"
-    call = (lambda: engine.improve(facts, role)) if inp.mode == "improve" else (lambda: engine.synthesize(facts, role))
+    ask = (lambda: engine.improve(facts, role)) if inp.mode == "improve" else (lambda: engine.synthesize(facts, role))
+
+    def call() -> ReportReply:  # capped before the ledger stores it: an oversized reply fits its item too
+        reply = ask()
+        reply.text = cap_report(reply.text.strip())
+        return reply
+
     # the ledger key leaves out the current report: a retried improve (after its put_report) finds its reply
     key_facts = facts.model_copy(update={"report": None})
     try:
