@@ -133,3 +133,4 @@ def test_oversized_model_output_is_answered_or_capped_and_the_run_recovers(rt):
         assert len(report.encode()) <= FINAL_OUTPUT_MAX_BYTES and "truncated" in report[-60:]
     finally:
         registry.unregister("oversized")
+

@@ -190,7 +190,9 @@ class LocalRuntime:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "stepcrew",
             "POWERTOOLS_METRICS_DISABLED": "true",  # no EMF lines locally (there is no CloudWatch to read them)
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            # the user's level when set (``POWERTOOLS_LOG_LEVEL=INFO stepcrew dev`` prints the structured logs),
+            # else WARNING: the CLI's progress view is the local run's output
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL") or "WARNING",
             "AWS_DEFAULT_REGION": self.region,
             **self.extra_env,
         }
