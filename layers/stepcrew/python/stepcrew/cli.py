@@ -786,7 +786,8 @@ def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
     missing = [str(d) for d in folders if not d.is_dir()]
     if missing:
         raise _fail(f"--data-dir is not a folder: {', '.join(missing)}")
-    serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
+    with sigterm_as_interrupt():  # SIGTERM stops it like Ctrl-C: runs in flight marked FAILED, sub-tasks closed, saved
+        serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
 
 
 def put_dataset(file: Path, tenant: str, name: str | None = None, folder: Path | None = None) -> str:
