@@ -463,6 +463,9 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
         with runtime_cm as runtime:
             if runtime is not None:
                 store, starter = runtime.store, runtime
+                if runtime.swept:
+                    err.print(f"[yellow]{len(runtime.swept)} run(s) left unfinished by a process that ended were "
+                              f"marked FAILED: {', '.join(runtime.swept[:5])}{' ...' if len(runtime.swept) > 5 else ''}[/]")
             check_tenant_budget(store, request.tenant)
             run = create_run(request, crew, store)
             if not as_json:

@@ -540,6 +540,9 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
         app.uploads = S3Uploads(LOCAL_DATA_BUCKET, endpoint_url=server.url, region=runtime.region)
         try:
             sys.stderr.write(banner(server.url, folder, anonymous))
+            if runtime.swept:
+                sys.stderr.write(f"stepcrew dev: {len(runtime.swept)} run(s) left unfinished by a process that ended "
+                                 f"were marked FAILED ({', '.join(runtime.swept[:5])})\n")
             sys.stderr.flush()
             if on_ready is not None:
                 on_ready(server)

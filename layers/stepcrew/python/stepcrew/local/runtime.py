@@ -49,6 +49,8 @@ TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 DRAIN_S = 10.0  # longest wait on exit for handlers still running
 #: RunError code of a run whose execution was still going when the runtime exited.
 CUT_OFF_CODE = "LocalRuntimeExited"
+ORPHAN_MESSAGE = ("the local process running it ended without finishing it (killed, or the machine stopped); found "
+                  "when the local runtime started again")
 CUT_OFF_MESSAGE = ("the local runtime exited before the run finished (interrupted, timed out or the process ended); "
                    "an emulated execution cannot resume in another process: start the run again")
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -145,6 +147,11 @@ class LocalRuntime:
         self._state_machine_arns: dict[str, str] = {}
         self._registered: list[str] = []
         self._state = LocalState(self.state_dir) if self.state_dir is not None else None
+        from stepcrew.local.liveness import Claims
+
+        self._claims = Claims(self.state_dir) if self.state_dir is not None else None
+        #: Runs this runtime found orphaned at start and marked FAILED (:meth:`sweep_orphans`).
+        self.swept: list[str] = []
         self._store: Any = None
         self._hooked = False
         self._role_arn = ""
@@ -172,6 +179,7 @@ class LocalRuntime:
                 self._create_datasets_bucket()
                 self._create_functions()
                 self._create_state_machines()
+                self.swept = self.sweep_orphans()
         except BaseException:
             self._teardown(save=False)
             raise
@@ -213,6 +221,8 @@ class LocalRuntime:
                 finally:
                     if save and self._state is not None:
                         self.save()
+                    if self._claims is not None:
+                        self._claims.release_all()
         finally:
             for name in self._registered:
                 hook.unregister_handler(name)
@@ -253,6 +263,30 @@ class LocalRuntime:
         while hook.active_invocations() and time.monotonic() < deadline:
             time.sleep(0.01)
         return cut_off
+
+    def sweep_orphans(self) -> list[str]:
+        """Mark FAILED (:data:`CUT_OFF_CODE`, with their open sub-tasks) the saved runs that are not terminal, not
+        waiting for a person's review (NEEDS_REVIEW is answered without an execution) and that no live process
+        claims (:mod:`stepcrew.local.liveness`): their process ended without finishing them. Returns their ids."""
+        if self._state is None or self._claims is None:
+            return []
+        from stepcrew.models import RunStatus
+
+        open_statuses = [s.value for s in RunStatus if not s.terminal and s != RunStatus.NEEDS_REVIEW]
+        ddb, orphans = self.client("dynamodb"), []
+        pages = ddb.get_paginator("scan").paginate(
+            TableName=self.table_name, FilterExpression="SK = :meta AND #st IN (" + ", ".join(
+                f":s{i}" for i in range(len(open_statuses))) + ")", ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues={":meta": {"S": "META"},
+                                       **{f":s{i}": {"S": v} for i, v in enumerate(open_statuses)}},
+            ProjectionExpression="run_id")
+        for item in (i for p in pages for i in p.get("Items", [])):
+            run_id = item["run_id"]["S"]
+            if not self._claims.owned_by_a_live_process(run_id):
+                orphans.append(run_id)
+        if orphans:
+            self._fail_cut_off_runs(orphans, ORPHAN_MESSAGE)
+        return orphans
 
     def cut_off(self, run_id: str, message: str) -> None:
         """Stop the run's execution (if it is still running) and mark the run FAILED (:data:`CUT_OFF_CODE`,
@@ -408,6 +442,8 @@ class LocalRuntime:
         ClientError (``ExecutionAlreadyExists``), as on AWS."""
         resp = self.sfn.start_execution(stateMachineArn=self.state_machine_arn("run"), name=run_id,
                                         input=json.dumps({"run_id": run_id}))
+        if self._claims is not None:  # another process starting now can tell this run from an orphan
+            self._claims.claim(run_id)
         return resp["executionArn"]
 
     def wait(self, execution_arn: str, timeout_s: float = 300, poll_s: float = 0.05) -> str:

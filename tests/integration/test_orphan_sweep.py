@@ -1,0 +1,99 @@
+"""The orphan sweep (issue 12, part 3): a run whose local process ended without finishing it (SIGKILL, a crash) is
+found when a local runtime starts again and marked FAILED with its sub-tasks; a run that a live process is executing,
+and a run waiting for a person's review, are left alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from stepcrew.crew import load_crew
+from stepcrew.data import DEMO_DATASET, DEMO_GOAL
+from stepcrew.local.liveness import FOLDER, _start_time
+from stepcrew.local.runtime import ORPHAN_MESSAGE, LocalRuntime
+from stepcrew.models import RunRequest, RunStatus, SubtaskStatus
+from stepcrew.service import create_run
+
+from test_cli import cli_env
+from test_dev_sigterm import _call, _free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _kept_run(state, status: RunStatus, plan: bool = True) -> str:
+    """A run left in the saved state with ``status`` and (optionally) a plan of PENDING sub-tasks, as a killed
+    process leaves it."""
+    from stepcrew.models import Plan, SubTask
+
+    with LocalRuntime(state_dir=state, store_only=True) as rt:
+        run = create_run(RunRequest(goal="Compute 6 times 7"), load_crew("default"), rt.store)
+        if plan:
+            rt.store.put_plan(run.run_id, Plan(subtasks=[SubTask(id="a", title="A", instructions="Do A.")]))
+        rt.store.update_run(run.run_id, {"status": status})
+    return run.run_id
+
+
+def test_a_run_left_running_by_a_dead_process_is_failed_at_the_next_start(tmp_path):
+    state = tmp_path / "state"
+    orphan = _kept_run(state, RunStatus.RUNNING)
+    waiting = _kept_run(state, RunStatus.NEEDS_REVIEW)
+    with LocalRuntime(state_dir=state, fast_waits=True) as rt:
+        assert rt.swept == [orphan]
+        run = rt.store.get_run(orphan)
+        assert run.status == RunStatus.FAILED and run.error.code == "LocalRuntimeExited"
+        assert run.error.message == ORPHAN_MESSAGE
+        assert [s.status for s in rt.store.list_subtasks(orphan)] == [SubtaskStatus.FAILED]
+        assert rt.store.get_run(waiting).status == RunStatus.NEEDS_REVIEW  # answerable without an execution
+    with LocalRuntime(state_dir=state, read_only=True) as rt:  # saved
+        assert rt.store.get_run(orphan).status == RunStatus.FAILED
+
+
+def test_a_run_claimed_by_a_live_process_is_not_swept_and_a_dead_claim_is(tmp_path):
+    state = tmp_path / "state"
+    live, dead = _kept_run(state, RunStatus.RUNNING), _kept_run(state, RunStatus.WAITING_APPROVAL)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        (state / FOLDER).mkdir(parents=True, exist_ok=True)
+        (state / FOLDER / live).write_text(f"{sleeper.pid} {_start_time(sleeper.pid) or '-'}\n")
+        (state / FOLDER / dead).write_text(f"{gone.pid} -\n")
+        with LocalRuntime(state_dir=state, fast_waits=True) as rt:
+            assert rt.swept == [dead]
+            assert rt.store.get_run(live).status == RunStatus.RUNNING
+    finally:
+        sleeper.kill()
+
+
+def test_a_killed_dev_server_leaves_no_orphan_after_a_restart(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "dev", "--port", str(port)], env=cli_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _call(base + "/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        run_id = _call(base + "/runs", "POST", {"goal": DEMO_GOAL, "data": DEMO_DATASET.as_uri(),
+                                                "require_approval": True})["run_id"]
+        while _call(f"{base}/runs/{run_id}")["status"] != "WAITING_APPROVAL":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(2.5)  # the dev server saves every 2 s
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup at all
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with LocalRuntime(state_dir=tmp_path / "state", fast_waits=True) as rt:
+        assert run_id in rt.swept
+        assert rt.store.get_run(run_id).status == RunStatus.FAILED
