@@ -97,3 +97,19 @@ def test_a_killed_dev_server_leaves_no_orphan_after_a_restart(tmp_path):
     with LocalRuntime(state_dir=tmp_path / "state", fast_waits=True) as rt:
         assert run_id in rt.swept
         assert rt.store.get_run(run_id).status == RunStatus.FAILED
+
+
+@pytest.mark.parametrize("content,words", [("garbage{", "not valid JSON"),
+                                           ('{"version": 99, "items": []}', "newer stepcrew")])
+def test_a_corrupt_or_newer_state_file_is_one_line_exit_2_and_left_as_it_was(tmp_path, content, words):
+    from test_cli import stepcrew
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "table.json").write_text(content)
+    for args in (("runs", "list"), ("memory", "list"), ("run", "Compute 6 times 7")):
+        proc = stepcrew(tmp_path, *args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert words in proc.stderr and str(state) in proc.stderr and "Traceback" not in proc.stderr, lines
+    assert (state / "table.json").read_text() == content  # nothing overwritten

@@ -1134,8 +1134,15 @@ def eval_suite(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A state folder that cannot be read is a one-line error, exit 2 (never a
+    traceback)."""
+    from stepcrew.local.state import StateFileError
+
+    try:
+        app()
+    except StateFileError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

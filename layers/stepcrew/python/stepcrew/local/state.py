@@ -67,6 +67,11 @@ def _canonical(item: dict) -> str:
     return json.dumps(item, sort_keys=True)
 
 
+class StateFileError(ValueError):
+    """The state file cannot be read (corrupt, or written by another version of stepcrew). The message names the
+    file and what to do; nothing is overwritten (the runtime does not save after a failed restore)."""
+
+
 class LocalState:
     """The saved copy of one emulated table in ``folder`` (created on first save).
 
@@ -95,11 +100,21 @@ class LocalState:
         """Items in the file (encoded), [] if there is no file. Raises ValueError for a file of another
         format."""
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return []
-        if not isinstance(data, dict) or data.get("version") != FILE_VERSION or not isinstance(data.get("items"), list):
-            raise ValueError(f"{self.path}: not a stepcrew state file of version {FILE_VERSION}")
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise StateFileError(f"{self.path} is not valid JSON ({type(exc).__name__}): the state folder "
+                                 f"{self.folder} looks corrupt; move the file away to start with an empty state "
+                                 "(nothing was changed)") from None
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, int) and version > FILE_VERSION:
+            raise StateFileError(f"{self.path} was written by a newer stepcrew (state version {version}, this one "
+                                 f"reads {FILE_VERSION}): upgrade stepcrew or use another STEPCREW_HOME (nothing "
+                                 "was changed)")
+        if not isinstance(data, dict) or version != FILE_VERSION or not isinstance(data.get("items"), list):
+            raise StateFileError(f"{self.path}: not a stepcrew state file of version {FILE_VERSION} (nothing was "
+                                 "changed)")
         return data["items"]
 
     def _write(self, items: list[dict]) -> None:
