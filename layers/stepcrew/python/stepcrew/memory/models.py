@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
@@ -224,6 +224,3 @@ class RecordRunResult(Strict):
     facts: MemoryWriteResult = Field(default_factory=MemoryWriteResult)
     skipped: str | None = Field(default=None, description="why nothing was recorded (memory off, not terminal)")
 
-
-def as_json(model: Strict) -> dict[str, Any]:
-    return model.model_dump(mode="json")

@@ -23,7 +23,6 @@ facts past their ``expires_at`` (DynamoDB's TTL deletes within days, not at once
 from __future__ import annotations
 
 import array
-import json
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -402,6 +401,3 @@ def memory_store_for(run_store: Any) -> MemoryStore:
                 pass
         return mem
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
