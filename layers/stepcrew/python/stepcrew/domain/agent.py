@@ -312,7 +312,9 @@ def _record(store: RunStore, inp: AgentTurnInput, messages: list[Message]) -> li
 
 def _context(store: RunStore, run: Run, plan: Plan, sub: SubTask) -> ActFacts:
     deps = subtask_facts(store, run.run_id, plan, ancestors(plan, sub.id))
-    memory = stored_context(store, run.run_id) if run.recalled is not None and run.memory == "on" else None
+    # workers get the recalled facts only: no read of the stored context when the run's summary lists none
+    recalled_facts = run.memory == "on" and run.recalled is not None and run.recalled.facts
+    memory = stored_context(store, run.run_id) if recalled_facts else None
     return ActFacts(goal=run.goal, has_dataset=run.data is not None, dataset=dataset_profile(store, run.run_id),
                     subtask=facts_of(sub), dependencies=deps,
                     memory=memory if memory is not None and memory.facts else None)
