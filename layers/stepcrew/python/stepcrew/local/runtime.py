@@ -259,10 +259,16 @@ class LocalRuntime:
                     sfn.stop_execution(executionArn=execution["executionArn"])
                     if machine["stateMachineArn"] == run_machine:
                         cut_off.append(execution["name"])
+        self._drain()
+        return cut_off
+
+    @staticmethod
+    def _drain() -> None:
+        """Let handlers in flight finish (at most DRAIN_S seconds), so none calls AWS after an execution is stopped
+        or moto is."""
         deadline = time.monotonic() + DRAIN_S
         while hook.active_invocations() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return cut_off
 
     def sweep_orphans(self) -> list[str]:
         """Mark FAILED (:data:`CUT_OFF_CODE`, with their open sub-tasks) the saved runs that are not terminal, not
@@ -298,9 +304,7 @@ class LocalRuntime:
                     self.sfn.stop_execution(executionArn=run.execution_arn)
             except Exception as exc:  # noqa: BLE001 - the record is what the user sees; mark it anyway
                 LOG.warning("could not stop execution of run %s: %s", run_id, type(exc).__name__)
-        deadline = time.monotonic() + DRAIN_S
-        while hook.active_invocations() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._drain()
         self._fail_cut_off_runs([run_id], message)
 
     def _fail_cut_off_runs(self, run_ids: list[str], message: str = CUT_OFF_MESSAGE) -> None:
