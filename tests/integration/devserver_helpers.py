@@ -38,3 +38,65 @@ def dev_server(state_dir, **options) -> Iterator:
         server.shutdown()
         thread.join(timeout=60)
     assert not thread.is_alive() and not errors, errors
+
+
+def call(url: str, method: str = "GET", body: dict | None = None, tenant: str = "acme") -> dict:
+    """One JSON request to a dev server as ``tenant`` (the local token); the JSON answer."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"Bearer local:{tenant}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
+@contextlib.contextmanager
+def dev_process(home, stderr=None, timeout_s: float = 60) -> Iterator:
+    """`stepcrew dev` as its own process (STEPCREW_HOME ``home``, a free port), once /health answers; yields
+    ``(process, base url)``. ``stderr``: subprocess.PIPE to read it (text), else discarded. The process is killed on
+    exit if it is still running."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from test_cli import cli_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "dev", "--port", str(port)], env=cli_env(home),
+                            stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                call(base + "/health")
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    detail = proc.stderr.read() if stderr and proc.poll() is not None else "no /health"
+                    raise AssertionError(detail) from None
+                time.sleep(0.2)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def start_waiting_run(base: str, timeout_s: float = 60) -> str:
+    """POST the demo run with ``require_approval`` to a dev server; its id once it waits for approval."""
+    import time
+
+    from stepcrew.data import DEMO_DATASET, DEMO_GOAL
+
+    run_id = call(base + "/runs", "POST", {"goal": DEMO_GOAL, "data": DEMO_DATASET.as_uri(),
+                                           "require_approval": True})["run_id"]
+    deadline = time.monotonic() + timeout_s
+    while (status := call(f"{base}/runs/{run_id}")["status"]) != "WAITING_APPROVAL":
+        assert time.monotonic() < deadline and status in ("QUEUED", "RUNNING"), status
+        time.sleep(0.1)
+    return run_id

@@ -11,15 +11,13 @@ import sys
 import time
 
 import pytest
+from devserver_helpers import dev_process, start_waiting_run
 from stepcrew.crew import load_crew
-from stepcrew.data import DEMO_DATASET, DEMO_GOAL
 from stepcrew.local.liveness import FOLDER, _start_time
 from stepcrew.local.runtime import ORPHAN_MESSAGE, LocalRuntime
 from stepcrew.models import RunRequest, RunStatus, SubtaskStatus
 from stepcrew.service import create_run
 
-from test_cli import cli_env
-from test_dev_sigterm import _call, _free_port
 
 pytestmark = pytest.mark.integration
 
@@ -70,30 +68,11 @@ def test_a_run_claimed_by_a_live_process_is_not_swept_and_a_dead_claim_is(tmp_pa
 
 
 def test_a_killed_dev_server_leaves_no_orphan_after_a_restart(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "dev", "--port", str(port)], env=cli_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _call(base + "/health")
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.2)
-        run_id = _call(base + "/runs", "POST", {"goal": DEMO_GOAL, "data": DEMO_DATASET.as_uri(),
-                                                "require_approval": True})["run_id"]
-        while _call(f"{base}/runs/{run_id}")["status"] != "WAITING_APPROVAL":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    with dev_process(tmp_path) as (proc, base):
+        run_id = start_waiting_run(base)
         time.sleep(2.5)  # the dev server saves every 2 s
         os.kill(proc.pid, signal.SIGKILL)  # no cleanup at all
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     with LocalRuntime(state_dir=tmp_path / "state", fast_waits=True) as rt:
         assert run_id in rt.swept
         assert rt.store.get_run(run_id).status == RunStatus.FAILED
