@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import itertools
 
-import boto3
 import pytest
 from api_helpers import TABLE, Api
-from moto import mock_aws
 
 from stepcrew.store.schema import create_table
 
 
 _TABLES = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def moto_dynamodb():
-    """moto for the whole module, one boto3 client (building a client costs ~0.1-0.2 s)."""
-    with mock_aws():
-        yield boto3.client("dynamodb", region_name="us-east-1")
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 
-import boto3
 import pytest
-from moto import mock_aws
 from stepcrew.guards.base import Finding, Guard
 from stepcrew.memory.store import DynamoMemoryStore, InMemoryMemoryStore, MemoryStore
 from stepcrew.store.dynamodb import DynamoRunStore
@@ -16,17 +14,11 @@ from stepcrew.store.schema import create_table
 _TABLES = itertools.count(1)
 
 
-@pytest.fixture
-def moto_client():
-    with mock_aws():
-        yield boto3.client("dynamodb", region_name="us-east-1")
-
-
 @pytest.fixture(params=["memory", "dynamo"])
 def mstore(request) -> MemoryStore:
     if request.param == "memory":
         return InMemoryMemoryStore()
-    client = request.getfixturevalue("moto_client")
+    client = request.getfixturevalue("moto_dynamodb")
     table = f"stepcrew-memory-{next(_TABLES)}"
     create_table(client, table)
     return DynamoMemoryStore(DynamoRunStore(table, client=client))

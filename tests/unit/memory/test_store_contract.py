@@ -79,14 +79,14 @@ def test_vectors_round_trip_as_float32():
     assert unpack_vector(data) == pytest.approx(v, abs=1e-7)
 
 
-def test_dynamo_item_of_another_tenant_in_a_partition_is_ignored(moto_client):
+def test_dynamo_item_of_another_tenant_in_a_partition_is_ignored(moto_dynamodb):
     from stepcrew.store.dynamodb import DynamoRunStore
     from stepcrew.store.schema import create_table
 
-    create_table(moto_client, "t-forged")
-    store = DynamoMemoryStore(DynamoRunStore("t-forged", client=moto_client))
+    create_table(moto_dynamodb, "t-forged")
+    store = DynamoMemoryStore(DynamoRunStore("t-forged", client=moto_dynamodb))
     forged = fact("b", 9)  # an item of tenant b written into tenant a's partition (a bug elsewhere, or a forgery)
-    moto_client.put_item(TableName="t-forged", Item={
+    moto_dynamodb.put_item(TableName="t-forged", Item={
         "PK": {"S": memory_pk("a")}, "SK": {"S": "FACT#" + forged.memory_id}, "tenant": {"S": "b"},
         "body": {"S": forged.model_dump_json()}})
     assert store.get("a", forged.memory_id) is None

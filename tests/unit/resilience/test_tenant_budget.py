@@ -10,19 +10,14 @@ from __future__ import annotations
 import itertools
 import math
 import pickle
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
-from moto.dynamodb.responses import DynamoHandler
 from pydantic import ValidationError
 
-from stepcrew.local import hook
 from stepcrew.resilience.tenant_budget import (
     DynamoTenantLedger,
     MemoryTenantLedger,
@@ -41,13 +36,6 @@ NOW = datetime(2025, 3, 15, 13, 45, tzinfo=UTC)
 def usd(*amounts: float) -> float:
     """The exact (Decimal) sum of ``amounts`` as a float: what a correct ledger reports."""
     return float(sum((Decimal(str(a)) for a in amounts), Decimal(0)))
-
-
-@pytest.fixture(scope="module")
-def moto_dynamodb() -> Iterator[object]:
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        mp.setattr(DynamoHandler, "call_action", hook._serialised(DynamoHandler.call_action))
-        yield boto3.client("dynamodb", region_name="us-east-1")
 
 
 def _dynamo(client, default: TenantBudget | None = None) -> DynamoTenantLedger:

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from moto import mock_aws
-from moto.dynamodb.responses import DynamoHandler
 
-from stepcrew.local import hook
 from stepcrew.models import (
     AgentRole, CriterionScores, Crew, Message, Plan, ProgressEvent, Review, Run, RunError, RunStatus, SubTask,
     SubtaskStatus, ToolCall,
@@ -49,15 +44,6 @@ def make_run(run_id: str = "r1", tenant: str = "acme", minutes: int = 0, **kw) -
 
 def make_plan(*ids: str) -> Plan:
     return Plan(subtasks=[SubTask(id=i, title=f"Task {i}", instructions=f"do {i}") for i in ids])
-
-
-@pytest.fixture(scope="module")
-def moto_dynamodb() -> Iterator[object]:
-    """One moto account per module (a fresh table per test), with each DynamoDB request under a lock (the local
-    hook's own serialisation)."""
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        mp.setattr(DynamoHandler, "call_action", hook._serialised(DynamoHandler.call_action))
-        yield boto3.client("dynamodb", region_name="us-east-1")
 
 
 @pytest.fixture(params=["memory", "dynamo"])

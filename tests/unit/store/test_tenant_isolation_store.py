@@ -11,12 +11,9 @@ is used by the state machine's own functions only.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from moto import mock_aws
 from stepcrew.models import AgentRole, Crew, Run, RunStatus
 from stepcrew.store.base import RunNotFoundError, RunStore
 from stepcrew.store.dynamodb import DynamoRunStore
@@ -29,12 +26,6 @@ CREW = Crew(name="test", planner=AgentRole(name="planner", role="Planner", goal=
             workers=[AgentRole(name="analyst", role="Analyst", goal="analyse")],
             reviewer=AgentRole(name="reviewer", role="Reviewer", goal="review"),
             synthesizer=AgentRole(name="synthesizer", role="Synthesizer", goal="write"))
-
-
-@pytest.fixture(scope="module")
-def moto_dynamodb() -> Iterator[object]:
-    with mock_aws():
-        yield boto3.client("dynamodb", region_name="us-east-1")
 
 
 def _new_store(kind: str, request) -> RunStore:
