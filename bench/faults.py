@@ -298,9 +298,14 @@ def prune_cache(rt: Any, before: float) -> int:
         start = resp.get("LastEvaluatedKey")
         if not start:
             break
-    for i in range(0, len(keys), 25):
-        ddb.batch_write_item(RequestItems={rt.table_name: [{"DeleteRequest": {"Key": k}} for k in keys[i:i + 25]]})
+    _delete_keys(ddb, rt.table_name, keys)
     return len(keys)
+
+
+def _delete_keys(ddb: Any, table: str, keys: list[dict]) -> None:
+    """BatchWriteItem deletes of ``keys``, 25 per call (DynamoDB's limit per BatchWriteItem)."""
+    for i in range(0, len(keys), 25):
+        ddb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": k}} for k in keys[i:i + 25]]})
 
 
 def delete_run_items(rt: Any, run_id: str) -> int:
@@ -317,8 +322,7 @@ def delete_run_items(rt: Any, run_id: str) -> int:
         start = resp.get("LastEvaluatedKey")
         if not start:
             break
-    for i in range(0, len(keys), 25):
-        ddb.batch_write_item(RequestItems={rt.table_name: [{"DeleteRequest": {"Key": k}} for k in keys[i:i + 25]]})
+    _delete_keys(ddb, rt.table_name, keys)
     return len(keys)
 
 
