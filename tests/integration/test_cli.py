@@ -120,7 +120,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0].lower(), proc.stderr
-    assert not (tmp_path / "state" / "table.json").exists()
+    assert not (tmp_path / "state" / "table.db").exists()
 
 
 def test_malformed_crew_yaml_and_unreadable_dataset(tmp_path):
@@ -132,7 +132,7 @@ def test_malformed_crew_yaml_and_unreadable_dataset(tmp_path):
     folder.mkdir()  # a path that exists but is not a readable file
     proc = stepcrew(tmp_path, "run", "a goal", "--data", str(folder))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "state" / "table.json").exists()
+    assert not (tmp_path / "state" / "table.db").exists()
 
 
 def test_a_provider_that_fails_marks_the_run_failed_with_the_reason(tmp_path):

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 from stepcrew import wiring
 from stepcrew.local import hook
 from stepcrew.local.runtime import LocalRuntime
-from stepcrew.local.state import LocalState, default_state_dir
+from stepcrew.local.durable import StateDB
+from stepcrew.local.state import default_state_dir
 
 pytestmark = pytest.mark.integration
 
@@ -401,24 +402,19 @@ def test_local_state_round_trips_items_through_a_new_mock(tmp_path):
             "inputs": {"M": {"B": {"S": "not binary"}, "BS": {"S": "nor this"}, "M": {"M": {"B": {"B": b"\x04"}}}}}}
     with LocalRuntime(state_dir=tmp_path, read_only=False, fast_waits=True) as rt:
         _put(rt.client("dynamodb"), rt.table_name, "RUN#a", "META", **item)
-    assert (tmp_path / "table.json").is_file()
+        # durable before the call returned: another process's view of the folder already holds it
+        assert StateDB(tmp_path, writable=False).count(rt.table_name) == 1
 
     with LocalRuntime(state_dir=tmp_path, read_only=True) as rt:
         got = rt.client("dynamodb").get_item(TableName=rt.table_name, Key={"PK": {"S": "RUN#a"}, "SK": {"S": "META"}})
     assert got["Item"] == {"PK": {"S": "RUN#a"}, "SK": {"S": "META"}, **item}
 
 
-def test_local_state_save_merges_partitions_of_another_process(tmp_path):
+def test_local_state_keeps_writes_and_deletes_across_runtimes(tmp_path):
     with LocalRuntime(state_dir=tmp_path, fast_waits=True) as rt:
         ddb = rt.client("dynamodb")
         _put(ddb, rt.table_name, "RUN#a", "META", v={"S": "mine"})
-        # Meanwhile another process saves its own run into the same folder.
-        ddb.create_table(TableName="other", BillingMode="PAY_PER_REQUEST",
-                         AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("PK", "SK")],
-                         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                                    {"AttributeName": "SK", "KeyType": "RANGE"}])
-        _put(ddb, "other", "RUN#b", "META", v={"S": "theirs"})
-        LocalState(tmp_path).save(ddb, "other", partitions={"RUN#b"})
+        _put(ddb, rt.table_name, "RUN#b", "META", v={"S": "theirs"})
 
     with LocalRuntime(state_dir=tmp_path, fast_waits=True) as rt:
         ddb = rt.client("dynamodb")
@@ -470,7 +466,7 @@ def test_a_run_cut_off_by_the_runtimes_exit_is_saved_failed_with_the_reason(tmp_
 def test_read_only_runtime_saves_nothing(tmp_path):
     with LocalRuntime(state_dir=tmp_path, read_only=True) as rt:
         _put(rt.client("dynamodb"), rt.table_name, "RUN#x", "META")
-    assert not (tmp_path / "table.json").exists()
+    assert not (tmp_path / "table.db").exists()
 
 
 def test_default_state_dir_follows_stepcrew_home(monkeypatch, tmp_path):

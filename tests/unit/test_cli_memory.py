@@ -52,12 +52,19 @@ def refused(proc: subprocess.CompletedProcess, *words: str) -> None:
 
 
 def saved_memory_keys(home: Path, tenant: str) -> list[str]:
-    """Sort keys of the tenant's memory items in the saved state file (read directly, not through stepcrew)."""
-    path = home / "state" / "table.json"
+    """Sort keys of the tenant's memory items in the kept state database (read directly with sqlite3, not through
+    stepcrew's runtime)."""
+    import sqlite3
+
+    path = home / "state" / "table.db"
     if not path.is_file():
         return []
-    items = json.loads(path.read_text())["items"]
-    return sorted(i["SK"]["S"] for i in items if i["PK"]["S"] == f"MEM#{tenant}" and i["SK"]["S"] != "META")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        bodies = [json.loads(b) for (b,) in conn.execute("SELECT body FROM items")]
+    finally:
+        conn.close()
+    return sorted(i["SK"]["S"] for i in bodies if i["PK"]["S"] == f"MEM#{tenant}" and i["SK"]["S"] != "META")
 
 
 # ---------------------------------------------------------------------------------------------- new processes

@@ -21,8 +21,10 @@ code as on AWS, from any later process.
 
 Executions run in background threads; on exit (normal, an exception, or Ctrl-C in ``stepcrew run``), still-running
 executions are stopped, the runtime waits (up to :data:`DRAIN_S`) for handlers in flight, and every run whose
-execution was cut off is marked FAILED with code :data:`CUT_OFF_CODE` before the table is saved: an emulated
-execution cannot outlive its process, so a saved run must never stay RUNNING forever.
+execution was cut off is marked FAILED with code :data:`CUT_OFF_CODE`: an emulated execution cannot outlive its
+process, so a kept run must never stay RUNNING forever. The table is durable as it is written
+(:mod:`stepcrew.local.durable`): a process killed without any exit path loses at most the request in flight, and
+its unfinished runs are found by the next runtime's :meth:`LocalRuntime.sweep_orphans`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from typing import Any
 
 from stepcrew import wiring
 from stepcrew.local import hook
-from stepcrew.local.state import LocalState
 
 LOG = logging.getLogger(__name__)
 
@@ -107,16 +108,17 @@ class LocalRuntime:
     - ``region``: the emulated AWS region.
     - ``fast_waits``: cap ASL Retry intervals and Wait states at :data:`stepcrew.local.hook.FAST_WAIT_S`; None
       reads ``STEPCREW_FAST_WAITS`` (``1`` on). Without it, waits last as long as on AWS.
-    - ``state_dir``: folder of the saved table (:class:`stepcrew.local.state.LocalState`): restored on enter,
-      saved (merged by run partition) on exit and by :meth:`save`. None: nothing is kept. On exit, runs whose
-      execution is still going are marked FAILED (:data:`CUT_OFF_CODE`) before the save.
+    - ``state_dir``: folder of the kept table (:mod:`stepcrew.local.durable`, ``table.db``): every write is
+      durable before the call returns, partitions are read lazily (start-up does not grow with kept runs), and
+      other processes see the writes at once. None: nothing is kept. On exit, runs whose execution is still going
+      are marked FAILED (:data:`CUT_OFF_CODE`).
     - ``table_name``: the emulated DynamoDB table (``STEPCREW_TABLE_NAME`` of the handlers).
     - ``extra_env``: more environment variables for the handlers (restored on exit).
     - ``datasets_dir``: the folder loaded into the bucket :data:`LOCAL_DATA_BUCKET` on enter (default
       ``state_dir.parent / "datasets"``; none without a ``state_dir``: the bucket starts empty).
     - ``read_only``: only the table (restored from ``state_dir``), no functions, state machines or hook, and
-      nothing saved on exit: for reading kept runs.
-    - ``store_only``: only the table, saved on exit: for writing kept runs without executing anything (a
+      nothing written to the folder (a missing folder is not created): for reading kept runs.
+    - ``store_only``: only the table, kept: for writing kept runs without executing anything (a
       person's answer to a run handed off for review after its process ended).
 
     Errors: :class:`stepcrew.local.hook.MotoVersionError` if moto is not the pinned version; botocore's
@@ -146,7 +148,7 @@ class LocalRuntime:
         self._function_arns: dict[str, str] = {}
         self._state_machine_arns: dict[str, str] = {}
         self._registered: list[str] = []
-        self._state = LocalState(self.state_dir) if self.state_dir is not None else None
+        self._journal: Any = None  # stepcrew.local.durable.Journal, when there is a state_dir
         from stepcrew.local.liveness import Claims
 
         self._claims = Claims(self.state_dir) if self.state_dir is not None else None
@@ -219,11 +221,12 @@ class LocalRuntime:
                 try:
                     self._fail_cut_off_runs(self._stop_executions())
                 finally:
-                    if save and self._state is not None:
-                        self.save()
                     if self._claims is not None:
                         self._claims.release_all()
         finally:
+            if self._journal is not None:  # before the hook: it restores moto's call_action it patched first
+                self._journal.uninstall()
+                self._journal = None
             for name in self._registered:
                 hook.unregister_handler(name)
             self._registered.clear()
@@ -274,22 +277,9 @@ class LocalRuntime:
         """Mark FAILED (:data:`CUT_OFF_CODE`, with their open sub-tasks) the saved runs that are not terminal, not
         waiting for a person's review (NEEDS_REVIEW is answered without an execution) and that no live process
         claims (:mod:`stepcrew.local.liveness`): their process ended without finishing them. Returns their ids."""
-        if self._state is None or self._claims is None:
+        if self._journal is None or self._claims is None:
             return []
-        from stepcrew.models import RunStatus
-
-        open_statuses = [s.value for s in RunStatus if not s.terminal and s != RunStatus.NEEDS_REVIEW]
-        ddb, orphans = self.client("dynamodb"), []
-        pages = ddb.get_paginator("scan").paginate(
-            TableName=self.table_name, FilterExpression="SK = :meta AND #st IN (" + ", ".join(
-                f":s{i}" for i in range(len(open_statuses))) + ")", ExpressionAttributeNames={"#st": "status"},
-            ExpressionAttributeValues={":meta": {"S": "META"},
-                                       **{f":s{i}": {"S": v} for i, v in enumerate(open_statuses)}},
-            ProjectionExpression="run_id")
-        for item in (i for p in pages for i in p.get("Items", [])):
-            run_id = item["run_id"]["S"]
-            if not self._claims.owned_by_a_live_process(run_id):
-                orphans.append(run_id)
+        orphans = [run_id for run_id in self.open_run_ids() if not self._claims.owned_by_a_live_process(run_id)]
         if orphans:
             self._fail_cut_off_runs(orphans, ORPHAN_MESSAGE)
         return orphans
@@ -325,7 +315,7 @@ class LocalRuntime:
                 self.store.add_event(ProgressEvent(run_id=run_id, kind="run_failed", data={"code": CUT_OFF_CODE}))
             except (RunNotFoundError, RunStateConflictError, ValueError):
                 continue  # finished meanwhile, or not a run
-            except StoreError as exc:  # never let the exit path hide the original error or skip the save
+            except StoreError as exc:  # never let the exit path hide the original error
                 LOG.error("could not mark cut-off run %s FAILED: %s", run_id, exc)
                 continue
             from stepcrew.domain.finalize import close_open_subtasks
@@ -362,13 +352,34 @@ class LocalRuntime:
             self._store = DynamoRunStore(self.table_name, client=self.client("dynamodb"))
         return self._store
 
+    def open_run_ids(self) -> list[str]:
+        """Ids of the kept runs that are not terminal and not waiting for a person's review (NEEDS_REVIEW is
+        answered without an execution), from the state database's status index (no scan of the table)."""
+        if self._journal is None:
+            return []
+        from stepcrew.models import RunStatus
+
+        open_statuses = [s.value for s in RunStatus if not s.terminal and s != RunStatus.NEEDS_REVIEW]
+        items = self._journal.db.by_status(self.table_name, open_statuses)
+        return sorted(i["run_id"]["S"] for i in items if i.get("SK") == {"S": "META"} and "run_id" in i)
+
     def _create_table(self) -> None:
         from stepcrew.store.schema import create_table
 
         ddb = self.client("dynamodb")
-        create_table(ddb, self.table_name)
-        if self._state is not None:
-            self._state.restore(ddb, self.table_name)
+        if self.state_dir is not None:  # durable: every write reaches SQLite before the call returns
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from moto.dynamodb.models import dynamodb_backends
+
+            from stepcrew.local.durable import Journal, StateDB
+
+            journal = Journal(StateDB(self.state_dir, writable=not self.read_only), self.table_name)
+            journal.install()
+            self._journal = journal
+            create_table(ddb, self.table_name)
+            journal.adopt(dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region])
+        else:
+            create_table(ddb, self.table_name)
 
     def _create_datasets_bucket(self) -> None:
         """Create :data:`LOCAL_DATA_BUCKET` and load the datasets folder into it (key = path under the folder; hidden
@@ -483,8 +494,13 @@ class LocalRuntime:
         self.sfn.send_task_failure(taskToken=token, error=error, cause=cause)
 
     def save(self) -> int:
-        """Save the partitions this process changed to ``state_dir`` (merged with the file). Returns the number
-        of items in the file; 0 and nothing written without a ``state_dir``."""
-        if self._state is None:
+        """Nothing to do: every write is already durable (:mod:`stepcrew.local.durable`). Returns the number of
+        items kept in ``state_dir`` (0 without one). Kept for callers of the earlier save-on-exit design."""
+        if self._journal is None:
             return 0
-        return self._state.save_changed(self.client("dynamodb"), self.table_name)
+        return self._journal.db.count(self.table_name)
+
+    @property
+    def journal(self) -> Any:
+        """The :class:`stepcrew.local.durable.Journal` of the kept table (None without a ``state_dir``)."""
+        return self._journal
