@@ -265,14 +265,24 @@ class Progress:
         return f"review round {d.get('round')}: overall {d.get('overall', 0):.2f} {verdict}"
 
 
-def follow(store, run_id: str, is_done, progress: Progress, timeout_s: float, poll_s: float = 0.1) -> bool:
-    """Print the run's events until ``is_done()`` and all events are shown. Returns False on timeout."""
+def follow(store, run_id: str, is_done, progress: Progress, timeout_s: float, poll_s: float = 0.1,
+           waits=None) -> bool:
+    """Print the run's events until ``is_done()`` and all events are shown. Returns False on timeout. ``waits``: a
+    :class:`stepcrew.progress_waits.ExecutionWaits` whose retries and waits are shown too (time order within a tick;
+    read once more, all of it, when the run is done)."""
+    from stepcrew.progress_waits import show as show_wait
+
     cursor = None
     deadline = time.monotonic() + timeout_s
     while True:
         done = is_done()
+        lines = []
         for cursor, event in store.list_events(run_id, after=cursor):
-            progress.show(event)
+            lines.append((event.at, progress.show, event))
+        if waits is not None and not progress.quiet:
+            lines += [(n.at, lambda n: show_wait(progress.console, n), n) for n in waits.poll(force=done)]
+        for _, show, item in sorted(lines, key=lambda line: line[0]):
+            show(item)
         if done:
             return True
         if time.monotonic() > deadline:
@@ -446,8 +456,11 @@ class Interrupted(Exception):
 MEMORY_WAIT_S = 60.0
 
 
-def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: float, quiet: bool = False) -> int:
-    """Create, start and follow one run; print its result. Returns the exit code."""
+def execute(request: RunRequest | None, crew, *, aws: bool, as_json: bool, timeout_s: float, quiet: bool = False,
+            resume: str | None = None, resume_orphans: bool = False) -> int:
+    """Create, start and follow one run; print its result. Returns the exit code. ``resume``: instead of creating
+    a run, continue that interrupted local run (:mod:`stepcrew.local.resume`; BadInput when it cannot be).
+    ``resume_orphans``: also resume the runs the start-up sweep found orphaned, and wait for them before exiting."""
     from stepcrew.service import RunStartError, create_run, run_result, start_run
 
     with stdout_reserved() as out:
@@ -466,14 +479,18 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
                 if runtime.swept:
                     err.print(f"[yellow]{len(runtime.swept)} run(s) left unfinished by a process that ended were "
                               f"marked FAILED: {', '.join(runtime.swept[:5])}{' ...' if len(runtime.swept) > 5 else ''}[/]")
-            check_tenant_budget(store, request.tenant)
-            run = create_run(request, crew, store)
-            if not as_json:
-                err.print(f"run [bold]{run.run_id}[/] — goal: {request.goal[:100]}")
-            try:
-                run = start_run(run, store, starter)
-            except RunStartError as exc:
-                err.print(f"[red]error:[/] {exc}")
+            orphans = _resume_orphans(runtime, as_json) if resume_orphans and runtime is not None else []
+            if resume is not None:
+                run = _resume(runtime, resume, as_json)
+            else:
+                check_tenant_budget(store, request.tenant)
+                run = create_run(request, crew, store)
+                if not as_json:
+                    err.print(f"run [bold]{run.run_id}[/] — goal: {request.goal[:100]}")
+                try:
+                    run = start_run(run, store, starter)
+                except RunStartError as exc:
+                    err.print(f"[red]error:[/] {exc}")
             waiter = ApprovalWaiter(store, starter, run.run_id, interactive=not as_json and sys.stdin.isatty())
 
             def done() -> bool:
@@ -484,7 +501,10 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
 
             try:
                 try:
-                    finished = follow(store, run.run_id, done, progress, timeout_s)
+                    from stepcrew.progress_waits import for_run
+
+                    finished = follow(store, run.run_id, done, progress, timeout_s,
+                                      waits=for_run(store, run.run_id, runtime))
                 finally:
                     waiter.close()
                 if not finished and runtime is not None:  # --timeout: the local run is cut off now, and says so
@@ -505,10 +525,50 @@ def execute(request: RunRequest, crew, *, aws: bool, as_json: bool, timeout_s: f
                     raise Interrupted(run.run_id, RunStatus.FAILED) from None
                 raise Interrupted(run.run_id, status) from None
             result = run_result(store, run.run_id)
+            _wait_resumed(runtime, orphans, timeout_s, as_json)
         if not finished:
             err.print(f"[red]error:[/] run {run.run_id} did not finish within {timeout_s:.0f} s")
         print_result(result, as_json, out)
     return EXIT_CODES.get(result.status, 1) if finished else 1
+
+
+def _resume(runtime, run_id: str, as_json: bool):
+    """Resume ``run_id`` in ``runtime`` (local only); BadInput with the one-line reason when it cannot be."""
+    from stepcrew.local.resume import ResumeError, resume_run
+
+    if runtime is None:
+        raise BadInput("`stepcrew runs resume` continues local runs; a deployed run is continued with `stepcrew runs "
+                       "redrive RUN_ID --aws`")
+    try:
+        resume_run(runtime, run_id)
+    except ResumeError as exc:
+        raise BadInput(str(exc)) from None
+    run = runtime.store.get_run(run_id)
+    if not as_json:
+        err.print(f"run [bold]{run.run_id}[/] resumed — goal: {run.goal[:100]}")
+    return run
+
+
+def _resume_orphans(runtime, as_json: bool) -> list[str]:
+    """Resume the runs the start-up sweep found orphaned; say which (stderr)."""
+    from stepcrew.local.resume import resume_orphans
+
+    resumed = resume_orphans(runtime)
+    if resumed and not as_json:
+        err.print(f"[yellow]resumed {len(resumed)} run(s) left unfinished by a process that ended: "
+                  f"{', '.join(resumed[:5])}{' ...' if len(resumed) > 5 else ''}[/]")
+    return resumed
+
+
+def _wait_resumed(runtime, run_ids: list[str], timeout_s: float, as_json: bool) -> None:
+    """Let the executions of resumed orphans end (they would be cut off again by this process's exit)."""
+    for run_id in run_ids:
+        record = runtime.store.get_run(run_id)
+        if record.execution_arn:
+            with contextlib.suppress(TimeoutError):
+                runtime.wait(record.execution_arn, timeout_s=timeout_s)
+        if not as_json:
+            err.print(f"resumed run {run_id}: {runtime.store.get_run(run_id).status.value}")
 
 
 GoalArg = Annotated[str, typer.Argument(help="What the crew should achieve (1-10,000 characters).")]
@@ -519,6 +579,9 @@ ProviderOpt = Annotated[str | None, typer.Option("--provider", help="rule | anth
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 AwsOpt = Annotated[bool, typer.Option("--aws", envvar="STEPCREW_AWS", help="Drive a deployed stack.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the run.")]
+ResumeOrphansOpt = Annotated[bool, typer.Option(
+    "--resume-orphans", help="Resume the local runs a process that ended left unfinished (found at start-up) "
+                             "instead of leaving them FAILED LocalRuntimeExited; waits for them before exiting.")]
 
 
 def _given(**values) -> dict:
@@ -527,14 +590,25 @@ def _given(**values) -> dict:
 
 
 def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None,
-         require_approval=False, guardrails=None, routing=None, tenant=None, user=None, memory="on") -> None:
-    try:
+         require_approval=False, guardrails=None, routing=None, tenant=None, user=None, memory="on",
+         resume_orphans=False) -> None:
+    def start() -> int:
         request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
                                             data_uri=data_uri, require_approval=require_approval,
                                             guardrails=guardrails, routing=routing() if routing else None,
                                             tenant=tenant, user=user, memory=memory)
+        return execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout,
+                       resume_orphans=resume_orphans)
+
+    _execute_cli(start)
+
+
+def _execute_cli(start) -> None:
+    """Run ``start()`` (which builds, starts and follows a run, returning the exit code) with SIGTERM as Ctrl-C, and
+    turn bad input and interrupts into one-line errors with their exit codes."""
+    try:
         with sigterm_as_interrupt():
-            code = execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout)
+            code = start()
     except BadInput as exc:
         raise _fail(str(exc)) from None
     except Interrupted as exc:
@@ -598,6 +672,7 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
                                                       "recalled too ('ann' or '<tenant>:ann').")] = None,
         no_memory: Annotated[bool, typer.Option("--no-memory", help="Recall nothing from the tenant's memory and "
                                                                     "leave nothing in it.")] = False,
+        resume_orphans: ResumeOrphansOpt = False,
         ) -> None:
     """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. Exit 0
     SUCCEEDED, 1 FAILED (a budget passed, a failed review with --on-review-fail fail...), 3 NEEDS_REVIEW, 4
@@ -613,15 +688,16 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
                                 cache=False if no_cache else None, semantic_threshold=semantic_threshold,
                                 cache_ttl_s=cache_ttl,
                                 fallback_on_auth_error=fallback_on_auth_error or None),
-         tenant=tenant, user=user, memory="off" if no_memory else "on")
+         tenant=tenant, user=user, memory="off" if no_memory else "on", resume_orphans=resume_orphans)
 
 
 @app.command()
-def demo(provider: ProviderOpt = None, as_json: JsonOpt = False, timeout: TimeoutOpt = 900.0) -> None:
+def demo(provider: ProviderOpt = None, as_json: JsonOpt = False, timeout: TimeoutOpt = 900.0,
+         resume_orphans: ResumeOrphansOpt = False) -> None:
     """Run the demo goal on the bundled Palmer Penguins dataset (offline rule engine unless a provider is set)."""
     from stepcrew.data import DEMO_DATASET, DEMO_GOAL
 
-    _run(DEMO_GOAL, DEMO_DATASET, "default", provider, as_json, False, timeout)
+    _run(DEMO_GOAL, DEMO_DATASET, "default", provider, as_json, False, timeout, resume_orphans=resume_orphans)
 
 
 @contextlib.contextmanager
@@ -691,6 +767,15 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")], as_jso
     except BadInput as exc:
         raise _fail(str(exc)) from None
     print_result(result, as_json, sys.stdout)
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: Annotated[str, typer.Argument(help="The run id (FAILED LocalRuntimeExited).")],
+                as_json: JsonOpt = False, timeout: TimeoutOpt = 900.0) -> None:
+    """Continue a local run its process left unfinished (killed, interrupted, timed out) from what it stored: no
+    model call paid twice, no tool call repeated, except the one in flight when it stopped. Follows it like `stepcrew
+    run` (same exit codes). A run that is unknown, finished or still running elsewhere: one line, exit 2."""
+    _execute_cli(lambda: execute(None, None, aws=False, as_json=as_json, timeout_s=timeout, resume=run_id))
 
 
 @runs_app.command("approve")
@@ -789,8 +874,13 @@ def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
     missing = [str(d) for d in folders if not d.is_dir()]
     if missing:
         raise _fail(f"--data-dir is not a folder: {', '.join(missing)}")
+    from stepcrew.api.dev import DevConfigError
+
     with sigterm_as_interrupt():  # SIGTERM stops it like Ctrl-C: runs in flight marked FAILED, sub-tasks closed, saved
-        serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
+        try:
+            serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
+        except DevConfigError as exc:  # e.g. STEPCREW_DEV_MAX_RUNS=abc: one line, exit 2, nothing started
+            raise _fail_plain(str(exc)) from None
 
 
 def put_dataset(file: Path, tenant: str, name: str | None = None, folder: Path | None = None) -> str:

@@ -660,6 +660,8 @@ EventKind = Literal[
     "degraded", "cache_hit", "loop_detected", "budget_exhausted",
     # memory (stepcrew.memory): ids, counts and scores only
     "memory_recalled", "memory_recorded",
+    # durability (stepcrew.local.resume): a run continued after its process ended
+    "run_resumed",
 ]
 
 

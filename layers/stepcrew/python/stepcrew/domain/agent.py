@@ -27,7 +27,7 @@ from stepcrew.domain.common import (
     worker_for,
 )
 from stepcrew.domain.errors import EmptyAnswerError, MaxTurnsExceededError, SubtaskStateError, ToolLoopError
-from stepcrew.domain.modelcall import engine_call
+from stepcrew.domain.modelcall import engine_call, flush
 from stepcrew.domain.recall import stored_context
 from stepcrew.engines.facts import ActFacts, facts_of
 from stepcrew.engines.resolve import EngineResolver
@@ -228,6 +228,15 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         raise SubtaskStateError(f"sub-task {sub.id}: tool results arrived but no tool call is pending")
     # else: a retry after a failed model call: the conversation already ends with the prompt or the results.
     turns = _counts(conversation, allowed)[0]
+    pending: list = []  # model_turn events, emitted once the turn's messages are stored (modelcall.record_calls)
+    try:
+        return _act(inp, store, run, record, sub, ctx, role, specs, engine, conversation, allowed, turns, pending)
+    finally:
+        flush(pending)
+
+
+def _act(inp, store, run, record, sub, ctx, role, specs, engine, conversation, allowed, turns, pending):
+    """The model calls of one invocation (see :func:`agent_turn`); their events go to ``pending``."""
     new: list[Message] = []
     calls, limit = 0, CALLS_PER_INVOCATION
     while calls < limit:
@@ -237,7 +246,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
                                         f"{run.budget.max_turns_per_subtask} model calls")
         so_far = [*conversation, *new]
         reply = engine_call(store, run, "act", lambda so_far=so_far: engine.act(ctx, role, so_far, specs),
-                            subtask_id=sub.id).reply
+                            subtask_id=sub.id, defer=pending).reply
         turns += 1
         message = bound_arguments(reply.message)
         to_run, refused = split_calls(message.tool_calls, allowed)
@@ -248,11 +257,13 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
                                            "asked once to answer again)")
                 new += [Message(role="assistant", content=""), Message(role="user", content=EMPTY_ANSWER_NUDGE)]
                 conversation += _record(store, inp, new)  # a retry of this invocation asks again, not nudges again
+                flush(pending)  # the events once what they report is stored
                 new = []
                 limit += 1  # the nudge's call is extra: the invocation still answers within its own turn
                 continue
             engine.accepted()
             conversation += _record(store, inp, [*new, Message(role="assistant", content=message.content)])
+            flush(pending)  # the events once what they report is stored
             return _finish(store, inp, run, conversation, allowed, message.content)
         try:
             check_loop([*conversation, *new], message.tool_calls, sub.id)
@@ -266,6 +277,7 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
         new.append(Message(role="tool", tool_results=refused))  # nothing to run: tell the model, ask again
         logger.info("no runnable tool call", extra={"run_id": inp.run_id, "subtask_id": sub.id})
     conversation += _record(store, inp, new)
+    flush(pending)  # the events once what they report is stored
     return _hand_out(store, inp, run, record, conversation, allowed)
 
 

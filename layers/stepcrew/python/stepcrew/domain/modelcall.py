@@ -53,36 +53,57 @@ def _check(run: Run, usage: Usage) -> None:
 
 
 def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: str,
-                 subtask_id: str | None = None) -> Usage:
+                 subtask_id: str | None = None, defer: list[Callable[[], None]] | None = None) -> Usage:
     """Add each call's usage to the run and emit one ``model_turn`` event per call (provider, model, tier, route
     reason, rung, cache and, for an agent turn, its context window: budget, tokens sent, results summarized, turns
     dropped; ids and numbers only). Cache hits add to the run's savings (event ``cache_hit``); a call below the
     full service lowers the run's ``degradation_level`` (event ``degraded``, metric ``DegradedCalls``). Returns
-    the run's usage."""
+    the run's usage.
+
+    ``defer``: append the event emission to this list instead of emitting now; the caller runs it once the reply
+    is stored (:func:`flush`). So a progress event is never seen before what it reports is durable: a process
+    killed at any event is resumed without paying that call again (:mod:`stepcrew.local.resume`). Usage is added
+    first: a kill between the usage and the stored reply repeats that one call and counts it twice (fails safe
+    for budgets: never under-counted)."""
     usage = run.usage
     level = run.degradation_level
     for c in calls:
         usage = store.add_usage(run.run_id, c.model, c.input_tokens, c.output_tokens, c.cost_usd)
-        ladder = {k: v for k, v in (("provider", c.provider), ("tier", c.tier), ("route", c.route),
-                                    ("rung", c.rung), ("cache", c.cache)) if v is not None}
-        context = {} if c.context_budget_tokens is None else {  # short-term memory (stepcrew.memory.window)
-            "context_budget_tokens": c.context_budget_tokens, "context_tokens": c.context_tokens,
-            "context_summarized": c.context_summarized, "context_dropped": c.context_dropped}
-        emit(store, run.run_id, "model_turn", subtask_id, purpose=purpose, model=c.model, stop_reason=c.stop_reason,
-             input_tokens=c.input_tokens, output_tokens=c.output_tokens, tool_calls=c.tool_calls, **ladder,
-             **context)
         if c.cache:
             store.add_savings(run.run_id, 1, c.saved_tokens, c.saved_cost_usd)
-            emit(store, run.run_id, "cache_hit", subtask_id, purpose=purpose, cache=c.cache,
-                 saved_tokens=c.saved_tokens, saved_cost_usd=round(c.saved_cost_usd, 6))
-        if c.rung and c.rung not in ("full", "cached"):
-            emit(store, run.run_id, "degraded", subtask_id, purpose=purpose, rung=c.rung)
-            record_degraded_metric(c.rung)
         if c.rung and DEGRADATION_ORDER.index(c.rung) > DEGRADATION_ORDER.index(level):
             level = c.rung
     if level != run.degradation_level:
         store.raise_degradation(run.run_id, level)  # conditional: parallel sub-tasks never lower it
+
+    def events() -> None:
+        for c in calls:
+            ladder = {k: v for k, v in (("provider", c.provider), ("tier", c.tier), ("route", c.route),
+                                        ("rung", c.rung), ("cache", c.cache)) if v is not None}
+            context = {} if c.context_budget_tokens is None else {  # short-term memory (stepcrew.memory.window)
+                "context_budget_tokens": c.context_budget_tokens, "context_tokens": c.context_tokens,
+                "context_summarized": c.context_summarized, "context_dropped": c.context_dropped}
+            emit(store, run.run_id, "model_turn", subtask_id, purpose=purpose, model=c.model,
+                 stop_reason=c.stop_reason, input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+                 tool_calls=c.tool_calls, **ladder, **context)
+            if c.cache:
+                emit(store, run.run_id, "cache_hit", subtask_id, purpose=purpose, cache=c.cache,
+                     saved_tokens=c.saved_tokens, saved_cost_usd=round(c.saved_cost_usd, 6))
+            if c.rung and c.rung not in ("full", "cached"):
+                emit(store, run.run_id, "degraded", subtask_id, purpose=purpose, rung=c.rung)
+                record_degraded_metric(c.rung)
+
+    if defer is not None:
+        defer.append(events)
+    else:
+        events()
     return usage
+
+
+def flush(pending: list[Callable[[], None]]) -> None:
+    """Run and clear the deferred event emissions of :func:`record_calls` (in call order)."""
+    while pending:
+        pending.pop(0)()
 
 
 def record_degraded_metric(rung: str) -> None:
@@ -111,14 +132,14 @@ class Called(Generic[R]):
 
 
 def engine_call(store: RunStore, run: Run, purpose: str, call: Callable[[], R],
-                subtask_id: str | None = None) -> Called[R]:
+                subtask_id: str | None = None, defer: list[Callable[[], None]] | None = None) -> Called[R]:
     """Run ``call()`` (one engine method) under the run's budget and record its usage. Raises
     BudgetExceededError (before the call if the run is already past a cap, after it if this call passed one or
     if the budget gate cut its output cap and the answer stopped at that cap) or what the engine raises (a
-    ModelError)."""
+    ModelError). ``defer``: see :func:`record_calls` (the caller flushes it once the reply is stored)."""
     _check(run, run.usage)
     reply = call()
-    usage = record_calls(store, run, reply.calls, purpose, subtask_id)
+    usage = record_calls(store, run, reply.calls, purpose, subtask_id, defer)
     _check(run, usage)
     cut = [c for c in reply.calls if c.budget_cut and c.stop_reason == "max_tokens"]
     if cut:  # an answer the budget cut short is not an answer (recorded above: it was paid)
@@ -148,9 +169,13 @@ def exchange(store: RunStore, run: Run, *, conversation: str, index: int, purpos
     for i, message in enumerate(stored[:-1]):
         if message.role == "user" and message.content == key and stored[i + 1].role == "assistant":
             return Called(reply=reply_type.model_validate_json(stored[i + 1].content), usage=run.usage, replayed=True)
-    called = engine_call(store, run, purpose, call)
-    if keep(called.reply):
-        store.append_messages(run.run_id, conversation, [Message(role="user", content=key),
-                                                         Message(role="assistant",
-                                                                 content=called.reply.model_dump_json())])
+    pending: list[Callable[[], None]] = []
+    try:
+        called = engine_call(store, run, purpose, call, defer=pending)
+        if keep(called.reply):
+            store.append_messages(run.run_id, conversation, [Message(role="user", content=key),
+                                                             Message(role="assistant",
+                                                                     content=called.reply.model_dump_json())])
+    finally:
+        flush(pending)  # the events after the stored reply (or after a failure: the call was made and paid)
     return called

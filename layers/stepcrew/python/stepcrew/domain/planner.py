@@ -129,7 +129,8 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
         emit(store, run.run_id, "plan_invalid", attempt=inp.attempt, retry=retry)
         return PlanOutput(**out, valid=False, retry=retry, error=one_line(str(exc)))
     engine.accepted()  # a valid plan: the exact cache may keep it (a rejected one is never replayed)
-    store.put_plan(run.run_id, plan)
+    if not (called.replayed and store.get_plan(run.run_id) == plan):
+        store.put_plan(run.run_id, plan)  # a replay (Retry, resumed run) keeps the sub-tasks' progress
     if semantic is not None and not called.replayed and reply.calls and all(c.rung == "full" for c in reply.calls):
         paid = (sum(c.input_tokens + c.output_tokens for c in reply.calls), sum(c.cost_usd for c in reply.calls))
         semantic.remember(run.goal, scope, reply.model_dump(mode="json", exclude={"calls"}), paid)

@@ -1,0 +1,101 @@
+"""``stepcrew runs resume``: continue a local run that its process left unfinished.
+
+A local run is interrupted when its process ends before the run does (killed, Ctrl-C, ``--timeout``, the machine
+stopped): the runtime's exit, or the next runtime's orphan sweep, marks it FAILED :data:`CUT_OFF_CODE` with its open
+sub-tasks. Its emulated execution died with the process, but everything it wrote is kept
+(:mod:`stepcrew.local.durable`). :func:`resume_run` reopens the record and starts the run state machine again for
+it; every step is Retry-safe against what is stored, so the new execution replays instead of repeating:
+
+- the one-shot roles (plan, synthesis, review, memory proposal) reuse the reply stored for the same exchange
+  (:func:`stepcrew.domain.modelcall.exchange`): no model call is paid twice;
+- a sub-task replays from its stored conversation (:func:`stepcrew.domain.agent.agent_turn`: the conversation is
+  its ledger): a stored answer ends it without a call, stored tool results are not asked for again, and a finished
+  sub-task stays finished;
+- usage is added per model call when the call is made, so a replay adds none.
+
+What can be repeated: the one request in flight when the process died (a model call whose reply was not stored
+yet, a tool call whose result was not recorded): a kill -9 loses at most that (and tools with side effects carry
+their own idempotency receipts).
+
+Reopening is conditional (:meth:`stepcrew.store.base.RunStore.update_run` ``expected``): a run that another process
+resumed or finished meanwhile is left alone. Sub-tasks closed by the cut-off go back to RUNNING when they had started
+(their conversation goes on) and to PENDING when they had not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepcrew.local.runtime import CUT_OFF_CODE
+from stepcrew.models import ProgressEvent, RunStatus, SubtaskStatus
+
+
+class ResumeError(ValueError):
+    """The run cannot be resumed (unknown, terminal, or run by a live process): one line, nothing changed."""
+
+
+def check_resumable(runtime: Any, run_id: str) -> Any:
+    """The run record if ``run_id`` can be resumed now, else :class:`ResumeError` (one line)."""
+    from stepcrew.store.base import RunNotFoundError
+
+    try:
+        run = runtime.store.get_run(run_id)
+    except (RunNotFoundError, ValueError):
+        raise ResumeError(f"no local run {run_id!r} (see `stepcrew runs list`)") from None
+    if run.status == RunStatus.FAILED and run.error is not None and run.error.code == CUT_OFF_CODE:
+        return run
+    if not run.status.terminal and run.status != RunStatus.NEEDS_REVIEW:
+        raise ResumeError(f"run {run_id} is {run.status.value} and still being run by a live process: nothing to "
+                          "resume")
+    if run.status == RunStatus.NEEDS_REVIEW:
+        raise ResumeError(f"run {run_id} waits for a person's review: answer it with `stepcrew runs review "
+                          f"{run_id}`")
+    why = f" ({run.error.code})" if run.error is not None else ""
+    raise ResumeError(f"run {run_id} ended {run.status.value}{why}: only a run its process left unfinished "
+                      f"(FAILED {CUT_OFF_CODE}) can be resumed; start it again with `stepcrew run`")
+
+
+def resume_run(runtime: Any, run_id: str) -> str:
+    """Reopen an interrupted run (FAILED :data:`CUT_OFF_CODE` -> RUNNING, error and ``finished_at`` cleared; its
+    cut-off sub-tasks -> PENDING), emit ``run_resumed`` and start a new execution of the run state machine for it.
+    Returns the execution ARN. Raises :class:`ResumeError` when it cannot be resumed (nothing changed) and
+    RunStateConflictError when another process changed the run between the check and the write."""
+    from stepcrew.store.base import RunStateConflictError
+
+    run = check_resumable(runtime, run_id)
+    store = runtime.store
+    try:
+        store.update_run(run_id, {"status": RunStatus.RUNNING, "error": None, "finished_at": None},
+                         expected=[RunStatus.FAILED])
+    except RunStateConflictError:
+        raise ResumeError(f"run {run_id} changed while it was being resumed: see `stepcrew runs show {run_id}`") \
+            from None
+    reopened = []
+    for record in store.list_subtasks(run_id):
+        # closed because the run was cut off (close_open_subtasks: code RunFailed); one that failed on its own stays
+        if record.status == SubtaskStatus.FAILED and record.error is not None and (
+                record.error.code == CUT_OFF_CODE
+                or (record.error.code == "RunFailed" and CUT_OFF_CODE in record.error.message)):
+            # a started sub-task goes on from its conversation (RUNNING); one never started waits its turn
+            status = SubtaskStatus.RUNNING if record.started_at is not None else SubtaskStatus.PENDING
+            store.update_subtask(run_id, record.subtask_id, {"status": status, "error": None, "finished_at": None},
+                                 expected=[SubtaskStatus.FAILED])
+            reopened.append(record.subtask_id)
+    store.add_event(ProgressEvent(run_id=run_id, kind="run_resumed",
+                                  data={"after": run.error.code, "subtasks_reopened": len(reopened)}))
+    arn = runtime.start_run(run_id)
+    store.update_run(run_id, {"execution_arn": arn})
+    return arn
+
+
+def resume_orphans(runtime: Any) -> list[str]:
+    """Resume the runs this runtime's start-up sweep found orphaned (:attr:`LocalRuntime.swept`); returns the ids
+    resumed (a run that cannot be resumed any more is skipped)."""
+    resumed = []
+    for run_id in runtime.swept:
+        try:
+            resume_run(runtime, run_id)
+        except ResumeError:
+            continue
+        resumed.append(run_id)
+    return resumed
