@@ -53,7 +53,7 @@ def call(url: str, method: str = "GET", body: dict | None = None, tenant: str = 
 
 
 @contextlib.contextmanager
-def dev_process(home, stderr=None, timeout_s: float = 60) -> Iterator:
+def dev_process(home, stderr=None, timeout_s: float = 60, args: tuple[str, ...] = ()) -> Iterator:
     """`stepcrew dev` as its own process (STEPCREW_HOME ``home``, a free port), once /health answers; yields
     ``(process, base url)``. ``stderr``: subprocess.PIPE to read it (text), else discarded. The process is killed on
     exit if it is still running."""
@@ -67,7 +67,7 @@ def dev_process(home, stderr=None, timeout_s: float = 60) -> Iterator:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "dev", "--port", str(port)], env=cli_env(home),
+    proc = subprocess.Popen([sys.executable, "-m", "stepcrew.cli", "dev", "--port", str(port), *args], env=cli_env(home),
                             stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -100,3 +100,38 @@ def start_waiting_run(base: str, timeout_s: float = 60) -> str:
         assert time.monotonic() < deadline and status in ("QUEUED", "RUNNING"), status
         time.sleep(0.1)
     return run_id
+
+
+def http(url: str, method: str = "GET", body: dict | None = None, tenant: str | None = "acme",
+         timeout_s: float = 10) -> tuple[int, dict[str, str], dict]:
+    """One JSON request to a dev server as ``tenant`` (None: no token): ``(status, headers, JSON answer)``, error
+    statuses included (no exception for 4xx/5xx)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if tenant is not None:
+        headers["Authorization"] = f"Bearer local:{tenant}"
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, dict(response.headers.items()), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers.items()), json.loads(exc.read() or b"{}")
+
+
+def wait_for_status(base: str, run_id: str, statuses: set[str], timeout_s: float = 120, tenant: str = "acme") -> dict:
+    """GET /runs/{run_id} until its status is one of ``statuses``; the run's view. AssertionError after
+    ``timeout_s`` seconds (a bound on a wait, not a speed assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, _, view = http(f"{base}/runs/{run_id}", tenant=tenant)
+        assert status == 200, view
+        if view["status"] in statuses:
+            return view
+        assert time.monotonic() < deadline, f"run {run_id} still {view['status']}, wanted {sorted(statuses)}"
+        time.sleep(0.1)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from devserver_helpers import dev_process, start_waiting_run
@@ -70,12 +69,30 @@ def test_a_run_claimed_by_a_live_process_is_not_swept_and_a_dead_claim_is(tmp_pa
 def test_a_killed_dev_server_leaves_no_orphan_after_a_restart(tmp_path):
     with dev_process(tmp_path) as (proc, base):
         run_id = start_waiting_run(base)
-        time.sleep(2.5)  # the dev server saves every 2 s
-        os.kill(proc.pid, signal.SIGKILL)  # no cleanup at all
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup at all: every write was already durable
         proc.wait(timeout=30)
     with LocalRuntime(state_dir=tmp_path / "state", fast_waits=True) as rt:
         assert run_id in rt.swept
         assert rt.store.get_run(run_id).status == RunStatus.FAILED
+
+
+def test_a_dev_server_with_resume_orphans_finishes_the_runs_a_killed_one_left(tmp_path):
+    from devserver_helpers import call, wait_for_status
+    from stepcrew.data import DEMO_DATASET, DEMO_GOAL
+
+    # Given a dev server killed while a run executes (its status is whatever it reached: no cleanup at all)
+    with dev_process(tmp_path) as (proc, base):
+        run_id = call(base + "/runs", "POST", {"goal": DEMO_GOAL, "data": DEMO_DATASET.as_uri()})["run_id"]
+        wait_for_status(base, run_id, {"RUNNING"})
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    with LocalRuntime(state_dir=tmp_path / "state", read_only=True) as rt:
+        left = rt.store.get_run(run_id).status
+    # When it restarts with --resume-orphans
+    with dev_process(tmp_path, args=("--resume-orphans",)) as (_, base):
+        view = wait_for_status(base, run_id, {"SUCCEEDED", "FAILED", "DECLINED", "NEEDS_REVIEW"})
+    # Then the run it left unfinished ends SUCCEEDED (or was already finished when it was killed)
+    assert view["status"] == "SUCCEEDED", (left, view.get("error"))
 
 
 @pytest.mark.parametrize("content,words", [("garbage{", "not valid JSON"),

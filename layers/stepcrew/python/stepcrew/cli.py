@@ -865,7 +865,8 @@ def runs_review(run_id: Annotated[str, typer.Argument(help="The run id (NEEDS_RE
 def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
         data_dir: Annotated[list[Path] | None, typer.Option(
             "--data-dir", help="A folder file:// datasets may be read from (repeat for more; the bundled datasets "
-                               "are always allowed).")] = None) -> None:
+                               "are always allowed).")] = None,
+        resume_orphans: ResumeOrphansOpt = False) -> None:
     """Serve the HTTP API on 127.0.0.1 with the local runtime behind it (a local token stands in for JWT)."""
     from stepcrew.api.dev import serve
     from stepcrew.local.state import default_state_dir
@@ -878,7 +879,8 @@ def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
 
     with sigterm_as_interrupt():  # SIGTERM stops it like Ctrl-C: runs in flight marked FAILED, sub-tasks closed, saved
         try:
-            serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders)
+            serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders,
+                  resume_orphans=resume_orphans)
         except DevConfigError as exc:  # e.g. STEPCREW_DEV_MAX_RUNS=abc: one line, exit 2, nothing started
             raise _fail_plain(str(exc)) from None
 

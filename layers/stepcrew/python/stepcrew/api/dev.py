@@ -5,9 +5,16 @@ Each HTTP request becomes an API Gateway HTTP API event, payload format 2.0 (``v
 ``queryStringParameters``, ``pathParameters``, ``requestContext.http``, ``requestContext.authorizer.jwt``,
 ``body``/``isBase64Encoded``), as described in "Working with AWS Lambda proxy integrations for HTTP APIs" (API
 Gateway developer guide); the handler's v2 response becomes the HTTP response. Runs really execute: the run
-state machine and every function run in-process (:class:`stepcrew.local.runtime.LocalRuntime`), and the table is
-saved to ``state_dir`` (every :data:`SAVE_EVERY_S` seconds while something changed, and at exit), so
-``stepcrew runs list`` in another terminal sees the runs. Tenant memory (``/memory``) is read and deleted on the
+state machine and every function run in-process (:class:`stepcrew.local.runtime.LocalRuntime`), and every write to
+the table is durable in ``state_dir`` before it returns (:mod:`stepcrew.local.durable`), so ``stepcrew runs list`` in
+another terminal sees the runs as they run. Runs a process that ended left unfinished are marked FAILED at start, or
+resumed with ``resume_orphans`` (``stepcrew dev --resume-orphans``), through the admission queue.
+
+Under load: at most ``STEPCREW_DEV_MAX_RUNS`` runs (default 4) execute at once; later runs wait QUEUED, in order, up
+to ``STEPCREW_DEV_MAX_QUEUED`` (default 100), beyond which ``POST /runs`` answers 429 ``dev_queue_full`` with
+``Retry-After`` and writes nothing (:mod:`stepcrew.local.admission`; why a queue: see there). The answers about a
+queued run carry its place (:data:`QUEUE_POSITION_HEADER`). ``GET /health`` is answered without waiting for the
+resolver (:class:`DevServer`). At exit, queued runs that never started are marked FAILED ``LocalRuntimeExited``. Tenant memory (``/memory``) is read and deleted on the
 same table and written in this process through :class:`stepcrew.memory.writer.InProcessWriter` with the offline
 guard (deployed, ``POST /memory`` invokes the memory function), so ``stepcrew memory list`` sees it too.
 
@@ -38,8 +45,10 @@ checks the SigV4 query signature, the signed headers and the expiry as S3 does (
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import inspect
 import ipaddress
 import json
 import os
@@ -47,9 +56,8 @@ import re
 import sys
 import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,7 +79,11 @@ DATA_DIR = DEMO_DATASET.parent
 #: API Gateway HTTP API payload quota (10 MB, "Amazon API Gateway quotas for HTTP APIs"); the handler's own cap
 #: (64 KiB, :data:`stepcrew.api.errors.MAX_BODY_BYTES`) applies below it.
 GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024
-SAVE_EVERY_S = 2.0
+#: The interpreter's thread switch interval while serving (seconds; CPython's default is 0.005). Runs execute in
+#: this process's threads: a request thread waits for the GIL behind them, so a shorter interval answers requests
+#: sooner (bench/dev_api.py: /health p50 ~12 ms instead of ~20 ms, p95 ~45 ms instead of ~65-85 ms with 8 runs
+#: executing on a busy 2-core machine; run wall time unchanged).
+SWITCH_INTERVAL_S = 0.001
 LOCAL_TOKEN_PREFIX = "local:"
 ANONYMOUS_TENANT = "local"
 ACCOUNT_ID = "123456789012"
@@ -386,6 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(413, _error("payload_too_large", f"body over {GATEWAY_MAX_BODY_BYTES} bytes"))
         body = self.rfile.read(size) if size else None
         path = urlsplit(self.path).path
+        if srv.health is not None and (self.command, path) == ("GET", "/health"):
+            return self._send(*srv.health)  # no lock: answered while the resolver is busy
         try:
             claims = claims_for(self.headers.get("Authorization"), srv.allow_anonymous)
         except ValueError as exc:
@@ -412,51 +426,171 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class DevServer(ThreadingHTTPServer):
-    """The threading HTTP server; requests reach the (not thread-safe) resolver one at a time."""
+    """The threading HTTP server; requests reach the (not thread-safe) resolver one at a time.
+
+    ``GET /health`` is answered by the server itself, without the resolver's lock, with the resolver's own answer
+    computed once at start (:attr:`health`): it answers while other requests or runs keep the resolver busy.
+    With ``admission`` (:class:`stepcrew.local.admission.AdmissionStarter`, the app's starter): ``POST /runs`` is
+    refused with 429 ``dev_queue_full`` (``Retry-After``: :data:`QUEUE_FULL_RETRY_AFTER_S`) before anything is
+    written when its queue is full, and the answers of ``POST /runs`` (202) and ``GET /runs/{run_id}`` (200) of a
+    queued run carry :data:`QUEUE_POSITION_HEADER` (1 = starts next)."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], app: Any, *, allow_anonymous: bool, quiet: bool = False,
-                 on_tick: Callable[[], None] | None = None, uploads: LocalUploads | None = None) -> None:
+                 on_tick: Callable[[], None] | None = None, uploads: LocalUploads | None = None,
+                 admission: Any = None) -> None:
         super().__init__(address, _Handler)
         self.app = app
         self.uploads = uploads
+        self.admission = admission
         self.routes = RouteTable.from_app(app)
         self.allow_anonymous = allow_anonymous
         self.quiet = quiet
         self._lock = threading.Lock()
         self._on_tick = on_tick
+        self.health = self._health_answer()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Run the handler on one v2 event (serialised)."""
+    def _health_answer(self) -> tuple[int, bytes, dict[str, str]] | None:
+        """``(status, body, headers)`` of the resolver's ``GET /health`` (constant: status, stage, version); None
+        when it does not answer 200 (then /health goes through the resolver like any request)."""
+        event = build_event(method="GET", target="/health", headers=[], body=None, routes=self.routes, claims=None)
         with self._lock:
-            return self.app.resolve(event, api_lambda_context())
+            response = self.app.resolve(event, api_lambda_context())
+        if int(response.get("statusCode", 500)) != 200 or response.get("isBase64Encoded"):
+            return None
+        return 200, str(response.get("body") or "").encode("utf-8"), dict(response.get("headers") or {})
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Run the handler on one v2 event (serialised); with an admission, the queue-full refusal and the queue
+        position header (see the class docstring)."""
+        route = event.get("routeKey")
+        with self._lock:  # checked under the lock: only requests under it add to the queue
+            if (self.admission is not None and route == "POST /runs" and "authorizer" in event["requestContext"]
+                    and self.admission.full()):
+                return queue_full_response(self.admission.max_queued)
+            response = self.app.resolve(event, api_lambda_context())
+        if self.admission is not None and route in ("POST /runs", "GET /runs/{run_id}"):
+            self._add_queue_position(route, event, response)
+        return response
+
+    def _add_queue_position(self, route: str, event: dict[str, Any], response: dict[str, Any]) -> None:
+        status = int(response.get("statusCode", 500))
+        run_id = None
+        if route == "GET /runs/{run_id}" and status == 200:  # the resolver checked the tenant: 200 = the caller's
+            run_id = (event.get("pathParameters") or {}).get("run_id")
+        elif route == "POST /runs" and status == 202:
+            try:
+                run_id = json.loads(response.get("body") or "{}").get("run_id")
+            except (ValueError, AttributeError):
+                run_id = None
+        position = self.admission.position(run_id) if isinstance(run_id, str) else None
+        if position is not None:
+            response["headers"] = {**(response.get("headers") or {}), QUEUE_POSITION_HEADER: str(position)}
 
     def service_actions(self) -> None:  # called by serve_forever about every poll interval
         if self._on_tick is not None:
             self._on_tick()
 
 
-class _Saver:
-    """Saves the runtime's table to its state dir at most every SAVE_EVERY_S seconds (and once at the end)."""
+#: Header of the answers about a queued run: its 1-based place in the dev server's queue.
+QUEUE_POSITION_HEADER = "X-Stepcrew-Queue-Position"
+#: ``Retry-After`` (seconds) of a ``POST /runs`` refused because the queue is full.
+QUEUE_FULL_RETRY_AFTER_S = 10
 
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
-        self._next = time.monotonic() + SAVE_EVERY_S
 
-    def tick(self) -> None:
-        if time.monotonic() < self._next:
-            return
-        self._next = time.monotonic() + SAVE_EVERY_S
+def queue_full_response(max_queued: int) -> dict[str, Any]:
+    """The v2 answer to ``POST /runs`` when the dev server's queue is full: 429 ``dev_queue_full``, ``Retry-After``
+    :data:`QUEUE_FULL_RETRY_AFTER_S`, nothing written."""
+    message = (f"the local server already has {max_queued} runs waiting for a slot (STEPCREW_DEV_MAX_QUEUED); "
+               f"retry in {QUEUE_FULL_RETRY_AFTER_S} s")
+    return {"statusCode": 429, "body": json.dumps(error_body("dev_queue_full", message), separators=(",", ":")),
+            "isBase64Encoded": False, "headers": {"Content-Type": "application/json",
+                                                  "Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)}, "cookies": []}
+
+
+class DevConfigError(ValueError):
+    """A setting of ``stepcrew dev`` is invalid (host, provider, STEPCREW_DEV_MAX_RUNS...): a one-line message,
+    raised before anything starts."""
+
+
+def dev_admission_limits(max_runs: int | None = None, max_queued: int | None = None) -> tuple[int, int]:
+    """``(max_runs, max_queued)``: the given values, else env ``STEPCREW_DEV_MAX_RUNS`` (runs executing at once,
+    1-64, default 4) and ``STEPCREW_DEV_MAX_QUEUED`` (runs waiting for a slot, 1-10000, default 100). Raises
+    :class:`DevConfigError` for a value that is not a whole number in range."""
+    from stepcrew.local import admission as adm
+
+    try:
+        runs = adm.parse_limit("STEPCREW_DEV_MAX_RUNS", os.environ.get("STEPCREW_DEV_MAX_RUNS") if max_runs is None
+                               else str(max_runs), adm.DEFAULT_MAX_RUNS, adm.MAX_RUNS_LIMIT)
+        queued = adm.parse_limit("STEPCREW_DEV_MAX_QUEUED", os.environ.get("STEPCREW_DEV_MAX_QUEUED")
+                                 if max_queued is None else str(max_queued), adm.DEFAULT_MAX_QUEUED,
+                                 adm.MAX_QUEUED_LIMIT)
+    except ValueError as exc:
+        raise DevConfigError(str(exc)) from None
+    return runs, queued
+
+
+def _running_runs(runtime: Any) -> list[str]:
+    """Names (= run ids) of the RUNNING executions of the runtime's run state machine: one ListExecutions."""
+    pages = runtime.sfn.get_paginator("list_executions").paginate(stateMachineArn=runtime.state_machine_arn("run"),
+                                                                  statusFilter="RUNNING")
+    return [e["name"] for page in pages for e in page["executions"]]
+
+
+def _execution_arn(runtime: Any, run_id: str) -> str:
+    """The ARN Step Functions gives the execution named ``run_id`` of the run state machine
+    (``arn:aws:states:<region>:<account>:execution:<machine>:<name>``)."""
+    return runtime.state_machine_arn("run").replace(":stateMachine:", ":execution:", 1) + f":{run_id}"
+
+
+@contextlib.contextmanager
+def partition_queries() -> Iterator[None]:
+    """While active, moto's DynamoDB answers a Query on a table's own key from that partition only.
+
+    moto 5.2.5's ``Table.query`` (``moto/dynamodb/models/table.py``) builds its candidates from *every* item of the
+    table (``[item for item in self.all_items() if item.hash_key == hash_key]``), so each ``GET /runs/{id}`` (five
+    Queries/GetItems) cost time in proportion to all the runs kept. moto keeps items by partition
+    (``Table.items[hash_key][range_key]``): for a Query without ``IndexName`` this hands the query that partition's
+    items as its candidates (the same ones the comprehension keeps, in the same order; moto then sorts, pages and
+    filters them as before). Index Queries, Scans and everything else are untouched. Undone on exit.
+    """
+    from moto.dynamodb.models.table import Table
+
+    original_query, original_all_items = Table.query, Table.all_items
+    signature = inspect.signature(original_query)
+    hint = threading.local()
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        if arguments.get("index_name") or arguments.get("hash_key") is None:
+            return original_query(self, *args, **kwargs)
+        hint.partition = (self, arguments["hash_key"])
         try:
-            self.runtime.save()
-        except Exception as exc:  # a save racing a write is retried at the next tick
-            sys.stderr.write(f"stepcrew dev: state save deferred ({type(exc).__name__})\n")
+            return original_query(self, *args, **kwargs)
+        finally:
+            hint.partition = None
+
+    def all_items(self: Any) -> Any:
+        partition = getattr(hint, "partition", None)
+        if partition is None or partition[0] is not self:
+            return original_all_items(self)
+        hint.partition = None  # used once: the query's own candidate list
+        items = self.items.get(partition[1])
+        if items is None:
+            return []
+        return list(items.values()) if self.range_key_attr else [items]
+
+    Table.query, Table.all_items = query, all_items
+    try:
+        yield
+    finally:
+        Table.query, Table.all_items = original_query, original_all_items
 
 
 def banner(url: str, state_dir: Path | None, allow_anonymous: bool) -> str:
@@ -487,10 +621,12 @@ def _dev_limits() -> dict[str, int]:
 
 def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | None = None, *,
           allow_anonymous: bool | None = None, fast_waits: bool | None = None, quiet: bool = False,
-          on_ready: Callable[[DevServer], None] | None = None, data_dirs: tuple[Path | str, ...] = ()) -> None:
+          on_ready: Callable[[DevServer], None] | None = None, data_dirs: tuple[Path | str, ...] = (),
+          max_runs: int | None = None, max_queued: int | None = None, resume_orphans: bool = False) -> None:
     """Serve the API on ``host:port`` until interrupted (Ctrl-C) or ``server.shutdown()`` (blocking).
 
-    - ``host``: a loopback address only (ValueError otherwise: the local token switch trusts any caller).
+    - ``host``: a loopback address only (:class:`DevConfigError`, a ValueError, otherwise: the local token switch
+      trusts any caller).
     - ``port``: 0 picks a free port (read it from the server given to ``on_ready``).
     - ``state_dir``: where the table is kept (None: :func:`stepcrew.local.state.default_state_dir`, the folder
       ``stepcrew runs list`` reads).
@@ -498,9 +634,17 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     - ``fast_waits``: passed to :class:`LocalRuntime` (None reads ``STEPCREW_FAST_WAITS``).
     - ``data_dirs``: folders a ``file://`` dataset may be in (besides the bundled datasets), symlinks resolved.
     - ``on_ready(server)``: called once listening (tests use it to learn the port and to stop the server).
+    - ``max_runs`` / ``max_queued``: runs executing at once / waiting for a slot (None: env
+      ``STEPCREW_DEV_MAX_RUNS``, default 4 / ``STEPCREW_DEV_MAX_QUEUED``, default 100; see
+      :mod:`stepcrew.local.admission`). A bad value is a :class:`DevConfigError` before anything starts.
+
+    Runs beyond ``max_runs`` wait QUEUED and start in the order they were posted as executions end; at exit the
+    queued runs that never started are marked FAILED ``LocalRuntimeExited`` (before the runtime stops the executions
+    still running and marks those the same way).
     """
+    runs_limit, queue_limit = dev_admission_limits(max_runs, max_queued)
     if not is_loopback(host):
-        raise ValueError(f"stepcrew dev binds loopback addresses only (got {host!r}): its local token switch "
+        raise DevConfigError(f"stepcrew dev binds loopback addresses only (got {host!r}): its local token switch "
                          "lets any caller act as any tenant")
     import boto3
 
@@ -508,6 +652,7 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     from stepcrew.api.idempotency import dynamodb_persistence
     from stepcrew.domain.screening import output_screen
     from stepcrew.engines.resolve import EngineResolver
+    from stepcrew.local.admission import AdmissionStarter
     from stepcrew.llm.registry import UnknownProviderError, check_provider, detect_provider
     from stepcrew.local.runtime import LOCAL_DATA_BUCKET, LocalRuntime
     from stepcrew.local.state import default_state_dir
@@ -520,34 +665,54 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     try:
         check_provider(provider)
     except UnknownProviderError as exc:
-        raise ValueError(f"STEPCREW_PROVIDER names an {exc}") from None
-    with LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
+        raise DevConfigError(f"STEPCREW_PROVIDER names an {exc}") from None
+    with partition_queries(), LocalRuntime(state_dir=folder, fast_waits=fast_waits) as runtime:
         # tenant memory: read and deleted on the runtime's table; written in this process with the offline guard
         memory = memory_for(EngineResolver(), runtime.store)
-        app = build_app(runtime.store, runtime, runtime,
+        admission = AdmissionStarter(runtime, runtime.store, running=lambda: _running_runs(runtime),
+                                     arn_of=lambda run_id: _execution_arn(runtime, run_id), max_runs=runs_limit,
+                                     max_queued=queue_limit)
+        app = build_app(runtime.store, admission, runtime,
                         dynamodb_persistence(runtime.table_name, client=runtime.client("dynamodb")),
                         ApiConfig(stage="local", data_schemes=DATA_SCHEMES, default_provider=provider,
                                   data_dirs=(DATA_DIR, *(Path(d) for d in data_dirs))),
                         DynamoRateLimiter(runtime.client("dynamodb"), runtime.table_name, _dev_limits()),
                         screen=output_screen(runtime.store), memory=memory,
                         memory_writer=InProcessWriter(memory, guard_factory=local_guard))
-        saver = _Saver(runtime)
         credentials = boto3.Session(region_name=runtime.region).get_credentials().get_frozen_credentials()
         uploads = LocalUploads(LOCAL_DATA_BUCKET, runtime.put_dataset, credentials)
-        server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, on_tick=saver.tick,
-                           uploads=uploads)
+        server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, uploads=uploads,
+                           admission=admission)
         # upload URLs point here (known once bound), signed like on AWS
         app.uploads = S3Uploads(LOCAL_DATA_BUCKET, endpoint_url=server.url, region=runtime.region)
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        admission.start()
         try:
             sys.stderr.write(banner(server.url, folder, anonymous))
-            if runtime.swept:
+            sys.stderr.write(f"stepcrew dev: at most {runs_limit} run(s) execute at once (STEPCREW_DEV_MAX_RUNS); "
+                             f"up to {queue_limit} more wait QUEUED (STEPCREW_DEV_MAX_QUEUED), then POST /runs "
+                             "answers 429\n")
+            if runtime.swept and resume_orphans:
+                from stepcrew.local.resume import resume_orphans as resume
+
+                resumed = resume(runtime, admission)
+                sys.stderr.write(f"stepcrew dev: {len(resumed)} run(s) left unfinished by a process that ended were "
+                                 f"resumed ({', '.join(resumed[:5])})\n")
+            elif runtime.swept:
                 sys.stderr.write(f"stepcrew dev: {len(runtime.swept)} run(s) left unfinished by a process that ended "
-                                 f"were marked FAILED ({', '.join(runtime.swept[:5])})\n")
+                                 f"were marked FAILED ({', '.join(runtime.swept[:5])}; `stepcrew runs resume ID` "
+                                 "continues one, `stepcrew dev --resume-orphans` all)\n")
             sys.stderr.flush()
             if on_ready is not None:
                 on_ready(server)
             server.serve_forever(poll_interval=0.5)
         except KeyboardInterrupt:
-            sys.stderr.write("stepcrew dev: stopping (executions still running are stopped; state is saved)\n")
+            sys.stderr.write("stepcrew dev: stopping (executions still running are stopped and marked FAILED; `stepcrew runs resume` continues them)\n")
         finally:
             server.server_close()
+            sys.setswitchinterval(switch_interval)
+            never_started = admission.close()
+            if never_started:
+                sys.stderr.write(f"stepcrew dev: {len(never_started)} queued run(s) never started were marked FAILED "
+                                 f"({', '.join(never_started[:5])})\n")

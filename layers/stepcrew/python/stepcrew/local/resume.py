@@ -55,11 +55,13 @@ def check_resumable(runtime: Any, run_id: str) -> Any:
                       f"(FAILED {CUT_OFF_CODE}) can be resumed; start it again with `stepcrew run`")
 
 
-def resume_run(runtime: Any, run_id: str) -> str:
+def resume_run(runtime: Any, run_id: str, starter: Any = None) -> str:
     """Reopen an interrupted run (FAILED :data:`CUT_OFF_CODE` -> RUNNING, error and ``finished_at`` cleared; its
     cut-off sub-tasks -> PENDING), emit ``run_resumed`` and start a new execution of the run state machine for it.
     Returns the execution ARN. Raises :class:`ResumeError` when it cannot be resumed (nothing changed) and
-    RunStateConflictError when another process changed the run between the check and the write."""
+    RunStateConflictError when another process changed the run between the check and the write. ``starter``: what
+    starts the execution (an :class:`stepcrew.service.ExecutionStarter`; default the runtime itself; ``stepcrew
+    dev`` passes its admission queue)."""
     from stepcrew.store.base import RunStateConflictError
 
     run = check_resumable(runtime, run_id)
@@ -83,18 +85,18 @@ def resume_run(runtime: Any, run_id: str) -> str:
             reopened.append(record.subtask_id)
     store.add_event(ProgressEvent(run_id=run_id, kind="run_resumed",
                                   data={"after": run.error.code, "subtasks_reopened": len(reopened)}))
-    arn = runtime.start_run(run_id)
+    arn = (starter or runtime).start_run(run_id)
     store.update_run(run_id, {"execution_arn": arn})
     return arn
 
 
-def resume_orphans(runtime: Any) -> list[str]:
+def resume_orphans(runtime: Any, starter: Any = None) -> list[str]:
     """Resume the runs this runtime's start-up sweep found orphaned (:attr:`LocalRuntime.swept`); returns the ids
     resumed (a run that cannot be resumed any more is skipped)."""
     resumed = []
     for run_id in runtime.swept:
         try:
-            resume_run(runtime, run_id)
+            resume_run(runtime, run_id, starter)
         except ResumeError:
             continue
         resumed.append(run_id)
