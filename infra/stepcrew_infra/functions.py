@@ -24,10 +24,14 @@ A function's role gets:
   ``STEPCREW_<NAME>_FUNCTION`` = its name (:func:`wire_invocations`, once every function exists);
 - ``caches_results`` (the dataset tools): ``GetItem``/``PutItem`` on the run table for partition keys ``CACHE#*``
   only (condition ``dynamodb:LeadingKeys``): the tool-result cache, nothing else of the table;
+- ``reads_arguments`` (``write_section``: arguments by reference, :mod:`stepcrew.tools.argrefs`): ``GetItem`` and
+  ``Query`` on the run table (no index) for partition keys ``RUN#*`` only: read-only, no cache, breaker or other
+  partition; which run and tenant is checked in code (the run's tenant from the state, ``get_run(run_id, tenant)``);
 - nothing else: a tool that never reads the table has no DynamoDB statement at all.
 
 Environment of every function: ``STEPCREW_STAGE``, ``POWERTOOLS_SERVICE_NAME`` (``stepcrew-<name>``),
-``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_METRICS_NAMESPACE``; plus ``STEPCREW_TABLE_NAME`` (table users),
+``POWERTOOLS_LOG_LEVEL``, ``POWERTOOLS_METRICS_NAMESPACE``; plus ``STEPCREW_TABLE_NAME`` (table users, cache and
+argument readers),
 ``STEPCREW_DATA_BUCKET`` and ``STEPCREW_DATA_READER_ROLE_ARN`` (dataset readers),
 ``STEPCREW_ANTHROPIC_SECRET``/``STEPCREW_OPENAI_SECRET`` (the secrets' ARNs, a valid SecretId; never values; model
 callers, and the api, which checks a run's fallback chain is configured without any permission to read them);
@@ -191,7 +195,7 @@ class StepcrewFunction(Construct):
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": C.METRICS_NAMESPACE,
         }
-        if spec.touches_table or spec.caches_results:
+        if spec.touches_table or spec.caches_results or spec.reads_arguments:
             env["STEPCREW_TABLE_NAME"] = resources.table.table_name
         if spec.reads_data:
             env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
@@ -248,6 +252,11 @@ class StepcrewFunction(Construct):
                 sid="ToolResultCache", actions=["dynamodb:GetItem", "dynamodb:PutItem"],
                 resources=[resources.table.table_arn],
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{schema.CACHE_PK_PREFIX}*"]}}))
+        if spec.reads_arguments and not spec.touches_table:  # arguments by reference: read-only, RUN#<id> items only
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="RunArguments", actions=["dynamodb:GetItem", "dynamodb:Query"],
+                resources=[resources.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [schema.run_pk("*")]}}))
         if spec.reads_data:  # datasets only as the run's tenant: through the reader role, never directly
             reader = resources.dataset_reader
             reader.allow(self.role)

@@ -96,7 +96,8 @@ def test_every_function_is_built_from_its_folder_with_the_shared_settings(synth)
         assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == C.METRICS_NAMESPACE == "stepcrew"
         # table users, and the dataset tools for their result cache (CACHE#<tenant> items only, see the IAM test)
-        assert ("STEPCREW_TABLE_NAME" in env) == (spec.touches_table or spec.caches_results), name
+        assert ("STEPCREW_TABLE_NAME" in env) == (spec.touches_table or spec.caches_results
+                                                  or spec.reads_arguments), name
         # the data tools read it; the api checks dataset URIs against it (it reads no dataset)
         assert ("STEPCREW_DATA_BUCKET" in env) == (spec.reads_data or name == C.API_FUNCTION), name
         for provider, var in C.PROVIDER_SECRETS.items():
@@ -147,7 +148,7 @@ def test_buckets_are_encrypted_private_tls_only_and_logged(synth):
 def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
     for name, spec in wiring.FUNCTIONS.items():
         expected = {"logs", "xray"}
-        expected |= {"dynamodb"} if spec.touches_table or spec.caches_results else set()
+        expected |= {"dynamodb"} if spec.touches_table or spec.caches_results or spec.reads_arguments else set()
         expected |= {"sts"} if spec.reads_data else set()  # datasets only through the per-tenant reader role
         expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
@@ -178,7 +179,7 @@ def test_each_function_policy_names_only_its_own_resources(synth):
     for name, spec in wiring.FUNCTIONS.items():
         own_logs = synth.logical_id(stack.functions[name].log_group)
         allowed = {own_logs}
-        allowed |= {table} if spec.touches_table or spec.caches_results else set()
+        allowed |= {table} if spec.touches_table or spec.caches_results or spec.reads_arguments else set()
         allowed |= {reader} if spec.reads_data else set()
         allowed |= {datasets} if name == C.API_FUNCTION else set()
         allowed |= secrets if spec.calls_models else set()
@@ -199,8 +200,10 @@ def test_tools_that_never_read_the_table_or_data_get_no_such_permission(synth):
     assert "dynamodb" not in json.dumps(calculator) and "s3:" not in json.dumps(calculator)
     for name in C.TOOL_FUNCTIONS:
         statements = function_statements(synth, name)
-        # only the result cache's CACHE#* items (test_dataset_tools_may_touch_only_their_result_cache_items)
-        assert ("dynamodb" in services(statements)) == wiring.FUNCTIONS[name].caches_results, name
+        # only the result cache's CACHE#* items (test_dataset_tools_may_touch_only_their_result_cache_items), or
+        # RUN#* items read-only for arguments by reference (test_argument_readers_may_only_read_run_items)
+        spec = wiring.FUNCTIONS[name]
+        assert ("dynamodb" in services(statements)) == (spec.caches_results or spec.reads_arguments), name
         assert "s3" not in services(statements), name  # data readers go through the per-tenant reader role
         assert ("sts" in services(statements)) == wiring.FUNCTIONS[name].reads_data, name
 
@@ -484,3 +487,25 @@ def test_dataset_tools_may_touch_only_their_result_cache_items(synth):
             f"{schema.CACHE_PK_PREFIX}*"]}}, name
     cachers = {n for n, s in wiring.FUNCTIONS.items() if s.caches_results}
     assert cachers == {"tool_describe_dataset", "tool_query_dataset"}  # the calculator is cheaper than a read
+
+
+def test_argument_readers_may_only_read_run_items(synth):
+    """A tool whose calls come by reference (stepcrew.tools.argrefs) reads RUN#* items, nothing else: no write, no
+    index, no CACHE#/BREAKER partition; the tools that take no reference hold no such statement."""
+    from stepcrew.tools.registry import TOOLS
+
+    table = synth.logical_id(synth.stack.data.table)
+    readers = set()
+    for name, spec in wiring.FUNCTIONS.items():
+        statements = [s for s in function_statements(synth, name) if s.get("Sid") == "RunArguments"]
+        if spec.tool:  # the wiring flag and the tool's own switch agree
+            assert spec.reads_arguments == TOOLS[spec.tool].arguments_by_reference, name
+        if not spec.reads_arguments or spec.touches_table:
+            assert not statements, name
+            continue
+        readers.add(name)
+        (st,) = statements
+        assert sorted(as_list(st["Action"])) == ["dynamodb:GetItem", "dynamodb:Query"], name
+        assert as_list(st["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}], name
+        assert st["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RUN#*"]}}, name
+    assert readers == {"tool_write_section"}

@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "crew": 4,
     "domain": 5, "service": 5, "notify": 5, "resilience": 5,
     "evals": 7,
-    "local": 7, "api": 7, "cli": 7,
+    "local": 7, "api": 7, "cli": 7, "progress_waits": 7,
     # memory (issue 9) spans layers, module by module: its shapes and pure rules sit with the ports (the engines
     # read them), its store adapters beside the store, its wiring beside the ladder's (it reuses its embeddings).
     "memory": 1, "memory.models": 0, "memory.dedup": 1, "memory.extract": 1, "memory.window": 1,

@@ -52,6 +52,9 @@ in seconds (Lambda max 900)."""
     starts_runs: bool = False
     emits_events: bool = False
     caches_results: bool = False
+    #: ``reads_arguments``: a tool whose calls may come by reference (``Tool.arguments_by_reference``,
+    #: stepcrew.tools.argrefs): it reads the run's META and conversation items (``RUN#*`` keys, read-only).
+    reads_arguments: bool = False
     #: Memory (stepcrew.memory): ``screens`` = builds the PII guard in-process (the guard layer and
     #: ``STEPCREW_GUARD_BACKEND``); ``vector_index`` = what it does on the S3 Vectors index when the stage has one
     #: (``read``: QueryVectors/GetVectors; ``write``: also PutVectors/DeleteVectors; ``delete``: DeleteVectors only);
@@ -100,7 +103,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
     FunctionSpec("tool_remember", "Tool: remember a fact for the tenant (written at the run's end, screened)",
                  tool="remember", memory_mb=256, timeout_s=10),
     FunctionSpec("tool_write_section", "Tool: writes a report section in Markdown", tool="write_section",
-                 memory_mb=256, timeout_s=10),
+                 reads_arguments=True, memory_mb=256, timeout_s=10),
     FunctionSpec("api", "HTTP API: start, list and show runs; approvals; memory", touches_table=True,
                  starts_runs=True, vector_index="delete", invokes=("memory",), timeout_s=29),
 ]}

@@ -1,7 +1,8 @@
 """Worker roles: one turn of a sub-task's agent loop (the agent state machine calls this once per model turn).
 
 The conversation lives in the store under the sub-task id (claim-check); state carries the stop reason and the
-small tool-call requests only. One invocation: append the previous turn's tool results, call the model with the
+tool-call requests: a call's arguments inline when small, else (tools with ``arguments_by_reference``, over 2 KiB)
+a reference to the stored assistant message (:mod:`stepcrew.tools.argrefs`: run id + sub-task id + call id). One invocation: append the previous turn's tool results, call the model with the
 sub-task's allowed tools, and either hand the allowed tool calls back to the state machine (``tool_use``) or
 store the final answer on the sub-task (``end_turn``).
 
@@ -10,6 +11,11 @@ allowed (``NotAllowed``) or calls beyond ``MAX_TOOL_CALLS_PER_TURN`` (``LimitExc
 derived from the stored assistant message, so the next invocation can merge them with the real results into one
 ``tool`` message (providers want every call of a turn answered in one message). When a turn has no call to run,
 the model is asked again at once (once per invocation; the state machine loops otherwise).
+
+Every message is stored as one item (400 KB, DynamoDB quotas page) whose ``body`` is the message's JSON: each is kept
+under :data:`MESSAGE_BODY_MAX_BYTES` of UTF-8 JSON by :func:`fit_message` (its text cut, with a marker the model
+reads) and an assistant message's calls keep at most ``TOOL_ARGUMENTS_TURN_MAX_BYTES`` of arguments together
+(:func:`bound_arguments`; later calls are stored with their size only and answered ``LimitExceeded``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from stepcrew.models import (
 )
 from stepcrew.store.base import RunStore
 from stepcrew.text import clip_bytes
+from stepcrew.tools.argrefs import REF_KEY, by_reference
 from stepcrew.tools.registry import tool_specs
 
 #: Largest worker answer stored on a sub-task record (characters, and UTF-8 bytes: DynamoDB counts bytes); stepcrew's
@@ -59,9 +66,18 @@ SUBTASK_OUTPUT_MAX_BYTES = 150_000
 #: Largest text of one assistant message kept in the sub-task's conversation (UTF-8 bytes): each message is one item
 #: (400 KB quota), so a longer reply is stored cut, with a marker.
 MESSAGE_TEXT_MAX_BYTES = 300_000
+#: Largest JSON body of one stored message (UTF-8 bytes): the item adds keys and a few attributes (< 300 bytes) and
+#: must stay under DynamoDB's 400 KB (409,600 bytes; quotas page). JSON escapes count (a newline is 2 bytes).
+MESSAGE_BODY_MAX_BYTES = 380_000
+TRUNCATED_MARKER = "\n[... truncated]"
 #: Key that replaces the arguments of a call over TOOL_ARGUMENTS_MAX_BYTES in the stored conversation (their size):
 #: such a call is refused (InvalidArguments) from the stored message alone, deterministically.
 TOO_LARGE_KEY = "_too_large_bytes"
+#: Key that replaces the arguments of a call past TOOL_ARGUMENTS_TURN_MAX_BYTES of stored arguments in one turn (their
+#: size): refused with LimitExceeded (call again in a later turn).
+DROPPED_KEY = "_dropped_bytes"
+#: Argument keys only stepcrew writes: a call using one is never run nor counted as a repeat.
+MARKER_KEYS = (TOO_LARGE_KEY, DROPPED_KEY, REF_KEY)
 #: Model calls one invocation may make: the first, plus one more when no call of the first could run.
 CALLS_PER_INVOCATION = 2
 #: The same tool call (tool and arguments) asked for this many times in one sub-task is a loop (ToolLoopError).
@@ -83,13 +99,17 @@ def _call_key(call: ToolCall) -> str:
 
 def check_loop(conversation: list[Message], calls: list[ToolCall], subtask_id: str) -> None:
     """Raise ToolLoopError when a call of ``calls`` (the new turn) repeats a tool call with the same arguments
-    for the ``LOOP_REPEATS``-th time in the sub-task's ``conversation``."""
+    for the ``LOOP_REPEATS``-th time in the sub-task's ``conversation``. Calls stored with a size marker
+    (:data:`MARKER_KEYS`) are not counted: they were refused, and equal sizes are not equal arguments."""
+    def counted(some: list[ToolCall]) -> list[ToolCall]:  # a call refused from its markers never ran: no repeat
+        return [c for c in some if not any(key in c.arguments for key in MARKER_KEYS)]
+
     seen: dict[str, int] = {}
     for m in conversation:
         if m.role == "assistant":
-            for c in m.tool_calls:
+            for c in counted(m.tool_calls):
                 seen[_call_key(c)] = seen.get(_call_key(c), 0) + 1
-    for c in calls:
+    for c in counted(calls):
         key = _call_key(c)
         seen[key] = seen.get(key, 0) + 1
         if seen[key] >= LOOP_REPEATS:
@@ -105,21 +125,60 @@ def arguments_bytes(call: ToolCall) -> int:
 
 
 def bound_arguments(message: Message) -> Message:
-    """The assistant message with the arguments of every call over TOOL_ARGUMENTS_MAX_BYTES replaced by
-    ``{TOO_LARGE_KEY: <bytes>}`` and its text cut to MESSAGE_TEXT_MAX_BYTES: what the conversation stores (one item
-    per message, 400 KB) and what the state may carry."""
-    calls = [c if arguments_bytes(c) <= TOOL_ARGUMENTS_MAX_BYTES
-             else c.model_copy(update={"arguments": {TOO_LARGE_KEY: arguments_bytes(c)}}) for c in message.tool_calls]
-    text = clip_bytes(message.content, MESSAGE_TEXT_MAX_BYTES, "\n[... truncated]")
-    return message.model_copy(update={"tool_calls": calls, "content": text})
+    """The assistant message as the conversation stores it (one item per message, 400 KB): the arguments of every
+    call over TOOL_ARGUMENTS_MAX_BYTES replaced by ``{TOO_LARGE_KEY: <bytes>}``; once the kept arguments of the turn
+    reach TOOL_ARGUMENTS_TURN_MAX_BYTES, those of every later call by ``{DROPPED_KEY: <bytes>}``; its text cut to
+    MESSAGE_TEXT_MAX_BYTES and to what :func:`fit_message` allows. Deterministic."""
+    calls, kept = [], 0
+    for c in message.tool_calls:
+        size = arguments_bytes(c)
+        if size > TOOL_ARGUMENTS_MAX_BYTES:
+            c = c.model_copy(update={"arguments": {TOO_LARGE_KEY: size}})
+        elif kept + size > TOOL_ARGUMENTS_TURN_MAX_BYTES:
+            c = c.model_copy(update={"arguments": {DROPPED_KEY: size}})
+        else:
+            kept += size
+        calls.append(c)
+    text = clip_bytes(message.content, MESSAGE_TEXT_MAX_BYTES, TRUNCATED_MARKER)
+    return fit_message(message.model_copy(update={"tool_calls": calls, "content": text}))
+
+
+def _json_bytes(text: str) -> int:
+    import json
+
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8")) - 2  # without the quotes
+
+
+def fit_message(message: Message, max_bytes: int = MESSAGE_BODY_MAX_BYTES) -> Message:
+    """``message`` unchanged when its JSON (what the store writes as the item's ``body``) is at most ``max_bytes``
+    UTF-8 bytes; else with its text cut (on a character boundary, JSON escapes counted) so that it fits, ending with
+    :data:`TRUNCATED_MARKER`. A message whose calls and results alone do not fit is returned as is (they are
+    bounded before: 8 KiB per result, :func:`bound_arguments` for calls) and the store refuses it."""
+    if len(message.model_dump_json().encode("utf-8")) <= max_bytes:
+        return message
+    rest = len(message.model_copy(update={"content": ""}).model_dump_json().encode("utf-8"))
+    room = max_bytes - rest - _json_bytes(TRUNCATED_MARKER)
+    text = message.content
+    if room <= 0 or not text:
+        return message
+    lo, hi = 0, min(len(text), room)  # a character is at least one byte of JSON
+    while lo < hi:  # the longest prefix whose JSON fits ``room``
+        mid = (lo + hi + 1) // 2
+        if _json_bytes(text[:mid]) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return message.model_copy(update={"content": text[:lo] + TRUNCATED_MARKER})
 
 
 def split_calls(calls: list[ToolCall], allowed: list[str]) -> tuple[list[ToolCall], list[ToolResult]]:
     """Split a turn's tool calls into those to run (allowed, at most MAX_TOOL_CALLS_PER_TURN = 8, in order, their
     arguments together at most TOOL_ARGUMENTS_TURN_MAX_BYTES) and error results for the others: ``InvalidArguments``
-    for a call whose arguments were over TOOL_ARGUMENTS_MAX_BYTES (:func:`bound_arguments`), ``NotAllowed`` for a
-    tool the sub-task may not use, ``LimitExceeded`` beyond the per-turn caps (:mod:`stepcrew.models`, keep the tool
-    Map's state under its 256 KiB quota). Deterministic."""
+    for a call whose arguments were over TOOL_ARGUMENTS_MAX_BYTES (:func:`bound_arguments`) or use the reserved
+    reference key (:data:`stepcrew.tools.argrefs.REF_KEY`: only stepcrew writes references), ``NotAllowed`` for a
+    tool the sub-task may not use, ``LimitExceeded`` beyond the per-turn caps (:mod:`stepcrew.models`: they bound
+    the stored assistant message and the work of one turn; the state carries large arguments by reference).
+    Deterministic."""
     run: list[ToolCall] = []
     refused: list[ToolResult] = []
     total = 0
@@ -131,17 +190,22 @@ def split_calls(calls: list[ToolCall], allowed: list[str]) -> tuple[list[ToolCal
                        "text, fewer rows, or several calls)")
             refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                       error=ToolError(type="InvalidArguments", message=message)))
+        elif REF_KEY in call.arguments:
+            refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False, error=ToolError(
+                type="InvalidArguments", message=f"{REF_KEY}: this argument name is reserved; pass the tool's own "
+                                                 "arguments")))
         elif call.name not in allowed:
             message = f"tool {call.name!r} is not allowed for this sub-task; allowed: {', '.join(allowed) or 'none'}"
             refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                       error=ToolError(type="NotAllowed", message=message)))
-        elif len(run) >= MAX_TOOL_CALLS_PER_TURN:
-            refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False, error=ToolError(
-                type="LimitExceeded", message=f"at most {MAX_TOOL_CALLS_PER_TURN} tool calls run per turn")))
-        elif total + size > TOOL_ARGUMENTS_TURN_MAX_BYTES:
+        elif DROPPED_KEY in call.arguments or (len(run) < MAX_TOOL_CALLS_PER_TURN
+                                               and total + size > TOOL_ARGUMENTS_TURN_MAX_BYTES):
             refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False, error=ToolError(
                 type="LimitExceeded", message=f"the calls of one turn carry at most {TOOL_ARGUMENTS_TURN_MAX_BYTES} "
                                               "bytes of arguments together: make this call again in a later turn")))
+        elif len(run) >= MAX_TOOL_CALLS_PER_TURN:
+            refused.append(ToolResult(call_id=call.call_id, name=call.name, ok=False, error=ToolError(
+                type="LimitExceeded", message=f"at most {MAX_TOOL_CALLS_PER_TURN} tool calls run per turn")))
         else:
             run.append(call)
             total += size
@@ -304,7 +368,8 @@ def _counts(conversation: list[Message], allowed: list[str]) -> tuple[int, int]:
 
 def _hand_out(store: RunStore, inp: AgentTurnInput, run: Run, record: SubtaskRecord, conversation: list[Message],
               allowed: list[str]) -> AgentTurnOutput:
-    """Return the runnable calls of the conversation's last (assistant) message to the state machine; writes the
+    """Return the runnable calls of the conversation's last (assistant) message to the state machine (arguments over
+    2 KiB by reference for the tools that take references: :func:`stepcrew.tools.argrefs.by_reference`); writes the
     counts and the ``tool_call`` events unless an earlier attempt of this turn already did."""
     to_run = split_calls(conversation[-1].tool_calls, allowed)[0]
     turns, calls = _counts(conversation, allowed)
@@ -313,11 +378,15 @@ def _hand_out(store: RunStore, inp: AgentTurnInput, run: Run, record: SubtaskRec
                                       expected=[SubtaskStatus.RUNNING])
         for call in to_run:
             emit(store, inp.run_id, "tool_call", inp.subtask_id, name=call.name, call_id=call.call_id)
-    return AgentTurnOutput(**_output(inp, run, record, "tool_use", to_run))
+    handed = [by_reference(call, inp.run_id, inp.subtask_id) for call in to_run]
+    return AgentTurnOutput(**_output(inp, run, record, "tool_use", handed))
 
 
 def _record(store: RunStore, inp: AgentTurnInput, messages: list[Message]) -> list[Message]:
-    """Append ``messages`` to the sub-task's conversation at once (a retried invocation then finds them)."""
+    """Append ``messages`` to the sub-task's conversation at once (a retried invocation then finds them), each cut to
+    its item by :func:`fit_message` (the prompt too: the outputs of many dependencies can pass 400 KB). Returns the
+    messages as stored."""
+    messages = [fit_message(m) for m in messages]
     store.append_messages(inp.run_id, inp.subtask_id, messages)
     return messages
 

@@ -86,6 +86,9 @@ class Tool(ABC):
     #: Seconds a successful result may be served again from the tool-result cache (:mod:`stepcrew.tools.cache`);
     #: None: not deterministic, never cached.
     cache_ttl_s: ClassVar[int | None] = None
+    #: True: the agent hands this tool's calls over 2 KiB of arguments to the state machine by reference
+    #: (:mod:`stepcrew.tools.argrefs`); its function reads the run's conversation (``FunctionSpec.reads_arguments``).
+    arguments_by_reference: ClassVar[bool] = False
 
     def result_version(self, ctx: ToolContext, arguments: dict[str, Any]) -> str | None:
         """What the result depends on besides the arguments (a dataset's content hash); None: do not cache this
@@ -143,16 +146,32 @@ class Tool(ABC):
         return ToolResult(call_id=call.call_id, name=call.name, ok=True, content=content, truncated=truncated)
 
 
-def invoke_event(tool: Tool, event: dict, log: Any = None, cache: Any = None) -> dict:
+def invoke_event(tool: Tool, event: dict, log: Any = None, cache: Any = None, arguments: Any = None) -> dict:
     """The body of every tool Lambda handler: ``event`` (a :class:`~stepcrew.models.ToolInvocation` as JSON) ->
     the :class:`~stepcrew.models.ToolResult` as JSON. ``log``: a Powertools Logger, given the run, sub-task and
     call ids as keys. ``cache``: a :class:`stepcrew.tools.cache.ToolResultCache` for a tool with ``cache_ttl_s``
-    (a hit is returned with ``cached: true``). A malformed event raises pydantic's ValidationError (the agent state
-    machine catches it into a ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`)."""
+    (a hit is returned with ``cached: true``). ``arguments``: a :class:`stepcrew.tools.argrefs.ArgumentsReader` for
+    a tool with ``arguments_by_reference``; a call given by reference is resolved (tenant-checked) before the cache
+    or the tool sees it, and refused (``ArgumentsUnavailable``) when it cannot be, or when this tool takes no
+    references. A malformed event raises pydantic's ValidationError (the agent state machine catches it into a
+    ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`)."""
+    from stepcrew.tools.argrefs import ArgumentsUnavailable, is_reference
+
     invocation = ToolInvocation.model_validate(event)
     if log is not None:
         log.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
                         call_id=invocation.call.call_id)
+    if is_reference(invocation.call):
+        call = invocation.call
+        try:
+            if arguments is None or not tool.arguments_by_reference:
+                raise ArgumentsUnavailable(f"{tool.name} takes no arguments by reference")
+            invocation = arguments.resolve(invocation)
+        except ArgumentsUnavailable as exc:
+            logger.info("tool call failed", extra={"run_id": invocation.context.run_id, "call_id": call.call_id,
+                                                   "tool": tool.name, "error_type": exc.type})
+            return ToolResult(call_id=call.call_id, name=call.name, ok=False,
+                              error=ToolError(type=exc.type, message=str(exc))).model_dump(mode="json")
     version = None
     if cache is not None and tool.cache_ttl_s and invocation.call.name == tool.name:
         try:

@@ -69,6 +69,7 @@ class WriteSection(Tool):
     """``write_section``: ``{heading, summary, bullets?, table?}`` -> ``{"markdown": str, "words": int}``."""
 
     name = "write_section"
+    arguments_by_reference = True  # a section (summary, bullets, table) often passes 2 KiB: stepcrew.tools.argrefs
     description = ("Write one section of the report as Markdown: a heading, a summary paragraph, optional "
                    "bullet points and an optional table. Put the key numbers in the summary or the table.")
 
