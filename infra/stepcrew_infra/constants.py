@@ -193,15 +193,17 @@ SCHEDULE_MAX_EVENT_AGE_S = 3600
 #: ``start-message-move-task`` moves messages back to the SQS queue they came from; these DLQs are fed by
 #: EventBridge Scheduler and an EventBridge rule instead, so each has its own replay:
 #: - ``schedule-dlq``: the message body is the schedule's execution input; start it again, then delete the message;
-#: - ``run-failures``: the body is the Step Functions status-change event; ``detail.executionArn`` is redriven from
-#:   its failed state (Standard workflows, within 14 days of the failure) - or the run is started again;
+#: - ``run-failures``: the body is the Step Functions status-change event; ``stepcrew runs redrive <detail.name>``
+#:   (the execution's name is the run id) reopens the run record under a conditional write and redrives the
+#:   execution from its failed state (Standard workflows, within 14 days), or says why it cannot (its failure was
+#:   recorded by the workflow: start the run again);
 #: - an async function's DLQ (``<name>-dlq``): the body is the original event; invoke the function with it again.
 REDRIVE_COMMANDS: dict[str, str] = {
     "schedule-dlq": "aws sqs receive-message --queue-url <dlq-url> --max-number-of-messages 10; then per message: "
                     "aws stepfunctions start-execution --state-machine-arn <RunStateMachineArn> --input '<Body>' "
                     "&& aws sqs delete-message --queue-url <dlq-url> --receipt-handle <ReceiptHandle>",
     "run-failures": "aws sqs receive-message --queue-url <RunFailuresQueueUrl> --max-number-of-messages 10; then per "
-                    "message: aws stepfunctions redrive-execution --execution-arn <Body.detail.executionArn> "
+                    "message: stepcrew runs redrive <Body.detail.name> --aws --tenant <the run's tenant> "
                     "&& aws sqs delete-message --queue-url <RunFailuresQueueUrl> --receipt-handle <ReceiptHandle>",
     "function": "aws sqs receive-message --queue-url <dlq-url>; then per message: aws lambda invoke --function-name "
                 "<function> --invocation-type Event --payload '<Body>' --cli-binary-format raw-in-base64-out out.json "

@@ -778,6 +778,28 @@ def runs_resume(run_id: Annotated[str, typer.Argument(help="The run id (FAILED L
     _execute_cli(lambda: execute(None, None, aws=False, as_json=as_json, timeout_s=timeout, resume=run_id))
 
 
+@runs_app.command("redrive")
+def runs_redrive(run_id: Annotated[str, typer.Argument(help="The run id (= its execution's name).")],
+                 aws: AwsOpt = False, tenant: TenantOpt = DEFAULT_TENANT) -> None:
+    """Redrive a deployed run whose execution ended without finishing it (aborted, timed out, failed outside its
+    workflow's Catch): Step Functions RedriveExecution from the failed step, the record reopened under a conditional
+    write. A run whose failure its workflow recorded, a finished or unknown run: one line, exit 2. Local runs: `stepcrew
+    runs resume`."""
+    import boto3
+
+    from stepcrew.domain.redrive import RedriveError, redrive_run
+
+    if not aws:
+        raise _fail("`stepcrew runs redrive` acts on a deployed run (--aws); a local run is continued with `stepcrew "
+                    "runs resume RUN_ID`")
+    try:
+        store = _aws_backend()[0]
+        arn = redrive_run(store, boto3.client("stepfunctions"), run_id, tenant)
+    except (BadInput, RedriveError) as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"run [bold]{run_id}[/] redriven ({arn}); follow it with `stepcrew runs show {run_id} --aws`")
+
+
 @runs_app.command("approve")
 def runs_approve(run_id: Annotated[str, typer.Argument(help="The run id (WAITING_APPROVAL).")],
                  reject: Annotated[bool, typer.Option("--reject", help="Reject the plan (the run FAILS).")] = False,
