@@ -47,10 +47,11 @@ API_FUNCTION = "api"
 TOOL_FUNCTIONS = tuple(wiring.TOOL_FUNCTIONS.values())
 #: Role functions: every function that is neither a tool nor the HTTP API handler.
 ROLE_FUNCTIONS = tuple(name for name in wiring.FUNCTIONS if name not in TOOL_FUNCTIONS and name != API_FUNCTION)
-#: Functions invoked asynchronously (InvocationType Event). None today: Step Functions' ``lambda:invoke`` and
-#: ``lambda:invoke.waitForTaskToken`` Tasks in ``statemachines/*.asl.json`` call RequestResponse, and API Gateway
-#: calls the api function synchronously. A name added here gets an SQS dead-letter queue and a depth alarm.
-ASYNC_FUNCTIONS: frozenset[str] = frozenset()
+#: Functions invoked asynchronously (InvocationType Event): the sweeper (an EventBridge schedule,
+#: stepcrew_infra.sweeper). Step Functions' ``lambda:invoke`` and ``lambda:invoke.waitForTaskToken`` Tasks in
+#: ``statemachines/*.asl.json`` call RequestResponse, and API Gateway calls the api function synchronously. A name
+#: added here gets an SQS dead-letter queue and a depth alarm.
+ASYNC_FUNCTIONS: frozenset[str] = frozenset({"sweeper"})
 
 # --------------------------------------------------------------------------------------------- Lambda
 #: The latest Python runtime aws-cdk-lib 2.275 offers (cdk-nag AwsSolutions-L1 wants the latest).

@@ -30,6 +30,7 @@ from stepcrew_infra.monitoring import Monitoring
 from stepcrew_infra.orchestration import Orchestration
 from stepcrew_infra.queues import dead_letter_queue
 from stepcrew_infra.schedules import Schedules
+from stepcrew_infra.sweeper import SWEEPER_FUNCTION, Sweeper
 from stepcrew_infra.tools import Tools
 
 
@@ -80,6 +81,8 @@ class StepcrewStack(cdk.Stack):
         if missing:
             raise RuntimeError(f"no construct built function(s) {', '.join(missing)}")
         wire_invocations(self.functions)
+        self.sweeper = Sweeper(self, "Sweeper", config=config, function=self.functions[SWEEPER_FUNCTION],
+                               run_state_machine=run, table=self.data.table)
         self.schedules = Schedules(self, "Schedules", config=config, path=schedules_file, run_state_machine=run,
                                    datasets=self.data.datasets, queues=self.queues)
         self.monitoring = Monitoring(self, "Monitoring", config=config,

@@ -153,7 +153,7 @@ def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
         expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
         expected |= {"bedrock"} if spec.embeds else set()  # the Titan embeddings model only (test_memory.py)
-        expected |= {"states"} if spec.starts_runs else set()
+        expected |= {"states"} if spec.starts_runs or spec.sweeps_runs else set()  # sweeper: DescribeExecution only
         expected |= {"events"} if spec.emits_events else set()
         expected |= {"sqs"} if name in C.ASYNC_FUNCTIONS else set()  # its own dead-letter queue
         expected |= {"lambda"} if spec.invokes else set()  # the functions it calls (the api -> memory)
@@ -304,8 +304,8 @@ def test_run_role_may_follow_agent_loops_with_sync2(synth):
 
 
 def test_failed_runs_go_to_the_run_failures_queue(synth):
-    (rule,) = synth.of_type("AWS::Events::Rule").values()
-    pattern = rule["Properties"]["EventPattern"]
+    (rule,) = [r for r in synth.of_type("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
+    pattern = rule["Properties"]["EventPattern"]  # the other rule is the sweeper's schedule (test_sweeper.py)
     assert pattern["source"] == ["aws.states"]
     assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
     run_sm = synth.logical_id(synth.stack.orchestration.state_machines["run"])

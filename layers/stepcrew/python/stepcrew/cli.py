@@ -786,8 +786,10 @@ def runs_redrive(run_id: Annotated[str, typer.Argument(help="The run id (= its e
     write. A run whose failure its workflow recorded, a finished or unknown run: one line, exit 2. Local runs: `stepcrew
     runs resume`."""
     import boto3
+    from botocore.exceptions import BotoCoreError
 
     from stepcrew.domain.redrive import RedriveError, redrive_run
+    from stepcrew.store.base import StoreError
 
     if not aws:
         raise _fail("`stepcrew runs redrive` acts on a deployed run (--aws); a local run is continued with `stepcrew "
@@ -796,7 +798,9 @@ def runs_redrive(run_id: Annotated[str, typer.Argument(help="The run id (= its e
         store = _aws_backend()[0]
         arn = redrive_run(store, boto3.client("stepfunctions"), run_id, tenant)
     except (BadInput, RedriveError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail_plain(str(exc)) from None
+    except (BotoCoreError, StoreError) as exc:  # no region/credentials, DynamoDB unreachable: not the caller's input
+        raise _fail_plain(f"AWS could not be reached: {type(exc).__name__}: {exc}", 1) from None
     err.print(f"run [bold]{run_id}[/] redriven ({arn}); follow it with `stepcrew runs show {run_id} --aws`")
 
 

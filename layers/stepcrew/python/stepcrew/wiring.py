@@ -60,6 +60,9 @@ in seconds (Lambda max 900)."""
     #: (``read``: QueryVectors/GetVectors; ``write``: also PutVectors/DeleteVectors; ``delete``: DeleteVectors only);
     #: ``invokes`` = functions it calls synchronously (``lambda:InvokeFunction``; the API -> memory).
     screens: bool = False
+    #: ``sweeps_runs``: the deployed orphan sweep (stepcrew.domain.sweep): reads run records of every tenant (a Scan of
+    #: GSI1 only) and the status of the run state machine's executions (``states:DescribeExecution`` only).
+    sweeps_runs: bool = False
     #: ``embeds``: embeds texts (memory writes) without calling models: Bedrock InvokeModel on the Titan embeddings
     #: model only, and the embeddings environment (model callers have both anyway).
     embeds: bool = False
@@ -106,6 +109,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  reads_arguments=True, memory_mb=256, timeout_s=10),
     FunctionSpec("api", "HTTP API: start, list and show runs; approvals; memory", touches_table=True,
                  starts_runs=True, vector_index="delete", invokes=("memory",), timeout_s=29),
+    FunctionSpec("sweeper", "Scheduled sweep: open runs whose execution ended without a terminal record end FAILED",
+                 touches_table=True, sweeps_runs=True, memory_mb=256, timeout_s=300),
 ]}
 
 #: The state machines: name -> ASL file (Standard type for both; see README "Why both are Standard").

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from stepcrew.models import (
@@ -50,6 +51,28 @@ def status_conflict(what: str, status: str | None,
     return RunStateConflictError(f"{what} is {status}, expected one of {', '.join(st.value for st in expected)}")
 
 
+def reopen_conflict(run_id: str, current: Run, expected: Run) -> RunStateConflictError | None:
+    """The conflict :meth:`RunStore.reopen_run` raises when ``current`` (the record now) is not as ``expected``
+    (status, error code, finished_at), else None."""
+    code = current.error.code if current.error else None
+    want = expected.error.code if expected.error else None
+    if current.status == expected.status and code == want and current.finished_at == expected.finished_at:
+        return None
+    return RunStateConflictError(f"run {run_id} changed since it was read: it is {current.status.value} "
+                                 f"({code or 'no error'}), expected {expected.status.value} ({want or 'no error'})")
+
+
+def reopen_statuses(run_id: str, expected: Run, statuses: Iterable[RunStatus]) -> list[RunStatus]:
+    """The checked ``statuses`` of :meth:`RunStore.reopen_run`. ValueError for another run's record;
+    RunStateConflictError when ``expected.status`` is not one of them."""
+    if expected.run_id != run_id:
+        raise ValueError(f"reopen_run({run_id!r}) was given the record of run {expected.run_id!r}")
+    allowed = [RunStatus(x) for x in statuses]
+    if expected.status not in allowed:
+        raise status_conflict(f"run {run_id}", expected.status.value, allowed)
+    return allowed
+
+
 class RunStore(ABC):
     """Port for all persistent run state. Timestamps are UTC; costs are USD floats (stored as Decimal)."""
 
@@ -75,6 +98,24 @@ class RunStore(ABC):
         ``finished_at``, ``approval_token``, ``execution_arn``...; values are model field values) and
         ``updated_at``. With ``expected``, the write only happens if the current status is one of them, else
         RunStateConflictError. Returns the updated run."""
+
+    @abstractmethod
+    def reopen_run(self, run_id: str, expected: Run,
+                   statuses: Iterable[RunStatus] = (RunStatus.FAILED,)) -> Run:
+        """Reopen a run record to RUNNING (``error`` and ``finished_at`` cleared, ``updated_at`` now) in one
+        conditional write that holds only if the record is still as ``expected`` (a :class:`Run` read before): the
+        same ``status``, which must be one of ``statuses`` (default: a terminal FAILED), the same ``error.code`` (or
+        still no error) and the same ``finished_at`` (or still none). For ``stepcrew runs redrive`` (deployed) and
+        ``stepcrew runs resume`` (local). Returns the reopened run. RunNotFoundError; RunStateConflictError when the
+        record changed since it was read, or ``expected.status`` is not in ``statuses`` (nothing written);
+        ValueError when ``expected.run_id`` is not ``run_id``."""
+
+    @abstractmethod
+    def open_run_ids(self, updated_before: datetime, limit: int = 1000) -> list[str]:
+        """Ids of run records of every tenant that are not terminal (QUEUED, RUNNING, WAITING_APPROVAL,
+        NEEDS_REVIEW) and were last updated before ``updated_before``, at most ``limit`` (1-10,000), in no set
+        order: the deployed orphan sweep (:mod:`stepcrew.domain.sweep`). An operator read across tenants: callers
+        re-read each run (strongly consistent) before acting on it."""
 
     @abstractmethod
     def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:

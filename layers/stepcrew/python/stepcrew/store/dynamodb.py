@@ -54,6 +54,8 @@ from stepcrew.store.base import (
     RunStateConflictError,
     RunStore,
     StoreError,
+    reopen_conflict,
+    reopen_statuses,
     status_conflict,
 )
 
@@ -233,6 +235,67 @@ class DynamoRunStore(RunStore):
                 raise RunNotFoundError(run_id) from None
             raise status_conflict(f"run {run_id}", current.get("status"), statuses or []) from None
         return s.run_from_item(item, self._by_model(run_id))
+
+    def reopen_run(self, run_id: str, expected: Run,
+                   statuses: Iterable[RunStatus] = (RunStatus.FAILED,)) -> Run:
+        """One UpdateItem (SET status RUNNING, error and finished_at NULL, updated_at now) whose ConditionExpression
+        holds only while ``status``, ``error.code`` and ``finished_at`` are as in ``expected`` (an absent or NULL
+        attribute for a None). See the port for the errors."""
+        reopen_statuses(run_id, expected, statuses)
+        names = {"#status": "status", "#error": "error", "#fin": "finished_at", "#upd": "updated_at"}
+        values: dict[str, Any] = {":running": {"S": RunStatus.RUNNING.value}, ":null": {"NULL": True},
+                                  ":now": {"S": s.iso_ts(datetime.now(UTC))}, ":was": {"S": expected.status.value}}
+        condition = ["attribute_exists(PK)", "#status = :was"]
+        if expected.error is None or expected.finished_at is None:
+            values[":nulltype"] = {"S": "NULL"}
+        if expected.error is None:
+            condition.append("(attribute_not_exists(#error) OR attribute_type(#error, :nulltype))")
+        else:
+            names["#code"] = "code"
+            values[":code"] = {"S": expected.error.code}
+            condition.append("#error.#code = :code")
+        if expected.finished_at is None:
+            condition.append("(attribute_not_exists(#fin) OR attribute_type(#fin, :nulltype))")
+        else:
+            values[":fin"] = {"S": s.iso_ts(expected.finished_at)}
+            condition.append("#fin = :fin")
+        try:
+            resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK),
+                              UpdateExpression="SET #status = :running, #error = :null, #fin = :null, #upd = :now",
+                              ConditionExpression=" AND ".join(condition), ExpressionAttributeNames=names,
+                              ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        except _ConditionFailed:
+            current = self._get(s.run_pk(run_id), s.META_SK)
+            if current is None:
+                raise RunNotFoundError(run_id) from None
+            raise (reopen_conflict(run_id, s.run_from_item(current), expected)
+                   or RunStateConflictError(f"run {run_id} changed since it was read")) from None
+        return s.run_from_item(self._from_av(resp["Attributes"]), self._by_model(run_id))
+
+    def open_run_ids(self, updated_before: datetime, limit: int = 1000) -> list[str]:
+        """A paginated Scan of GSI1, which holds the run records only (META items are its only items carrying
+        GSI1PK: a sparse index), filtered on the open statuses and ``updated_at``. Cost: a Scan is charged for every
+        item it reads before the filter (DynamoDB Scan documentation), so each call reads every run record once:
+        about (number of runs x average record size / 4 KB) / 2 read units (eventually consistent), independent of
+        the conversations, events and other items of the table, which GSI1 does not hold."""
+        s.check_limit(limit, 10_000)
+        open_statuses = [st for st in RunStatus if not st.terminal]
+        values = {f":s{i}": {"S": st.value} for i, st in enumerate(open_statuses)}
+        values[":before"] = {"S": s.iso_ts(updated_before)}
+        kwargs: dict[str, Any] = {
+            "IndexName": s.GSI1_NAME, "ProjectionExpression": "run_id",
+            "FilterExpression": "#status IN (" + ", ".join(f":s{i}" for i in range(len(open_statuses)))
+                                + ") AND #upd < :before",
+            "ExpressionAttributeNames": {"#status": "status", "#upd": "updated_at"},
+            "ExpressionAttributeValues": values}
+        out: list[str] = []
+        while len(out) < limit:
+            resp = self._call("scan", **kwargs)
+            out += [item["run_id"]["S"] for item in resp.get("Items", []) if "run_id" in item]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return out[:limit]
 
     def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
         """``ADD`` to the META totals (RunNotFoundError if the run is absent), then ``ADD`` to ``USAGE#<model>``.

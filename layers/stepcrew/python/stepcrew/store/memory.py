@@ -30,7 +30,15 @@ from stepcrew.models import (
     Usage,
 )
 from stepcrew.store import schema as s
-from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStore, StoreError, status_conflict
+from stepcrew.store.base import (
+    RunExistsError,
+    RunNotFoundError,
+    RunStore,
+    StoreError,
+    reopen_conflict,
+    reopen_statuses,
+    status_conflict,
+)
 
 _Totals = dict[str, Any]  # input_tokens: int, output_tokens: int, cost_usd: Decimal
 
@@ -149,6 +157,28 @@ class MemoryRunStore(RunStore):
             s.check_item_size(s.run_item(updated))
             self._runs[run_id] = updated
             return self._assemble(run_id)
+
+    def reopen_run(self, run_id: str, expected: Run,
+                   statuses: Iterable[RunStatus] = (RunStatus.FAILED,)) -> Run:
+        """RUNNING again, atomically, only if the record is still as ``expected`` (see the port)."""
+        reopen_statuses(run_id, expected, statuses)
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            conflict = reopen_conflict(run_id, run, expected)
+            if conflict is not None:
+                raise conflict
+            self._runs[run_id] = run.model_copy(update={"status": RunStatus.RUNNING, "error": None,
+                                                        "finished_at": None, "updated_at": datetime.now(UTC)})
+            return self._assemble(run_id)
+
+    def open_run_ids(self, updated_before: datetime, limit: int = 1000) -> list[str]:
+        """Non-terminal runs last updated before ``updated_before`` (see the port)."""
+        s.check_limit(limit, 10_000)
+        with self._lock:
+            return [run_id for run_id, run in self._runs.items()
+                    if not run.status.terminal and run.updated_at < updated_before][:limit]
 
     def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
         """Add to the totals and the model's breakdown atomically; returns the run's usage after the add.
