@@ -19,6 +19,20 @@ from domain_helpers import RUN_ID, TEST_PROVIDER, FakeContext
 
 
 @pytest.fixture
+def sfn():
+    """A boto3 Step Functions client under a botocore Stubber (``sfn.stub``): queue answers with ``add_response``;
+    every queued answer must be used."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("stepfunctions", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        client.stub = stub
+        yield client
+        stub.assert_no_pending_responses()
+
+
+@pytest.fixture
 def store() -> MemoryRunStore:
     return MemoryRunStore()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 
 from stepcrew.crew import load_crew
 from stepcrew.domain.redrive import RedriveError, redrive_run
@@ -14,15 +13,6 @@ from stepcrew.service import create_run
 from stepcrew.store.memory import MemoryRunStore
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:stepcrew-run:"
-
-
-@pytest.fixture
-def sfn():
-    client = boto3.client("stepfunctions", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    with Stubber(client) as stub:
-        client.stub = stub
-        yield client
-        stub.assert_no_pending_responses()
 
 
 def _run(store, status: RunStatus, code: str | None = None, tenant: str = "acme") -> str:

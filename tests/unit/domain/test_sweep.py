@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 from datetime import timedelta
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -21,15 +20,6 @@ from stepcrew.wiring import FUNCTIONS_DIR
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:stepcrew-dev-run"
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepcrew-dev-run:"
-
-
-@pytest.fixture
-def sfn():
-    client = boto3.client("stepfunctions", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    with Stubber(client) as stub:
-        client.stub = stub
-        yield client
-        stub.assert_no_pending_responses()
 
 
 def _run(store, status: RunStatus, minutes_ago: int = 30, execution: bool = True, subtasks: bool = False) -> str:

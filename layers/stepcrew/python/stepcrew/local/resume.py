@@ -17,7 +17,8 @@ What can be repeated: the one request in flight when the process died (a model c
 yet, a tool call whose result was not recorded): a kill -9 loses at most that (and tools with side effects carry
 their own idempotency receipts).
 
-Reopening is conditional (:meth:`stepcrew.store.base.RunStore.update_run` ``expected``): a run that another process
+Reopening is conditional (:meth:`stepcrew.store.base.RunStore.reopen_run`: the status, error code and
+``finished_at`` read): a run that another process
 resumed or finished meanwhile is left alone. Sub-tasks closed by the cut-off go back to RUNNING when they had started
 (their conversation goes on) and to PENDING when they had not.
 """
@@ -67,8 +68,7 @@ def resume_run(runtime: Any, run_id: str, starter: Any = None) -> str:
     run = check_resumable(runtime, run_id)
     store = runtime.store
     try:
-        store.update_run(run_id, {"status": RunStatus.RUNNING, "error": None, "finished_at": None},
-                         expected=[RunStatus.FAILED])
+        store.reopen_run(run_id, run)  # one conditional write: still FAILED, same error code and finished_at
     except RunStateConflictError:
         raise ResumeError(f"run {run_id} changed while it was being resumed: see `stepcrew runs show {run_id}`") \
             from None
