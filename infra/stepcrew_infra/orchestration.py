@@ -113,5 +113,6 @@ class Orchestration(Construct):
         acknowledge(run.role.node.find_child("DefaultPolicy"),
                     f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
                     f"execution:{self.config.resource_name('agent')}:*]",
-                    "run state machine: the agent-loop executions it starts are named per run and sub-task "
-                    "(<run_id>-<subtask_id>), so describe/stop must name all executions of the agent machine only.")
+                    "run state machine: the agent-loop executions it starts are named per run, sub-task and redrive "
+                    "(<run_id>-w<wave>-<index>-r<redrive count>), so describe/stop must name all executions of the "
+                    "agent machine only.")

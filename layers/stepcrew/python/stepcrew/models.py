@@ -43,7 +43,8 @@ PROVIDER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 CREW_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 
 SubtaskId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
-# Run ids are at most 39 characters so that "<run_id>-<subtask_id>" fits a Step Functions execution name (80).
+# Run ids are at most 39 characters so that a sub-task's child execution name, "<run_id>-w<wave>-<index>-r<redrive
+# count>" (run.asl.json), fits a Step Functions execution name (80).
 RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN)]
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Tenant = Annotated[str, StringConstraints(pattern=TENANT_PATTERN)]

@@ -16,10 +16,13 @@ nothing). Its failure is a decided outcome (budget, review, a Lambda error after
 What redrive is for is an execution that ended *without* its workflow recording the outcome: aborted
 (StopExecution), timed out, failed outside any Catch (``States.Runtime``, a limit) -- its record still open
 (QUEUED/RUNNING/WAITING_APPROVAL) or marked by the deployed sweep (:mod:`stepcrew.domain.sweep`) with a code in
-:data:`REDRIVABLE_CODES`. Known gap (not handled here): an execution cut off inside ``RunWaves`` reruns the failed
-``RunSubtask`` Task, whose ``states:startExecution.sync:2`` names the child ``<run_id>-<subtask_id>`` again; Step
-Functions answers ``ExecutionAlreadyExists`` for a closed execution of that name "regardless of input"
-(StartExecution API reference), so such a redrive ends FAILED with that reason (recorded, never a silent success).
+:data:`REDRIVABLE_CODES`. An execution cut off inside ``RunWaves`` reruns the unfinished ``RunSubtask`` Tasks, whose
+``states:startExecution.sync:2`` starts each sub-task's child again: the child's name carries
+``$$.Execution.RedriveCount`` (``<run_id>-w<wave>-<index>-r<count>``, run.asl.json), because Step Functions answers
+``ExecutionAlreadyExists`` for a closed execution's name "regardless of input" (StartExecution API reference).
+Known gap (not handled here): a record the deployed sweep marked has its open sub-tasks closed FAILED
+(:func:`stepcrew.domain.finalize.close_open_subtasks`) and they are not reopened, so their agent loop refuses to go on
+(``SubtaskStateError``) and such a redrive ends FAILED (recorded, never a silent success).
 
 The reopen is one conditional write (:meth:`RunStore.reopen_run`): the record becomes RUNNING only while its status,
 error code and finished_at are those read here; a record another process changed meanwhile is left alone
