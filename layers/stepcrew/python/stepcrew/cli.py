@@ -457,9 +457,10 @@ MEMORY_WAIT_S = 60.0
 
 
 def execute(request: RunRequest | None, crew, *, aws: bool, as_json: bool, timeout_s: float, quiet: bool = False,
-            resume: str | None = None, resume_orphans: bool = False) -> int:
+            resume: str | None = None, resume_orphans: bool = False, resume_tenant: str = DEFAULT_TENANT) -> int:
     """Create, start and follow one run; print its result. Returns the exit code. ``resume``: instead of creating
-    a run, continue that interrupted local run (:mod:`stepcrew.local.resume`; BadInput when it cannot be).
+    a run, continue that interrupted local run of ``resume_tenant`` (:mod:`stepcrew.local.resume`; BadInput when it
+    cannot be, another tenant's run answered like an unknown one).
     ``resume_orphans``: also resume the runs the start-up sweep found orphaned, and wait for them before exiting."""
     from stepcrew.service import RunStartError, create_run, run_result, start_run
 
@@ -481,7 +482,7 @@ def execute(request: RunRequest | None, crew, *, aws: bool, as_json: bool, timeo
                               f"marked FAILED: {', '.join(runtime.swept[:5])}{' ...' if len(runtime.swept) > 5 else ''}[/]")
             orphans = _resume_orphans(runtime, as_json) if resume_orphans and runtime is not None else []
             if resume is not None:
-                run = _resume(runtime, resume, as_json)
+                run = _resume(runtime, resume, as_json, resume_tenant)
             else:
                 check_tenant_budget(store, request.tenant)
                 run = create_run(request, crew, store)
@@ -532,18 +533,19 @@ def execute(request: RunRequest | None, crew, *, aws: bool, as_json: bool, timeo
     return EXIT_CODES.get(result.status, 1) if finished else 1
 
 
-def _resume(runtime, run_id: str, as_json: bool):
-    """Resume ``run_id`` in ``runtime`` (local only); BadInput with the one-line reason when it cannot be."""
+def _resume(runtime, run_id: str, as_json: bool, tenant: str):
+    """Resume ``tenant``'s run ``run_id`` in ``runtime`` (local only); BadInput with the one-line reason when it
+    cannot be (another tenant's run: the same line as an unknown id)."""
     from stepcrew.local.resume import ResumeError, resume_run
 
     if runtime is None:
         raise BadInput("`stepcrew runs resume` continues local runs; a deployed run is continued with `stepcrew runs "
                        "redrive RUN_ID --aws`")
     try:
-        resume_run(runtime, run_id)
+        resume_run(runtime, run_id, tenant=tenant)
     except ResumeError as exc:
         raise BadInput(str(exc)) from None
-    run = runtime.store.get_run(run_id)
+    run = runtime.store.get_run(run_id, tenant)
     if not as_json:
         err.print(f"run [bold]{run.run_id}[/] resumed — goal: {run.goal[:100]}")
     return run
@@ -725,8 +727,8 @@ def _read_store(aws: bool):
 
 
 #: The tenant a `runs` command acts as. The CLI is an operator's tool: it reads the state folder (or, with --aws, the
-#: table) with the operator's own access, and acts as tenant ``local`` unless told otherwise; `runs show` and `runs
-#: review` answer another tenant's run like a missing one.
+#: table) with the operator's own access, and acts as tenant ``local`` unless told otherwise; `runs show`, `runs
+#: review` and `runs resume` answer another tenant's run like a missing one.
 TenantOpt = Annotated[str, typer.Option(help="The tenant to act as (default: local, the CLI's own runs).")]
 
 
@@ -771,11 +773,13 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")], as_jso
 
 @runs_app.command("resume")
 def runs_resume(run_id: Annotated[str, typer.Argument(help="The run id (FAILED LocalRuntimeExited).")],
-                as_json: JsonOpt = False, timeout: TimeoutOpt = 900.0) -> None:
-    """Continue a local run its process left unfinished (killed, interrupted, timed out) from what it stored: no
-    model call paid twice, no tool call repeated, except the one in flight when it stopped. Follows it like `stepcrew
-    run` (same exit codes). A run that is unknown, finished or still running elsewhere: one line, exit 2."""
-    _execute_cli(lambda: execute(None, None, aws=False, as_json=as_json, timeout_s=timeout, resume=run_id))
+                as_json: JsonOpt = False, timeout: TimeoutOpt = 900.0, tenant: TenantOpt = DEFAULT_TENANT) -> None:
+    """Continue a local run of the tenant (default ``local``) its process left unfinished (killed, interrupted,
+    timed out) from what it stored: no model call paid twice, no tool call repeated, except the one in flight when it
+    stopped. Follows it like `stepcrew run` (same exit codes). A run that is unknown, another tenant's, finished or
+    still running elsewhere: one line, exit 2."""
+    _execute_cli(lambda: execute(None, None, aws=False, as_json=as_json, timeout_s=timeout, resume=run_id,
+                                 resume_tenant=tenant))
 
 
 @runs_app.command("redrive")
@@ -892,21 +896,42 @@ def dev(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 3000,
         data_dir: Annotated[list[Path] | None, typer.Option(
             "--data-dir", help="A folder file:// datasets may be read from (repeat for more; the bundled datasets "
                                "are always allowed).")] = None,
-        resume_orphans: ResumeOrphansOpt = False) -> None:
-    """Serve the HTTP API on 127.0.0.1 with the local runtime behind it (a local token stands in for JWT)."""
-    from stepcrew.api.dev import serve
-    from stepcrew.local.state import default_state_dir
+        resume_orphans: ResumeOrphansOpt = False,
+        runtime_for: Annotated[str | None, typer.Option(
+            "--runtime-for", hidden=True, help="Internal: serve as the runtime process behind the front at this URL "
+                                               "(an ephemeral port, printed on stdout).")] = None) -> None:
+    """Serve the HTTP API on 127.0.0.1 with the local runtime behind it (a local token stands in for JWT).
 
+    Two processes: this one holds the port and answers /health; the runs execute in a runtime process it starts and
+    forwards every other request to (:mod:`stepcrew.local.front`)."""
     folders = tuple(data_dir or ())
     missing = [str(d) for d in folders if not d.is_dir()]
     if missing:
         raise _fail(f"--data-dir is not a folder: {', '.join(missing)}")
-    from stepcrew.api.dev import DevConfigError
+    if runtime_for is None:
+        from stepcrew.local.front import run_front
+
+        args = [arg for d in folders for arg in ("--data-dir", str(d))] + (["--resume-orphans"] if resume_orphans
+                                                                            else [])
+        try:
+            code = run_front("127.0.0.1", port, args)
+        except OSError as exc:  # the port is taken or not ours to bind: nothing started
+            raise _fail_plain(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+        raise typer.Exit(code)
+    from stepcrew.api.dev import DevConfigError, serve
+    from stepcrew.local.front import exit_with_front
+    from stepcrew.local.state import default_state_dir
+
+    exit_with_front()  # the front died (even by SIGKILL): end at once, like a killed server
+
+    def ready(server) -> None:  # the front reads the port from our first stdout line
+        sys.stdout.write(f"{server.server_address[1]}\n")
+        sys.stdout.flush()
 
     with sigterm_as_interrupt():  # SIGTERM stops it like Ctrl-C: runs in flight marked FAILED, sub-tasks closed, saved
         try:
-            serve(host="127.0.0.1", port=port, state_dir=default_state_dir(), data_dirs=folders,
-                  resume_orphans=resume_orphans)
+            serve(host="127.0.0.1", port=0, state_dir=default_state_dir(), data_dirs=folders,
+                  resume_orphans=resume_orphans, public_url=runtime_for, on_ready=ready)
         except DevConfigError as exc:  # e.g. STEPCREW_DEV_MAX_RUNS=abc: one line, exit 2, nothing started
             raise _fail_plain(str(exc)) from None
 

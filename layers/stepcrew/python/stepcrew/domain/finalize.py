@@ -1,4 +1,5 @@
-"""Terminal bookkeeping: succeed a run (after the output guard), fail a run or fail a sub-task.
+"""Terminal bookkeeping: succeed a run (after the output guard), fail a run or fail a sub-task, and end a run whose
+execution is gone without recording its outcome (:func:`fail_unfinished_run`: the deployed and the local sweeps).
 
 Failures arrive as the ``{"Error", "Cause"}`` object a Step Functions Catch puts in state. :func:`failure_reason`
 turns it into a readable :class:`~stepcrew.models.RunError`: the Lambda error JSON's type and message, the plan
@@ -8,6 +9,7 @@ error for ``PlanInvalidError``, or, when a sub-task's child execution failed, th
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Protocol
 
 from stepcrew.domain.common import ACTIVE_STATUSES, emit, logger
@@ -20,10 +22,13 @@ from stepcrew.domain.errors import (
 )
 from stepcrew.events import DeclineRun, FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
 from stepcrew.models import FINAL_OUTPUT_MAX_BYTES, FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
-from stepcrew.store.base import RunStateConflictError, RunStore
+from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
 #: Step Functions errors that mean "a child execution (a sub-task's agent loop) failed".
 _CHILD_FAILURES = {"States.TaskFailed", "SubtaskFailedError", "States.ExecutionFailed"}
+#: Run statuses with work in flight, which :func:`fail_unfinished_run` may end: every open status but NEEDS_REVIEW (a
+#: person's answer to a review is applied without an execution: :func:`stepcrew.domain.decisions.answer_review`).
+UNFINISHED_STATUSES = tuple(s for s in RunStatus if not s.terminal and s != RunStatus.NEEDS_REVIEW)
 
 
 class MetricsSink(Protocol):
@@ -177,6 +182,38 @@ def close_open_subtasks(store: RunStore, run_id: str, reason: RunError) -> list[
         emit(store, run_id, "subtask_failed", record.subtask_id, code=error.code)
         closed.append(record.subtask_id)
     return closed
+
+
+def fail_unfinished_run(store: RunStore, run_id: str, *, code: str, message: str,
+                        now: datetime | None = None) -> bool:
+    """End a run whose execution is gone without recording its outcome: the deployed sweep's
+    (:mod:`stepcrew.domain.sweep`, code ``ExecutionEndedWithoutRecord``) and the local runtime's cut-off
+    (:meth:`stepcrew.local.runtime.LocalRuntime.cut_off`, its exit and its start-up sweep, code
+    ``LocalRuntimeExited``).
+
+    One write conditional on :data:`UNFINISHED_STATUSES` sets ``status`` FAILED, ``error`` ``{code, message}`` (a
+    :class:`~stepcrew.models.RunError`: ``code`` clipped to 128 characters, ``message`` to 4,000) and
+    ``finished_at`` (``now``, default the current UTC time); then the event ``run_failed`` ``{"code": code}``; then
+    the open sub-tasks end FAILED RunFailed (:func:`close_open_subtasks`, each conditional).
+
+    Returns True when this call marked the run FAILED; False when it did not (nothing written): an unknown or
+    malformed run id, or a run no longer in flight (terminal, e.g. finished by a handler meanwhile, or NEEDS_REVIEW),
+    whose outcome stands. Raises StoreError when the store failed writing the run or its event (then the run may be
+    FAILED without its event and with its sub-tasks left open). A store failure while closing the sub-tasks is logged
+    by run id and does not change the answer: the run is FAILED."""
+    reason = RunError(code=code, message=message)
+    try:
+        store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": now or utcnow(), "error": reason},
+                         expected=UNFINISHED_STATUSES)
+    except (RunNotFoundError, RunStateConflictError, ValueError):
+        return False  # finished (or removed) meanwhile, or not a run id: nothing written
+    emit(store, run_id, "run_failed", code=code)
+    try:
+        close_open_subtasks(store, run_id, reason)
+    except StoreError as exc:
+        logger.error("could not close the sub-tasks of a failed run",
+                     extra={"run_id": run_id, "error_code": code, "error_type": type(exc).__name__})
+    return True
 
 
 def decline_run(inp: DeclineRun, store: RunStore, metrics: MetricsSink | None = None) -> FinalizeOutput:

@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stepcrew.domain.common import emit, logger
+from stepcrew.domain.common import logger
 from stepcrew.domain.errors import one_line
-from stepcrew.domain.finalize import close_open_subtasks
-from stepcrew.models import RunError, RunStatus, utcnow
+from stepcrew.domain.finalize import UNFINISHED_STATUSES, fail_unfinished_run
+from stepcrew.models import RunError, utcnow
 from stepcrew.settings import RoleSettings
 
 #: The error code of a run the sweep marked FAILED (also one of :data:`stepcrew.domain.redrive.REDRIVABLE_CODES`).
@@ -34,8 +34,8 @@ SWEEP_CODE = "ExecutionEndedWithoutRecord"
 GRACE_S = 300
 #: Candidates per invocation at most (each costs a GetItem and a DescribeExecution; the rest wait for the next tick).
 MAX_RUNS_PER_SWEEP = 500
-#: Record statuses the sweep may end (open, work in flight).
-SWEEPABLE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
+#: Record statuses the sweep may end (open, work in flight: QUEUED, RUNNING, WAITING_APPROVAL).
+SWEEPABLE = UNFINISHED_STATUSES
 STATE_MACHINE_ARN_PATTERN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
 
 
@@ -103,7 +103,7 @@ def sweep(store: Any, sfn: Any, state_machine_arn: str, request: SweepRequest | 
     (``describe_execution``). Never raises for one run's trouble: it is counted in ``errors`` and logged by id."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from stepcrew.store.base import RunNotFoundError, RunStateConflictError, StoreError
+    from stepcrew.store.base import RunNotFoundError, StoreError
 
     request = request or SweepRequest()
     report = SweepReport()
@@ -119,20 +119,18 @@ def sweep(store: Any, sfn: Any, state_machine_arn: str, request: SweepRequest | 
             if reason is None:
                 report.live += 1
                 continue
-            store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(), "error": reason},
-                             expected=SWEEPABLE)
-        except (RunNotFoundError, RunStateConflictError):
-            report.skipped += 1  # finished (or removed) meanwhile: its outcome stands
+            # conditional on an open status; emits run_failed and closes the open sub-tasks
+            marked = fail_unfinished_run(store, run_id, code=reason.code, message=reason.message)
+        except RunNotFoundError:
+            report.skipped += 1  # removed meanwhile
             continue
         except (ClientError, BotoCoreError, StoreError) as exc:
             report.errors += 1
             logger.warning("sweep could not check run", extra={"run_id": run_id, "error_type": type(exc).__name__})
             continue
-        emit(store, run_id, "run_failed", code=SWEEP_CODE)
-        try:
-            close_open_subtasks(store, run_id, reason)
-        except StoreError as exc:
-            logger.error("sweep could not close sub-tasks", extra={"run_id": run_id, "error_type": type(exc).__name__})
+        if not marked:
+            report.skipped += 1  # finished meanwhile: its outcome stands
+            continue
         report.swept.append(run_id)
         logger.warning("run swept: its execution ended without a terminal record", extra={"run_id": run_id})
     return report

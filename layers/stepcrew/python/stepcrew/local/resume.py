@@ -35,12 +35,16 @@ class ResumeError(ValueError):
     """The run cannot be resumed (unknown, terminal, or run by a live process): one line, nothing changed."""
 
 
-def check_resumable(runtime: Any, run_id: str) -> Any:
-    """The run record if ``run_id`` can be resumed now, else :class:`ResumeError` (one line)."""
+def check_resumable(runtime: Any, run_id: str, *, tenant: str | None) -> Any:
+    """The run record (a :class:`stepcrew.models.Run`) if ``run_id`` of ``tenant`` can be resumed now, else
+    :class:`ResumeError` (one line). The run is read through the store with ``tenant``
+    (:meth:`stepcrew.store.base.RunStore.get_run`): another tenant's run is answered exactly like an unknown one
+    (``no local run …``), so its existence is not revealed. ``tenant=None`` reads any tenant's run: only for the
+    local operator's :func:`resume_orphans`."""
     from stepcrew.store.base import RunNotFoundError
 
     try:
-        run = runtime.store.get_run(run_id)
+        run = runtime.store.get_run(run_id, tenant)
     except (RunNotFoundError, ValueError):
         raise ResumeError(f"no local run {run_id!r} (see `stepcrew runs list`)") from None
     if run.status == RunStatus.FAILED and run.error is not None and run.error.code == CUT_OFF_CODE:
@@ -56,8 +60,9 @@ def check_resumable(runtime: Any, run_id: str) -> Any:
                       f"(FAILED {CUT_OFF_CODE}) can be resumed; start it again with `stepcrew run`")
 
 
-def resume_run(runtime: Any, run_id: str, starter: Any = None) -> str:
-    """Reopen an interrupted run (FAILED :data:`CUT_OFF_CODE` -> RUNNING, error and ``finished_at`` cleared; its
+def resume_run(runtime: Any, run_id: str, starter: Any = None, *, tenant: str | None) -> str:
+    """Reopen an interrupted run of ``tenant`` (another tenant's run: :class:`ResumeError` as for an unknown id,
+    nothing changed; ``None``: any tenant's, for :func:`resume_orphans` only) (FAILED :data:`CUT_OFF_CODE` -> RUNNING, error and ``finished_at`` cleared; its
     cut-off sub-tasks -> PENDING), emit ``run_resumed`` and start a new execution of the run state machine for it.
     Returns the execution ARN. Raises :class:`ResumeError` when it cannot be resumed (nothing changed) and
     RunStateConflictError when another process changed the run between the check and the write. ``starter``: what
@@ -65,7 +70,7 @@ def resume_run(runtime: Any, run_id: str, starter: Any = None) -> str:
     dev`` passes its admission queue)."""
     from stepcrew.store.base import RunStateConflictError
 
-    run = check_resumable(runtime, run_id)
+    run = check_resumable(runtime, run_id, tenant=tenant)
     store = runtime.store
     try:
         store.reopen_run(run_id, run)  # one conditional write: still FAILED, same error code and finished_at
@@ -92,11 +97,16 @@ def resume_run(runtime: Any, run_id: str, starter: Any = None) -> str:
 
 def resume_orphans(runtime: Any, starter: Any = None) -> list[str]:
     """Resume the runs this runtime's start-up sweep found orphaned (:attr:`LocalRuntime.swept`); returns the ids
-    resumed (a run that cannot be resumed any more is skipped)."""
+    resumed (a run that cannot be resumed any more is skipped).
+
+    Cross-tenant on purpose: the sweep found these runs among all tenants of the local state folder, and resuming
+    what the last process left unfinished is the local operator's action (``stepcrew run|dev --resume-orphans``),
+    not a tenant's request; it reads no run by an id a tenant gave. A tenant's own resume is :func:`resume_run`
+    with its ``tenant``."""
     resumed = []
     for run_id in runtime.swept:
         try:
-            resume_run(runtime, run_id, starter)
+            resume_run(runtime, run_id, starter, tenant=None)
         except ResumeError:
             continue
         resumed.append(run_id)
