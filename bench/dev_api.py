@@ -67,9 +67,10 @@ class Client:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
-        except (OSError, TimeoutError):  # URLError, ConnectionError, socket.timeout
+        except (OSError, TimeoutError) as exc:  # URLError, ConnectionError, socket.timeout
             with self._lock:
                 self.unanswered += 1
+            print(f"unanswered: {method} {path} after {time.perf_counter() - t0:.1f} s: {exc!r}"[:200])
             return None, {}, time.perf_counter() - t0
         elapsed = time.perf_counter() - t0
         if status >= 500:
@@ -173,7 +174,7 @@ def health_under_runs(client: Client, runs: int, gap_s: float, deadline_s: float
     sampler = threading.Thread(target=sample, name="bench-health", daemon=True)
     sampler.start()
     t0 = time.perf_counter()
-    ids, post_s = [], []
+    ids, post_s, poll_s = [], [], []
     for _ in range(runs):
         status, accepted, elapsed = client.call("POST", "/runs", {"goal": DEMO_GOAL, "data": DEMO_DATASET.as_uri()})
         post_s.append(elapsed)
@@ -186,9 +187,14 @@ def health_under_runs(client: Client, runs: int, gap_s: float, deadline_s: float
         for run_id in ids:
             if run_id in final:
                 continue
-            status, view, _ = client.call("GET", f"/runs/{run_id}")
+            status, view, elapsed = client.call("GET", f"/runs/{run_id}")
+            if status == 200:
+                poll_s.append(elapsed)
             if status == 200 and view.get("status") in ("SUCCEEDED", "FAILED", "NEEDS_REVIEW"):
                 final[run_id] = view["status"]
+                if view["status"] != "SUCCEEDED":
+                    error = view.get("error") or {}
+                    print(f"run {run_id} ended {view['status']}: {error.get('code')} {str(error.get('message'))[:160]}")
             elif status == 200 and view.get("status") != "QUEUED":
                 running += 1
         peak_running = max(peak_running, running)
@@ -196,7 +202,9 @@ def health_under_runs(client: Client, runs: int, gap_s: float, deadline_s: float
     done.set()
     sampler.join(timeout=10)
     outcome = {"posted": len(ids), "ended": len(final), "succeeded": sum(s == "SUCCEEDED" for s in final.values()),
-               "wall_s": time.perf_counter() - t0, "post_p95_ms": p95_ms(post_s), "peak_running": peak_running,
+               "wall_s": time.perf_counter() - t0, "post_p95_ms": p95_ms(post_s),
+               "poll_p95_ms": p95_ms(poll_s), "poll_max_ms": max(poll_s, default=0.0) * 1000,
+               "peak_running": peak_running,
                "ids": ids}
     return samples, outcome
 
@@ -241,7 +249,8 @@ def main() -> int:
             health_p95 = p95_ms(health)
             print(f"runs: {outcome['posted']} posted, {outcome['ended']} ended ({outcome['succeeded']} SUCCEEDED) in "
                   f"{outcome['wall_s']:.1f} s; up to {outcome['peak_running']} seen executing at once; "
-                  f"POST /runs p95 {outcome['post_p95_ms']:.0f} ms")
+                  f"POST /runs p95 {outcome['post_p95_ms']:.0f} ms; GET /runs/{{id}} meanwhile p95 "
+                  f"{outcome['poll_p95_ms']:.0f} ms, max {outcome['poll_max_ms']:.0f} ms")
             print(f"/health while they executed: {len(health)} answers, p50 "
                   f"{statistics.median(health) * 1000 if health else float('nan'):.1f} ms, p95 {health_p95:.1f} ms; "
                   f"reference <= {HEALTH_REF_MS:.0f} ms -> ratio {health_p95 / HEALTH_REF_MS:.2f}")

@@ -87,6 +87,48 @@ def dev_process(home, stderr=None, timeout_s: float = 60, args: tuple[str, ...] 
             proc.kill()
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux: /proc/<pid>/stat, field 4): the runtime process behind the
+    `stepcrew dev` front (stepcrew.local.front)."""
+    from pathlib import Path
+
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended)."""
+    from pathlib import Path
+
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_dev(proc, timeout_s: float = 30) -> None:
+    """SIGKILL the `stepcrew dev` front ``proc`` (no cleanup at all) and wait until its runtime process has followed
+    it (it exits at once when the front's pipe closes), so a restart finds its runs unclaimed."""
+    import time
+
+    runtime = children(proc.pid)
+    proc.kill()
+    proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while any(alive(pid) for pid in runtime):
+        assert time.monotonic() < deadline, "the runtime process outlived its front"
+        time.sleep(0.05)
+
+
 def start_waiting_run(base: str, timeout_s: float = 60) -> str:
     """POST the demo run with ``require_approval`` to a dev server; its id once it waits for approval."""
     import time

@@ -4,13 +4,11 @@ and a run waiting for a person's review, are left alone."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
-from devserver_helpers import dev_process, start_waiting_run
+from devserver_helpers import dev_process, kill_dev, start_waiting_run
 from stepcrew.crew import load_crew
 from stepcrew.local.liveness import FOLDER, _start_time
 from stepcrew.local.runtime import ORPHAN_MESSAGE, LocalRuntime
@@ -69,8 +67,7 @@ def test_a_run_claimed_by_a_live_process_is_not_swept_and_a_dead_claim_is(tmp_pa
 def test_a_killed_dev_server_leaves_no_orphan_after_a_restart(tmp_path):
     with dev_process(tmp_path) as (proc, base):
         run_id = start_waiting_run(base)
-        os.kill(proc.pid, signal.SIGKILL)  # no cleanup at all: every write was already durable
-        proc.wait(timeout=30)
+        kill_dev(proc)  # SIGKILL, no cleanup at all: every write was already durable
     with LocalRuntime(state_dir=tmp_path / "state", fast_waits=True) as rt:
         assert run_id in rt.swept
         assert rt.store.get_run(run_id).status == RunStatus.FAILED
@@ -84,8 +81,7 @@ def test_a_dev_server_with_resume_orphans_finishes_the_runs_a_killed_one_left(tm
     with dev_process(tmp_path) as (proc, base):
         run_id = call(base + "/runs", "POST", {"goal": DEMO_GOAL, "data": DEMO_DATASET.as_uri()})["run_id"]
         wait_for_status(base, run_id, {"RUNNING"})
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill_dev(proc)
     with LocalRuntime(state_dir=tmp_path / "state", read_only=True) as rt:
         left = rt.store.get_run(run_id).status
     # When it restarts with --resume-orphans

@@ -71,6 +71,7 @@ from stepcrew.api.ratelimit import DynamoRateLimiter
 from stepcrew.api.settings import DATA_SCHEMES
 from stepcrew.data import DEMO_DATASET
 from stepcrew.local.hook import FUNCTION_PREFIX, LambdaContext
+from stepcrew.local.priority import interactive
 from stepcrew.wiring import FUNCTIONS
 
 #: The bundled datasets' folder: always readable by ``file://`` runs of the dev server.
@@ -409,7 +410,8 @@ class _Handler(BaseHTTPRequestHandler):
         event = build_event(method=self.command, target=self.path, headers=list(self.headers.items()), body=body,
                             routes=srv.routes, claims=claims, source_ip=self.client_address[0])
         try:
-            response = srv.invoke(event)
+            with interactive():  # its DynamoDB requests go before the executions' (stepcrew.local.priority)
+                response = srv.invoke(event)
         except Exception as exc:  # the resolver answers every error itself; this is a bug in the server
             sys.stderr.write(f"stepcrew dev: handler crashed ({type(exc).__name__})\n")
             return self._send(500, _error("internal_error", "internal error"))
@@ -593,13 +595,15 @@ def partition_queries() -> Iterator[None]:
         Table.query, Table.all_items = original_query, original_all_items
 
 
-def banner(url: str, state_dir: Path | None, allow_anonymous: bool) -> str:
+def banner(url: str, state_dir: Path | None, allow_anonymous: bool, fronted: bool = False) -> str:
     """What ``serve`` prints on stderr at startup: where it listens and how authentication is faked."""
     anonymous = (f"requests without a token act as tenant '{ANONYMOUS_TENANT}' (STEPCREW_DEV_ALLOW_ANONYMOUS is on)"
                  if allow_anonymous else "requests without a token get 401 (set STEPCREW_DEV_ALLOW_ANONYMOUS=1 to "
                                          f"act as tenant '{ANONYMOUS_TENANT}')")
+    where = ("runs execute in a second process; the first holds the port and answers /health" if fronted
+             else "runs execute in this process")
     return (
-        f"stepcrew dev: serving the stepcrew API on {url} (local runtime; runs execute in this process)\n"
+        f"stepcrew dev: serving the stepcrew API on {url} (local runtime; {where})\n"
         f"stepcrew dev: state: {state_dir if state_dir is not None else 'not kept'}\n"
         "stepcrew dev: AUTH IS FAKED: no JWT authorizer runs here. A local token switch stands in for it:\n"
         "stepcrew dev:   'Authorization: Bearer local:<tenant>' acts as <tenant>, unchecked; "
@@ -622,7 +626,8 @@ def _dev_limits() -> dict[str, int]:
 def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | None = None, *,
           allow_anonymous: bool | None = None, fast_waits: bool | None = None, quiet: bool = False,
           on_ready: Callable[[DevServer], None] | None = None, data_dirs: tuple[Path | str, ...] = (),
-          max_runs: int | None = None, max_queued: int | None = None, resume_orphans: bool = False) -> None:
+          max_runs: int | None = None, max_queued: int | None = None, resume_orphans: bool = False,
+          public_url: str | None = None) -> None:
     """Serve the API on ``host:port`` until interrupted (Ctrl-C) or ``server.shutdown()`` (blocking).
 
     - ``host``: a loopback address only (:class:`DevConfigError`, a ValueError, otherwise: the local token switch
@@ -634,6 +639,8 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
     - ``fast_waits``: passed to :class:`LocalRuntime` (None reads ``STEPCREW_FAST_WAITS``).
     - ``data_dirs``: folders a ``file://`` dataset may be in (besides the bundled datasets), symlinks resolved.
     - ``on_ready(server)``: called once listening (tests use it to learn the port and to stop the server).
+    - ``public_url``: the address clients use when this server runs behind ``stepcrew dev``'s front process
+      (:mod:`stepcrew.local.front`): upload URLs are signed for it and the banner shows it. None: this server's.
     - ``max_runs`` / ``max_queued``: runs executing at once / waiting for a slot (None: env
       ``STEPCREW_DEV_MAX_RUNS``, default 4 / ``STEPCREW_DEV_MAX_QUEUED``, default 100; see
       :mod:`stepcrew.local.admission`). A bad value is a :class:`DevConfigError` before anything starts.
@@ -684,12 +691,13 @@ def serve(host: str = "127.0.0.1", port: int = 3000, state_dir: Path | str | Non
         server = DevServer((host, port), app, allow_anonymous=anonymous, quiet=quiet, uploads=uploads,
                            admission=admission)
         # upload URLs point here (known once bound), signed like on AWS
-        app.uploads = S3Uploads(LOCAL_DATA_BUCKET, endpoint_url=server.url, region=runtime.region)
+        url = public_url or server.url
+        app.uploads = S3Uploads(LOCAL_DATA_BUCKET, endpoint_url=url, region=runtime.region)
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         admission.start()
         try:
-            sys.stderr.write(banner(server.url, folder, anonymous))
+            sys.stderr.write(banner(url, folder, anonymous, fronted=public_url is not None))
             sys.stderr.write(f"stepcrew dev: at most {runs_limit} run(s) execute at once (STEPCREW_DEV_MAX_RUNS); "
                              f"up to {queue_limit} more wait QUEUED (STEPCREW_DEV_MAX_QUEUED), then POST /runs "
                              "answers 429\n")

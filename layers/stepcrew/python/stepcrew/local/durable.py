@@ -35,13 +35,13 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepcrew.local.priority import PriorityRLock
 from stepcrew.local.state import FILE_VERSION, StateFileError, _decode, _encode, read_legacy_items
 
 LOG = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ class Journal:
         self.db = db
         self.table_name = table_name
         self.loaded: dict[str, _Loaded] = {}
-        self._lock = threading.RLock()
+        self._lock = PriorityRLock()  # the dev server's requests go before executions' (local/priority.py)
         self._original: Any = None
         self._table: Any = None
         #: Requests served and partitions loaded (for benchmarks and tests).

@@ -10,9 +10,13 @@
   once per process as module ``stepcrew_fn_<name>``.
 - ``states:startExecution`` (plain, ``.sync``, ``.sync:2``): request/response normalisation through botocore's
   operation shapes (moto ships ``pass`` stubs), so a parent gets ``ExecutionArn`` / the child's ``Output``; an
-  execution started without a name gets a uuid name (moto names it ``None``); ``SendTaskFailure`` keeps its
+  execution started without a name gets a uuid name (moto names it ``None``); a given name is checked as AWS
+  does (1-80 characters, no whitespace, brackets, wildcards or ``"#%\\^|~`$&,;:/``: moto's interpreter backend
+  skips moto's own check), so an over-long child name fails locally too; ``SendTaskFailure`` keeps its
   ``cause`` (moto drops it); a Map iteration or Parallel branch failing with a ``States.*`` error (e.g. a failed
   child execution's ``States.TaskFailed``) fails the Map/Parallel with that error (moto: ``States.Runtime``).
+- The context object gets ``$$.Execution.RedriveCount`` (moto leaves it out, so a path to it fails the state with
+  ``States.Runtime``): always 0, as AWS gives an execution never redriven; there is no redrive locally.
 - The interpreter's boto3 clients are cached per (region, service) instead of built for every Task.
 - Fast waits (``fast_waits=True`` or env ``STEPCREW_FAST_WAITS=1``): ASL Retry intervals and Wait states sleep
   at most :data:`FAST_WAIT_S` seconds; without the switch they sleep as on AWS. The ``.sync`` poll interval is
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stepcrew import wiring
+from stepcrew.local.priority import PriorityRLock
 
 LOG = logging.getLogger(__name__)
 
@@ -269,6 +274,8 @@ def _epoch_ms(value: Any) -> Any:
 def _make_start_execution(original: Callable) -> Callable:
     def start_execution(self: Any, state_machine_arn: str, name: str | None = None, execution_input: Any = None,
                         trace_header: Any = None) -> Any:
+        if name:
+            self._validate_name(name)  # InvalidName / ValidationException (length > 80), as StartExecution
         return original(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
 
     return start_execution
@@ -297,6 +304,17 @@ def _make_error_name(custom_error_name: type) -> Callable:
         return custom_error_name(error_name=error_name)
 
     return error_name
+
+
+def _make_evaluation_environment(original: Callable) -> Callable:
+    """``ExecutionWorker._get_evaluation_environment`` whose context object has ``Execution.RedriveCount`` (0):
+    AWS's context object carries it (0 until the execution is redriven); moto 5.2.5 builds it without."""
+    def _get_evaluation_environment(self: Any) -> Any:
+        env = original(self)
+        env.states.context_object.context_object_data["Execution"].setdefault("RedriveCount", 0)
+        return env
+
+    return _get_evaluation_environment
 
 
 def _make_cached_client_for(original: Callable) -> Callable:
@@ -381,7 +399,21 @@ def fast_waits_from_env() -> bool:
     return os.environ.get("STEPCREW_FAST_WAITS", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-_dynamodb_lock = threading.Lock()
+_dynamodb_lock = PriorityRLock()  # the dev server's requests go before the executions' (local/priority.py)
+
+
+def _make_account_backend(original: Callable) -> Callable:
+    """moto takes its one process-wide ``backend_lock`` at every backend lookup of every request, only to find the
+    account's backend already made; with eight executions in threads, an API request's lookups waited behind them
+    (bench/dev_api.py: most of a 1-2 s ``GET /runs/{id}``). Made once under the lock, it is found without it
+    (double-checked: dict membership is atomic; creation still happens under moto's lock)."""
+
+    def create_account_specific_backend(self: Any, account_id: str) -> None:
+        if account_id in self.keys():
+            return
+        original(self, account_id)
+
+    return create_account_specific_backend
 
 
 def _serialised(call_action):
@@ -422,6 +454,7 @@ def install(fast_waits: bool | None = None) -> None:
         if _patches:
             return
         from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.core.base_backend import BackendDict
         from moto.dynamodb.responses import DynamoHandler
         from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -435,10 +468,13 @@ def install(fast_waits: bool | None = None) -> None:
         )
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
         from moto.stepfunctions.parser.asl.utils import boto_client
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
         from moto.stepfunctions.parser.models import StepFunctionsParserBackend
         from moto.stepfunctions.responses import StepFunctionResponse
 
         _patch(LambdaSimpleBackend, "invoke", _dispatch_invoke)
+        _patch(BackendDict, "_create_account_specific_backend",
+               _make_account_backend(BackendDict._create_account_specific_backend))
         # moto's DynamoDB backend is not thread-safe: parallel sub-tasks' atomic ADDs and conditional puts lose
         # updates without this (tests/unit/store saw it 3 runs in 3). One request at a time, as DynamoDB makes
         # each request atomic.
@@ -449,6 +485,8 @@ def install(fast_waits: bool | None = None) -> None:
         _patch(StepFunctionsParserBackend, "start_execution",
                _make_start_execution(StepFunctionsParserBackend.start_execution))
         _patch(StepFunctionResponse, "send_task_failure", _send_task_failure_response)
+        _patch(ExecutionWorker, "_get_evaluation_environment",
+               _make_evaluation_environment(ExecutionWorker._get_evaluation_environment))
         for module in (iteration_worker, branches_decl):
             _patch(module, "CustomErrorName", _make_error_name(CustomErrorName))
         cached = _make_cached_client_for(boto_client.boto_client_for)

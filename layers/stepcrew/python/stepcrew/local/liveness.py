@@ -24,6 +24,17 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[-1].split()[19]
 
 
+def _zombie(pid: int) -> bool:
+    """A process that has ended but is not reaped yet (state ``Z``, field 3 of /proc/<pid>/stat; False off Linux).
+    ``kill(pid, 0)`` still succeeds for it: the runtime process of a SIGKILLed ``stepcrew dev`` front is one until
+    init reaps it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
 def _alive(pid: int, start: str | None) -> bool:
     try:
         os.kill(pid, 0)
@@ -31,6 +42,8 @@ def _alive(pid: int, start: str | None) -> bool:
         return False
     except PermissionError:
         return True  # someone else's live process
+    if _zombie(pid):
+        return False
     return start is None or _start_time(pid) in (None, start)
 
 

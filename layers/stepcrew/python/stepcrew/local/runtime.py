@@ -259,11 +259,27 @@ class LocalRuntime:
                                                                       statusFilter="RUNNING")
                 for execution in (e for p in pages for e in p["executions"]):
                     LOG.info("stopping execution %s", execution["executionArn"])
-                    sfn.stop_execution(executionArn=execution["executionArn"])
+                    self._stop_execution(sfn, execution["executionArn"])
                     if machine["stateMachineArn"] == run_machine:
                         cut_off.append(execution["name"])
         self._drain()
         return cut_off
+
+    @staticmethod
+    def _stop_execution(sfn: Any, arn: str, wait_s: float = 5.0) -> None:
+        """StopExecution, also of an execution started a moment ago: moto's interpreter builds an execution's
+        environment in the execution's own thread, and stopping it before then raises AttributeError in moto (seen
+        when ``stepcrew dev`` got SIGTERM just after ``POST /runs``); left running, it would call AWS after moto
+        stops. Tried again every 20 ms for at most ``wait_s`` seconds."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                sfn.stop_execution(executionArn=arn)
+                return
+            except AttributeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @staticmethod
     def _drain() -> None:
@@ -298,33 +314,22 @@ class LocalRuntime:
         self._fail_cut_off_runs([run_id], message)
 
     def _fail_cut_off_runs(self, run_ids: list[str], message: str = CUT_OFF_MESSAGE) -> None:
-        """Mark each still-active run of ``run_ids`` FAILED (:data:`CUT_OFF_CODE`, ``finished_at``, event
-        ``run_failed``). Conditional on a non-terminal status, so a run a handler finished meanwhile is kept;
-        an execution whose name is no run id is skipped."""
-        from stepcrew.models import ProgressEvent, RunError, RunStatus, utcnow
-        from stepcrew.store.base import RunNotFoundError, RunStateConflictError, StoreError
+        """Mark each still-active run of ``run_ids`` FAILED (:data:`CUT_OFF_CODE`, ``message``, ``finished_at``, event
+        ``run_failed``) with its open sub-tasks: :func:`stepcrew.domain.finalize.fail_unfinished_run`. Conditional
+        on a status with work in flight, so a run a handler finished meanwhile is kept and a NEEDS_REVIEW run stays
+        waiting (a person's answer later is applied without an execution); an execution whose name is no run id is
+        skipped. A store failure is logged by run id, never raised (the exit path must not hide the original error)."""
+        from stepcrew.domain.finalize import fail_unfinished_run
+        from stepcrew.store.base import StoreError
 
-        # NEEDS_REVIEW runs stay waiting: a person's answer later is applied by the same finalize steps
-        # (stepcrew.domain.decisions.answer_review with no execution to resume); only work in flight is cut off.
-        active = [status for status in RunStatus if not status.terminal and status != RunStatus.NEEDS_REVIEW]
         for run_id in run_ids:
             try:
-                self.store.update_run(run_id, {"status": RunStatus.FAILED, "finished_at": utcnow(),
-                                               "error": RunError(code=CUT_OFF_CODE, message=message)},
-                                      expected=active)
-                self.store.add_event(ProgressEvent(run_id=run_id, kind="run_failed", data={"code": CUT_OFF_CODE}))
-            except (RunNotFoundError, RunStateConflictError, ValueError):
-                continue  # finished meanwhile, or not a run
+                marked = fail_unfinished_run(self.store, run_id, code=CUT_OFF_CODE, message=message)
             except StoreError as exc:  # never let the exit path hide the original error
                 LOG.error("could not mark cut-off run %s FAILED: %s", run_id, exc)
                 continue
-            from stepcrew.domain.finalize import close_open_subtasks
-
-            try:
-                close_open_subtasks(self.store, run_id, RunError(code=CUT_OFF_CODE, message=message))
-            except StoreError as exc:
-                LOG.error("could not close the sub-tasks of cut-off run %s: %s", run_id, exc)
-            LOG.warning("run %s was cut off by the runtime's exit: marked FAILED", run_id)
+            if marked:  # else finished meanwhile, or not a run
+                LOG.warning("run %s was cut off by the runtime's exit: marked FAILED", run_id)
 
     # ------------------------------------------------------------------------------------------ resources
 
