@@ -225,3 +225,179 @@ def test_cli_redrive_bad_input_is_one_line_exit_2_and_changes_nothing(sfn, monke
             "recorded_failure": "recorded by its workflow"}[case] in lines[0]
     if before is not None:
         assert store.get_run(run_id) == before
+
+
+# --------------------------------------------------------------------------------------------- the swept sub-tasks
+# A run the deployed sweep marked FAILED ExecutionEndedWithoutRecord has its open sub-tasks closed FAILED RunFailed
+# (finalize.close_open_subtasks); the redrive reopens those, and only those (finalize.reopen_cut_off_subtasks, shared
+# with `stepcrew runs resume`).
+SWEEP_MESSAGE = ("the run's execution ended ABORTED without recording the run's outcome; `stepcrew runs redrive` may "
+                 "continue it within 14 days")
+
+
+def _swept(store) -> str:
+    """A deployed run as the sweep leaves it: ``started`` was RUNNING (started), ``waiting`` PENDING, ``own`` had
+    FAILED on its own (turn limit), ``done`` SUCCEEDED; then the run FAILED ExecutionEndedWithoutRecord."""
+    from stepcrew.domain.finalize import fail_unfinished_run
+    from stepcrew.domain.sweep import SWEEP_CODE, ended_reason
+    from stepcrew.models import Plan, SubTask, SubtaskStatus, utcnow
+
+    run_id = _run(store, RunStatus.RUNNING)
+    store.put_plan(run_id, Plan(subtasks=[SubTask(id=i, title=i, instructions=f"do {i}")
+                                          for i in ("started", "waiting", "own", "done")]))
+    store.update_subtask(run_id, "started", {"status": SubtaskStatus.RUNNING, "started_at": utcnow(), "turns": 2})
+    store.update_subtask(run_id, "own", {"status": SubtaskStatus.FAILED, "started_at": utcnow(),
+                                         "finished_at": utcnow(),
+                                         "error": RunError(code="MaxTurnsExceededError",
+                                                           message="more than 12 model calls; the run ended "
+                                                                   "ExecutionEndedWithoutRecord later")})
+    store.update_subtask(run_id, "done", {"status": SubtaskStatus.SUCCEEDED, "started_at": utcnow(),
+                                          "finished_at": utcnow(), "output": "42"})
+    reason = ended_reason({"status": "ABORTED"})
+    assert (reason.code, reason.message) == (SWEEP_CODE, SWEEP_MESSAGE)  # what the sweep writes
+    assert fail_unfinished_run(store, run_id, code=reason.code, message=reason.message) is True
+    return run_id
+
+
+def _subtasks(store, run_id: str) -> dict:
+    return {s.subtask_id: s for s in store.list_subtasks(run_id)}
+
+
+def test_a_swept_run_is_redriven_with_the_subtasks_the_sweep_closed_reopened(sfn):
+    from stepcrew.models import SubtaskStatus
+
+    store = MemoryRunStore()
+    run_id = _swept(store)
+    swept = _subtasks(store, run_id)
+    assert {k: (s.status, s.error.code if s.error else None) for k, s in swept.items()} == {
+        "started": (SubtaskStatus.FAILED, "RunFailed"), "waiting": (SubtaskStatus.FAILED, "RunFailed"),
+        "own": (SubtaskStatus.FAILED, "MaxTurnsExceededError"), "done": (SubtaskStatus.SUCCEEDED, None)}
+    _described(sfn, run_id, "ABORTED")
+    sfn.stub.add_response("redrive_execution", {"redriveDate": "2026-12-01T00:00:01Z"}, {"executionArn": ARN + run_id})
+
+    assert redrive_run(store, sfn, run_id, "acme") == ARN + run_id
+
+    assert store.get_run(run_id).status == RunStatus.RUNNING
+    after = _subtasks(store, run_id)
+    started, waiting = after["started"], after["waiting"]
+    assert started.status == SubtaskStatus.RUNNING and started.error is None and started.finished_at is None
+    assert started.started_at == swept["started"].started_at and started.turns == 2  # its progress kept
+    assert waiting.status == SubtaskStatus.PENDING and waiting.error is None and waiting.finished_at is None
+    assert waiting.started_at is None
+    assert after["own"] == swept["own"] and after["done"] == swept["done"]  # its own failure stays, and the success
+    resumed = [e.data for _, e in store.list_events(run_id) if e.kind == "run_resumed"]
+    assert resumed == [{"via": "redrive", "after": "ExecutionEndedWithoutRecord", "execution_status": "ABORTED",
+                        "subtasks_reopened": 2}]
+
+
+def test_a_refused_redrive_puts_the_record_and_the_subtasks_back(sfn, any_store):
+    store = any_store
+    run_id = _swept(store)
+    run_before, subtasks_before = store.get_run(run_id), _subtasks(store, run_id)
+    events_before = store.list_events(run_id)
+    _described(sfn, run_id, "ABORTED")
+    sfn.stub.add_client_error("redrive_execution", service_error_code="ExecutionLimitExceeded",
+                              service_message="too many", expected_params={"executionArn": ARN + run_id})
+
+    with pytest.raises(RedriveError, match="ExecutionLimitExceeded.*sub-tasks are as they were"):
+        redrive_run(store, sfn, run_id, "acme")
+
+    run = store.get_run(run_id)
+    assert run.model_dump(exclude={"updated_at"}) == run_before.model_dump(exclude={"updated_at"})
+    assert _subtasks(store, run_id) == subtasks_before  # FAILED again, with their error and finished_at
+    assert store.list_events(run_id) == events_before  # no run_resumed
+
+
+def test_a_store_failure_while_reopening_the_subtasks_puts_back_what_was_reopened(sfn):
+    from domain_helpers import FailOnce
+
+    from stepcrew.store.base import StoreError
+
+    memory = MemoryRunStore()
+    run_id = _swept(memory)
+    run_before, subtasks_before = memory.get_run(run_id), _subtasks(memory, run_id)
+
+    class Failing(FailOnce):  # the second sub-task write fails (a throttled DynamoDB write after its retries)
+        def __getattr__(self, name):
+            attr = super().__getattr__(name)
+            if name != "update_subtask":
+                return attr
+
+            def update(*args, **kwargs):
+                try:
+                    return attr(*args, **kwargs)
+                except ConnectionError as exc:
+                    raise StoreError(str(exc)) from exc
+
+            return update
+
+    store = Failing(memory, "update_subtask", skip=1)
+    _described(sfn, run_id, "ABORTED")  # RedriveExecution is never called (the Stubber would fail the test)
+    with pytest.raises(RedriveError, match="could not be reopened"):
+        redrive_run(store, sfn, run_id, "acme")
+    assert store.failed
+    assert memory.get_run(run_id).model_dump(exclude={"updated_at"}) == run_before.model_dump(exclude={"updated_at"})
+    assert _subtasks(memory, run_id) == subtasks_before
+
+
+@pytest.mark.parametrize("error, reopened", [
+    (RunError(code="RunFailed", message="the run failed before this sub-task finished: ExecutionEndedWithoutRecord: "
+                                        "the run's execution ended ABORTED"), True),  # the sweep's close
+    (RunError(code="RunFailed", message="the run failed before this sub-task finished: LocalRuntimeExited: the "
+                                        "local runtime exited"), True),  # the local cut-off's close
+    (RunError(code="LocalRuntimeExited", message="older records"), True),
+    # closed because the run failed for a recorded reason that only mentions a cut-off code
+    (RunError(code="RunFailed", message="the run failed before this sub-task finished: BudgetExceededError: after "
+                                        "ExecutionEndedWithoutRecord"), False),
+    (RunError(code="RunFailed", message="ExecutionEndedWithoutRecord"), False),
+    # failed on its own
+    (RunError(code="ToolError", message="the run failed before this sub-task finished: ExecutionEndedWithoutRecord: "
+                                        "quoted by a tool"), False),
+    (RunError(code="MaxTurnsExceededError", message="more than 12 model calls"), False),
+])
+def test_only_a_subtask_a_cut_off_closed_is_reopened(error, reopened):
+    from stepcrew.domain.finalize import reopen_cut_off_subtasks
+    from stepcrew.domain.redrive import REDRIVABLE_CODES
+    from stepcrew.models import Plan, SubTask, SubtaskStatus, utcnow
+
+    store = MemoryRunStore()
+    run_id = _run(store, RunStatus.RUNNING)
+    store.put_plan(run_id, Plan(subtasks=[SubTask(id="a", title="a", instructions="do a")]))
+    store.update_subtask(run_id, "a", {"status": SubtaskStatus.FAILED, "error": error, "finished_at": utcnow()})
+    before = store.get_subtask(run_id, "a")
+    assert [r.subtask_id for r in reopen_cut_off_subtasks(store, run_id, REDRIVABLE_CODES)] == (["a"] if reopened
+                                                                                                else [])
+    after = store.get_subtask(run_id, "a")
+    assert after == (before.model_copy(update={"status": SubtaskStatus.PENDING, "error": None, "finished_at": None})
+                     if reopened else before)
+
+
+def test_the_redriven_subtask_agent_loop_goes_on_from_its_conversation(sfn, store, make_run, use_model):
+    """After the sweep the sub-task is FAILED (its agent loop would refuse it: SubtaskStateError); after the redrive
+    the rerun child replays the stored tool call (no model call) and finishes with the next model answer."""
+    from domain_helpers import RUN_ID, two_step_plan
+
+    from stepcrew.domain.agent import agent_turn
+    from stepcrew.domain.finalize import fail_unfinished_run
+    from stepcrew.engines.testing import ScriptedModel, call_tool, reply
+    from stepcrew.events import AgentTurnInput
+    from stepcrew.models import SubtaskStatus, ToolResult
+
+    model = ScriptedModel([call_tool("describe_dataset", {}, call_id="c1"), reply("Gentoo are heaviest.")])
+    make_run(provider=use_model(model), data="file:///data/penguins.csv", execution_arn=ARN + RUN_ID, tenant="acme")
+    store.put_plan(RUN_ID, two_step_plan())
+    first = agent_turn(AgentTurnInput(run_id=RUN_ID, subtask_id="compare"), store)
+    assert [c.call_id for c in first.tool_calls] == ["c1"] and len(model.requests) == 1
+    assert fail_unfinished_run(store, RUN_ID, code="ExecutionEndedWithoutRecord", message=SWEEP_MESSAGE)
+    assert store.get_subtask(RUN_ID, "compare").status == SubtaskStatus.FAILED  # the agent loop would refuse it
+
+    _described(sfn, RUN_ID, "ABORTED")
+    sfn.stub.add_response("redrive_execution", {"redriveDate": "2026-12-01T00:00:01Z"}, {"executionArn": ARN + RUN_ID})
+    redrive_run(store, sfn, RUN_ID, "acme")
+
+    replayed = agent_turn(AgentTurnInput(run_id=RUN_ID, subtask_id="compare"), store)  # the rerun child's first turn
+    assert [c.call_id for c in replayed.tool_calls] == ["c1"] and len(model.requests) == 1
+    result = ToolResult(call_id="c1", name="describe_dataset", ok=True, content={"rows": 344})
+    done = agent_turn(AgentTurnInput(run_id=RUN_ID, subtask_id="compare", tool_results=[result]), store)
+    assert done.status == SubtaskStatus.SUCCEEDED and len(model.requests) == 2
+    assert store.get_subtask(RUN_ID, "compare").output == "Gentoo are heaviest."

@@ -4,11 +4,15 @@ execution is gone without recording its outcome (:func:`fail_unfinished_run`: th
 Failures arrive as the ``{"Error", "Cause"}`` object a Step Functions Catch puts in state. :func:`failure_reason`
 turns it into a readable :class:`~stepcrew.models.RunError`: the Lambda error JSON's type and message, the plan
 error for ``PlanInvalidError``, or, when a sub-task's child execution failed, that sub-task's recorded error.
+
+A run that is continued after a cut-off (``stepcrew runs resume``, ``stepcrew runs redrive``) gets the sub-tasks the
+cut-off closed back (:func:`reopen_cut_off_subtasks`; undone by :func:`restore_cut_off_subtasks`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,7 +25,16 @@ from stepcrew.domain.errors import (
     one_line,
 )
 from stepcrew.events import DeclineRun, FailRun, FailSubtask, FinalizeOutput, StepFunctionsError, SucceedRun
-from stepcrew.models import FINAL_OUTPUT_MAX_BYTES, FINAL_OUTPUT_MAX_CHARS, Run, RunError, RunStatus, SubtaskStatus, utcnow
+from stepcrew.models import (
+    FINAL_OUTPUT_MAX_BYTES,
+    FINAL_OUTPUT_MAX_CHARS,
+    Run,
+    RunError,
+    RunStatus,
+    SubtaskRecord,
+    SubtaskStatus,
+    utcnow,
+)
 from stepcrew.store.base import RunNotFoundError, RunStateConflictError, RunStore, StoreError
 
 #: Step Functions errors that mean "a child execution (a sub-task's agent loop) failed".
@@ -163,13 +176,18 @@ def fail_run(inp: FailRun, store: RunStore, metrics: MetricsSink | None = None) 
     return FinalizeOutput(run_id=run.run_id, status=run.status.value)
 
 
+#: The error code :func:`close_open_subtasks` gives the sub-tasks it closes, and the start of their message (then the
+#: run's error code, ``": "`` and its message).
+CLOSED_CODE = "RunFailed"
+CLOSED_PREFIX = "the run failed before this sub-task finished: "
+
+
 def close_open_subtasks(store: RunStore, run_id: str, reason: RunError) -> list[str]:
     """Sub-tasks of a failed run still PENDING or RUNNING end FAILED too, with ``RunFailed`` naming the run's error
     (event ``subtask_failed`` each): a finished run leaves no sub-task that looks in flight. Conditional per sub-task,
     so one that finished meanwhile keeps its outcome. Returns the ids closed."""
     closed = []
-    error = RunError(code="RunFailed", message=one_line(f"the run failed before this sub-task finished: "
-                                                        f"{reason.code}: {reason.message}"))
+    error = RunError(code=CLOSED_CODE, message=one_line(f"{CLOSED_PREFIX}{reason.code}: {reason.message}"))
     for record in store.list_subtasks(run_id):
         if record.status not in (SubtaskStatus.PENDING, SubtaskStatus.RUNNING):
             continue
@@ -182,6 +200,81 @@ def close_open_subtasks(store: RunStore, run_id: str, reason: RunError) -> list[
         emit(store, run_id, "subtask_failed", record.subtask_id, code=error.code)
         closed.append(record.subtask_id)
     return closed
+
+
+def closed_by_cut_off(record: SubtaskRecord, codes: Iterable[str]) -> bool:
+    """True when ``record`` is a sub-task that a cut-off with one of ``codes`` (run error codes, e.g.
+    ``ExecutionEndedWithoutRecord``, ``LocalRuntimeExited``) closed: FAILED :data:`CLOSED_CODE` with the message
+    :func:`close_open_subtasks` writes for a run error of one of ``codes`` (its start exactly: :data:`CLOSED_PREFIX`,
+    the code, ``": "``), or FAILED with one of ``codes`` itself (records written before the close went through
+    :func:`close_open_subtasks`). A sub-task that failed on its own (a tool, the turn limit, its model: its own
+    code) is not one, nor one closed because its run failed for a recorded reason. Pure."""
+    if record.status != SubtaskStatus.FAILED or record.error is None:
+        return False
+    codes = tuple(codes)
+    if record.error.code in codes:
+        return True
+    return record.error.code == CLOSED_CODE and any(
+        record.error.message.startswith(f"{CLOSED_PREFIX}{code}: ") for code in codes)
+
+
+def reopened_status(record: SubtaskRecord) -> SubtaskStatus:
+    """What a cut-off sub-task is reopened to: RUNNING when it had started (its agent loop goes on from its stored
+    conversation), else PENDING (it waits for its turn). Pure."""
+    return SubtaskStatus.RUNNING if record.started_at is not None else SubtaskStatus.PENDING
+
+
+def reopen_cut_off_subtasks(store: RunStore, run_id: str, codes: Iterable[str]) -> list[SubtaskRecord]:
+    """Undo :func:`close_open_subtasks` for a run being continued (``stepcrew runs resume``, ``stepcrew runs
+    redrive``): each sub-task of ``run_id`` that a cut-off with one of ``codes`` closed (:func:`closed_by_cut_off`)
+    goes back to :func:`reopened_status` with ``error`` and ``finished_at`` cleared (``started_at``, ``turns``,
+    ``tool_calls`` and the conversation kept), one write per sub-task conditional on FAILED; a sub-task changed
+    meanwhile (or gone) is left as it is. A sub-task that failed on its own stays FAILED. No event is written: the
+    caller's ``run_resumed`` carries the count.
+
+    Call it only once the run record is open again (:meth:`RunStore.reopen_run`): a FAILED run never has a
+    RUNNING or PENDING sub-task. Returns the records as they were before (FAILED, with their error and
+    ``finished_at``: what :func:`restore_cut_off_subtasks` puts back), in the store's order. Raises StoreError
+    when the store fails; the sub-tasks this call had reopened are put back first (best effort, each conditional)."""
+    reopened: list[SubtaskRecord] = []
+    codes = tuple(codes)
+    try:
+        for record in store.list_subtasks(run_id):
+            if not closed_by_cut_off(record, codes):
+                continue
+            try:
+                store.update_subtask(run_id, record.subtask_id, {"status": reopened_status(record), "error": None,
+                                                                 "finished_at": None},
+                                     expected=[SubtaskStatus.FAILED])
+            except (RunStateConflictError, KeyError):
+                continue
+            reopened.append(record)
+    except StoreError:
+        restore_cut_off_subtasks(store, run_id, reopened)
+        raise
+    return reopened
+
+
+def restore_cut_off_subtasks(store: RunStore, run_id: str, records: Iterable[SubtaskRecord]) -> list[str]:
+    """Put the sub-tasks :func:`reopen_cut_off_subtasks` reopened back as they were (``records``: what it
+    returned): FAILED with their error and ``finished_at``, each write conditional on the status the reopen gave it,
+    so one that went on meanwhile keeps its progress. For a continuation refused after the reopen (call it before
+    putting the run record back: a FAILED run never has an open sub-task). Returns the ids put back. Best effort: a
+    store failure on one sub-task is logged by run and sub-task id and the others are still put back."""
+    restored = []
+    for record in records:
+        try:
+            store.update_subtask(run_id, record.subtask_id, {"status": SubtaskStatus.FAILED, "error": record.error,
+                                                             "finished_at": record.finished_at},
+                                 expected=[reopened_status(record)])
+        except (RunStateConflictError, KeyError):
+            continue
+        except StoreError as exc:
+            logger.error("could not put a reopened sub-task back", extra={
+                "run_id": run_id, "subtask_id": record.subtask_id, "error_type": type(exc).__name__})
+            continue
+        restored.append(record.subtask_id)
+    return restored
 
 
 def fail_unfinished_run(store: RunStore, run_id: str, *, code: str, message: str,

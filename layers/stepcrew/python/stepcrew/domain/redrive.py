@@ -20,14 +20,26 @@ What redrive is for is an execution that ended *without* its workflow recording 
 ``states:startExecution.sync:2`` starts each sub-task's child again: the child's name carries
 ``$$.Execution.RedriveCount`` (``<run_id>-w<wave>-<index>-r<count>``, run.asl.json), because Step Functions answers
 ``ExecutionAlreadyExists`` for a closed execution's name "regardless of input" (StartExecution API reference).
-Known gap (not handled here): a record the deployed sweep marked has its open sub-tasks closed FAILED
-(:func:`stepcrew.domain.finalize.close_open_subtasks`) and they are not reopened, so their agent loop refuses to go on
-(``SubtaskStateError``) and such a redrive ends FAILED (recorded, never a silent success).
+The sub-tasks the cut-off closed: a record the deployed sweep (or a local cut-off) marked has its open sub-tasks
+closed FAILED ``RunFailed`` naming the run's code (:func:`stepcrew.domain.finalize.close_open_subtasks`), and the
+agent loop refuses to go on with a FAILED sub-task (``SubtaskStateError``). The redrive reopens them with the local
+resume's use case, :func:`stepcrew.domain.finalize.reopen_cut_off_subtasks` (codes :data:`REDRIVABLE_CODES`): a
+sub-task that had started goes back to RUNNING (its agent loop goes on from its stored conversation), one that had
+not to PENDING. A sub-task that failed on its own (its tool, its turn limit, its model: its own error code) stays
+FAILED, with what that means for the redriven run's outcome.
 
-The reopen is one conditional write (:meth:`RunStore.reopen_run`): the record becomes RUNNING only while its status,
-error code and finished_at are those read here; a record another process changed meanwhile is left alone
-(:class:`RedriveError`, nothing changed). If ``RedriveExecution`` is refused after the reopen, the record is put back
-as it was (conditional on RUNNING).
+Order, and what a refusal leaves: (1) the run record is reopened, one conditional write (:meth:`RunStore.reopen_run`):
+it becomes RUNNING only while its status, error code and finished_at are those read here; a record another process
+changed meanwhile is left alone (:class:`RedriveError`, nothing changed); (2) its cut-off sub-tasks are reopened (each
+write conditional on FAILED); (3) ``RedriveExecution``; (4) the event ``run_resumed`` ``{"via": "redrive", "after",
+"execution_status", "subtasks_reopened"}``. The sub-tasks are reopened before ``RedriveExecution`` so that the
+redriven execution never meets a FAILED one (its rerun ``RunSubtask`` Tasks start their agent loops at once), and
+after the record so that a FAILED run never has an open sub-task. If ``RedriveExecution`` is refused (or the store
+fails while reopening the sub-tasks), the sub-tasks are put back first (FAILED with their error and finished_at, each
+write conditional on the status the reopen gave it: :func:`stepcrew.domain.finalize.restore_cut_off_subtasks`), then
+the record (conditional on RUNNING), and :class:`RedriveError` says so. A process that dies between (1) and (3)
+leaves a RUNNING record over an ended execution: the next sweep marks it FAILED again, closing its sub-tasks again,
+and it can be redriven again.
 """
 
 from __future__ import annotations
@@ -82,12 +94,15 @@ def execution_refusal(run_id: str, described: dict[str, Any]) -> str | None:
 
 def redrive_run(store: Any, sfn: Any, run_id: str, tenant: str) -> str:
     """Redrive the execution of ``run_id`` (a run of ``tenant``): check the record and the execution, reopen the
-    record to RUNNING (conditional on what was read), then ``RedriveExecution``. Returns the execution ARN. Raises
-    :class:`RedriveError` with the reason when it cannot be (nothing changed). ``store``: a RunStore; ``sfn``: a
+    record to RUNNING (conditional on what was read) and the sub-tasks its cut-off closed (RUNNING if started, else
+    PENDING), then ``RedriveExecution``, then the event ``run_resumed`` (the order: see the module docstring).
+    Returns the execution ARN. Raises :class:`RedriveError` with the reason when it cannot be (nothing changed: a
+    refusal after the reopen puts the sub-tasks, then the record, back as they were). ``store``: a RunStore; ``sfn``: a
     boto3 Step Functions client (``describe_execution``, ``redrive_execution``)."""
     from botocore.exceptions import ClientError
 
-    from stepcrew.store.base import RunNotFoundError, RunStateConflictError
+    from stepcrew.domain.finalize import reopen_cut_off_subtasks, restore_cut_off_subtasks
+    from stepcrew.store.base import RunNotFoundError, RunStateConflictError, StoreError
 
     try:
         run = store.get_run(run_id, tenant)
@@ -108,13 +123,21 @@ def redrive_run(store: Any, sfn: Any, run_id: str, tenant: str) -> str:
         store.reopen_run(run_id, run, statuses=REOPENABLE_STATUSES)
     except (RunStateConflictError, RunNotFoundError):
         raise RedriveError(f"run {run_id} changed while it was being redriven: see `stepcrew runs show`") from None
+    try:  # after the record (a FAILED run has no open sub-task), before the execution goes on (it needs them open)
+        reopened = reopen_cut_off_subtasks(store, run_id, REDRIVABLE_CODES)
+    except StoreError as exc:  # the sub-tasks it had reopened are back already
+        store.update_run(run_id, before, expected=[RunStatus.RUNNING])
+        raise RedriveError(f"run {run_id}: its sub-tasks could not be reopened ({type(exc).__name__}); the record "
+                           "is as it was, try again") from None
     try:
         sfn.redrive_execution(executionArn=run.execution_arn)
     except ClientError as exc:
+        restore_cut_off_subtasks(store, run_id, reopened)  # first: a FAILED run never has an open sub-task
         store.update_run(run_id, before, expected=[RunStatus.RUNNING])
         raise RedriveError(f"run {run_id}: RedriveExecution refused ({exc.response['Error']['Code']}: "
-                           f"{exc.response['Error'].get('Message', '')[:200]}); the record is as it was") from None
+                           f"{exc.response['Error'].get('Message', '')[:200]}); the record and its sub-tasks are as "
+                           "they were") from None
     store.add_event(ProgressEvent(run_id=run_id, kind="run_resumed",
                                   data={"via": "redrive", "after": run.error.code if run.error else run.status.value,
-                                        "execution_status": described["status"]}))
+                                        "execution_status": described["status"], "subtasks_reopened": len(reopened)}))
     return run.execution_arn

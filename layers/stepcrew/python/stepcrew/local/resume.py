@@ -20,15 +20,18 @@ their own idempotency receipts).
 Reopening is conditional (:meth:`stepcrew.store.base.RunStore.reopen_run`: the status, error code and
 ``finished_at`` read): a run that another process
 resumed or finished meanwhile is left alone. Sub-tasks closed by the cut-off go back to RUNNING when they had started
-(their conversation goes on) and to PENDING when they had not.
+(their conversation goes on) and to PENDING when they had not
+(:func:`stepcrew.domain.finalize.reopen_cut_off_subtasks`, shared with ``stepcrew runs redrive``); one that failed on
+its own (a tool, the turn limit) stays FAILED.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from stepcrew.domain.finalize import reopen_cut_off_subtasks
 from stepcrew.local.runtime import CUT_OFF_CODE
-from stepcrew.models import ProgressEvent, RunStatus, SubtaskStatus
+from stepcrew.models import ProgressEvent, RunStatus
 
 
 class ResumeError(ValueError):
@@ -62,8 +65,9 @@ def check_resumable(runtime: Any, run_id: str, *, tenant: str | None) -> Any:
 
 def resume_run(runtime: Any, run_id: str, starter: Any = None, *, tenant: str | None) -> str:
     """Reopen an interrupted run of ``tenant`` (another tenant's run: :class:`ResumeError` as for an unknown id,
-    nothing changed; ``None``: any tenant's, for :func:`resume_orphans` only) (FAILED :data:`CUT_OFF_CODE` -> RUNNING, error and ``finished_at`` cleared; its
-    cut-off sub-tasks -> PENDING), emit ``run_resumed`` and start a new execution of the run state machine for it.
+    nothing changed; ``None``: any tenant's, for :func:`resume_orphans` only) (FAILED :data:`CUT_OFF_CODE` ->
+    RUNNING, error and ``finished_at`` cleared; its cut-off sub-tasks -> RUNNING if started, else PENDING), emit
+    ``run_resumed`` ``{"after", "subtasks_reopened"}`` and start a new execution of the run state machine for it.
     Returns the execution ARN. Raises :class:`ResumeError` when it cannot be resumed (nothing changed) and
     RunStateConflictError when another process changed the run between the check and the write. ``starter``: what
     starts the execution (an :class:`stepcrew.service.ExecutionStarter`; default the runtime itself; ``stepcrew
@@ -77,17 +81,9 @@ def resume_run(runtime: Any, run_id: str, starter: Any = None, *, tenant: str | 
     except RunStateConflictError:
         raise ResumeError(f"run {run_id} changed while it was being resumed: see `stepcrew runs show {run_id}`") \
             from None
-    reopened = []
-    for record in store.list_subtasks(run_id):
-        # closed because the run was cut off (close_open_subtasks: code RunFailed); one that failed on its own stays
-        if record.status == SubtaskStatus.FAILED and record.error is not None and (
-                record.error.code == CUT_OFF_CODE
-                or (record.error.code == "RunFailed" and CUT_OFF_CODE in record.error.message)):
-            # a started sub-task goes on from its conversation (RUNNING); one never started waits its turn
-            status = SubtaskStatus.RUNNING if record.started_at is not None else SubtaskStatus.PENDING
-            store.update_subtask(run_id, record.subtask_id, {"status": status, "error": None, "finished_at": None},
-                                 expected=[SubtaskStatus.FAILED])
-            reopened.append(record.subtask_id)
+    # the sub-tasks the cut-off closed (RunFailed naming it): RUNNING if started, else PENDING; one that failed on
+    # its own stays FAILED
+    reopened = reopen_cut_off_subtasks(store, run_id, (CUT_OFF_CODE,))
     store.add_event(ProgressEvent(run_id=run_id, kind="run_resumed",
                                   data={"after": run.error.code, "subtasks_reopened": len(reopened)}))
     arn = (starter or runtime).start_run(run_id)
