@@ -735,22 +735,42 @@ TenantOpt = Annotated[str, typer.Option(help="The tenant to act as (default: loc
 @runs_app.command("list")
 def runs_list(as_json: JsonOpt = False, aws: AwsOpt = False, tenant: TenantOpt = DEFAULT_TENANT,
               limit: Annotated[int, typer.Option(min=1, max=100)] = 20) -> None:
-    """List kept runs, newest first."""
+    """List kept runs, newest first. Locally, an unfinished run no live process executes (its process was killed) is
+    flagged orphaned (JSON ``"orphaned": true``): the next `stepcrew run`/`demo`/`dev` marks it FAILED, `stepcrew runs
+    resume` continues it."""
     try:
         with _read_store(aws) as store:
             runs, _ = store.list_runs(tenant, limit=limit)
     except BadInput as exc:
         raise _fail(str(exc)) from None
+    orphaned = set() if aws else _orphaned(runs)
     if as_json:
         print(json.dumps([{"run_id": r.run_id, "status": r.status.value, "created_at": r.created_at.isoformat(),
-                           "engine": r.engine, "goal": r.goal[:200]} for r in runs]))
+                           "engine": r.engine, "goal": r.goal[:200], **({} if aws else
+                                                                       {"orphaned": r.run_id in orphaned})}
+                          for r in runs]))
         return
     table = Table(title=f"runs of tenant {tenant}", title_justify="left")
     for col in ("run id", "status", "created (UTC)", "engine", "goal"):
         table.add_column(col)
     for r in runs:
-        table.add_row(r.run_id, r.status.value, f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.engine, r.goal[:60])
+        status = f"{r.status.value} (orphaned)" if r.run_id in orphaned else r.status.value
+        table.add_row(r.run_id, status, f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.engine, r.goal[:60])
     Console().print(table)
+    if orphaned:
+        err.print(f"{len(orphaned)} run(s) marked (orphaned): no live process executes them (it was killed); "
+                  f"`stepcrew runs resume ID --tenant {tenant}` continues one, the next `stepcrew run`, `demo` or "
+                  "`dev` marks them FAILED LocalRuntimeExited")
+
+
+def _orphaned(runs) -> set[str]:
+    """Ids of the local ``runs`` that are unfinished and claimed by no live process (:mod:`stepcrew.local.liveness`)."""
+    from stepcrew.domain.finalize import UNFINISHED_STATUSES
+    from stepcrew.local.liveness import Claims
+    from stepcrew.local.state import default_state_dir
+
+    claims = Claims(default_state_dir())
+    return {r.run_id for r in runs if r.status in UNFINISHED_STATUSES and not claims.owned_by_a_live_process(r.run_id)}
 
 
 @runs_app.command("show")
