@@ -48,6 +48,7 @@ class PriorityRLock:
         self._owner: int | None = None
         self._depth = 0
         self._urgent = 0  # interactive threads waiting
+        self.waiting = 0  # threads waiting, interactive or not (for tests and diagnostics)
 
     def acquire(self) -> bool:
         me = threading.get_ident()
@@ -55,16 +56,20 @@ class PriorityRLock:
             if self._owner == me:
                 self._depth += 1
                 return True
-            if is_interactive():
-                self._urgent += 1
-                try:
-                    while self._owner is not None:
+            self.waiting += 1
+            try:
+                if is_interactive():
+                    self._urgent += 1
+                    try:
+                        while self._owner is not None:
+                            self._cond.wait()
+                    finally:
+                        self._urgent -= 1
+                else:
+                    while self._owner is not None or self._urgent:
                         self._cond.wait()
-                finally:
-                    self._urgent -= 1
-            else:
-                while self._owner is not None or self._urgent:
-                    self._cond.wait()
+            finally:
+                self.waiting -= 1
             self._owner, self._depth = me, 1
             return True
 
