@@ -9,7 +9,7 @@ start). The domain call raises on failure; the state machine's Retry/Catch match
 
 import warnings
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,7 +24,6 @@ settings = load_settings(MetricsSettings)
 store = DynamoRunStore(settings.table_name)
 engines = EngineResolver()  # the run's provider picks its engine: the rule engine or an LLM engine
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics(namespace=settings.metrics_namespace)
 # Most turns have no tool errors and so no metric: that is expected, not worth a warning in every log stream.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -32,7 +31,6 @@ copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     """AgentTurnInput -> AgentTurnOutput (JSON dicts): one model turn of a sub-task. Raises pydantic

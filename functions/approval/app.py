@@ -5,7 +5,7 @@ Settings are validated and the store is built once per container (at import: a m
 start). The domain call raises on failure; the state machine's Retry/Catch match the exception's class name.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -19,12 +19,10 @@ settings = load_settings(EventSettings)
 store = DynamoRunStore(settings.table_name)
 publisher = EventBridgePublisher(settings.event_bus)  # stepcrew.run.needs_review on a review hand-off
 logger = Logger()
-tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     """ApprovalInput (with the task token) -> ApprovalOutput (JSON dicts). Raises pydantic ValidationError for a
     malformed event, and what :func:`request_approval` raises."""

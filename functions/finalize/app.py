@@ -5,7 +5,7 @@ SubtasksFailed) as CloudWatch EMF in the namespace of ``POWERTOOLS_METRICS_NAMES
 the store is built once per container (at import: a missing variable fails the cold start).
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
@@ -18,14 +18,12 @@ from stepcrew.store.dynamodb import DynamoRunStore
 settings = load_settings(MetricsSettings)
 store = DynamoRunStore(settings.table_name)
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics(namespace=settings.metrics_namespace)
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 FINALIZE_EVENT = TypeAdapter(FinalizeInput)
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     """SucceedRun | FailRun | FailSubtask (by ``action``) -> FinalizeOutput (JSON dicts). Raises pydantic

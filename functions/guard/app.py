@@ -8,7 +8,7 @@ Events: ``{"run_id"}`` (RunRef) screens the run's input and marks it RUNNING -> 
 start, so nothing runs unscreened).
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
@@ -24,13 +24,11 @@ settings = load_settings(GuardSettings)
 store = DynamoRunStore(settings.table_name)
 guard = build_guard(settings)
 logger = Logger()
-tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 GUARD_EVENT = TypeAdapter(CreateScheduledRun | ScreenToolResults | ScreenOutput | RunRef)
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     """One of the events above (JSON dict) -> its output (JSON dict). Raises pydantic ValidationError for another
     shape, and what the use-case functions raise (InputRejectedError, GuardUnavailableError, ...)."""

@@ -4,7 +4,7 @@ Settings are validated and the store is built once per container (at import: a m
 start). The domain call raises on failure; the state machine's Retry/Catch match the exception's class name.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -18,12 +18,10 @@ settings = load_settings()
 store = DynamoRunStore(settings.table_name)
 engines = EngineResolver()  # the run's provider picks its engine: the rule engine or an LLM engine
 logger = Logger()
-tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     """ReviewInput -> ReviewOutput (JSON dicts; the review itself goes to the store). Raises pydantic
     ValidationError for a malformed event, and what :func:`review` raises."""

@@ -5,7 +5,7 @@ Settings are validated and the store is built once per container (at import: a m
 start). The domain call raises on failure; the state machine's Retry/Catch match the exception's class name.
 """
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -22,13 +22,11 @@ settings = load_settings()
 store = DynamoRunStore(settings.table_name)
 engines = EngineResolver()  # the run's provider picks its engine: the rule engine or an LLM engine
 logger = Logger()
-tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"stepcrew"})
 SYNTH_EVENT = TypeAdapter(ProposeMemory | SynthInput)
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     """SynthInput -> SynthOutput (JSON dicts; the report itself goes to the store), or ProposeMemory (``action:
     propose_memory``, after a run succeeded) -> ProposeMemoryOutput. Raises pydantic ValidationError for a malformed

@@ -19,6 +19,8 @@ def test_usage_is_recorded_and_a_model_turn_event_written(store, make_run, use_m
     assert usage.input_tokens == 70 and usage.output_tokens == 30
     assert usage.by_model["claude-haiku-4-5"].cost_usd == pytest.approx((70 * 1 + 30 * 5) / 1e6)
     (turn,) = [e for _, e in store.list_events(RUN_ID) if e.kind == "model_turn"]
+    latency_ms = turn.data.pop("latency_ms")  # the engine's wall time of the call (exact figure: test_model_call_latency)
+    assert isinstance(latency_ms, int) and latency_ms >= 0
     assert turn.data == {"purpose": "plan", "model": "claude-haiku-4-5", "stop_reason": "end_turn",
                          "input_tokens": 70, "output_tokens": 30, "tool_calls": 0,
                          # the ladder's record: who answered, on which tier and why, and the rung

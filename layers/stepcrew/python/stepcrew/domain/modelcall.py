@@ -55,10 +55,10 @@ def _check(run: Run, usage: Usage) -> None:
 def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: str,
                  subtask_id: str | None = None, defer: list[Callable[[], None]] | None = None) -> Usage:
     """Add each call's usage to the run and emit one ``model_turn`` event per call (provider, model, tier, route
-    reason, rung, cache and, for an agent turn, its context window: budget, tokens sent, results summarized, turns
-    dropped; ids and numbers only). Cache hits add to the run's savings (event ``cache_hit``); a call below the
-    full service lowers the run's ``degradation_level`` (event ``degraded``, metric ``DegradedCalls``). Returns
-    the run's usage.
+    reason, rung, cache, ``latency_ms`` when the LLM engine timed the call and, for an agent turn, its context
+    window: budget, tokens sent, results summarized, turns dropped; ids and numbers only). Cache hits add to the
+    run's savings (event ``cache_hit``); a call below the full service lowers the run's ``degradation_level``
+    (event ``degraded``, metric ``DegradedCalls``). Returns the run's usage.
 
     ``defer``: append the event emission to this list instead of emitting now; the caller runs it once the reply
     is stored (:func:`flush`). So a progress event is never seen before what it reports is durable: a process
@@ -79,7 +79,8 @@ def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: st
     def events() -> None:
         for c in calls:
             ladder = {k: v for k, v in (("provider", c.provider), ("tier", c.tier), ("route", c.route),
-                                        ("rung", c.rung), ("cache", c.cache)) if v is not None}
+                                        ("rung", c.rung), ("cache", c.cache), ("latency_ms", c.latency_ms))
+                      if v is not None}
             context = {} if c.context_budget_tokens is None else {  # short-term memory (stepcrew.memory.window)
                 "context_budget_tokens": c.context_budget_tokens, "context_tokens": c.context_tokens,
                 "context_summarized": c.context_summarized, "context_dropped": c.context_dropped}

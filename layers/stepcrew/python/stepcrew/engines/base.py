@@ -50,6 +50,9 @@ class EngineCall(BaseModel):
     cache: str | None = Field(default=None, description="exact | semantic: the answer came from a cache")
     saved_tokens: int = Field(default=0, ge=0, description="a cached answer: tokens it cost when it was paid")
     budget_cut: bool = Field(default=False, description="the budget gate cut this call's output cap")
+    latency_ms: int | None = Field(default=None, ge=0, description="wall time of the model request (whole ms, cache "
+                                                                     "lookups and ladder fallbacks included); None "
+                                                                     "for the rule engine")
     saved_cost_usd: float = Field(default=0.0, ge=0)
     # Set by the LLM engine's agent turns (short-term memory, stepcrew.memory.window): the request's prompt budget,
     # its estimated size as sent, and how many tool results were summarized and earlier turns dropped to fit.

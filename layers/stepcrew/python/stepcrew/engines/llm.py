@@ -8,6 +8,8 @@ errors (:class:`~stepcrew.llm.base.ModelError`) pass through for the state machi
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 from typing import Annotated
@@ -31,6 +33,8 @@ from stepcrew.memory.window import DEFAULT_CONTEXT_TOKENS, engine_call_fields, f
 from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
 from stepcrew.text import describe_validation_error, one_line
 
+logger = logging.getLogger(__name__)
+
 #: ``(tier) -> (Model, model id)`` for one provider (see :class:`stepcrew.engines.resolve.EngineResolver`).
 ModelFor = Callable[[str], tuple[Model, str]]
 
@@ -50,7 +54,8 @@ def _call(response: ModelResponse) -> EngineCall:
     u = response.usage
     return EngineCall(model=response.model, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                       cost_usd=u.cost_usd or cost_usd(response.model, u.input_tokens, u.output_tokens),
-                      stop_reason=response.stop_reason, tool_calls=len(response.tool_calls))
+                      stop_reason=response.stop_reason, tool_calls=len(response.tool_calls),
+                      latency_ms=response.latency_ms)
 
 
 def parse_plan_reply(text: str) -> tuple[Plan | None, Decline | None, str | None]:
@@ -94,7 +99,17 @@ class LLMEngine(Engine):
     def _request(self, role: AgentRole, messages: list[Message], tools: list[ToolSpec] = ()) -> ModelResponse:
         model, model_id = self._model_for(role.model_tier)
         settings = ModelSettings(model=model_id or self.provider)
-        return model.request(ModelRequest(messages=messages, tools=list(tools), settings=settings))
+        # Timed here, as the handlers carry no X-Ray SDK (its import was ~40 % of a cold start, bench/local_run.py;
+        # the functions' active tracing still records each invocation): the latency goes to the call's EngineCall,
+        # its model_turn event and this structured log line (ids and numbers only).
+        t0 = time.perf_counter()
+        response = model.request(ModelRequest(messages=messages, tools=list(tools), settings=settings))
+        latency_ms = round((time.perf_counter() - t0) * 1000)  # whole ms
+        logger.info("model call", extra={"provider": self.provider, "model": response.model,
+                                         "latency_ms": latency_ms, "stop_reason": response.stop_reason,
+                                         "input_tokens": response.usage.input_tokens,
+                                         "output_tokens": response.usage.output_tokens})
+        return response.model_copy(update={"latency_ms": latency_ms})
 
     def plan(self, facts: PlanFacts, role: AgentRole) -> PlanReply:
         response = self._request(role, prompts.messages(role, prompts.plan_prompt(facts)))

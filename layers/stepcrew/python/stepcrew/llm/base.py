@@ -77,6 +77,9 @@ class ModelResponse(BaseModel):
     usage: ResponseUsage = Field(default_factory=ResponseUsage)
     model: str = Field(description="model id the adapter sent (usage is recorded under it); cost_usd is priced "
                                    "as the model the provider says answered, when it reports one")
+    latency_ms: int | None = Field(default=None, ge=0, description="wall time of the request in whole ms, set by the "
+                                                                     "LLM engine around Model.request (adapters "
+                                                                     "leave it None)")
 
 
 class ModelError(Exception):
