@@ -317,6 +317,32 @@ def _make_evaluation_environment(original: Callable) -> Callable:
     return _get_evaluation_environment
 
 
+#: Parsed state machine definitions kept per process (the run, agent and test machines: a handful).
+PARSED_DEFINITIONS_MAX = 32
+
+
+def _make_cached_parse(original: Callable) -> Callable:
+    """``AmazonStateLanguageParser.parse`` that parses each definition once per process: moto 5.2.5 parses a
+    definition at ``CreateStateMachine`` (validation, static analysis) and again at every execution start (125-190
+    ms for run.asl.json on a quiet machine here; 6 parses per demo run). Sharing the parsed program between
+    executions is what moto already does between the iterations of one Map (they evaluate the same ItemProcessor
+    program in parallel threads): evaluation state lives in each execution's ``Environment``, not in the program.
+    Keyed on the definition text, so an updated definition is parsed anew; a definition that does not parse raises
+    each time (exceptions are not cached)."""
+    global _parsed
+    if _parsed is None or _parsed.__wrapped__ is not original:  # kept across install/uninstall (local runtimes)
+        _parsed = functools.lru_cache(maxsize=PARSED_DEFINITIONS_MAX)(original)
+    cached = _parsed
+
+    def parse(definition: str) -> Any:
+        return cached(definition)
+
+    return staticmethod(parse)
+
+
+_parsed: Any = None
+
+
 def _make_cached_client_for(original: Callable) -> Callable:
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         from moto.core.models import botocore_stubber
@@ -467,6 +493,7 @@ def install(fast_waits: bool | None = None) -> None:
             StateTaskServiceSfn,
         )
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
         from moto.stepfunctions.parser.asl.utils import boto_client
         from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
         from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -487,6 +514,7 @@ def install(fast_waits: bool | None = None) -> None:
         _patch(StepFunctionResponse, "send_task_failure", _send_task_failure_response)
         _patch(ExecutionWorker, "_get_evaluation_environment",
                _make_evaluation_environment(ExecutionWorker._get_evaluation_environment))
+        _patch(AmazonStateLanguageParser, "parse", _make_cached_parse(AmazonStateLanguageParser.parse))
         for module in (iteration_worker, branches_decl):
             _patch(module, "CustomErrorName", _make_error_name(CustomErrorName))
         cached = _make_cached_client_for(boto_client.boto_client_for)
