@@ -90,22 +90,43 @@ def _subtask_blocks(subtasks: list[SubtaskFacts]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- user prompts
+_PLAN_SCHEMA: str | None = None
+
+
+def plan_schema_text() -> str:
+    """The Plan JSON Schema as the planner reads it: compact (no titles, :func:`stepcrew.tools.schema.compact_schema`)
+    and without the models' docstrings (developer text: "raises PlanValidationError..."); field descriptions kept.
+    Built once per process."""
+    global _PLAN_SCHEMA
+    if _PLAN_SCHEMA is None:
+        from stepcrew.tools.schema import compact_schema
+
+        schema = compact_schema(Plan.model_json_schema())
+        schema.pop("description", None)
+        for definition in schema.get("$defs", {}).values():
+            definition.pop("description", None)
+        _PLAN_SCHEMA = json.dumps(schema, separators=(",", ":"))
+    return _PLAN_SCHEMA
+
+
 def plan_prompt(ctx: PlanFacts) -> str:
-    """User prompt of the planner: goal, dataset, workers and their tools, the Plan JSON schema, the rules, and
-    on a retry the previous validation error."""
+    """User prompt of the planner. The part that is the same for every goal of a crew comes first (data rule, reply
+    schema, rules, the decline form), so providers' prompt caches can reuse it; then the run's own facts (goal,
+    dataset, inputs, workers and their tools, memory) and, on a retry, the previous validation error."""
     workers = "\n".join(f"- {w.name} ({w.role}): tools {', '.join(w.tools) or 'none'}" for w in ctx.workers)
     inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
     dataset = dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached."
     parts = [
-        f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}", f"Workers:\n{workers}",
-        *([m] if (m := memory_text(ctx.memory)) else []), DATA_RULE,
-        f"Known tools: {', '.join(ctx.tools)}",
-        f"Reply with one JSON object matching this JSON Schema:\n{json.dumps(Plan.model_json_schema())}",
+        DATA_RULE,
+        f"Reply with one JSON object matching this JSON Schema:\n{plan_schema_text()}",
         f"Rules: 1 to {MAX_SUBTASKS} sub-tasks; ids match ^[a-z0-9][a-z0-9_-]{{0,39}}$ and are unique; depends_on "
         "names earlier sub-task ids only and forms no cycle; role is one of the workers; tools are a subset of "
         "that worker's tools. Independent sub-tasks run in parallel.",
         'If the data and tools cannot answer the goal (a forecast, a cause, a column the data lacks), reply '
         '{"decline": "<what cannot be answered and why>"} instead of a plan.',
+        f"Known tools: {', '.join(ctx.tools)}", f"Workers:\n{workers}",
+        f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}",
+        *([m] if (m := memory_text(ctx.memory)) else []),
     ]
     if ctx.previous_error:
         parts.append(f"Your previous plan (attempt {ctx.attempt - 1}) was rejected: {ctx.previous_error}\n"
