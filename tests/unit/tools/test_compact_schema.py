@@ -1,4 +1,4 @@
-"""Tool specs carry compact JSON Schemas (stepcrew.tools.schema): no titles, optional null-default fields as their
+"""Tool specs carry compact JSON Schemas (stepcrew.llm.schema): no titles, optional null-default fields as their
 own type; names, requirements, bounds and data kept. Expected shapes are written out by hand below."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from stepcrew.tools.registry import get_tool, known_tools
-from stepcrew.tools.schema import compact_schema
+from stepcrew.llm.schema import compact_schema
 
 
 def _keywords(node, named=False):

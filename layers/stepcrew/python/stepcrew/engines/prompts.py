@@ -94,12 +94,12 @@ _PLAN_SCHEMA: str | None = None
 
 
 def plan_schema_text() -> str:
-    """The Plan JSON Schema as the planner reads it: compact (no titles, :func:`stepcrew.tools.schema.compact_schema`)
+    """The Plan JSON Schema as the planner reads it: compact (no titles, :func:`stepcrew.llm.schema.compact_schema`)
     and without the models' docstrings (developer text: "raises PlanValidationError..."); field descriptions kept.
     Built once per process."""
     global _PLAN_SCHEMA
     if _PLAN_SCHEMA is None:
-        from stepcrew.tools.schema import compact_schema
+        from stepcrew.llm.schema import compact_schema
 
         schema = compact_schema(Plan.model_json_schema())
         schema.pop("description", None)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stepcrew.llm.base import ToolSpec
 from stepcrew.models import TOOL_OUTPUT_MAX_BYTES, ToolContext, ToolError, ToolInvocation, ToolResult
-from stepcrew.tools.schema import compact_schema
+from stepcrew.llm.schema import compact_schema
 from stepcrew.tools.jsonable import to_jsonable  # noqa: F401  (re-exported: the tool API in one import)
 from stepcrew.tools.errors import (  # noqa: F401  (re-exported: the tool API in one import)
     CalculationError,
@@ -110,7 +110,7 @@ class Tool(ABC):
 
     def spec(self) -> ToolSpec:
         """The tool as a model sees it: parameters = the JSON Schema of ``Args``, compacted (no titles, optional
-        fields as their type: :func:`stepcrew.tools.schema.compact_schema`)."""
+        fields as their type: :func:`stepcrew.llm.schema.compact_schema`)."""
         return ToolSpec(name=self.name, description=self.description,
                         parameters=compact_schema(self.Args.model_json_schema()))
 
