@@ -73,6 +73,15 @@ def wait_status(rt: LocalRuntime, run_id: str, statuses: set[RunStatus], timeout
     raise AssertionError(f"run {run_id} is {rt.store.get_run(run_id).status}, never one of {statuses}")
 
 
+def wait_event(rt: LocalRuntime, run_id: str, kind: str, timeout_s: float = 60) -> None:
+    """Until the run has an event of ``kind``: the approval function writes the status first and then its event
+    (an event reports what is stored), so a reader that saw the status may read the events a moment early."""
+    deadline = time.monotonic() + timeout_s
+    while kind not in [e.kind for _, e in rt.store.list_events(run_id)]:
+        assert time.monotonic() < deadline, f"run {run_id} has no {kind} event"
+        time.sleep(0.05)
+
+
 def execution_status(rt: LocalRuntime, run_id: str) -> str:
     arn = rt.store.get_run(run_id).execution_arn
     return rt.wait(arn, timeout_s=60)
@@ -101,7 +110,7 @@ def test_a_failed_review_is_handed_off_and_a_person_accepts_it(rt):
     result = run_result(rt.store, run_id)
     assert result.final_output.startswith("# Report (revised)") and run.approval_token
     assert 86_000 < (run.review_deadline - run.updated_at).total_seconds() <= 86_400
-    assert "needs_review" in [e.kind for _, e in rt.store.list_events(run_id)]
+    wait_event(rt, run_id, "needs_review")
     # When a person accepts, with a corrected report
     answer_review(rt.store, rt, run_id, "acme", ReviewDecision(accept=True, comment="checked by hand"),
                   "# Report (checked)\n6 * 7 = 42")

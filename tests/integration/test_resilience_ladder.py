@@ -289,7 +289,10 @@ def test_a_worker_with_no_provider_left_hands_the_run_to_a_person(rt, names):
         record = rt.store.get_subtask(run_id, "calc")
         assert record.status == SubtaskStatus.SUCCEEDED and NO_PROVIDER in record.output
         assert purposes(first).count("act") == MODEL_RETRY_ATTEMPTS + 1 and purposes(second) == ["act"]
-        assert "needs_review" in [e.kind for _, e in rt.store.list_events(run_id)]
+        deadline = time.monotonic() + 60  # the status is written before its event: the event may lag a moment
+        while "needs_review" not in [e.kind for _, e in rt.store.list_events(run_id)]:
+            assert time.monotonic() < deadline, "no needs_review event"
+            time.sleep(0.05)
     finally:
         if rt.store.get_run(run_id).status == RunStatus.NEEDS_REVIEW:
             release(rt, run_id, tenant)
