@@ -13,28 +13,21 @@ import subprocess
 import sys
 
 import pytest
-from stepcrew.crew import load_crew
 from stepcrew.local.liveness import FOLDER, _start_time
 from stepcrew.local.runtime import LocalRuntime
-from stepcrew.models import RunRequest, RunStatus
-from stepcrew.service import create_run
+from stepcrew.models import RunStatus
 from test_cli import stepcrew
+from test_orphan_sweep import _kept_run
 
 pytestmark = pytest.mark.integration
-
-
-def _kept(state, status: RunStatus) -> str:
-    with LocalRuntime(state_dir=state, store_only=True) as rt:
-        run = create_run(RunRequest(goal="Compute 6 times 7"), load_crew("default"), rt.store)
-        rt.store.update_run(run.run_id, {"status": status})
-    return run.run_id
 
 
 def test_runs_list_flags_the_runs_no_live_process_executes(tmp_path):
     home = tmp_path / "home"
     state = home / "state"
-    dead, unclaimed, live = (_kept(state, RunStatus.RUNNING) for _ in range(3))
-    done, review = _kept(state, RunStatus.SUCCEEDED), _kept(state, RunStatus.NEEDS_REVIEW)
+    dead, unclaimed, live = (_kept_run(state, RunStatus.RUNNING, plan=False) for _ in range(3))
+    done = _kept_run(state, RunStatus.SUCCEEDED, plan=False)
+    review = _kept_run(state, RunStatus.NEEDS_REVIEW, plan=False)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
