@@ -265,27 +265,41 @@ class Progress:
         return f"review round {d.get('round')}: overall {d.get('overall', 0):.2f} {verdict}"
 
 
+#: The events that close a run's progress. The finalizers write the status first and the event just after (the event
+#: must not claim an outcome the conditional status write then refused), so a follower that sees the status waits up
+#: to CLOSING_EVENT_GRACE_S seconds for the event.
+CLOSING_EVENTS = frozenset({"run_succeeded", "run_failed", "run_declined", "needs_review"})
+CLOSING_EVENT_GRACE_S = 2.0
+
+
 def follow(store, run_id: str, is_done, progress: Progress, timeout_s: float, poll_s: float = 0.1,
            waits=None) -> bool:
-    """Print the run's events until ``is_done()`` and all events are shown. Returns False on timeout. ``waits``: a
+    """Print the run's events until ``is_done()`` and all events are shown, the closing one included (waited for up
+    to :data:`CLOSING_EVENT_GRACE_S`). Returns False on timeout. ``waits``: a
     :class:`stepcrew.progress_waits.ExecutionWaits` whose retries and waits are shown too (time order within a tick;
     read once more, all of it, when the run is done)."""
     from stepcrew.progress_waits import show as show_wait
 
     cursor = None
     deadline = time.monotonic() + timeout_s
+    closing_by = None  # once done: the run's closing event may still be on its way (written after the status)
+    closed = False
     while True:
-        done = is_done()
+        done = closing_by is not None or is_done()
+        force = done and closing_by is None  # the waits are read once more, all of them, when the run is done
+        if force:
+            closing_by = time.monotonic() + CLOSING_EVENT_GRACE_S
         lines = []
         for cursor, event in store.list_events(run_id, after=cursor):
             lines.append((event.at, progress.show, event))
+            closed = closed or event.kind in CLOSING_EVENTS
         if waits is not None and not progress.quiet:
-            lines += [(n.at, lambda n: show_wait(progress.console, n), n) for n in waits.poll(force=done)]
+            lines += [(n.at, lambda n: show_wait(progress.console, n), n) for n in waits.poll(force=force)]
         for _, show, item in sorted(lines, key=lambda line: line[0]):
             show(item)
-        if done:
+        if done and (closed or time.monotonic() > closing_by):
             return True
-        if time.monotonic() > deadline:
+        if not done and time.monotonic() > deadline:
             return False
         time.sleep(poll_s)
 
