@@ -104,11 +104,13 @@ def test_data_tools_get_the_runs_tenant_from_the_state_never_from_a_tool_call(sy
     maps = [s for _, s in _walk(agent["States"]) if s.get("Type") == "Map"]
     (tools,) = [m for m in maps if "context" in m.get("ItemSelector", {})]
     assert tools["ItemSelector"]["context"]["tenant.$"] == "$.tenant"
-    assert set(tools["ItemSelector"]) == {"context", "call.$"}
+    # "function" is the ARN the agent function took from the ASL's own tool_functions constant, never the model's
+    assert set(tools["ItemSelector"]) == {"context", "function.$", "call.$"}
+    (invoke,) = [s for s in tools["ItemProcessor"]["States"].values() if s["Type"] == "Task"]
+    assert invoke["Parameters"]["Payload"] == {"context.$": "$.context", "call.$": "$.call"}
     for _, state in _walk(agent["States"]):
         if state.get("Type") == "Task":
-            payload = (state.get("Parameters") or {}).get("Payload.$")
-            assert payload in (None, "$"), state  # tool tasks pass the ItemSelector's item as it is
+            assert "Payload.$" not in (state.get("Parameters") or {}), state
 
 
 #: S3 Vectors actions that would show or change every tenant's vectors at once, or the indexes themselves.

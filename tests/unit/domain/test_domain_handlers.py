@@ -114,7 +114,7 @@ def test_agent_handler_first_turn(handler, lambda_context):
     fn, store, run_id = handler("agent", model=model)
     store.put_plan(run_id, two_step_plan())
     out = AgentTurnOutput.model_validate(fn(_event("agent_first_turn"), lambda_context))
-    assert out.stop_reason == "tool_use" and out.tool_calls[0].name == "describe_dataset"
+    assert out.stop_reason == "tool_use" and out.calls[0].name == "describe_dataset"
     assert out.data_uri == dataset_uri(DEMO_DATASET)
     assert model.remaining() == {"default": 0, "subtask:compare": 0}
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from stepcrew.wiring import tool_functions
 from stepcrew.crew import load_crew
 from stepcrew.domain.redrive import RedriveError, redrive_run
 from stepcrew.models import RunError, RunRequest, RunStatus
 from stepcrew.service import create_run
 from stepcrew.store.memory import MemoryRunStore
+
+#: The agent ASL's tool_functions constant, as a deployed stack fills it.
+TOOL_FNS = tool_functions(lambda n: f"arn:aws:lambda:us-east-1:123456789012:function:stepcrew-{n}")
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:stepcrew-run:"
 
@@ -386,8 +390,8 @@ def test_the_redriven_subtask_agent_loop_goes_on_from_its_conversation(sfn, stor
     model = ScriptedModel([call_tool("describe_dataset", {}, call_id="c1"), reply("Gentoo are heaviest.")])
     make_run(provider=use_model(model), data="file:///data/penguins.csv", execution_arn=ARN + RUN_ID, tenant="acme")
     store.put_plan(RUN_ID, two_step_plan())
-    first = agent_turn(AgentTurnInput(run_id=RUN_ID, subtask_id="compare"), store)
-    assert [c.call_id for c in first.tool_calls] == ["c1"] and len(model.requests) == 1
+    first = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=RUN_ID, subtask_id="compare"), store)
+    assert [c.call_id for c in first.calls] == ["c1"] and len(model.requests) == 1
     assert fail_unfinished_run(store, RUN_ID, code="ExecutionEndedWithoutRecord", message=SWEEP_MESSAGE)
     assert store.get_subtask(RUN_ID, "compare").status == SubtaskStatus.FAILED  # the agent loop would refuse it
 
@@ -395,9 +399,9 @@ def test_the_redriven_subtask_agent_loop_goes_on_from_its_conversation(sfn, stor
     sfn.stub.add_response("redrive_execution", {"redriveDate": "2026-12-01T00:00:01Z"}, {"executionArn": ARN + RUN_ID})
     redrive_run(store, sfn, RUN_ID, "acme")
 
-    replayed = agent_turn(AgentTurnInput(run_id=RUN_ID, subtask_id="compare"), store)  # the rerun child's first turn
-    assert [c.call_id for c in replayed.tool_calls] == ["c1"] and len(model.requests) == 1
+    replayed = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=RUN_ID, subtask_id="compare"), store)  # the rerun child's first turn
+    assert [c.call_id for c in replayed.calls] == ["c1"] and len(model.requests) == 1
     result = ToolResult(call_id="c1", name="describe_dataset", ok=True, content={"rows": 344})
-    done = agent_turn(AgentTurnInput(run_id=RUN_ID, subtask_id="compare", tool_results=[result]), store)
+    done = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=RUN_ID, subtask_id="compare", tool_results=[result]), store)
     assert done.status == SubtaskStatus.SUCCEEDED and len(model.requests) == 2
     assert store.get_subtask(RUN_ID, "compare").output == "Gentoo are heaviest."

@@ -14,6 +14,7 @@ import json
 import math
 
 import pytest
+from stepcrew.wiring import tool_functions
 from stepcrew.crew import load_crew
 from stepcrew.domain.agent import agent_turn
 from stepcrew.engines.facts import ActFacts, SubtaskFacts
@@ -38,6 +39,9 @@ from stepcrew.memory.window import (
 from stepcrew.models import Message, Plan, Run, RunStatus, SubTask, ToolCall, ToolError, ToolResult, ToolScreen
 from stepcrew.resilience.ladder import estimate_input_tokens
 from stepcrew.store.memory import MemoryRunStore
+
+#: The agent ASL's tool_functions constant, as a deployed stack fills it.
+TOOL_FNS = tool_functions(lambda n: f"arn:aws:lambda:us-east-1:123456789012:function:stepcrew-{n}")
 
 SPEC = ToolSpec(name="calculator", description="Evaluates arithmetic.", parameters={"type": "object"})
 
@@ -363,11 +367,11 @@ def test_agent_turns_are_windowed_and_the_model_turn_events_carry_the_numbers():
         store.put_plan(WINDOW_RUN, Plan(subtasks=[SubTask(
             id="compare", title="Compare species", instructions="Mean body mass per species.",
             tools=["describe_dataset", "query_dataset"], role="data_analyst")]))
-        out = agent_turn(AgentTurnInput(run_id=WINDOW_RUN, subtask_id="compare"), store)
+        out = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=WINDOW_RUN, subtask_id="compare"), store)
         for _ in range(3):
             results = [ToolResult(call_id=c.call_id, name=c.name, ok=True, content={"rows": [["x" * 20_000]]})
-                       for c in out.tool_calls]
-            out = agent_turn(AgentTurnInput(run_id=WINDOW_RUN, subtask_id="compare", tool_results=results), store)
+                       for c in out.calls]
+            out = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=WINDOW_RUN, subtask_id="compare", tool_results=results), store)
     finally:
         registry.unregister(WINDOW_PROVIDER)
     assert out.stop_reason == "end_turn"

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from stepcrew.wiring import tool_functions
 from stepcrew.crew import load_crew
 from stepcrew.domain.errors import BudgetExceededError, ToolLoopError
 from stepcrew.domain.modelcall import record_calls
@@ -68,6 +69,9 @@ from stepcrew.resilience.ladder import (
 from stepcrew.store.base import RunNotFoundError, RunStore
 from stepcrew.store.memory import MemoryRunStore
 from stepcrew.tools.registry import known_tools, tool_specs
+
+#: The agent ASL's tool_functions constant, as a deployed stack fills it.
+TOOL_FNS = tool_functions(lambda n: f"arn:aws:lambda:us-east-1:123456789012:function:stepcrew-{n}")
 
 RUN_ID = "run1"
 CREW = load_crew("default")
@@ -678,11 +682,11 @@ def test_a_looping_turn_is_not_served_to_the_next_run(store):
         resolver = EngineResolver(lambda provider, tier: (model, provider))
         make_run(store, chain=("p1",), run_id=run_id)
         store.put_plan(run_id, plan)
-        out = agent_turn(AgentTurnInput(run_id=run_id, subtask_id="calc"), store, resolver)
+        out = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=run_id, subtask_id="calc"), store, resolver)
         while out.stop_reason == "tool_use":
             results = [ToolResult(call_id=c.call_id, name=c.name, ok=True, content={"value": 4})
-                       for c in out.tool_calls]
-            out = agent_turn(AgentTurnInput(run_id=run_id, subtask_id="calc", tool_results=results), store, resolver)
+                       for c in out.calls]
+            out = agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id=run_id, subtask_id="calc", tool_results=results), store, resolver)
         return out
 
     looping = ScriptedModel([call_tool("calculator", dict(same), call_id=f"c{i}") for i in range(LOOP_REPEATS)])

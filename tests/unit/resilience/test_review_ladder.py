@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from stepcrew.wiring import tool_functions
 from stepcrew.crew import load_crew
 from stepcrew.domain.errors import BudgetExceededError
 from stepcrew.domain.modelcall import record_calls
@@ -17,6 +18,9 @@ from stepcrew.llm.base import ModelRequest, ModelResponse, ModelSettings, Respon
 from stepcrew.models import Budget, Message, Plan, Routing, Run, RunRequest, SubTask, SubtaskStatus
 from stepcrew.resilience.ladder import BudgetGate, estimate_input_tokens
 from stepcrew.store.memory import MemoryRunStore
+
+#: The agent ASL's tool_functions constant, as a deployed stack fills it.
+TOOL_FNS = tool_functions(lambda n: f"arn:aws:lambda:us-east-1:123456789012:function:stepcrew-{n}")
 
 CREW = load_crew("default")
 
@@ -73,14 +77,14 @@ def test_a_reply_cut_short_by_the_budget_gate_is_not_a_silent_success():
     plan = Plan(subtasks=[SubTask(id="calc", title="Compute", instructions="Compute 17 * 23.", tools=[])])
     make_run(store, run_id="probe", tenant="probe")  # no budget, another tenant (no cache hit): the estimate
     store.put_plan("probe", plan)
-    agent_turn(AgentTurnInput(run_id="probe", subtask_id="calc"), store, resolver)
+    agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id="probe", subtask_id="calc"), store, resolver)
     est = estimate_input_tokens(fm.requests[0])
     make_run(store, budget=Budget(max_tokens=20_000))
     store.put_plan("run1", plan)
     # sibling sub-tasks are in flight and hold their worst-case reservations (est + 2048 each): est + 300 is left
     store.reserve_budget("run1", 20_000 - (est + 300), 0.0, 20_000, None)
     with pytest.raises(BudgetExceededError, match="cut short"):
-        agent_turn(AgentTurnInput(run_id="run1", subtask_id="calc"), store, resolver)
+        agent_turn(AgentTurnInput(tool_functions=TOOL_FNS, run_id="run1", subtask_id="calc"), store, resolver)
     assert fm.requests[-1].settings.max_tokens < 500  # the gate cut the cap
     record = store.get_subtask("run1", "calc")
     run = store.get_run("run1")

@@ -1,4 +1,4 @@
-"""The registry agrees with the wiring and the agent state machine's tool Choice."""
+"""The registry agrees with the wiring and the agent state machine's ``tool_functions`` constant."""
 
 import json
 
@@ -9,16 +9,35 @@ from stepcrew.llm.base import ToolSpec
 from stepcrew.tools import TOOLS, UnknownToolError, get_tool, known_tools, tool_specs
 
 
-def _asl_tool_names() -> set[str]:
+def _asl_tool_functions() -> list[dict[str, str]]:
+    """The ``tool_functions`` constant of every agent-ASL state that passes one (tool name -> ``${Substitution}``)."""
     asl = json.loads(wiring.STATE_MACHINES["agent"].read_text())
-    route = asl["States"]["RunToolCalls"]["ItemProcessor"]["States"]["RouteTool"]
-    return {c["StringEquals"] for c in route["Choices"] if c["Variable"] == "$.call.name"}
+    return [state["Parameters"]["Payload"]["tool_functions"] for state in asl["States"].values()
+            if "tool_functions" in state.get("Parameters", {}).get("Payload", {})]
 
 
 def test_names_match_the_wiring_and_the_state_machine():
-    assert known_tools() == set(wiring.TOOL_FUNCTIONS) == _asl_tool_names() == {
+    maps = _asl_tool_functions()
+    assert len(maps) == 2  # CallModel and ReturnResults: both hand out calls
+    assert all(m == maps[0] for m in maps)
+    assert known_tools() == set(wiring.TOOL_FUNCTIONS) == set(maps[0]) == {
         "calculator", "describe_dataset", "query_dataset", "write_section", "remember"}
     assert all(tool.name == name for name, tool in TOOLS.items())
+
+
+def test_each_tool_name_is_substituted_with_its_own_function():
+    for name, placeholder in _asl_tool_functions()[0].items():
+        key = placeholder.removeprefix("${").removesuffix("}")
+        assert placeholder == "${" + key + "}"
+        assert wiring.SUBSTITUTIONS[key] == wiring.Target("function", wiring.TOOL_FUNCTIONS[name])
+
+
+def test_the_tool_map_has_no_routing_choice():
+    asl = json.loads(wiring.STATE_MACHINES["agent"].read_text())
+    states = asl["States"]["RunToolCalls"]["ItemProcessor"]["States"]
+    assert not [n for n, st in states.items() if st["Type"] == "Choice"]
+    tasks = [st for st in states.values() if st["Type"] == "Task"]
+    assert len(tasks) == 1 and tasks[0]["Parameters"]["FunctionName.$"] == "$.function"
 
 
 def test_every_tool_function_has_a_handler_folder():

@@ -170,22 +170,40 @@ class AgentTurnInput(Strict):
     run_id: RunId
     subtask_id: SubtaskId
     tool_results: list[ToolResult] = Field(default_factory=list)
+    tool_functions: dict[str, str] = Field(
+        default_factory=dict, description="tool name -> the ARN of its Lambda, a constant of the agent ASL filled "
+                                          "from stepcrew.wiring.SUBSTITUTIONS (the one mapping): each runnable call "
+                                          "is handed out with its function, so the tool Map invokes it without a "
+                                          "routing Choice")
     AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID: str | None = None
     retry_count: RetryCount = 0
 
 
+class ToolDispatch(Strict):
+    """One item of the agent loop's tool Map: the call and the Lambda that runs it (``function``, an ARN from
+    :attr:`AgentTurnInput.tool_functions`; the Map's Task invokes ``FunctionName.$: $.function``)."""
+
+    function: str = Field(min_length=1)
+    call: ToolCall
+
+
 class AgentTurnOutput(Strict):
-    """``stop_reason == "tool_use"``: the state machine maps over ``tool_calls``; anything else ends the loop
-    (the sub-task's output is already stored and its status is ``status``)."""
+    """``stop_reason == "tool_use"``: the state machine maps over ``tool_calls`` (each with its function); anything
+    else ends the loop (the sub-task's output is already stored and its status is ``status``)."""
 
     run_id: RunId
     subtask_id: SubtaskId
     turn: int = Field(ge=1)
     stop_reason: Literal["tool_use", "end_turn", "max_tokens", "max_turns"]
-    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_calls: list[ToolDispatch] = Field(default_factory=list)
     data_uri: str | None = None
     tenant: Tenant = DEFAULT_TENANT
     status: SubtaskStatus
+
+    @property
+    def calls(self) -> list[ToolCall]:
+        """The handed-out calls without their functions."""
+        return [d.call for d in self.tool_calls]
 
 
 class SynthInput(Strict):

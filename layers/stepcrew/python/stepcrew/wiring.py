@@ -179,6 +179,15 @@ def render(state_machine: str, values: dict[str, str]) -> str:
     return text
 
 
-#: Tool name -> function name (the agent loop's Choice routes on the tool name).
+#: Tool name -> function name. The agent ASL names each tool's function in its ``tool_functions`` constant (one
+#: substitution per tool); the agent function hands every call out with it and the tool Map invokes it directly.
 TOOL_FUNCTIONS: dict[str, str] = {f.tool: f.name for f in FUNCTIONS.values() if f.tool}
+
+
+def tool_functions(function_arn: Callable[[str], str]) -> dict[str, str]:
+    """``{tool name: function_arn(function name)}``: what the agent ASL's ``tool_functions`` constant holds once its
+    substitutions are filled (for callers of the agent function outside a state machine: tests, sample events)."""
+    return {tool: function_arn(name) for tool, name in TOOL_FUNCTIONS.items()}
+
+
 STATE_MACHINE_FUNCTIONS = sorted({t.name for t in SUBSTITUTIONS.values() if t.kind == "function"})

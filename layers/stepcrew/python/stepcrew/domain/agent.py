@@ -32,13 +32,19 @@ from stepcrew.domain.common import (
     subtask_facts,
     worker_for,
 )
-from stepcrew.domain.errors import EmptyAnswerError, MaxTurnsExceededError, SubtaskStateError, ToolLoopError
+from stepcrew.domain.errors import (
+    EmptyAnswerError,
+    MaxTurnsExceededError,
+    SubtaskStateError,
+    ToolLoopError,
+    ToolNotDeployedError,
+)
 from stepcrew.domain.modelcall import engine_call, flush
 from stepcrew.domain.recall import stored_context
 from stepcrew.engines.facts import ActFacts, facts_of
 from stepcrew.engines.resolve import EngineResolver
 from stepcrew.resilience.wiring import engine_for
-from stepcrew.events import AgentTurnInput, AgentTurnOutput
+from stepcrew.events import AgentTurnInput, AgentTurnOutput, ToolDispatch
 from stepcrew.models import (
     MAX_TOOL_CALLS_PER_TURN,
     TOOL_ARGUMENTS_MAX_BYTES,
@@ -219,7 +225,7 @@ def _answer_pending(inp: AgentTurnInput, last: Message, allowed: list[str]) -> M
     return Message(role="tool", tool_results=[by_id[c.call_id] for c in last.tool_calls])
 
 
-def _output(inp: AgentTurnInput, run: Run, record: SubtaskRecord, stop: str, calls: list[ToolCall] = ()) -> dict:
+def _output(inp: AgentTurnInput, run: Run, record: SubtaskRecord, stop: str, calls: list[ToolDispatch] = ()) -> dict:
     return dict(run_id=inp.run_id, subtask_id=inp.subtask_id, turn=max(record.turns, 1), stop_reason=stop,
                 tool_calls=list(calls), data_uri=run.data, tenant=run.tenant, status=record.status)
 
@@ -241,7 +247,8 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
     An empty final answer is not an answer: the worker is told so once (:data:`EMPTY_ANSWER_NUDGE`, one more model
     call in the same invocation); a second empty answer raises EmptyAnswerError and the sub-task fails with it.
 
-    Raises MaxTurnsExceededError past ``budget.max_turns_per_subtask`` model calls, SubtaskStateError (unknown or
+    Raises ToolNotDeployedError (an allowed tool without a function in ``inp.tool_functions``, before any model
+    call), MaxTurnsExceededError past ``budget.max_turns_per_subtask`` model calls, SubtaskStateError (unknown or
     failed sub-task, results that answer nothing), RunNotActiveError, BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
@@ -259,6 +266,10 @@ def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | N
     allowed = allowed_tools(sub, role)
     if run.memory == "off":  # a run that opted out leaves nothing in memory: the remember tool is not offered
         allowed = [t for t in allowed if t != "remember"]
+    missing = sorted(set(allowed) - inp.tool_functions.keys())
+    if missing:
+        raise ToolNotDeployedError(f"sub-task {inp.subtask_id} may use {', '.join(missing)}, which the agent state "
+                                   "machine has no function for (tool_functions)")
     specs = tool_specs(allowed)
     engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
     conversation = store.get_messages(inp.run_id, sub.id)
@@ -378,7 +389,8 @@ def _hand_out(store: RunStore, inp: AgentTurnInput, run: Run, record: SubtaskRec
                                       expected=[SubtaskStatus.RUNNING])
         for call in to_run:
             emit(store, inp.run_id, "tool_call", inp.subtask_id, name=call.name, call_id=call.call_id)
-    handed = [by_reference(call, inp.run_id, inp.subtask_id) for call in to_run]
+    handed = [ToolDispatch(function=inp.tool_functions[call.name], call=by_reference(call, inp.run_id, inp.subtask_id))
+              for call in to_run]
     return AgentTurnOutput(**_output(inp, run, record, "tool_use", handed))
 
 

@@ -38,6 +38,11 @@ class ToolLoopError(DomainError):
     with this reason instead of spending its turns (and the budget) on a loop."""
 
 
+class ToolNotDeployedError(DomainError):
+    """A tool the sub-task may use has no function in the agent ASL's ``tool_functions`` (a deployment that does not
+    match the crew): the sub-task fails before any model call."""
+
+
 class MaxTurnsExceededError(DomainError):
     """A sub-task would need more model calls than ``Budget.max_turns_per_subtask``. The sub-task fails."""
 

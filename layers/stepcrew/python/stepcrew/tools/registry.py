@@ -1,4 +1,4 @@
-"""The built-in tools by name. Names match ``stepcrew.wiring.TOOL_FUNCTIONS`` and the tool Choice of
+"""The built-in tools by name. Names match ``stepcrew.wiring.TOOL_FUNCTIONS`` and the ``tool_functions`` constant of
 ``statemachines/agent.asl.json`` (a test keeps the three in step)."""
 
 from __future__ import annotations
