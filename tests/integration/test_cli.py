@@ -72,8 +72,8 @@ def test_demo_runs_offline_and_prints_one_json_object(demo):
     assert all(s["tool_calls"] >= 1 and s["status"] == "SUCCEEDED" for s in result["subtasks"])
     rounds = result["review"]["rounds"]
     assert rounds and all(0.0 <= r["overall"] <= 1.0 for r in rounds)
-    assert set(result["usage"]) == {"input_tokens", "output_tokens", "cost_usd", "cache_hits", "saved_tokens",
-                                    "saved_cost_usd"}
+    assert set(result["usage"]) == {"input_tokens", "output_tokens", "cost_usd", "cache_read_tokens",
+                                    "cache_write_tokens", "cache_hits", "saved_tokens", "saved_cost_usd"}
     assert result["degradation_level"] == "full"  # the rule engine asked for: not a degradation
     assert "rule engine" in result["final_output"].lower()
 

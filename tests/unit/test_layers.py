@@ -80,4 +80,7 @@ def test_imports_point_down_or_sideways(module, path):
 def test_the_model_port_carries_no_domain_shape():
     from stepcrew.llm.base import ModelRequest
 
-    assert set(ModelRequest.model_fields) == {"messages", "tools", "settings"}
+    assert set(ModelRequest.model_fields) == {"messages", "tools", "settings", "response_format"}
+    from stepcrew.llm.base import ResponseFormat  # a name and a JSON Schema: no domain type
+
+    assert set(ResponseFormat.model_fields) == {"name", "description", "json_schema", "strict"}

@@ -67,6 +67,16 @@ def test_what_changes_an_answer_changes_the_key(provider, changed):
     assert response_key(provider, changed) != response_key("anthropic", request())
 
 
+def test_a_native_reply_schema_is_part_of_the_key():
+    from stepcrew.llm.base import ResponseFormat
+
+    plan_v1 = ResponseFormat(name="plan", json_schema={"type": "object", "properties": {"a": {"type": "string"}}})
+    plan_v2 = ResponseFormat(name="plan", json_schema={"type": "object", "properties": {"b": {"type": "string"}}})
+    keys = {response_key("anthropic", request().model_copy(update={"response_format": f}))
+            for f in (None, plan_v1, plan_v2)}
+    assert len(keys) == 3  # an answer cached under an older reply schema is never served for a newer one
+
+
 def test_the_timeout_does_not_change_the_key():
     assert response_key("anthropic", request(timeout_s=5)) == response_key("anthropic", request(timeout_s=600))
 

@@ -328,8 +328,11 @@ def print_result(result: RunResult, as_json: bool, out) -> None:
                   f"deadline {result.review.deadline}).[/]")
     u = result.usage
     err.print(f"engine {result.engine or '?'} · tokens in {u.input_tokens} / out {u.output_tokens} · "
-              f"cost ${u.cost_usd:.4f}" + (f" · cache hits {u.cache_hits} (saved {u.saved_tokens} tokens, "
-                                            f"${u.saved_cost_usd:.4f})" if u.cache_hits else ""))
+              f"cost ${u.cost_usd:.4f}"
+              + (f" · provider prompt cache: {u.cache_read_tokens} read / {u.cache_write_tokens} written of the "
+                 "tokens in" if u.cache_read_tokens or u.cache_write_tokens else "")
+              + (f" · cache hits {u.cache_hits} (saved {u.saved_tokens} tokens, "
+                 f"${u.saved_cost_usd:.4f})" if u.cache_hits else ""))
     if result.memory is not None and (result.memory.facts or result.memory.episodes):
         similar = ", ".join(f"{e.run_id[:12]} ({e.similarity:.2f}, {e.status})" for e in result.memory.episodes)
         err.print(f"memory: {len(result.memory.facts)} fact(s)" + (f", similar runs {similar}" if similar else ""))

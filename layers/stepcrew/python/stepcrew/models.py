@@ -513,28 +513,39 @@ class ModelUsage(Strict):
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
 
 
 class Usage(Strict):
-    """Tokens and cost of a run: totals plus a breakdown per model id. ``cost_usd`` in US dollars."""
+    """Tokens and cost of a run: totals plus a breakdown per model id. ``cost_usd`` in US dollars.
+    ``input_tokens`` counts every prompt token, provider prompt-cache reads and writes included;
+    ``cache_read_tokens`` / ``cache_write_tokens`` are those parts (:class:`stepcrew.llm.base.ResponseUsage`)."""
 
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0, description="prompt tokens read from a provider's prompt cache")
+    cache_write_tokens: int = Field(default=0, ge=0, description="prompt tokens written to a provider's prompt "
+                                                                 "cache")
     by_model: dict[str, ModelUsage] = Field(default_factory=dict)
     cache_hits: int = Field(default=0, ge=0, description="model calls and tool calls served from a cache")
     saved_tokens: int = Field(default=0, ge=0, description="tokens the cached answers cost when first paid")
     saved_cost_usd: float = Field(default=0.0, ge=0, description="USD the cached answers cost when first paid")
 
-    def add(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+    def add(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float, *, cache_read_tokens: int = 0,
+            cache_write_tokens: int = 0) -> Usage:
         by_model = dict(self.by_model)
         cur = by_model.get(model, ModelUsage())
         by_model[model] = ModelUsage(input_tokens=cur.input_tokens + input_tokens,
                                      output_tokens=cur.output_tokens + output_tokens,
-                                     cost_usd=cur.cost_usd + cost_usd)
+                                     cost_usd=cur.cost_usd + cost_usd,
+                                     cache_read_tokens=cur.cache_read_tokens + cache_read_tokens,
+                                     cache_write_tokens=cur.cache_write_tokens + cache_write_tokens)
         return Usage(input_tokens=self.input_tokens + input_tokens, output_tokens=self.output_tokens + output_tokens,
-                     cost_usd=self.cost_usd + cost_usd, by_model=by_model, cache_hits=self.cache_hits,
-                     saved_tokens=self.saved_tokens, saved_cost_usd=self.saved_cost_usd)
+                     cost_usd=self.cost_usd + cost_usd, cache_read_tokens=self.cache_read_tokens + cache_read_tokens,
+                     cache_write_tokens=self.cache_write_tokens + cache_write_tokens, by_model=by_model,
+                     cache_hits=self.cache_hits, saved_tokens=self.saved_tokens, saved_cost_usd=self.saved_cost_usd)
 
 
 class Decline(Strict):
@@ -716,6 +727,9 @@ class UsageView(Strict):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    cache_read_tokens: int = Field(default=0, description="part of input_tokens read from a provider's prompt cache")
+    cache_write_tokens: int = Field(default=0, description="part of input_tokens written to a provider's prompt "
+                                                           "cache")
     cache_hits: int = 0
     saved_tokens: int = 0
     saved_cost_usd: float = 0.0

@@ -68,7 +68,8 @@ def record_calls(store: RunStore, run: Run, calls: list[EngineCall], purpose: st
     usage = run.usage
     level = run.degradation_level
     for c in calls:
-        usage = store.add_usage(run.run_id, c.model, c.input_tokens, c.output_tokens, c.cost_usd)
+        usage = store.add_usage(run.run_id, c.model, c.input_tokens, c.output_tokens, c.cost_usd,
+                                cache_read_tokens=c.cache_read_tokens, cache_write_tokens=c.cache_write_tokens)
         if c.cache:
             store.add_savings(run.run_id, 1, c.saved_tokens, c.saved_cost_usd)
         if c.rung and DEGRADATION_ORDER.index(c.rung) > DEGRADATION_ORDER.index(level):

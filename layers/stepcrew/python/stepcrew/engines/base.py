@@ -39,6 +39,8 @@ class EngineCall(BaseModel):
     model: str
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0, description="part of input_tokens read from the prompt cache")
+    cache_write_tokens: int = Field(default=0, ge=0, description="part of input_tokens written to the prompt cache")
     cost_usd: float = Field(default=0.0, ge=0)
     stop_reason: StopReason = "end_turn"
     tool_calls: int = Field(default=0, ge=0)

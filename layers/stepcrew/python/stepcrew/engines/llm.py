@@ -1,8 +1,9 @@
 """The LLM engine: plays every role with a language model behind the :class:`~stepcrew.llm.base.Model` port.
 
 It renders the facts into messages (:mod:`stepcrew.engines.prompts`), sends them with the tool schemas and the
-role's settings (model id of the role's tier), and parses the replies: a plan as JSON (or a decline), a review's
-scores strictly (a reply without valid scores is a :class:`ReviewReply` with ``error``, never a silent 0). Model
+role's settings (model id of the role's tier) and, for the plan, review and memory replies, their JSON schema as a
+native ``response_format`` when the model supports one (else the schema is in the prompt), and parses the replies:
+a plan as JSON (or a decline), a review's scores strictly (a reply without valid scores is a :class:`ReviewReply` with ``error``, never a silent 0). Model
 errors (:class:`~stepcrew.llm.base.ModelError`) pass through for the state machine's Retry/Catch.
 """
 
@@ -27,7 +28,7 @@ from stepcrew.engines.base import (
     ReviewReply,
 )
 from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
-from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ToolSpec
+from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ResponseFormat, ToolSpec
 from stepcrew.llm.pricing import cost_usd
 from stepcrew.memory.window import DEFAULT_CONTEXT_TOKENS, engine_call_fields, fit
 from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
@@ -53,7 +54,10 @@ class _ReviewScores(BaseModel):
 def _call(response: ModelResponse) -> EngineCall:
     u = response.usage
     return EngineCall(model=response.model, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                      cost_usd=u.cost_usd or cost_usd(response.model, u.input_tokens, u.output_tokens),
+                      cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                      cost_usd=u.cost_usd or cost_usd(response.model, u.input_tokens, u.output_tokens,
+                                                      cache_read_tokens=u.cache_read_tokens,
+                                                      cache_write_tokens=u.cache_write_tokens),
                       stop_reason=response.stop_reason, tool_calls=len(response.tool_calls),
                       latency_ms=response.latency_ms)
 
@@ -65,7 +69,7 @@ def parse_plan_reply(text: str) -> tuple[Plan | None, Decline | None, str | None
         data = prompts.parse_json_reply(text)
     except prompts.JsonReplyError as exc:
         return None, None, str(exc)
-    if isinstance(data.get("decline"), str) and data["decline"].strip() and "subtasks" not in data:
+    if isinstance(data.get("decline"), str) and data["decline"].strip() and not data.get("subtasks"):
         return None, Decline(code="unsupported", reason=one_line(data["decline"], 2000)), None
     try:
         return Plan.model_validate(data), None, None
@@ -98,12 +102,26 @@ class LLMEngine(Engine):
 
     def _request(self, role: AgentRole, messages: list[Message], tools: list[ToolSpec] = ()) -> ModelResponse:
         model, model_id = self._model_for(role.model_tier)
+        return self._send(model, model_id, messages, tools)
+
+    def _structured(self, role: AgentRole, prompt: Callable[[bool], str], fmt: ResponseFormat) -> ModelResponse:
+        """A one-shot call whose reply is one JSON object of schema ``fmt``: sent natively (``response_format``)
+        when the role's model supports it (:meth:`Model.supports_response_format`), the prompt then built without
+        the schema (``prompt(True)``); else the prompt spells the schema out (``prompt(False)``). Either way the
+        reply text is parsed by :func:`stepcrew.engines.prompts.parse_json_reply` (the fallback path)."""
+        model, model_id = self._model_for(role.model_tier)
+        native = model.supports_response_format()
+        return self._send(model, model_id, prompts.messages(role, prompt(native)), (), fmt if native else None)
+
+    def _send(self, model: Model, model_id: str, messages: list[Message], tools: list[ToolSpec] = (),
+              response_format: ResponseFormat | None = None) -> ModelResponse:
         settings = ModelSettings(model=model_id or self.provider)
         # Timed here, as the handlers carry no X-Ray SDK (its import was ~40 % of a cold start, bench/local_run.py;
         # the functions' active tracing still records each invocation): the latency goes to the call's EngineCall,
         # its model_turn event and this structured log line (ids and numbers only).
         t0 = time.perf_counter()
-        response = model.request(ModelRequest(messages=messages, tools=list(tools), settings=settings))
+        response = model.request(ModelRequest(messages=messages, tools=list(tools), settings=settings,
+                                              response_format=response_format))
         latency_ms = round((time.perf_counter() - t0) * 1000)  # whole ms
         logger.info("model call", extra={"provider": self.provider, "model": response.model,
                                          "latency_ms": latency_ms, "stop_reason": response.stop_reason,
@@ -112,7 +130,8 @@ class LLMEngine(Engine):
         return response.model_copy(update={"latency_ms": latency_ms})
 
     def plan(self, facts: PlanFacts, role: AgentRole) -> PlanReply:
-        response = self._request(role, prompts.messages(role, prompts.plan_prompt(facts)))
+        response = self._structured(role, lambda native: prompts.plan_prompt(facts, native=native),
+                                    prompts.plan_format())
         plan, decline, error = parse_plan_reply(response.text)
         return PlanReply(plan=plan, decline=decline, error=error, text=response.text, calls=[_call(response)])
 
@@ -138,13 +157,15 @@ class LLMEngine(Engine):
         return ReportReply(text=response.text, calls=[_call(response)])
 
     def review(self, facts: ReportFacts, role: AgentRole) -> ReviewReply:
-        response = self._request(role, prompts.messages(role, prompts.review_prompt(facts)))
+        response = self._structured(role, lambda native: prompts.review_prompt(facts, native=native),
+                                    prompts.review_format())
         scores, feedback, error = parse_review_reply(response.text)
         return ReviewReply(scores=scores, feedback=feedback, error=error, text=response.text,
                            calls=[_call(response)])
 
     def extract_memory(self, facts: MemoryFacts, role: AgentRole) -> MemoryReply:
-        response = self._request(role, prompts.messages(role, prompts.memory_prompt(facts)))
+        response = self._structured(role, lambda native: prompts.memory_prompt(facts, native=native),
+                                    prompts.memory_format())
         return MemoryReply(facts=parse_memory_reply(response.text), calls=[_call(response)])
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from stepcrew.engines.facts import ActFacts, DatasetProfile, MemoryFacts, PlanFacts, ReportFacts, SubtaskFacts
-from stepcrew.llm.base import ModelRequest
+from stepcrew.llm.base import ModelRequest, ResponseFormat
 from stepcrew.memory.models import MemoryContext
 from stepcrew.llm.spotlight import DATA_RULE, fence
 from stepcrew.models import MAX_SUBTASKS, AgentRole, Message, Plan
@@ -89,14 +91,22 @@ def _subtask_blocks(subtasks: list[SubtaskFacts]) -> str:
     return "\n\n".join(blocks)
 
 
-# ----------------------------------------------------------------------------------------------- user prompts
-_PLAN_SCHEMA: str | None = None
+# ----------------------------------------------------------------------------------------------- reply schemas
+# Native structured output (issue 11, "Prompts"): when the model can take the reply schema as a ResponseFormat
+# (Model.supports_response_format), the LLM engine sends it there and the prompts below leave it out ("native");
+# otherwise the schema is spelled out in the prompt and the reply is parsed from text. Either way the reply is
+# parsed by parse_json_reply, which also takes the bare JSON a native reply is.
+_PLAN_SCHEMA: dict[str, Any] | None = None
+_PLAN_SCHEMA_TEXT: str | None = None
+_FORMATS: dict[str, ResponseFormat] = {}
+
+#: ``strict`` of every reply format: False. OpenAI's strict mode wants every property required and no optional
+#: field, and Plan has optional fields with defaults (expected_output, role, rationale, depends_on, tools), so these
+#: schemas cannot be strict as they are; the reply is validated by stepcrew's own models anyway.
+STRICT = False
 
 
-def plan_schema_text() -> str:
-    """The Plan JSON Schema as the planner reads it: compact (no titles, :func:`stepcrew.llm.schema.compact_schema`)
-    and without the models' docstrings (developer text: "raises PlanValidationError..."); field descriptions kept.
-    Built once per process."""
+def _plan_schema() -> dict[str, Any]:
     global _PLAN_SCHEMA
     if _PLAN_SCHEMA is None:
         from stepcrew.llm.schema import compact_schema
@@ -105,23 +115,92 @@ def plan_schema_text() -> str:
         schema.pop("description", None)
         for definition in schema.get("$defs", {}).values():
             definition.pop("description", None)
-        _PLAN_SCHEMA = json.dumps(schema, separators=(",", ":"))
+        _PLAN_SCHEMA = schema
     return _PLAN_SCHEMA
 
 
-def plan_prompt(ctx: PlanFacts) -> str:
+def plan_schema_text() -> str:
+    """The Plan JSON Schema as the planner reads it: compact (no titles, :func:`stepcrew.llm.schema.compact_schema`)
+    and without the models' docstrings (developer text: "raises PlanValidationError..."); field descriptions kept.
+    Built once per process."""
+    global _PLAN_SCHEMA_TEXT
+    if _PLAN_SCHEMA_TEXT is None:
+        _PLAN_SCHEMA_TEXT = json.dumps(_plan_schema(), separators=(",", ":"))
+    return _PLAN_SCHEMA_TEXT
+
+
+# The reply schemas give types and required fields only: the prompts state the ranges (scores and confidence 0-1)
+# and stepcrew's parsers validate them strictly (parse_review_reply, parse_memory_reply), and every schema keyword is
+# billed as prompt tokens on every call (bench/prompt_tokens.py counts them).
+class _ReviewReplySchema(BaseModel):
+    accuracy: float
+    completeness: float
+    relevance: float
+    feedback: str
+
+
+class _MemoryFactSchema(BaseModel):
+    subject: str
+    text: str
+    kind: Literal["fact", "preference"]
+    confidence: float
+
+
+def _format(name: str, build: Any) -> ResponseFormat:
+    if name not in _FORMATS:
+        _FORMATS[name] = ResponseFormat(name=name, json_schema=build(), strict=STRICT)
+    return _FORMATS[name]
+
+
+def _plan_reply_schema() -> dict[str, Any]:
+    schema = json.loads(json.dumps(_plan_schema()))  # a copy
+    schema["properties"]["decline"] = {"type": "string"}  # the prompt's rules say when and what
+    schema["required"] = []  # a decline has no subtasks
+    return schema
+
+
+def _compact(model: type[BaseModel]) -> Any:
+    from stepcrew.llm.schema import compact_schema
+
+    return compact_schema(model.model_json_schema())
+
+
+def plan_format() -> ResponseFormat:
+    """The planner's reply schema for native structured output (``plan``): the compact Plan schema plus an optional
+    ``decline`` string (a plan or a decline; ``subtasks`` not required so a decline can omit it)."""
+    return _format("plan", _plan_reply_schema)
+
+
+def review_format() -> ResponseFormat:
+    """The reviewer's reply schema (``review``): the three scores (numbers; the prompt says 0-1) and the feedback,
+    all required."""
+    return _format("review", lambda: _compact(_ReviewReplySchema))
+
+
+def memory_format() -> ResponseFormat:
+    """The memory extraction's reply schema (``memory``): up to 5 facts (subject, text, kind, confidence)."""
+    return _format("memory", lambda: {"type": "object", "required": ["facts"],
+                                      "properties": {"facts": {"type": "array", "maxItems": 5,
+                                                               "items": _compact(_MemoryFactSchema)}}})
+
+
+# ----------------------------------------------------------------------------------------------- user prompts
+def plan_prompt(ctx: PlanFacts, *, native: bool = False) -> str:
     """User prompt of the planner. The part that is the same for every goal of a crew comes first (data rule, reply
     schema, rules, the decline form), so providers' prompt caches can reuse it; then the run's own facts (goal,
-    dataset, inputs, workers and their tools, memory) and, on a retry, the previous validation error."""
+    dataset, inputs, workers and their tools, memory) and, on a retry, the previous validation error. ``native``:
+    the request carries :func:`plan_format`, so the schema is not pasted."""
     workers = "\n".join(f"- {w.name} ({w.role}): tools {', '.join(w.tools) or 'none'}" for w in ctx.workers)
     inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
     dataset = dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached."
     parts = [
         DATA_RULE,
-        f"Reply with one JSON object matching this JSON Schema:\n{plan_schema_text()}",
+        *([] if native else [f"Reply with one JSON object matching this JSON Schema:\n{plan_schema_text()}"]),
         f"Rules: 1 to {MAX_SUBTASKS} sub-tasks; ids match ^[a-z0-9][a-z0-9_-]{{0,39}}$ and are unique; depends_on "
         "names earlier sub-task ids only and forms no cycle; role is one of the workers; tools are a subset of "
         "that worker's tools. Independent sub-tasks run in parallel.",
+        'If the data and tools cannot answer the goal (a forecast, a cause, a column the data lacks), set only '
+        '"decline" to what cannot be answered and why.' if native else
         'If the data and tools cannot answer the goal (a forecast, a cause, a column the data lacks), reply '
         '{"decline": "<what cannot be answered and why>"} instead of a plan.',
         f"Known tools: {', '.join(ctx.tools)}", f"Workers:\n{workers}",
@@ -168,8 +247,9 @@ def improve_prompt(ctx: ReportFacts) -> str:
             "figures exactly as in the sub-task results.")
 
 
-def review_prompt(ctx: ReportFacts) -> str:
-    """User prompt of the reviewer: goal, report, sub-tasks with outputs, the tool figures and the rubric."""
+def review_prompt(ctx: ReportFacts, *, native: bool = False) -> str:
+    """User prompt of the reviewer: goal, report, sub-tasks with outputs, the tool figures and the rubric.
+    ``native``: the request carries :func:`review_format`, so the reply's JSON shape is not spelled out."""
     blocks = _subtask_blocks(ctx.subtasks)
     numbers = ", ".join(repr(n) for n in ctx.tool_numbers[:300]) or "(none)"  # full precision
     return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{fence(clip(ctx.report), source='report')}\n\n"
@@ -177,20 +257,23 @@ def review_prompt(ctx: ReportFacts) -> str:
             "Score the report from 0 to 1 on: accuracy (share of its figures that match the tool figures; 0 when an "
             "analytical report states no figures), completeness (share of sub-tasks whose key figures appear in "
             "it), relevance (whether it answers the goal's question: a trend needs the periods and the first-to-"
-            "last change, a 'which' question the entity named in the summary). Reply with "
-            'one JSON object: {"accuracy": <0-1>, "completeness": <0-1>, "relevance": <0-1>, '
-            '"feedback": "<what is missing or wrong>"}.')
+            "last change, a 'which' question the entity named in the summary)"
+            + (", and give feedback: what is missing or wrong." if native else
+               '. Reply with one JSON object: {"accuracy": <0-1>, "completeness": <0-1>, "relevance": <0-1>, '
+               '"feedback": "<what is missing or wrong>"}.'))
 
 
-def memory_prompt(ctx: MemoryFacts) -> str:
-    """User prompt of the memory extraction (a succeeded run's end): goal and inputs -> durable facts."""
+def memory_prompt(ctx: MemoryFacts, *, native: bool = False) -> str:
+    """User prompt of the memory extraction (a succeeded run's end): goal and inputs -> durable facts. ``native``:
+    the request carries :func:`memory_format`, so the reply's JSON shape is not spelled out."""
     inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
     return (f"Run goal:\n{fence(ctx.goal, source='goal')}\n\nInputs:\n{fence(inputs, source='inputs')}\n\n"
             "List the durable facts or preferences about this user or organisation that the goal and inputs state "
             "and later runs should know (e.g. 'fiscal year starts in April', 'report currency EUR', 'column rev "
             "means net revenue in k$'). Not figures of this dataset, not the question itself; none is a fine "
-            'answer. Reply with one JSON object: {"facts": [{"subject": "<what it is about>", "text": "<the fact>", '
-            '"kind": "fact" or "preference", "confidence": <0-1>}]} with at most 5 facts.')
+            + ("answer. At most 5 facts." if native else
+               'answer. Reply with one JSON object: {"facts": [{"subject": "<what it is about>", "text": '
+               '"<the fact>", "kind": "fact" or "preference", "confidence": <0-1>}]} with at most 5 facts.'))
 
 
 def memory_text(memory: MemoryContext | None, *, episodes: bool = True) -> str:

@@ -12,11 +12,13 @@ from stepcrew.llm.base import (
     ModelSettings,
     ModelThrottledError,
     ModelUnavailableError,
+    ResponseFormat,
     ResponseUsage,
     ToolSpec,
 )
 
 __all__ = [
     "Model", "ModelAuthError", "ModelBadRequestError", "ModelError", "ModelRequest", "ModelRequestsForbiddenError",
-    "ModelResponse", "ModelSettings", "ModelThrottledError", "ModelUnavailableError", "ResponseUsage", "ToolSpec",
+    "ModelResponse", "ModelSettings", "ModelThrottledError", "ModelUnavailableError", "ResponseFormat", "ResponseUsage",
+    "ToolSpec",
 ]

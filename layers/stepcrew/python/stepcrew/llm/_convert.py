@@ -13,6 +13,7 @@ from stepcrew.llm.base import (
     ModelError,
     ModelThrottledError,
     ModelUnavailableError,
+    ResponseUsage,
     StopReason,
 )
 from stepcrew.llm import spotlight
@@ -72,14 +73,37 @@ def stop_reason(truncated: bool, calls: list[ToolCall]) -> StopReason:
     return "max_tokens" if truncated else ("tool_use" if calls else "end_turn")
 
 
-def cost(input_tokens: int, output_tokens: int, *model_ids: str | None) -> float:
+def cost(input_tokens: int, output_tokens: int, *model_ids: str | None, cache_read_tokens: int = 0,
+         cache_write_tokens: int = 0) -> float:
     """Cost in USD of one response from :mod:`stepcrew.llm.pricing`, priced as the first of ``model_ids`` found in
     the table. Pass the id the provider reports as having answered first (the model actually used: an alias or a
-    router may serve another model than the one asked for), then the id asked for; 0.0 if none is priced."""
+    router may serve another model than the one asked for), then the id asked for; 0.0 if none is priced.
+    ``input_tokens`` includes the cache reads and writes, which are billed at the row's cache prices."""
     for mid in model_ids:
         if mid and pricing.is_priced(mid):
-            return pricing.cost_usd(mid, input_tokens, output_tokens)
+            return pricing.cost_usd(mid, input_tokens, output_tokens, cache_read_tokens=cache_read_tokens,
+                                    cache_write_tokens=cache_write_tokens)
     return 0.0
+
+
+def usage(input_tokens: int, output_tokens: int, *model_ids: str | None, cache_read_tokens: int = 0,
+          cache_write_tokens: int = 0) -> ResponseUsage:
+    """The :class:`ResponseUsage` of one response: ``input_tokens`` is every prompt token (cached included), the
+    cost as :func:`cost`. Cached counts a provider reports above ``input_tokens`` (it never should) are capped."""
+    cache_read_tokens = min(cache_read_tokens, input_tokens)
+    cache_write_tokens = min(cache_write_tokens, input_tokens - cache_read_tokens)
+    return ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read_tokens,
+                         cache_write_tokens=cache_write_tokens,
+                         cost_usd=cost(input_tokens, output_tokens, *model_ids, cache_read_tokens=cache_read_tokens,
+                                       cache_write_tokens=cache_write_tokens))
+
+
+def int_or_zero(value: Any) -> int:
+    """A provider's token count as an int >= 0 (None, absent or malformed -> 0)."""
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def parse_arguments(raw: str | None) -> dict[str, Any]:

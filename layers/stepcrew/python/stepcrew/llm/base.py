@@ -48,23 +48,49 @@ class ModelSettings(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0, le=900)
 
 
+class ResponseFormat(BaseModel):
+    """The shape a reply must have: a name (``^[a-zA-Z0-9_-]{1,64}$``, the tool / schema name providers accept), a
+    JSON Schema of one object and whether the provider should enforce it strictly (OpenAI ``strict``: every
+    property required and ``additionalProperties: false`` at every level, else the provider answers HTTP 400).
+    Adapters send it through the provider's native mechanism and return the object as ``ModelResponse.text``
+    (JSON); a provider or model without one ignores it, so callers keep a text-parsing fallback."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str = ""
+    json_schema: dict[str, Any] = Field(description="JSON Schema of the reply object (top-level type object)")
+    strict: bool = False
+
+
 class ModelRequest(BaseModel):
-    """One model call: ``messages`` (starting with a ``system`` message), the tool schemas the model may call and
-    the call's settings. Nothing else: the domain's facts reach a model only as rendered messages."""
+    """One model call: ``messages`` (starting with a ``system`` message), the tool schemas the model may call, the
+    call's settings and, optionally, the reply's :class:`ResponseFormat`. Nothing else: the domain's facts reach a
+    model only as rendered messages."""
 
     model_config = ConfigDict(extra="forbid")
     messages: list[Message] = Field(min_length=1)
     tools: list[ToolSpec] = Field(default_factory=list)
     settings: ModelSettings
+    response_format: ResponseFormat | None = None
 
 
 class ResponseUsage(BaseModel):
-    """Tokens of one call (input counts cache reads and writes where reported) and its cost in USD."""
+    """Tokens of one call and its cost in USD.
+
+    ``input_tokens`` is every prompt token of the call, cached ones included, for every provider (Anthropic's and
+    Bedrock's own ``input_tokens`` / ``inputTokens`` exclude the cache, so their adapters add the cache reads and
+    writes back; OpenAI's ``prompt_tokens`` already includes its cached tokens). ``cache_read_tokens`` and
+    ``cache_write_tokens`` are the parts of ``input_tokens`` read from and written to the provider's prompt cache
+    (OpenAI reports reads only: its cache writes are free and not reported).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    input_tokens: int = Field(default=0, ge=0)
+    input_tokens: int = Field(default=0, ge=0, description="all prompt tokens, cache reads and writes included")
     output_tokens: int = Field(default=0, ge=0)
-    cost_usd: float = Field(default=0.0, ge=0, description="USD, from stepcrew.llm.pricing")
+    cache_read_tokens: int = Field(default=0, ge=0, description="part of input_tokens read from the prompt cache")
+    cache_write_tokens: int = Field(default=0, ge=0, description="part of input_tokens written to the prompt cache")
+    cost_usd: float = Field(default=0.0, ge=0, description="USD, from stepcrew.llm.pricing (cached tokens at the "
+                                                           "provider's cache rates)")
 
 
 class ModelResponse(BaseModel):
@@ -122,3 +148,11 @@ class Model(ABC):
     @abstractmethod
     def request(self, request: ModelRequest) -> ModelResponse:
         """Run one model call. Raises a :class:`ModelError` subclass on failure; never returns provider types."""
+
+    def supports_response_format(self) -> bool:
+        """True when :meth:`request` sends ``ModelRequest.response_format`` through the provider's native mechanism
+        (the reply is then the JSON object as text, so a prompt need not spell the schema out). Default: False,
+        or, for a wrapper that keeps the model it wraps as ``inner`` (the resilience ladder's ``GatedModel``), what
+        that model says."""
+        inner = getattr(self, "inner", None)
+        return isinstance(inner, Model) and inner.supports_response_format()

@@ -21,7 +21,7 @@ from stepcrew.llm.base import (
     ModelRequest,
     ModelResponse,
     ModelUnavailableError,
-    ResponseUsage,
+    ResponseFormat,
     check_allow_model_requests,
 )
 from stepcrew.llm.secrets import KEY_ENV, resolve_api_key
@@ -42,14 +42,20 @@ class OpenAIModel(Model):
     ``base_url``: an OpenAI-compatible server (e.g. ``http://localhost:11434/v1``); None -> env ``OPENAI_BASE_URL``, else api.openai.com. ``api_key``: None ->
     :func:`stepcrew.llm.secrets.resolve_api_key` at the first request; with a custom base URL and no key
     configured, :data:`COMPAT_PLACEHOLDER_KEY` is sent. ``client``: an ``openai.OpenAI`` to use as is.
-    ``request.settings.timeout_s`` is the per-request timeout in seconds. Errors: the :class:`ModelError`
-    subclasses of :mod:`stepcrew.llm.base`.
+    ``request.settings.timeout_s`` is the per-request timeout in seconds. ``native_response_format``: send
+    ``request.response_format`` as ``response_format`` json_schema (:func:`response_format`; api.openai.com, vLLM,
+    Ollama >= 0.5 and llama.cpp's server accept it); False for a server that does not, so callers paste the schema
+    into the prompt instead. Prompt caching is automatic on api.openai.com (prompts of 1,024 tokens or more); the
+    usage reports ``prompt_tokens_details.cached_tokens`` as cache reads, priced at the model's cached-input rate.
+    Errors: the :class:`ModelError` subclasses of :mod:`stepcrew.llm.base`.
     """
 
     provider = "openai"
 
-    def __init__(self, model: str, *, api_key: str | None = None, client: Any = None, base_url: str | None = None):
+    def __init__(self, model: str, *, api_key: str | None = None, client: Any = None, base_url: str | None = None,
+                 native_response_format: bool = True):
         self.model = model
+        self._native_response_format = native_response_format
         self._api_key = api_key
         self._client = client
         self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
@@ -94,6 +100,8 @@ class OpenAIModel(Model):
             kwargs["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                                  "parameters": t.parameters}}
                                for t in request.tools]
+        if request.response_format is not None and self._native_response_format:
+            kwargs["response_format"] = response_format(request.response_format)
         try:
             completion = client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
@@ -118,14 +126,31 @@ class OpenAIModel(Model):
             call_id = (tc.id or f"call_{i}")[:64]
             calls.append(ToolCall(call_id=call_id, name=fn.name, arguments=_convert.parse_arguments(fn.arguments)))
         usage = completion.usage
-        input_tokens = (usage.prompt_tokens or 0) if usage else 0
-        output_tokens = (usage.completion_tokens or 0) if usage else 0
+        # prompt_tokens already includes the cached ones (prompt_tokens_details.cached_tokens, reads only: OpenAI's
+        # cache writes are automatic, free and not reported).
+        input_tokens = _convert.int_or_zero(usage.prompt_tokens) if usage else 0
+        output_tokens = _convert.int_or_zero(usage.completion_tokens) if usage else 0
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
+        cached = _convert.int_or_zero(getattr(details, "cached_tokens", None)) if details is not None else 0
         stop = _convert.stop_reason(choice.finish_reason == "length", calls)
         return ModelResponse(
             text=msg.content or "", tool_calls=calls, stop_reason=stop, model=self.model,
-            usage=ResponseUsage(input_tokens=input_tokens, output_tokens=output_tokens,
-                                cost_usd=_convert.cost(input_tokens, output_tokens,
-                                                       getattr(completion, "model", None), self.model)))
+            usage=_convert.usage(input_tokens, output_tokens, getattr(completion, "model", None), self.model,
+                                 cache_read_tokens=cached))
+
+    def supports_response_format(self) -> bool:
+        """True unless built with ``native_response_format=False`` (see the class docstring)."""
+        return self._native_response_format
+
+
+def response_format(rf: ResponseFormat) -> dict[str, Any]:
+    """Chat Completions ``response_format`` for ``rf``: ``{"type": "json_schema", "json_schema": {"name",
+    "schema", "strict"[, "description"]}}``. ``strict`` is ``rf.strict``: strict mode refuses (HTTP 400) a schema
+    whose properties are not all required or that allows additional properties."""
+    spec: dict[str, Any] = {"name": rf.name, "schema": rf.json_schema, "strict": rf.strict}
+    if rf.description:
+        spec["description"] = rf.description
+    return {"type": "json_schema", "json_schema": spec}
 
 
 def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:

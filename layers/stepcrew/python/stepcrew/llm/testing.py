@@ -82,12 +82,14 @@ def play(turn: Any, request: ModelRequest) -> ModelResponse:
 
 class FunctionModel(Model):
     """Answers each request with ``fn(request)`` (which may raise). Records ``requests``. Thread-safe as far as
-    ``fn`` is."""
+    ``fn`` is. ``native_response_format``: what :meth:`supports_response_format` answers."""
 
     provider = "function"
 
-    def __init__(self, fn: Callable[[ModelRequest], ModelResponse], *, model: str = "function"):
+    def __init__(self, fn: Callable[[ModelRequest], ModelResponse], *, model: str = "function",
+                 native_response_format: bool = False):
         self.model = model
+        self.native_response_format = native_response_format
         self.requests: list[ModelRequest] = []
         self._fn = fn
         self._lock = threading.Lock()
@@ -97,6 +99,11 @@ class FunctionModel(Model):
         with self._lock:
             self.requests.append(request)
         return play(self._fn, request)
+
+    def supports_response_format(self) -> bool:
+        """``native_response_format`` (default False: engines paste the reply schema into the prompt, as for a
+        provider without a native mechanism; True plays a provider that has one)."""
+        return self.native_response_format
 
 
 @contextmanager

@@ -53,6 +53,8 @@ def response_key(provider: str, request: ModelRequest) -> str:
            "messages": [seen(m) for m in request.messages],
            "tools": [t.model_dump(mode="json") for t in request.tools],
            "settings": {"max_tokens": request.settings.max_tokens, "temperature": request.settings.temperature}}
+    if request.response_format is not None:  # a native reply schema is part of what the provider answers to
+        doc["response_format"] = request.response_format.model_dump(mode="json")
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return RESPONSE_PREFIX + hashlib.sha256(blob.encode()).hexdigest()
 

@@ -118,8 +118,11 @@ class RunStore(ABC):
         re-read each run (strongly consistent) before acting on it."""
 
     @abstractmethod
-    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
-        """Atomically add one model response's usage to the run's totals and per-model breakdown."""
+    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float, *,
+                  cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> Usage:
+        """Atomically add one model response's usage to the run's totals and per-model breakdown
+        (``cache_read_tokens`` / ``cache_write_tokens``: the parts of ``input_tokens`` served from / written to
+        the provider's prompt cache)."""
 
     # ---- resilience: budget reservations, cache savings, cache entries, circuit-breaker state
     @abstractmethod

@@ -297,24 +297,29 @@ class DynamoRunStore(RunStore):
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return out[:limit]
 
-    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float, *,
+                  cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> Usage:
         """``ADD`` to the META totals (RunNotFoundError if the run is absent), then ``ADD`` to ``USAGE#<model>``.
         Returns the run's usage after the add (totals from this update, by_model read afterwards). ValueError
         for an empty model or negative numbers. Costs are summed as Decimal (exact for the floats' repr)."""
-        s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd)
-        values = s.to_dynamo({"input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": cost_usd})
-        add = "ADD input_tokens :input_tokens, output_tokens :output_tokens, cost_usd :cost_usd"
+        s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd, cache_read_tokens=cache_read_tokens,
+                              cache_write_tokens=cache_write_tokens)
+        values = s.to_dynamo({"input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": cost_usd,
+                              "cache_read_tokens": cache_read_tokens, "cache_write_tokens": cache_write_tokens})
+        add = ("ADD input_tokens :input_tokens, output_tokens :output_tokens, cost_usd :cost_usd, "
+               "cache_read_tokens :cache_read_tokens, cache_write_tokens :cache_write_tokens")
         attr_values = {f":{k}": self._ser.serialize(v) for k, v in values.items()}
         try:
             resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK), UpdateExpression=add,
                               ConditionExpression="attribute_exists(PK)", ExpressionAttributeValues=attr_values,
-                              ReturnValues="UPDATED_NEW")
+                              ReturnValues="ALL_NEW")  # UPDATED_NEW may leave out a counter an ADD of 0 kept
         except _ConditionFailed:
             raise RunNotFoundError(run_id) from None
         self._call("update_item", Key=self._key(s.run_pk(run_id), s.usage_sk(model)),
                    UpdateExpression=add + " SET #model = :model", ExpressionAttributeNames={"#model": "model"},
                    ExpressionAttributeValues={**attr_values, ":model": {"S": model}})
-        totals = s.from_dynamo(self._from_av(resp["Attributes"]))
+        item = s.from_dynamo(self._from_av(resp["Attributes"]))
+        totals = {k: item.get(k, 0) for k in (*s.USAGE_TOTAL_ATTRIBUTES, *s.SAVINGS_ATTRIBUTES)}
         return Usage(**totals, by_model=self._by_model(run_id))
 
     # ------------------------------------------------------------------------------------------ resilience

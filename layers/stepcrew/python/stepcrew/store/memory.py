@@ -44,7 +44,8 @@ _Totals = dict[str, Any]  # input_tokens: int, output_tokens: int, cost_usd: Dec
 
 
 def _zero() -> _Totals:
-    return {"input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0)}
+    return {"input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0), "cache_read_tokens": 0,
+            "cache_write_tokens": 0}
 
 
 def _dec(number: float) -> Decimal:
@@ -52,15 +53,19 @@ def _dec(number: float) -> Decimal:
     return Decimal(repr(float(number)))
 
 
-def _add(totals: _Totals, input_tokens: int, output_tokens: int, cost: Decimal) -> None:
+def _add(totals: _Totals, input_tokens: int, output_tokens: int, cost: Decimal, cache_read_tokens: int = 0,
+         cache_write_tokens: int = 0) -> None:
     totals["input_tokens"] += input_tokens
     totals["output_tokens"] += output_tokens
     totals["cost_usd"] += cost
+    totals["cache_read_tokens"] += cache_read_tokens
+    totals["cache_write_tokens"] += cache_write_tokens
 
 
 def _as_usage_fields(totals: _Totals) -> dict[str, Any]:
     return {"input_tokens": totals["input_tokens"], "output_tokens": totals["output_tokens"],
-            "cost_usd": float(totals["cost_usd"])}
+            "cost_usd": float(totals["cost_usd"]), "cache_read_tokens": totals["cache_read_tokens"],
+            "cache_write_tokens": totals["cache_write_tokens"]}
 
 
 class MemoryRunStore(RunStore):
@@ -98,12 +103,14 @@ class MemoryRunStore(RunStore):
                 raise RunExistsError(run.run_id)
             self._runs[run.run_id] = run.model_copy(update={"usage": Usage()}, deep=True)
             totals = _zero()
-            _add(totals, run.usage.input_tokens, run.usage.output_tokens, _dec(run.usage.cost_usd))
+            _add(totals, run.usage.input_tokens, run.usage.output_tokens, _dec(run.usage.cost_usd),
+                 run.usage.cache_read_tokens, run.usage.cache_write_tokens)
             self._totals[run.run_id] = totals
             self._by_model[run.run_id] = {}
             for model, u in run.usage.by_model.items():
                 self._by_model[run.run_id][model] = _zero()
-                _add(self._by_model[run.run_id][model], u.input_tokens, u.output_tokens, _dec(u.cost_usd))
+                _add(self._by_model[run.run_id][model], u.input_tokens, u.output_tokens, _dec(u.cost_usd),
+                     u.cache_read_tokens, u.cache_write_tokens)
 
     def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         """A copy of the run with its usage. RunNotFoundError if absent or of another ``tenant``."""
@@ -180,16 +187,19 @@ class MemoryRunStore(RunStore):
             return [run_id for run_id, run in self._runs.items()
                     if not run.status.terminal and run.updated_at < updated_before][:limit]
 
-    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> Usage:
+    def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float, *,
+                  cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> Usage:
         """Add to the totals and the model's breakdown atomically; returns the run's usage after the add.
         RunNotFoundError; ValueError for an empty model or negative numbers."""
-        s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd)
+        s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd, cache_read_tokens=cache_read_tokens,
+                              cache_write_tokens=cache_write_tokens)
         cost = _dec(cost_usd)
+        cached = (cache_read_tokens, cache_write_tokens)
         with self._lock:
             if run_id not in self._runs:
                 raise RunNotFoundError(run_id)
-            _add(self._totals[run_id], input_tokens, output_tokens, cost)
-            _add(self._by_model[run_id].setdefault(model, _zero()), input_tokens, output_tokens, cost)
+            _add(self._totals[run_id], input_tokens, output_tokens, cost, *cached)
+            _add(self._by_model[run_id].setdefault(model, _zero()), input_tokens, output_tokens, cost, *cached)
             return self._assemble(run_id).usage
 
     # ------------------------------------------------------------------------------------------ resilience

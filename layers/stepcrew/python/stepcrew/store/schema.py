@@ -9,8 +9,8 @@ Items of one run share the partition ``RUN#<run_id>``:
 SK                                       item
 =======================================  ==================================================================
 ``META``                                 run record: one attribute per :class:`~stepcrew.models.Run` field
-                                         (``usage`` excepted) + usage totals ``input_tokens``,
-                                         ``output_tokens``, ``cost_usd``; GSI1PK ``TENANT#<tenant>``,
+                                         (``usage`` excepted) + usage totals (:data:`USAGE_TOTAL_ATTRIBUTES`:
+                                         tokens, cost, prompt-cache tokens); GSI1PK ``TENANT#<tenant>``,
                                          GSI1SK ``<created_at ISO>#<run_id>``. No TTL.
 ``PLAN``                                 the plan (``body``: JSON)
 ``TASK#<subtask>``                       sub-task record, one attribute per field + ``position`` (plan order)
@@ -19,7 +19,7 @@ SK                                       item
 ``EVENT#<ISO ts>#<uuid8>``               one progress event (``body``: JSON), TTL
 ``REPORT``                               the current report (``text``, ``version``)
 ``REVIEW#<round:03d>``                   one review round (``body``: JSON)
-``USAGE#<model>``                        per-model usage (``input_tokens``, ``output_tokens``, ``cost_usd``)
+``USAGE#<model>``                        per-model usage (the :data:`USAGE_TOTAL_ATTRIBUTES`)
 =======================================  ==================================================================
 
 Timestamps in keys are UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (fixed width, so they sort as strings). Numbers are
@@ -73,7 +73,7 @@ MSG_COUNTER_PREFIX = "MSGSEQ#"
 EVENT_PREFIX = "EVENT#"
 REVIEW_PREFIX = "REVIEW#"
 USAGE_PREFIX = "USAGE#"
-USAGE_TOTAL_ATTRIBUTES = ("input_tokens", "output_tokens", "cost_usd")
+USAGE_TOTAL_ATTRIBUTES = ("input_tokens", "output_tokens", "cost_usd", "cache_read_tokens", "cache_write_tokens")
 #: Cache savings on META (ADD, like the usage totals), read into ``Usage``.
 SAVINGS_ATTRIBUTES = ("cache_hits", "saved_tokens", "saved_cost_usd")
 #: Budget reservations on META: used + outstanding reservations (``RunStore.reserve_budget``); never in ``Run``.
@@ -241,11 +241,13 @@ def decode_cursor(cursor: str) -> Any:
         raise ValueError("invalid cursor") from e
 
 
-def check_usage_numbers(model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+def check_usage_numbers(model: str, input_tokens: int, output_tokens: int, cost_usd: float, *,
+                        cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> None:
     """ValueError unless ``model`` is non-empty, token counts are ints >= 0 and ``cost_usd`` is a number >= 0."""
     if not model:
         raise ValueError("model id must not be empty")
-    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens),
+                        ("cache_read_tokens", cache_read_tokens), ("cache_write_tokens", cache_write_tokens)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     if not isinstance(cost_usd, int | float) or isinstance(cost_usd, bool) or not 0 <= cost_usd < float("inf"):
