@@ -489,6 +489,8 @@ class ToolContext(Strict):
     subtask_id: SubtaskId
     data_uri: str | None = None
     tenant: Tenant | None = None
+    allow_side_effects: bool = Field(default=False, description="the run allows operations tools to act (else they "
+                                                                "answer a dry run: what they would do)")
 
 
 class ToolInvocation(Strict):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stepcrew.llm.base import ToolSpec
-from stepcrew.models import TOOL_OUTPUT_MAX_BYTES, ToolContext, ToolError, ToolInvocation, ToolResult
+from stepcrew.models import TOOL_OUTPUT_MAX_BYTES, ToolCall, ToolContext, ToolError, ToolInvocation, ToolResult
 from stepcrew.llm.schema import compact_schema
 from stepcrew.tools.jsonable import to_jsonable  # noqa: F401  (re-exported: the tool API in one import)
 from stepcrew.tools.errors import (  # noqa: F401  (re-exported: the tool API in one import)
@@ -103,6 +103,11 @@ class Tool(ABC):
         (it is passed through :func:`to_jsonable`). Raises a :class:`ToolFailure` subclass for errors the model
         should see."""
 
+    def run_call(self, args: Any, ctx: ToolContext, call: ToolCall) -> Any:
+        """What :meth:`invoke` calls: :meth:`run`. Tools that need the call's identity (an operations tool's
+        exactly-once receipt is keyed on its call id: :mod:`stepcrew.tools.receipts`) override this instead."""
+        return self.run(args, ctx)
+
     def shrink(self, content: Any, max_bytes: int) -> Any | None:
         """Return a smaller version of ``content`` that fits ``max_bytes`` (e.g. fewer rows), or None to fall
         back to :func:`preview`. The default has no tool-specific way to shrink."""
@@ -131,7 +136,7 @@ class Tool(ABC):
         except ValidationError as exc:
             return fail("InvalidArguments", format_validation_error(exc))
         try:
-            content = to_jsonable(self.run(args, ctx))
+            content = to_jsonable(self.run_call(args, ctx, call))
         except ToolFailure as exc:
             return fail(exc.type, str(exc))
         except Exception as exc:  # noqa: BLE001 - the model gets a typed error, operators get the log line
