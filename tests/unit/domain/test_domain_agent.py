@@ -71,6 +71,13 @@ def test_each_call_is_handed_out_with_its_own_function(store, setup):
         ("arn:aws:lambda:us-east-1:123456789012:function:stepcrew-tool_describe_dataset", "describe_dataset")]
 
 
+@pytest.mark.parametrize("allowed", [False, True])
+def test_the_runs_side_effect_switch_goes_out_with_the_calls(store, make_run, use_model, allowed):
+    make_run(provider=use_model(ScriptedModel([call_tool("describe_dataset", {}, call_id="c1")])), data=DATA,
+             allow_side_effects=allowed)
+    store.put_plan(RUN_ID, two_step_plan())
+    assert agent_turn(_turn(), store).allow_side_effects is allowed
+
 def test_a_tool_without_a_deployed_function_fails_the_turn_before_any_model_call(store, setup):
     model = setup(call_tool("describe_dataset", {}, call_id="c1"))
     partial = {k: v for k, v in TOOL_FNS.items() if k != "query_dataset"}

@@ -70,7 +70,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def build_request(goal: str, data: Path | None, crew: str, provider: str | None, *, review: dict | None = None,
                   budget: dict | None = None, aws: bool = False, data_uri: str | None = None,
                   require_approval: bool = False, guardrails: dict | None = None, routing: dict | None = None,
-                  tenant: str | None = None, user: str | None = None, memory: str = "on"):
+                  tenant: str | None = None, user: str | None = None, memory: str = "on",
+                  allow_side_effects: bool = False):
     """Validate everything a run needs before anything is written. ``review``/``budget``/``guardrails``: fields of
     :class:`~stepcrew.models.ReviewConfig` / :class:`~stepcrew.models.Budget` /
     :class:`~stepcrew.models.GuardrailPolicy` (omitted ones keep their defaults; no ``guardrails``: the crew's).
@@ -108,7 +109,7 @@ def build_request(goal: str, data: Path | None, crew: str, provider: str | None,
         request = RunRequest(goal=goal, crew=crew_model.name, data=uri, provider=name, review=review or {},
                              budget=budget or {}, require_approval=require_approval, guardrails=guardrails or None,
                              routing=routing or None, memory=memory, user=user,
-                             **({"tenant": tenant} if tenant else {}))
+                             allow_side_effects=allow_side_effects, **({"tenant": tenant} if tenant else {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -610,12 +611,13 @@ def _given(**values) -> dict:
 
 def _run(goal, data, crew, provider, as_json, aws, timeout, review=None, budget=None, data_uri=None,
          require_approval=False, guardrails=None, routing=None, tenant=None, user=None, memory="on",
-         resume_orphans=False) -> None:
+         resume_orphans=False, allow_side_effects=False) -> None:
     def start() -> int:
         request, crew_model = build_request(goal, data, crew, provider, review=review, budget=budget, aws=aws,
                                             data_uri=data_uri, require_approval=require_approval,
                                             guardrails=guardrails, routing=routing() if routing else None,
-                                            tenant=tenant, user=user, memory=memory)
+                                            tenant=tenant, user=user, memory=memory,
+                                            allow_side_effects=allow_side_effects)
         return execute(request, crew_model, aws=aws, as_json=as_json, timeout_s=timeout,
                        resume_orphans=resume_orphans)
 
@@ -691,6 +693,9 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
                                                       "recalled too ('ann' or '<tenant>:ann').")] = None,
         no_memory: Annotated[bool, typer.Option("--no-memory", help="Recall nothing from the tenant's memory and "
                                                                     "leave nothing in it.")] = False,
+        allow_side_effects: Annotated[bool, typer.Option(
+            "--allow-side-effects", help="Operations tools (export_results) act; without it they answer a dry run "
+                                         "of what they would do.")] = False,
         resume_orphans: ResumeOrphansOpt = False,
         ) -> None:
     """Run GOAL with a crew: plan, sub-tasks side by side, tool calls, review rounds, final report. Exit 0
@@ -707,7 +712,8 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
                                 cache=False if no_cache else None, semantic_threshold=semantic_threshold,
                                 cache_ttl_s=cache_ttl,
                                 fallback_on_auth_error=fallback_on_auth_error or None),
-         tenant=tenant, user=user, memory="off" if no_memory else "on", resume_orphans=resume_orphans)
+         tenant=tenant, user=user, memory="off" if no_memory else "on", resume_orphans=resume_orphans,
+         allow_side_effects=allow_side_effects)
 
 
 @app.command()

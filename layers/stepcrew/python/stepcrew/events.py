@@ -198,6 +198,8 @@ class AgentTurnOutput(Strict):
     tool_calls: list[ToolDispatch] = Field(default_factory=list)
     data_uri: str | None = None
     tenant: Tenant = DEFAULT_TENANT
+    allow_side_effects: bool = Field(default=False, description="the run's: copied into every tool call's context "
+                                                                "by the tool Map (operations tools act only then)")
     status: SubtaskStatus
 
     @property

@@ -292,6 +292,8 @@ class RunRequest(Strict):
                                                                "stage's, see STEPCREW_FALLBACK_CHAIN)")
     memory: Literal["on", "off"] = Field(default="on", description="off: the run recalls nothing from the "
                                          "tenant's memory and leaves nothing in it (no episode, no facts)")
+    allow_side_effects: bool = Field(default=False, description="operations tools (export_results) act; "
+                                     "without it they answer a dry run (what they would do) and change nothing")
     user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,255}$")] | None = Field(
         default=None, description="the user within the tenant (memory: this user's facts are recalled and "
                                   "written too); '<tenant>:<user>' of another tenant is refused")
@@ -633,6 +635,7 @@ class Run(Strict):
     budget_exhausted: bool = Field(default=False, description="a budget ran out after the report existed: the "
                                    "run ends with the best report it has, handed to a person")
     memory: Literal["on", "off"] = "on"
+    allow_side_effects: bool = Field(default=False, description="operations tools act (else dry runs only)")
     user: str | None = Field(default=None, max_length=128, description="the user within the tenant (memory)")
     recalled: RecallSummary | None = Field(default=None, description="what the planner recalled from the "
                                            "tenant's memory (ids and scores; the texts are in conversation "

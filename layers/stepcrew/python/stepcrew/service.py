@@ -83,7 +83,8 @@ def create_run(request: RunRequest, crew: Crew, store: RunStore, *, run_id: str 
               provider=request.provider, review_config=request.review, budget=request.budget, inputs=request.inputs,
               guardrails=crew.guardrails.tightened(request.guardrails),
               require_approval=request.require_approval,
-              routing=effective_routing(request.routing, request.provider), memory=request.memory, user=user)
+              routing=effective_routing(request.routing, request.provider), memory=request.memory, user=user,
+              allow_side_effects=request.allow_side_effects)
     store.create_run(run)
     store.add_event(ProgressEvent(run_id=run.run_id, kind="run_queued", data={"provider": run.provider}))
     return run

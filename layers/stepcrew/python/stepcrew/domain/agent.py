@@ -227,7 +227,8 @@ def _answer_pending(inp: AgentTurnInput, last: Message, allowed: list[str]) -> M
 
 def _output(inp: AgentTurnInput, run: Run, record: SubtaskRecord, stop: str, calls: list[ToolDispatch] = ()) -> dict:
     return dict(run_id=inp.run_id, subtask_id=inp.subtask_id, turn=max(record.turns, 1), stop_reason=stop,
-                tool_calls=list(calls), data_uri=run.data, tenant=run.tenant, status=record.status)
+                tool_calls=list(calls), data_uri=run.data, tenant=run.tenant, status=record.status,
+                allow_side_effects=run.allow_side_effects)
 
 
 def agent_turn(inp: AgentTurnInput, store: RunStore, engines: EngineResolver | None = None) -> AgentTurnOutput:
