@@ -342,6 +342,11 @@ class Crew(Strict):
     synthesizer: AgentRole
     guardrails: GuardrailPolicy = Field(default_factory=GuardrailPolicy,
                                         description="the crew's guardrail policy; runs may only tighten it")
+    process: Literal["parallel", "sequential", "hierarchical", "hybrid"] = Field(
+        default="parallel", description="parallel: the plan's DAG in waves, independent sub-tasks side by side; "
+                                        "sequential: the sub-tasks one at a time in plan order, each seeing every "
+                                        "earlier output; hierarchical / hybrid: a manager delegates (needs manager)")
+    manager: AgentRole | None = Field(default=None, description="the manager role of a hierarchical or hybrid crew")
 
     @model_validator(mode="after")
     def _unique_worker_names(self) -> Crew:
@@ -349,6 +354,12 @@ class Crew(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate worker names: {', '.join(dupes)}")
+        if self.process in ("hierarchical", "hybrid") and self.manager is None:
+            raise ValueError(f"process {self.process!r} needs a manager role")
+        if self.process in ("parallel", "sequential") and self.manager is not None:
+            raise ValueError(f"process {self.process!r} has no manager: remove it, or use process hierarchical")
+        if self.manager is not None and self.manager.name in names:
+            raise ValueError(f"the manager {self.manager.name!r} is also a worker: give it its own name")
         return self
 
     def worker(self, name: str) -> AgentRole:
@@ -420,6 +431,15 @@ class Plan(Strict):
             for i in wave:
                 del remaining[i]
         return waves
+
+    def sequential(self) -> Plan:
+        """The plan as a chain (a crew with ``process: sequential``): its sub-tasks in dependency order (waves
+        flattened, plan order within a wave), each depending on every earlier one, so they run one at a time and
+        each sees every earlier output. Raises PlanValidationError on a cycle."""
+        order = [i for wave in self.waves() for i in wave]
+        by_id = {s.id: s for s in self.subtasks}
+        return self.model_copy(update={"subtasks": [
+            by_id[i].model_copy(update={"depends_on": order[:k]}) for k, i in enumerate(order)]})
 
     def get(self, subtask_id: str) -> SubTask:
         for s in self.subtasks:

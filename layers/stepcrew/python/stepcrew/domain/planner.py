@@ -37,7 +37,8 @@ CONVERSATION = "planner"
 
 
 def check_plan(reply: PlanReply, tools: set[str], crew: Crew) -> Plan:
-    """The reply's plan, validated against the known tools and the crew's roles and their tools. Raises
+    """The reply's plan, validated against the known tools and the crew's roles and their tools (a sequential
+    crew's plan as a chain: :meth:`stepcrew.models.Plan.sequential`). Raises
     PlanValidationError with a one-line reason (the reply was no plan, or a rule is broken)."""
     if reply.plan is None:
         raise PlanValidationError(reply.error or "the reply held no plan")
@@ -45,7 +46,7 @@ def check_plan(reply: PlanReply, tools: set[str], crew: Crew) -> Plan:
     role_error = role_tool_errors(reply.plan, crew)
     if role_error:
         raise PlanValidationError(role_error)
-    return reply.plan
+    return reply.plan.sequential() if crew.process == "sequential" else reply.plan
 
 
 def _semantic_cache(run: Run, store: RunStore, resolver: EngineResolver) -> SemanticPlanCache | None:
