@@ -182,5 +182,5 @@ def test_dynamodb_receipts_and_s3_artifacts_give_one_export_across_a_crash():
     body = s3.get_object(Bucket="artifacts", Key=KEY)["Body"].read()
     assert list(csv.reader(io.StringIO(body.decode()))) == [ARGS["columns"]] + [[str(c) for c in r]
                                                                                 for r in ARGS["rows"]]
-    item = ddb.get_item(TableName="t", Key={"PK": {"S": "RUN#run1"}, "SK": {"S": "RECEIPT#export#c1"}})["Item"]
+    item = ddb.get_item(TableName="t", Key={"PK": {"S": "RECEIPT#run1"}, "SK": {"S": "export#c1"}})["Item"]
     assert json.loads(item["body"]["S"])["status"] == "DONE"

@@ -1,8 +1,9 @@
 """Exactly-once side effects: an idempotency receipt per tool call, written before the effect and completed after.
 
 A tool with a real side effect (an export, a notification) runs its effect through :func:`exactly_once`. The
-receipt's key is the call's identity: run, sub-task and tool-call id (``RUN#<run_id>`` / ``RECEIPT#<subtask>#<call>``
-in the run table), so every way the same call can come back — a Lambda retried by the ASL ``Retry``, a redriven or
+receipt's key is the call's identity: run, sub-task and tool-call id (``RECEIPT#<run_id>`` / ``<subtask>#<call>`` in
+the run table: its own partition prefix, so an operations tool's role can be held to ``RECEIPT#*`` keys with the
+``dynamodb:LeadingKeys`` condition, like the tool cache's ``CACHE#*``), so every way the same call can come back — a Lambda retried by the ASL ``Retry``, a redriven or
 resumed run, a Map iteration replayed — finds it:
 
 1. ``begin``: a conditional put (``attribute_not_exists``) of a PENDING receipt with the tenant, the tool and the
@@ -65,7 +66,7 @@ class ReceiptForbidden(ToolFailure):
 
 
 class Receipt(BaseModel):
-    """One call's receipt (``RUN#<run_id>`` / ``RECEIPT#<subtask_id>#<call_id>``)."""
+    """One call's receipt (``RECEIPT#<run_id>`` / ``<subtask_id>#<call_id>``)."""
 
     model_config = ConfigDict(extra="forbid")
     run_id: str
@@ -84,8 +85,12 @@ class Receipt(BaseModel):
         return receipt_sk(self.subtask_id, self.call_id)
 
 
+def receipt_pk(run_id: str) -> str:
+    return f"RECEIPT#{run_id}"
+
+
 def receipt_sk(subtask_id: str, call_id: str) -> str:
-    return f"RECEIPT#{subtask_id}#{call_id}"
+    return f"{subtask_id}#{call_id}"
 
 
 def arguments_sha256(arguments: dict[str, Any]) -> str:
@@ -136,7 +141,7 @@ class MemoryReceiptStore(ReceiptStore):
 
 class DynamoReceiptStore(ReceiptStore):
     """Receipts in the run table (``client``: a boto3 DynamoDB client built once per cold start). Deployed, an
-    operations tool's role may ``PutItem``/``GetItem``/``UpdateItem`` only keys whose SK begins with ``RECEIPT#``."""
+    operations tool's role may ``PutItem``/``GetItem`` only items whose partition key begins with ``RECEIPT#``."""
 
     def __init__(self, client: Any, table_name: str) -> None:
         self.client, self.table = client, table_name
@@ -144,7 +149,7 @@ class DynamoReceiptStore(ReceiptStore):
     def _key(self, run_id: str, sk: str) -> dict[str, Any]:
         from stepcrew.store import schema as s
 
-        return {s.PK: {"S": s.run_pk(run_id)}, s.SK: {"S": sk}}
+        return {s.PK: {"S": receipt_pk(run_id)}, s.SK: {"S": sk}}
 
     def begin(self, receipt: Receipt) -> Receipt | None:
         body = receipt.model_dump_json()
