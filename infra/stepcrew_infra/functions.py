@@ -27,6 +27,10 @@ A function's role gets:
 - ``reads_arguments`` (``write_section``: arguments by reference, :mod:`stepcrew.tools.argrefs`): ``GetItem`` and
   ``Query`` on the run table (no index) for partition keys ``RUN#*`` only: read-only, no cache, breaker or other
   partition; which run and tenant is checked in code (the run's tenant from the state, ``get_run(run_id, tenant)``);
+- ``isolated_network`` (``run_python``: untrusted code): no other flag may be set (ValueError at synth); the function
+  runs in :class:`stepcrew_infra.network.IsolatedNetwork` (isolated subnets, a security group without egress), its
+  role gets the ENI actions Lambda needs in a VPC (:data:`stepcrew_infra.network.ENI_ACTIONS`, Resource ``*``) and
+  it gets ``STEPCREW_PYTHON_DATASET=off`` (it cannot read the run's S3 dataset: stepcrew.tools.run_python);
 - nothing else: a tool that never reads the table has no DynamoDB statement at all.
 
 Environment of every function: ``STEPCREW_STAGE``, ``POWERTOOLS_SERVICE_NAME`` (``stepcrew-<name>``),
@@ -59,12 +63,14 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from stepcrew.store import schema
 from stepcrew.tools.datasets import READER_ROLE_ENV
+from stepcrew.tools.run_python import DATASET_ENV as PYTHON_DATASET_ENV
 from stepcrew.wiring import FUNCTIONS, FunctionSpec
 
 from stepcrew_infra import constants as C
 from stepcrew_infra.config import StageConfig
 from stepcrew_infra.data import DatasetReader
 from stepcrew_infra.nag import acknowledge
+from stepcrew_infra.network import ENI_ACTIONS, IsolatedNetwork
 
 #: Item-level DynamoDB actions a table user may call (the store adapter's get/put/update/delete/query, batch and
 #: transactional writes are authorized per item action). No Scan, no table or index management.
@@ -127,6 +133,8 @@ class FunctionResources:
     #: Per function name: its :class:`FunctionExtras` (the guard layer, backend and guardrail permission; the memory
     #: index's environment and permissions). Add with :meth:`add_extras`, before the function is built.
     extras: dict[str, FunctionExtras] = field(default_factory=dict)
+    #: The VPC of the ``isolated_network`` functions (built by the stack only when a spec has the flag).
+    isolated_network: IsolatedNetwork | None = None
 
     def __post_init__(self) -> None:
         if self.dataset_reader is None:
@@ -185,6 +193,7 @@ class StepcrewFunction(Construct):
         super().__init__(scope, construct_id)
         config = resources.config
         self.spec = spec
+        network = self._isolated_network(spec, resources)
         self.log_group = logs.LogGroup(self, "Logs", retention=config.log_retention,
                                        removal_policy=config.removal_policy)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -214,6 +223,8 @@ class StepcrewFunction(Construct):
                              "permission of a model caller (calls_models=True) or of an embedder (embeds=True)")
         if spec.calls_models or spec.embeds:  # deployed embeddings: Titan V2 (semantic cache, memory recall, writes)
             env.update(C.EMBEDDINGS_ENVIRONMENT)
+        if network is not None:  # no S3, no network: the tool must not try to read the run's dataset
+            env[PYTHON_DATASET_ENV] = "off"
         if spec.vector_index:  # the exact index's numpy: one BLAS thread (a Lambda of <= 1,769 MB has < 2 vCPUs;
             env["OPENBLAS_NUM_THREADS"] = "1"  # bench/memory.py: threaded BLAS was 5-7x slower on a busy CPU)
         extras = resources.extras.get(spec.name, FunctionExtras())
@@ -231,11 +242,33 @@ class StepcrewFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             reserved_concurrent_executions=config.reserved_concurrency.get(spec.name),
             dead_letter_queue=dead_letter_queue,
+            **({} if network is None else {"vpc": network.vpc, "vpc_subnets": network.subnets,
+                                            "security_groups": [network.security_group],
+                                            "allow_public_subnet": False}),
         )
         self._grant(resources)
         for statement in extras.statements:
             self.role.add_to_policy(statement.copy())
         resources.functions[spec.name] = self
+
+    @staticmethod
+    def _isolated_network(spec: FunctionSpec, resources: FunctionResources) -> IsolatedNetwork | None:
+        """The network of an ``isolated_network`` spec (None for the others). ValueError when such a spec also
+        touches anything (table, data, models, secrets, events, runs, memory, other functions) or reads its arguments
+        by reference; RuntimeError when the stack built no network."""
+        if not spec.isolated_network:
+            return None
+        touching = [name for name in ("touches_table", "reads_data", "calls_models", "starts_runs", "emits_events",
+                                      "caches_results", "reads_arguments", "screens", "sweeps_runs", "embeds")
+                    if getattr(spec, name)] + (["vector_index"] if spec.vector_index else []) + (
+                   ["invokes"] if spec.invokes else [])
+        if touching:
+            raise ValueError(f"{spec.name}: isolated_network runs untrusted code and may touch nothing, but has "
+                             f"{', '.join(touching)}")
+        if resources.isolated_network is None:
+            raise RuntimeError(f"{spec.name}: isolated_network needs FunctionResources.isolated_network (the stack "
+                               "builds it when a spec has the flag)")
+        return resources.isolated_network
 
     # ---------------------------------------------------------------------------------------- permissions
     def _grant(self, resources: FunctionResources) -> None:
@@ -243,6 +276,9 @@ class StepcrewFunction(Construct):
         self.role.add_to_policy(iam.PolicyStatement(
             sid="OwnLogGroup", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
             resources=[self.log_group.log_group_arn]))
+        if spec.isolated_network:  # Lambda creates the function's ENIs in the isolated subnets with this role
+            self.role.add_to_policy(iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=list(ENI_ACTIONS),
+                                                        resources=["*"]))
         if spec.touches_table:
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="RunTable", actions=list(TABLE_ACTIONS),
@@ -289,9 +325,16 @@ class StepcrewFunction(Construct):
     def _acknowledge(self, resources: FunctionResources) -> None:
         policy = self.role.node.find_child("DefaultPolicy")
         name = self.spec.name
-        acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
-                    f"{name}: xray:PutTraceSegments/PutTelemetryRecords (Tracing.ACTIVE) support no resource-level "
-                    "permissions, so X-Ray requires Resource '*'; it is the only '*' statement of this role.")
+        if self.spec.isolated_network:
+            acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
+                        f"{name}: X-Ray (Tracing.ACTIVE) and the ENI actions Lambda needs to place the function in "
+                        "its isolated VPC (ec2:Describe* support no resource-level permissions; Lambda names the "
+                        "network interfaces itself) require Resource '*'; the ENIs can only sit in subnets without "
+                        "any route out, and the role grants no data, table or secret access.")
+        else:
+            acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
+                        f"{name}: xray:PutTraceSegments/PutTelemetryRecords (Tracing.ACTIVE) support no resource-level "
+                        "permissions, so X-Ray requires Resource '*'; it is the only '*' statement of this role.")
         if self.spec.calls_models:
             acknowledge(policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/*]",
                         f"{name}: the Bedrock model is chosen per run (provider/model settings), and cross-Region "

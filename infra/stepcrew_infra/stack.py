@@ -27,6 +27,7 @@ from stepcrew_infra.functions import FunctionResources, build_layers, wire_invoc
 from stepcrew_infra.guard import Guard
 from stepcrew_infra.memory import MemoryIndex
 from stepcrew_infra.monitoring import Monitoring
+from stepcrew_infra.network import IsolatedNetwork
 from stepcrew_infra.orchestration import Orchestration
 from stepcrew_infra.queues import dead_letter_queue
 from stepcrew_infra.schedules import Schedules
@@ -60,6 +61,8 @@ class StepcrewStack(cdk.Stack):
         self.memory = MemoryIndex(self, "Memory", config=config)
         resources = FunctionResources(config=config, layers=layers, table=self.data.table,
                                       datasets=self.data.datasets, secrets=dict(self.data.secrets))
+        if any(spec.isolated_network for spec in wiring.FUNCTIONS.values()):  # run_python: no route out
+            resources.isolated_network = IsolatedNetwork(self, "IsolatedNetwork", config=config)
         for name in C.SCREENING_FUNCTIONS:
             resources.add_extras(name, self.guard.extras)
         for name, spec in wiring.FUNCTIONS.items():

@@ -12,6 +12,7 @@ from stepcrew import wiring
 from stepcrew.store import schema
 
 from stepcrew_infra import constants as C
+from stepcrew_infra.network import ENI_ACTIONS
 from stepcrew_infra.schedules import ScheduleFile
 
 pytestmark = pytest.mark.infra
@@ -157,6 +158,7 @@ def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
         expected |= {"events"} if spec.emits_events else set()
         expected |= {"sqs"} if name in C.ASYNC_FUNCTIONS else set()  # its own dead-letter queue
         expected |= {"lambda"} if spec.invokes else set()  # the functions it calls (the api -> memory)
+        expected |= {"ec2"} if spec.isolated_network else set()  # its ENIs in the isolated VPC (run_python)
         # no "s3vectors": the default memory_index is exact (tests/infra/test_memory.py covers s3vectors)
         assert services(function_statements(synth, name)) == expected, name
 
@@ -191,6 +193,9 @@ def test_each_function_policy_names_only_its_own_resources(synth):
         for statement in statements:
             assert statement["Effect"] == "Allow"
             if as_list(statement["Resource"]) == ["*"]:
+                if spec.isolated_network and services([statement]) == {"ec2"}:  # Lambda places its ENIs with it
+                    assert sorted(as_list(statement["Action"])) == sorted(ENI_ACTIONS), name
+                    continue
                 assert services([statement]) == {"xray"}, f"{name}: only X-Ray may use Resource '*'"
 
 

@@ -21,7 +21,7 @@ def test_names_match_the_wiring_and_the_state_machine():
     assert len(maps) == 2  # CallModel and ReturnResults: both hand out calls
     assert all(m == maps[0] for m in maps)
     assert known_tools() == set(wiring.TOOL_FUNCTIONS) == set(maps[0]) == {
-        "calculator", "describe_dataset", "query_dataset", "write_section", "remember"}
+        "calculator", "describe_dataset", "query_dataset", "write_section", "remember", "run_python"}
     assert all(tool.name == name for name, tool in TOOLS.items())
 
 
@@ -50,7 +50,7 @@ def test_unknown_tool_is_a_key_error_naming_the_known_tools():
         get_tool("shell")
     assert isinstance(info.value, KeyError)
     assert str(info.value) == ("unknown tool 'shell'; known tools: calculator, describe_dataset, query_dataset, "
-                               "remember, write_section")
+                               "remember, run_python, write_section")
     with pytest.raises(UnknownToolError):
         tool_specs(["calculator", "shell"])
 

@@ -66,6 +66,10 @@ in seconds (Lambda max 900)."""
     #: ``embeds``: embeds texts (memory writes) without calling models: Bedrock InvokeModel on the Titan embeddings
     #: model only, and the embeddings environment (model callers have both anyway).
     embeds: bool = False
+    #: ``isolated_network``: runs untrusted code (``run_python``): the CDK stack puts it in a VPC with isolated subnets
+    #: only (no NAT, internet gateway or VPC endpoint) and a security group without egress (stepcrew_infra.network);
+    #: only such a function may have it, and it must touch nothing else (every other flag False).
+    isolated_network: bool = False
     vector_index: Literal["", "read", "write", "delete"] = ""
     invokes: tuple[str, ...] = ()
     memory_mb: int = 512
@@ -107,6 +111,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  tool="remember", memory_mb=256, timeout_s=10),
     FunctionSpec("tool_write_section", "Tool: writes a report section in Markdown", tool="write_section",
                  reads_arguments=True, memory_mb=256, timeout_s=10),
+    FunctionSpec("tool_run_python", "Tool: Python in a sandboxed child process; no data, table or secret access; "
+                 "isolated VPC, no egress; 1024 MB (the child's 512 MiB cap plus the parent), 45 s (the 30 s "
+                 "timeout_s cap plus start and teardown)", tool="run_python", isolated_network=True,
+                 memory_mb=1024, timeout_s=45),
     FunctionSpec("api", "HTTP API: start, list and show runs; approvals; memory", touches_table=True,
                  starts_runs=True, vector_index="delete", invokes=("memory",), timeout_s=29),
     FunctionSpec("sweeper", "Scheduled sweep: open runs whose execution ended without a terminal record end FAILED",
@@ -140,6 +148,7 @@ SUBSTITUTIONS: dict[str, Target] = {
     "QueryDatasetToolFunctionArn": Target("function", "tool_query_dataset"),
     "WriteSectionToolFunctionArn": Target("function", "tool_write_section"),
     "RememberToolFunctionArn": Target("function", "tool_remember"),
+    "RunPythonToolFunctionArn": Target("function", "tool_run_python"),
     "MemoryFunctionArn": Target("function", "memory"),
     "AgentStateMachineArn": Target("state_machine", "agent"),
 }

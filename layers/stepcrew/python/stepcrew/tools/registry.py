@@ -10,9 +10,11 @@ from stepcrew.tools.base import Tool
 from stepcrew.tools.calculator import Calculator
 from stepcrew.tools.dataset import DescribeDataset, QueryDataset
 from stepcrew.tools.remember import Remember
+from stepcrew.tools.run_python import RunPython
 from stepcrew.tools.write_section import WriteSection
 
-TOOLS: dict[str, Tool] = {t.name: t for t in (Calculator(), DescribeDataset(), QueryDataset(), WriteSection(), Remember())}
+TOOLS: dict[str, Tool] = {t.name: t for t in (Calculator(), DescribeDataset(), QueryDataset(), WriteSection(), Remember(),
+                                              RunPython())}
 
 
 class UnknownToolError(KeyError):
