@@ -28,6 +28,7 @@ guards this module against moto changes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import importlib
@@ -42,6 +43,7 @@ import types
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stepcrew import wiring
@@ -322,16 +324,18 @@ PARSED_DEFINITIONS_MAX = 32
 
 
 def _make_cached_parse(original: Callable) -> Callable:
-    """``AmazonStateLanguageParser.parse`` that parses each definition once per process: moto 5.2.5 parses a
+    """``AmazonStateLanguageParser.parse`` that parses each definition once per process (and, through the disk
+    cache of :func:`_disk_cached`, once per machine until moto or the text changes): moto 5.2.5 parses a
     definition at ``CreateStateMachine`` (validation, static analysis) and again at every execution start (125-190
     ms for run.asl.json on a quiet machine here; 6 parses per demo run). Sharing the parsed program between
     executions is what moto already does between the iterations of one Map (they evaluate the same ItemProcessor
     program in parallel threads): evaluation state lives in each execution's ``Environment``, not in the program.
     Keyed on the definition text, so an updated definition is parsed anew; a definition that does not parse raises
     each time (exceptions are not cached)."""
-    global _parsed
-    if _parsed is None or _parsed.__wrapped__ is not original:  # kept across install/uninstall (local runtimes)
-        _parsed = functools.lru_cache(maxsize=PARSED_DEFINITIONS_MAX)(original)
+    global _parsed, _parsed_original
+    if _parsed is None or _parsed_original is not original:  # kept across install/uninstall (local runtimes)
+        _parsed = functools.lru_cache(maxsize=PARSED_DEFINITIONS_MAX)(_disk_cached(original))
+        _parsed_original = original
     cached = _parsed
 
     def parse(definition: str) -> Any:
@@ -341,6 +345,52 @@ def _make_cached_parse(original: Callable) -> Callable:
 
 
 _parsed: Any = None
+_parsed_original: Any = None
+
+#: Parsed programs kept across processes: ``$STEPCREW_HOME/cache/asl`` (else ``~/.stepcrew/cache/asl``), one pickle
+#: per definition, named by the SHA-256 of the definition text, moto's version and Python's. moto's ANTLR parser
+#: takes 240-580 ms per definition here (1.2 s of a 2.8 s ``LocalRuntime()`` start-up, cProfile); loading the
+#: pickled program takes ~2 ms. Only the program (what executions evaluate) is kept: a program loaded from disk
+#: comes with no parse tree (``(program, None)``; moto's execution worker and CreateStateMachine's validation use
+#: the program or nothing). A file that does not load (truncated, another version) is parsed anew and rewritten;
+#: a definition that does not parse raises each time. The folder is the user's own (pickle runs code on load:
+#: never point STEPCREW_HOME at a folder others can write).
+ASL_CACHE_ENV = "STEPCREW_ASL_CACHE"  # "off": no disk cache (the per-process cache stays)
+
+
+def _asl_cache_dir() -> Path:
+    home = os.environ.get("STEPCREW_HOME")
+    return (Path(home) if home else Path.home() / ".stepcrew") / "cache" / "asl"
+
+
+def _disk_cached(original: Callable) -> Callable:
+    import hashlib
+    import pickle
+    import sys
+    import tempfile
+
+    tag = f"{importlib.metadata.version('moto')}|{sys.version_info[:3]}|{pickle.HIGHEST_PROTOCOL}"
+
+    def parse(definition: str) -> Any:
+        if os.environ.get(ASL_CACHE_ENV) == "off":
+            return original(definition)
+        path = _asl_cache_dir() / (hashlib.sha256(f"{tag}\n{definition}".encode()).hexdigest() + ".pickle")
+        try:
+            return pickle.loads(path.read_bytes()), None
+        except Exception:  # noqa: BLE001 - missing, truncated, or from another version: parse it
+            pass
+        program, tree = original(definition)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+                tmp.write(pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(tmp.name, path)  # atomic: a reader sees the old file or the whole new one
+        except Exception:  # noqa: BLE001 - a cache that cannot be written is only slower
+            with contextlib.suppress(OSError, NameError):
+                os.unlink(tmp.name)
+        return program, tree
+
+    return parse
 
 
 def _make_cached_client_for(original: Callable) -> Callable:
