@@ -142,6 +142,14 @@ class Data(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.dataset_reader = DatasetReader(self, DatasetReader.ID, bucket=self.datasets)
+        # Run artifacts (exports: stepcrew.tools.artifacts) in their own bucket, so no role that writes them can
+        # touch a dataset: keys <tenant>/runs/<run_id>/<kind>/<name>.
+        self.artifacts = s3.Bucket(
+            self, "Artifacts", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, versioned=True,
+            server_access_logs_bucket=self.access_logs, server_access_logs_prefix="artifacts/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
         # Provider API keys: created holding {"api_key": ""} (no key: a model call fails with a one-line ModelAuthError
         # naming the secret's env var, see stepcrew.llm.secrets); put the real key in after the first deploy

@@ -27,6 +27,10 @@ A function's role gets:
 - ``reads_arguments`` (``write_section``: arguments by reference, :mod:`stepcrew.tools.argrefs`): ``GetItem`` and
   ``Query`` on the run table (no index) for partition keys ``RUN#*`` only: read-only, no cache, breaker or other
   partition; which run and tenant is checked in code (the run's tenant from the state, ``get_run(run_id, tenant)``);
+- ``writes_artifacts`` (``export_results``): ``GetItem``/``PutItem`` on the run table for partition keys
+  ``RECEIPT#*`` only (its exactly-once receipts) and ``s3:PutObject``/``s3:GetObject`` on the artifacts bucket's
+  ``*/runs/*/exports/*`` keys only (never the datasets bucket); ``STEPCREW_TABLE_NAME`` and
+  ``STEPCREW_ARTIFACTS_BUCKET``;
 - ``isolated_network`` (``run_python``: untrusted code): no other flag may be set (ValueError at synth); the function
   runs in :class:`stepcrew_infra.network.IsolatedNetwork` (isolated subnets, a security group without egress), its
   role gets the ENI actions Lambda needs in a VPC (:data:`stepcrew_infra.network.ENI_ACTIONS`, Resource ``*``) and
@@ -135,6 +139,8 @@ class FunctionResources:
     extras: dict[str, FunctionExtras] = field(default_factory=dict)
     #: The VPC of the ``isolated_network`` functions (built by the stack only when a spec has the flag).
     isolated_network: IsolatedNetwork | None = None
+    #: The run-artifacts bucket of the ``writes_artifacts`` functions (exports).
+    artifacts: s3.IBucket | None = None
 
     def __post_init__(self) -> None:
         if self.dataset_reader is None:
@@ -181,6 +187,10 @@ def dependency_layer(scope: Construct, construct_id: str, *, built: Path, placeh
         compatible_runtimes=[C.RUNTIME], compatible_architectures=[C.ARCHITECTURE], description=description)
 
 
+#: The keys of run artifacts (stepcrew.tools.artifacts.artifact_key): ``<tenant>/runs/<run_id>/exports/<name>``.
+ARTIFACT_KEYS = "*/runs/*/exports/*"
+
+
 class StepcrewFunction(Construct):
     """A function of :data:`stepcrew.wiring.FUNCTIONS`: log group, least-privilege role, Lambda function.
 
@@ -204,8 +214,10 @@ class StepcrewFunction(Construct):
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": C.METRICS_NAMESPACE,
         }
-        if spec.touches_table or spec.caches_results or spec.reads_arguments:
+        if spec.touches_table or spec.caches_results or spec.reads_arguments or spec.writes_artifacts:
             env["STEPCREW_TABLE_NAME"] = resources.table.table_name
+        if spec.writes_artifacts:  # run artifacts: their own bucket, under the tenant prefix
+            env["STEPCREW_ARTIFACTS_BUCKET"] = resources.artifacts.bucket_name
         if spec.reads_data:
             env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
             env[READER_ROLE_ENV] = resources.dataset_reader.role_arn
@@ -259,7 +271,8 @@ class StepcrewFunction(Construct):
         if not spec.isolated_network:
             return None
         touching = [name for name in ("touches_table", "reads_data", "calls_models", "starts_runs", "emits_events",
-                                      "caches_results", "reads_arguments", "screens", "sweeps_runs", "embeds")
+                                      "caches_results", "reads_arguments", "screens", "sweeps_runs", "embeds",
+                                      "writes_artifacts")
                     if getattr(spec, name)] + (["vector_index"] if spec.vector_index else []) + (
                    ["invokes"] if spec.invokes else [])
         if touching:
@@ -293,6 +306,15 @@ class StepcrewFunction(Construct):
                 sid="RunArguments", actions=["dynamodb:GetItem", "dynamodb:Query"],
                 resources=[resources.table.table_arn],
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [schema.run_pk("*")]}}))
+        if spec.writes_artifacts and not spec.touches_table:  # exactly-once receipts: RECEIPT#<run> items only
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="OperationReceipts", actions=["dynamodb:GetItem", "dynamodb:PutItem"],
+                resources=[resources.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECEIPT#*"]}}))
+        if spec.writes_artifacts:  # exports of any tenant's run, under <tenant>/runs/<run>/exports/ only
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="RunArtifacts", actions=["s3:PutObject", "s3:GetObject"],
+                resources=[resources.artifacts.arn_for_objects(ARTIFACT_KEYS)]))
         if spec.reads_data:  # datasets only as the run's tenant: through the reader role, never directly
             reader = resources.dataset_reader
             reader.allow(self.role)
@@ -322,6 +344,11 @@ class StepcrewFunction(Construct):
                                      resource_name=C.EMBEDDINGS_MODEL)]))
         self._acknowledge(resources)
 
+    @staticmethod
+    def _bucket_id(resources: FunctionResources) -> str:
+        """The artifacts bucket's logical id as cdk-nag names it in a finding (``<Id.Arn>``)."""
+        return Stack.of(resources.artifacts).get_logical_id(resources.artifacts.node.default_child)
+
     def _acknowledge(self, resources: FunctionResources) -> None:
         policy = self.role.node.find_child("DefaultPolicy")
         name = self.spec.name
@@ -335,6 +362,11 @@ class StepcrewFunction(Construct):
             acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
                         f"{name}: xray:PutTraceSegments/PutTelemetryRecords (Tracing.ACTIVE) support no resource-level "
                         "permissions, so X-Ray requires Resource '*'; it is the only '*' statement of this role.")
+        if self.spec.writes_artifacts:
+            acknowledge(policy, f"AwsSolutions-IAM5[Resource::<{self._bucket_id(resources)}.Arn>/{ARTIFACT_KEYS}]",
+                        f"{name}: writes the exports of any tenant's run (the tenant and run come from the state "
+                        "machine, never from the model), and only under <tenant>/runs/<run>/exports/ of the artifacts "
+                        "bucket: never a dataset, and it cannot list or delete.")
         if self.spec.calls_models:
             acknowledge(policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/*]",
                         f"{name}: the Bedrock model is chosen per run (provider/model settings), and cross-Region "

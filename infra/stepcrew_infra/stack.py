@@ -60,7 +60,8 @@ class StepcrewStack(cdk.Stack):
         self.guard = Guard(self, "Guard", config=config, shared_layer=layers[0])
         self.memory = MemoryIndex(self, "Memory", config=config)
         resources = FunctionResources(config=config, layers=layers, table=self.data.table,
-                                      datasets=self.data.datasets, secrets=dict(self.data.secrets))
+                                      datasets=self.data.datasets, secrets=dict(self.data.secrets),
+                                      artifacts=self.data.artifacts)
         if any(spec.isolated_network for spec in wiring.FUNCTIONS.values()):  # run_python: no route out
             resources.isolated_network = IsolatedNetwork(self, "IsolatedNetwork", config=config)
         for name in C.SCREENING_FUNCTIONS:

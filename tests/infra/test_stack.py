@@ -98,7 +98,11 @@ def test_every_function_is_built_from_its_folder_with_the_shared_settings(synth)
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == C.METRICS_NAMESPACE == "stepcrew"
         # table users, and the dataset tools for their result cache (CACHE#<tenant> items only, see the IAM test)
         assert ("STEPCREW_TABLE_NAME" in env) == (spec.touches_table or spec.caches_results
-                                                  or spec.reads_arguments), name
+                                                  or spec.reads_arguments or spec.writes_artifacts), name
+        # operations tools: the run-artifacts bucket (its own, never the datasets bucket)
+        assert ("STEPCREW_ARTIFACTS_BUCKET" in env) == spec.writes_artifacts, name
+        if spec.writes_artifacts:
+            assert env["STEPCREW_ARTIFACTS_BUCKET"] == {"Ref": synth.logical_id(synth.stack.data.artifacts)}
         # the data tools read it; the api checks dataset URIs against it (it reads no dataset)
         assert ("STEPCREW_DATA_BUCKET" in env) == (spec.reads_data or name == C.API_FUNCTION), name
         for provider, var in C.PROVIDER_SECRETS.items():
@@ -149,7 +153,9 @@ def test_buckets_are_encrypted_private_tls_only_and_logged(synth):
 def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
     for name, spec in wiring.FUNCTIONS.items():
         expected = {"logs", "xray"}
-        expected |= {"dynamodb"} if spec.touches_table or spec.caches_results or spec.reads_arguments else set()
+        expected |= {"dynamodb"} if (spec.touches_table or spec.caches_results or spec.reads_arguments
+                                     or spec.writes_artifacts) else set()
+        expected |= {"s3"} if spec.writes_artifacts else set()  # its exports in the artifacts bucket
         expected |= {"sts"} if spec.reads_data else set()  # datasets only through the per-tenant reader role
         expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
@@ -181,7 +187,9 @@ def test_each_function_policy_names_only_its_own_resources(synth):
     for name, spec in wiring.FUNCTIONS.items():
         own_logs = synth.logical_id(stack.functions[name].log_group)
         allowed = {own_logs}
-        allowed |= {table} if spec.touches_table or spec.caches_results or spec.reads_arguments else set()
+        allowed |= {table} if (spec.touches_table or spec.caches_results or spec.reads_arguments
+                               or spec.writes_artifacts) else set()
+        allowed |= {synth.logical_id(stack.data.artifacts)} if spec.writes_artifacts else set()
         allowed |= {reader} if spec.reads_data else set()
         allowed |= {datasets} if name == C.API_FUNCTION else set()
         allowed |= secrets if spec.calls_models else set()
@@ -208,8 +216,10 @@ def test_tools_that_never_read_the_table_or_data_get_no_such_permission(synth):
         # only the result cache's CACHE#* items (test_dataset_tools_may_touch_only_their_result_cache_items), or
         # RUN#* items read-only for arguments by reference (test_argument_readers_may_only_read_run_items)
         spec = wiring.FUNCTIONS[name]
-        assert ("dynamodb" in services(statements)) == (spec.caches_results or spec.reads_arguments), name
-        assert "s3" not in services(statements), name  # data readers go through the per-tenant reader role
+        assert ("dynamodb" in services(statements)) == (spec.caches_results or spec.reads_arguments
+                                                        or spec.writes_artifacts), name
+        # data readers go through the per-tenant reader role; operations tools write the artifacts bucket only
+        assert ("s3" in services(statements)) == spec.writes_artifacts, name
         assert ("sts" in services(statements)) == wiring.FUNCTIONS[name].reads_data, name
 
 
@@ -514,3 +524,21 @@ def test_argument_readers_may_only_read_run_items(synth):
         assert as_list(st["Resource"]) == [{"Fn::GetAtt": [table, "Arn"]}], name
         assert st["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RUN#*"]}}, name
     assert readers == {"tool_write_section"}
+
+
+def test_operations_tools_write_only_exports_and_their_receipts(synth):
+    artifacts = synth.logical_id(synth.stack.data.artifacts)
+    table = synth.logical_id(synth.stack.data.table)
+    writers = [name for name, spec in wiring.FUNCTIONS.items() if spec.writes_artifacts]
+    assert writers == ["tool_export_results"]
+    statements = function_statements(synth, "tool_export_results")
+    (s3,) = [st for st in statements if services([st]) == {"s3"}]
+    assert sorted(as_list(s3["Action"])) == ["s3:GetObject", "s3:PutObject"]
+    assert s3["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [artifacts, "Arn"]}, "/*/runs/*/exports/*"]]}
+    (ddb,) = [st for st in statements if services([st]) == {"dynamodb"}]
+    assert sorted(as_list(ddb["Action"])) == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert ddb["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+    assert ddb["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECEIPT#*"]}}
+    for name in wiring.FUNCTIONS:  # no other role names the artifacts bucket
+        if name != "tool_export_results":
+            assert artifacts not in json.dumps(function_statements(synth, name)), name

@@ -21,7 +21,7 @@ from stepcrew.wiring import FUNCTIONS, FUNCTIONS_DIR
 #: The variables the handler tests give (tests/unit/domain/test_domain_handlers.py, tests/unit/api/test_handler.py).
 ENV = {"STEPCREW_TABLE_NAME": "stepcrew-runs", "STEPCREW_STAGE": "test", "POWERTOOLS_SERVICE_NAME": "stepcrew-test",
        "POWERTOOLS_METRICS_NAMESPACE": "stepcrew-test", "STEPCREW_EVENT_BUS": "default",
-       "STEPCREW_GUARD_BACKEND": "local",
+       "STEPCREW_GUARD_BACKEND": "local", "STEPCREW_ARTIFACTS_BUCKET": "stepcrew-artifacts",
        "STEPCREW_RUN_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:stepcrew-run",
        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DATASET_TOOLS = {"tool_describe_dataset", "tool_query_dataset"}

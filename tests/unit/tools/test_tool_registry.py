@@ -21,7 +21,8 @@ def test_names_match_the_wiring_and_the_state_machine():
     assert len(maps) == 2  # CallModel and ReturnResults: both hand out calls
     assert all(m == maps[0] for m in maps)
     assert known_tools() == set(wiring.TOOL_FUNCTIONS) == set(maps[0]) == {
-        "calculator", "describe_dataset", "query_dataset", "write_section", "remember", "run_python"}
+        "calculator", "describe_dataset", "query_dataset", "write_section", "remember", "run_python",
+        "export_results"}
     assert all(tool.name == name for name, tool in TOOLS.items())
 
 
@@ -49,8 +50,8 @@ def test_unknown_tool_is_a_key_error_naming_the_known_tools():
     with pytest.raises(UnknownToolError) as info:
         get_tool("shell")
     assert isinstance(info.value, KeyError)
-    assert str(info.value) == ("unknown tool 'shell'; known tools: calculator, describe_dataset, query_dataset, "
-                               "remember, run_python, write_section")
+    assert str(info.value) == ("unknown tool 'shell'; known tools: calculator, describe_dataset, export_results, "
+                               "query_dataset, remember, run_python, write_section")
     with pytest.raises(UnknownToolError):
         tool_specs(["calculator", "shell"])
 

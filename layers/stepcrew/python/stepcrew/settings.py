@@ -57,6 +57,17 @@ class EventSettings(RoleSettings):
     event_bus: str = Field(alias="STEPCREW_EVENT_BUS", min_length=1, max_length=1600)
 
 
+class OperationsToolSettings(RoleSettings):
+    """Settings of an operations tool (export_results): its receipts live in the run table (``RECEIPT#*`` keys), its
+    artifacts in a bucket under the tenant's prefix.
+
+    - ``STEPCREW_ARTIFACTS_BUCKET``: the bucket of run artifacts (3-63 characters, S3's bucket-name rule).
+    """
+
+    artifacts_bucket: str = Field(alias="STEPCREW_ARTIFACTS_BUCKET", min_length=3, max_length=63,
+                                  pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+
+
 S = TypeVar("S", bound=RoleSettings)
 
 
@@ -72,4 +83,4 @@ def load_settings(cls: type[S] = RoleSettings) -> S:  # type: ignore[assignment]
         raise SettingsError(describe_validation_error(exc, prefix="invalid environment variable ")) from None
 
 
-__all__ = ["MetricsSettings", "RoleSettings", "SettingsError", "load_settings"]
+__all__ = ["MetricsSettings", "OperationsToolSettings", "RoleSettings", "SettingsError", "load_settings"]

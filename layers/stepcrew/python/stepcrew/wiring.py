@@ -70,6 +70,9 @@ in seconds (Lambda max 900)."""
     #: only (no NAT, internet gateway or VPC endpoint) and a security group without egress (stepcrew_infra.network);
     #: only such a function may have it, and it must touch nothing else (every other flag False).
     isolated_network: bool = False
+    #: ``writes_artifacts``: an operations tool (``export_results``): its exactly-once receipts in the run table
+    #: (``RECEIPT#*`` partitions only) and its artifacts in the datasets bucket under ``<tenant>/runs/*/exports/``.
+    writes_artifacts: bool = False
     vector_index: Literal["", "read", "write", "delete"] = ""
     invokes: tuple[str, ...] = ()
     memory_mb: int = 512
@@ -115,6 +118,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  "isolated VPC, no egress; 1024 MB (the child's 512 MiB cap plus the parent), 45 s (the 30 s "
                  "timeout_s cap plus start and teardown)", tool="run_python", isolated_network=True,
                  memory_mb=1024, timeout_s=45),
+    FunctionSpec("tool_export_results", "Tool: saves a table as CSV/JSON under the run's tenant prefix; dry run "
+                 "unless the run allows side effects; exactly once (receipts)", tool="export_results",
+                 writes_artifacts=True, memory_mb=256, timeout_s=30),
     FunctionSpec("api", "HTTP API: start, list and show runs; approvals; memory", touches_table=True,
                  starts_runs=True, vector_index="delete", invokes=("memory",), timeout_s=29),
     FunctionSpec("sweeper", "Scheduled sweep: open runs whose execution ended without a terminal record end FAILED",
@@ -149,6 +155,7 @@ SUBSTITUTIONS: dict[str, Target] = {
     "WriteSectionToolFunctionArn": Target("function", "tool_write_section"),
     "RememberToolFunctionArn": Target("function", "tool_remember"),
     "RunPythonToolFunctionArn": Target("function", "tool_run_python"),
+    "ExportResultsToolFunctionArn": Target("function", "tool_export_results"),
     "MemoryFunctionArn": Target("function", "memory"),
     "AgentStateMachineArn": Target("state_machine", "agent"),
 }

@@ -198,6 +198,10 @@ def _dispatch_invoke(self: Any, function_name: str, qualifier: str | None, body:
     _count_active(+1)
     try:
         result = handler(event, context)
+    except SystemExit as exc:  # the Python runtime's answer when a handler exits the process (a crash, os-level)
+        LOG.info("function %s request %s exited", name, context.aws_request_id)
+        return _error_payload("Runtime.ExitError", f"RequestId: {context.aws_request_id} Error: Runtime exited "
+                              f"with error: exit status {exc.code}", response_headers)
     except Exception as exc:  # noqa: BLE001 - every handler error becomes the Lambda error payload
         LOG.info("function %s request %s failed: %s", name, context.aws_request_id, type(exc).__name__)
         return _error_payload(type(exc).__name__, str(exc), response_headers)

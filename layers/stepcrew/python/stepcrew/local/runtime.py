@@ -195,6 +195,7 @@ class LocalRuntime:
             "STEPCREW_TABLE_NAME": self.table_name,
             "STEPCREW_STAGE": "local",
             "STEPCREW_EVENT_BUS": "default",  # moto's EventBridge default bus
+            "STEPCREW_ARTIFACTS_BUCKET": LOCAL_DATA_BUCKET,  # run artifacts under <tenant>/runs/ (export_results)
             "STEPCREW_GUARD_BACKEND": "local",  # the offline guard (Presidio patterns + rules)
             "POWERTOOLS_SERVICE_NAME": "stepcrew",
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -9,12 +9,20 @@ from stepcrew.llm.base import ToolSpec
 from stepcrew.tools.base import Tool
 from stepcrew.tools.calculator import Calculator
 from stepcrew.tools.dataset import DescribeDataset, QueryDataset
+from stepcrew.tools.export_results import ExportResults
 from stepcrew.tools.remember import Remember
 from stepcrew.tools.run_python import RunPython
 from stepcrew.tools.write_section import WriteSection
 
+
+
+def _run_by_its_function():
+    raise RuntimeError("the registry's export_results gives its schema only: the tool_export_results function runs it "
+                       "with its receipts and artifacts stores")
+
+
 TOOLS: dict[str, Tool] = {t.name: t for t in (Calculator(), DescribeDataset(), QueryDataset(), WriteSection(), Remember(),
-                                              RunPython())}
+                                              RunPython(), ExportResults(_run_by_its_function, _run_by_its_function))}
 
 
 class UnknownToolError(KeyError):
