@@ -87,7 +87,8 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
 
     Valid: the plan is stored (``put_plan``: one PENDING record per sub-task) and a ``plan_ready`` event lists
     ids, titles and dependencies. The tenant's memory is recalled first (:mod:`stepcrew.domain.recall`) and given
-    to the engine as ``facts.memory``. Invalid: a ``plan_invalid`` event; ``retry`` is true while
+    to the engine as ``facts.memory``; the planner is told the tools of the crew's workers (not every registered
+    tool: it may give a sub-task only tools of its role). Invalid: a ``plan_invalid`` event; ``retry`` is true while
     ``attempt < MAX_PLAN_ATTEMPTS`` (3). Declined: ``decline`` is stored on the run and ``declined`` is true.
     A replayed attempt reuses its stored reply (no second engine call). Raises RunNotActiveError,
     BudgetExceededError or a ModelError.
@@ -104,7 +105,7 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
     facts = PlanFacts(goal=run.goal, has_dataset=run.data is not None, dataset=profile,
                       inputs=run.inputs,
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
-                      tools=sorted(tools), attempt=inp.attempt, previous_error=inp.previous_error,
+                      tools=sorted({t for w in crew.workers for t in w.tools}), attempt=inp.attempt, previous_error=inp.previous_error,
                       memory=memory if memory is not None and not memory.empty else None)
     engine = engine_for(resolver, run, store, retry_count=inp.retry_count)
     semantic = _semantic_cache(run, store, resolver) if inp.attempt == 1 else None
