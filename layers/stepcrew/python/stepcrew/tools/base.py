@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -162,10 +163,41 @@ def invoke_event(tool: Tool, event: dict, log: Any = None, cache: Any = None, ar
     a tool with ``arguments_by_reference``; a call given by reference is resolved (tenant-checked) before the cache
     or the tool sees it, and refused (``ArgumentsUnavailable``) when it cannot be, or when this tool takes no
     references. A malformed event raises pydantic's ValidationError (the agent state machine catches it into a
-    ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`)."""
+    ToolFailed result); tool problems never raise (see :meth:`Tool.invoke`). Every call that parses records its
+    per-tool metrics (:func:`record_tool_metrics`)."""
+    started = time.perf_counter()
+    invocation = ToolInvocation.model_validate(event)
+    result = _invoke(tool, invocation, log, cache, arguments)
+    record_tool_metrics(tool.name, result, (time.perf_counter() - started) * 1000)
+    return result
+
+
+def record_tool_metrics(tool_name: str, result: dict, latency_ms: float) -> None:
+    """Per-tool metrics of one call, as one CloudWatch EMF line (Powertools ``EphemeralMetrics``; namespace
+    ``POWERTOOLS_METRICS_NAMESPACE``, dimension ``tool``): ``ToolCalls`` 1, ``ToolErrors`` 1 for an ``ok: false``
+    result, ``ToolLatencyMs`` the handler's wall time. Nothing under ``POWERTOOLS_METRICS_DISABLED`` (the local
+    runtime) or without a namespace; a metrics problem is logged, never the call's failure."""
+    import os
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
+    if not namespace:
+        return
+    try:
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+        metrics = EphemeralMetrics(namespace=namespace)
+        metrics.add_dimension(name="tool", value=tool_name)
+        metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="ToolErrors", unit=MetricUnit.Count, value=0 if result.get("ok") else 1)
+        metrics.add_metric(name="ToolLatencyMs", unit=MetricUnit.Milliseconds, value=round(latency_ms, 1))
+        metrics.flush_metrics()
+    except Exception as exc:  # noqa: BLE001 - metrics never fail a tool call
+        logger.warning("tool metrics not recorded: %s", type(exc).__name__, extra={"tool": tool_name})
+
+
+def _invoke(tool: Tool, invocation: ToolInvocation, log: Any, cache: Any, arguments: Any) -> dict:
     from stepcrew.tools.argrefs import ArgumentsUnavailable, is_reference
 
-    invocation = ToolInvocation.model_validate(event)
     if log is not None:
         log.append_keys(run_id=invocation.context.run_id, subtask_id=invocation.context.subtask_id,
                         call_id=invocation.call.call_id)
