@@ -1,7 +1,8 @@
-"""Fixtures shared by the unit tests: one moto DynamoDB account per module."""
+"""Fixtures shared by the unit tests: one moto DynamoDB account per module, and a run store of each adapter."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import boto3
@@ -9,6 +10,11 @@ import pytest
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 from stepcrew.local import hook
+from stepcrew.store.dynamodb import DynamoRunStore
+from stepcrew.store.memory import MemoryRunStore
+from stepcrew.store.schema import create_table
+
+_TABLES = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +25,15 @@ def moto_dynamodb() -> Iterator[object]:
     with pytest.MonkeyPatch.context() as mp, mock_aws():
         mp.setattr(DynamoHandler, "call_action", hook._serialised(DynamoHandler.call_action))
         yield boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def run_store(request):
+    """A fresh run store of each adapter: the in-memory fake, and DynamoRunStore on a new table of the module's moto
+    account (contract tests run against both)."""
+    if request.param == "memory":
+        return MemoryRunStore()
+    client = request.getfixturevalue("moto_dynamodb")
+    table = f"stepcrew-{next(_TABLES)}"
+    create_table(client, table)
+    return DynamoRunStore(table, client=client)

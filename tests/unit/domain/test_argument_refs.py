@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 
 import pytest
 from stepcrew.crew import load_crew
@@ -27,9 +26,8 @@ from stepcrew.models import (
     ToolContext,
     ToolInvocation,
 )
-from stepcrew.store.dynamodb import DynamoRunStore
 from stepcrew.store.memory import MemoryRunStore
-from stepcrew.store.schema import create_table, message_item
+from stepcrew.store.schema import message_item
 from stepcrew.tools.argrefs import (
     ARGUMENTS_INLINE_MAX_BYTES,
     REF_KEY,
@@ -49,14 +47,9 @@ def section_call(call_id: str = "c1", summary: str = SUMMARY) -> ToolCall:
     return ToolCall(call_id=call_id, name="write_section", arguments={"heading": "Body mass", "summary": summary})
 
 
-@pytest.fixture(params=["memory", "dynamo"])
-def store(request):
-    if request.param == "memory":
-        return MemoryRunStore()
-    client = request.getfixturevalue("moto_dynamodb")
-    table = f"argrefs-{uuid.uuid4().hex[:8]}"
-    create_table(client, table)
-    return DynamoRunStore(table, client=client)
+@pytest.fixture
+def store(run_store):
+    return run_store  # tests/unit/conftest.py: both adapters
 
 
 def stored_run(store, run_id: str, tenant: str, *calls: ToolCall) -> None:

@@ -113,20 +113,10 @@ def test_a_record_changed_between_the_read_and_the_reopen_is_left_alone(sfn, mon
 
 # --------------------------------------------------------------------------------------------- the conditional reopen
 # RunStore.reopen_run on both adapters (the in-memory fake and DynamoRunStore on a moto table).
-_TABLES = iter(range(10_000))
 
-
-@pytest.fixture(params=["memory", "dynamo"])
-def any_store(request):
-    if request.param == "memory":
-        return MemoryRunStore()
-    from stepcrew.store.dynamodb import DynamoRunStore
-    from stepcrew.store.schema import create_table
-
-    client = request.getfixturevalue("moto_dynamodb")
-    table = f"stepcrew-redrive-{next(_TABLES)}"
-    create_table(client, table)
-    return DynamoRunStore(table, client=client)
+@pytest.fixture
+def any_store(run_store):
+    return run_store  # tests/unit/conftest.py: both adapters
 
 
 def _failed(store, code: str = "ExecutionEndedWithoutRecord") -> str:

@@ -9,7 +9,6 @@ read-then-write counter) span several requests and would still show.
 from __future__ import annotations
 
 import base64
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -20,11 +19,7 @@ from stepcrew.models import (
     SubtaskStatus, ToolCall,
 )
 from stepcrew.store.base import RunExistsError, RunNotFoundError, RunStateConflictError, RunStore, StoreError
-from stepcrew.store.dynamodb import DynamoRunStore
-from stepcrew.store.memory import MemoryRunStore
-from stepcrew.store.schema import create_table
 
-_TABLE_NUMBERS = itertools.count()
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 BIG = "x" * (410 * 1024)  # more than DynamoDB's 400 KB item limit
 
@@ -46,14 +41,9 @@ def make_plan(*ids: str) -> Plan:
     return Plan(subtasks=[SubTask(id=i, title=f"Task {i}", instructions=f"do {i}") for i in ids])
 
 
-@pytest.fixture(params=["memory", "dynamo"])
-def store(request) -> RunStore:
-    if request.param == "memory":
-        return MemoryRunStore()
-    client = request.getfixturevalue("moto_dynamodb")
-    table = f"stepcrew-{next(_TABLE_NUMBERS)}"
-    create_table(client, table)
-    return DynamoRunStore(table, client=client)
+@pytest.fixture
+def store(run_store) -> RunStore:
+    return run_store  # tests/unit/conftest.py: both adapters
 
 
 # ------------------------------------------------------------------------------------------------ runs

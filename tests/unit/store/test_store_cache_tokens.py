@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -14,11 +13,6 @@ from stepcrew.llm.base import ModelResponse, ResponseUsage
 from stepcrew.llm.testing import FunctionModel
 from stepcrew.models import AgentRole, Crew, Run
 from stepcrew.service import run_result
-from stepcrew.store.dynamodb import DynamoRunStore
-from stepcrew.store.memory import MemoryRunStore
-from stepcrew.store.schema import create_table
-
-_TABLES = itertools.count()
 
 
 def _role(name: str) -> AgentRole:
@@ -29,14 +23,9 @@ CREW = Crew(name="test", planner=_role("planner"), workers=[_role("analyst")], r
             synthesizer=_role("synthesizer"))
 
 
-@pytest.fixture(params=["memory", "dynamo"])
-def store(request):
-    if request.param == "memory":
-        return MemoryRunStore()
-    client = request.getfixturevalue("moto_dynamodb")
-    table = f"stepcrew-cache-{next(_TABLES)}"
-    create_table(client, table)
-    return DynamoRunStore(table, client=client)
+@pytest.fixture
+def store(run_store):
+    return run_store  # tests/unit/conftest.py: both adapters
 
 
 def _run() -> Run:
