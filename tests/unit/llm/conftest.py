@@ -1,5 +1,5 @@
 """Fixtures for the LLM adapter tests: requests, a recording fake HTTP transport (httpx2, which the anthropic and
-openai SDKs use), and the real-request switch turned on for one test."""
+openai SDKs use), a stubbed bedrock-runtime client, and the real-request switch turned on for one test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from stepcrew.llm.base import ModelRequest, ModelSettings, ToolSpec
 from stepcrew.llm.testing import override_allow_model_requests
@@ -22,6 +24,16 @@ def allow_requests() -> Iterator[None]:
     """Real adapters may run (they still only reach fakes)."""
     with override_allow_model_requests(True):
         yield
+
+
+@pytest.fixture
+def bedrock_client():
+    """``(client, stubber)``: a real bedrock-runtime client behind a botocore Stubber (each expected request is also
+    validated against botocore's service model); every queued response must be used."""
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from llm_payloads import bedrock_text, bedrock_tool_use
 
 from stepcrew.llm.base import (
@@ -22,11 +21,9 @@ SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 @pytest.fixture
-def stubbed():
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield BedrockModel(SONNET, client=client), stubber
-        stubber.assert_no_pending_responses()
+def stubbed(bedrock_client):
+    client, stubber = bedrock_client
+    return BedrockModel(SONNET, client=client), stubber
 
 
 def test_text_reply_and_request_shape(allow_requests, stubbed, basic_request):

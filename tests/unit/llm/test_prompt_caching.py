@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from llm_payloads import anthropic_text, bedrock_text, openai_text
 
 from stepcrew.llm import caching, pricing
@@ -123,14 +121,6 @@ def test_anthropic_answer_without_cache_fields_has_zero_cached_tokens(allow_requ
 
 
 # ----------------------------------------------------------------------------------------------- bedrock
-@pytest.fixture
-def bedrock_client():
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
 def _tool_config(*extra):
     return {"tools": [{"toolSpec": {"name": "sql_query", "description": SQL_TOOL.description,
                                     "inputSchema": {"json": SQL_TOOL.parameters}}}, *extra]}
@@ -149,29 +139,20 @@ def test_bedrock_puts_a_cache_point_after_a_long_system_prompt(allow_requests, b
     BedrockModel(SONNET_BEDROCK, client=client).request(_request(LONG_SYSTEM))
 
 
-def test_bedrock_sends_no_cache_point_for_a_short_prefix(allow_requests, bedrock_client):
+@pytest.mark.parametrize("model, system", [
+    (SONNET_BEDROCK, SHORT_SYSTEM),  # a prefix below the model's minimum
+    ("meta.llama3-1-70b-instruct-v1:0", LONG_SYSTEM),  # not a Claude model: no cache point whatever the length
+], ids=["short-prefix", "non-claude-model"])
+def test_bedrock_sends_no_cache_point(allow_requests, bedrock_client, model, system):
     client, stub = bedrock_client
     stub.add_response("converse", bedrock_text(), expected_params={
-        "modelId": SONNET_BEDROCK,
+        "modelId": model,
         "messages": [{"role": "user", "content": [{"text": "Rows?"}]}],
-        "system": [{"text": SHORT_SYSTEM}],
+        "system": [{"text": system}],
         "inferenceConfig": {"maxTokens": 2048, "temperature": 0.2},
         "toolConfig": _tool_config(),
     })
-    BedrockModel(SONNET_BEDROCK, client=client).request(_request(SHORT_SYSTEM))
-
-
-def test_bedrock_sends_no_cache_point_to_a_non_claude_model(allow_requests, bedrock_client):
-    client, stub = bedrock_client
-    llama = "meta.llama3-1-70b-instruct-v1:0"
-    stub.add_response("converse", bedrock_text(), expected_params={
-        "modelId": llama,
-        "messages": [{"role": "user", "content": [{"text": "Rows?"}]}],
-        "system": [{"text": LONG_SYSTEM}],
-        "inferenceConfig": {"maxTokens": 2048, "temperature": 0.2},
-        "toolConfig": _tool_config(),
-    })
-    BedrockModel(llama, client=client).request(_request(LONG_SYSTEM))
+    BedrockModel(model, client=client).request(_request(system))
 
 
 def test_bedrock_cache_point_after_long_tools(allow_requests, bedrock_client):

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from llm_payloads import anthropic_text, bedrock_text, openai_text
 
 from stepcrew.llm.anthropic import AnthropicModel
@@ -120,14 +118,6 @@ def test_anthropic_other_tool_calls_stay_tool_calls(allow_requests, fake_http):
 
 
 # ----------------------------------------------------------------------------------------------- bedrock
-@pytest.fixture
-def bedrock_client():
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
 def _bedrock_tool_answer(name: str, payload: dict) -> dict:
     body = bedrock_text()
     body["output"]["message"]["content"] = [{"toolUse": {"toolUseId": "tooluse_1", "name": name, "input": payload}}]
