@@ -13,8 +13,10 @@ from stepcrew.llm.base import (
     ModelError,
     ModelThrottledError,
     ModelUnavailableError,
+    ResponseFormat,
     ResponseUsage,
     StopReason,
+    ToolSpec,
 )
 from stepcrew.llm import spotlight
 from stepcrew.models import Message, ToolCall, ToolResult
@@ -30,6 +32,17 @@ TRUNCATED_STOP_REASONS = frozenset({"max_tokens", "model_context_window_exceeded
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: What a forced reply tool says when its ``ResponseFormat`` gives no description.
+REPLY_TOOL_DESCRIPTION = "Give your reply as this tool's input."
+
+
+def reply_tool_spec(response_format: ResponseFormat) -> ToolSpec:
+    """The tool that carries a native structured reply on providers that force a tool (Anthropic, Bedrock Converse):
+    its name, its description (or :data:`REPLY_TOOL_DESCRIPTION`) and the reply's JSON Schema as parameters."""
+    return ToolSpec(name=response_format.name, description=response_format.description or REPLY_TOOL_DESCRIPTION,
+                    parameters=response_format.json_schema)
 
 
 def system_text(messages: Iterable[Message]) -> str:

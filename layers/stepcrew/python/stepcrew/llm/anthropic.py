@@ -20,7 +20,6 @@ from stepcrew.llm.base import (
     ModelRequest,
     ModelResponse,
     ModelUnavailableError,
-    ToolSpec,
     check_allow_model_requests,
 )
 from stepcrew.llm.secrets import KEY_ENV, resolve_api_key
@@ -149,12 +148,12 @@ def request_prefix(model: str, request: ModelRequest) -> dict[str, Any]:
     sent_specs = list(request.tools)
     rf = request.response_format
     if reply_tool(request) is not None and rf is not None:
-        description = rf.description or "Give your reply as this tool's input."
-        tool: dict[str, Any] = {"name": rf.name, "description": description, "input_schema": rf.json_schema}
+        spec = _convert.reply_tool_spec(rf)
+        tool: dict[str, Any] = {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
         if rf.strict:
             tool["strict"] = True
         tools.append(tool)
-        sent_specs.append(ToolSpec(name=rf.name, description=description, parameters=rf.json_schema))
+        sent_specs.append(spec)
         out["tool_choice"] = {"type": "tool", "name": rf.name}
     system = _convert.system_text(request.messages)
     mark_system, mark_tools = caching.cache_marks(model, system, sent_specs)

@@ -24,7 +24,6 @@ from stepcrew.llm.base import (
     ModelResponse,
     ModelThrottledError,
     ModelUnavailableError,
-    ToolSpec,
     check_allow_model_requests,
 )
 from stepcrew.llm.pricing import normalise
@@ -175,8 +174,7 @@ def request_prefix(model: str, request: ModelRequest) -> dict[str, Any]:
     rf = request.response_format
     forced = reply_tool(model, request)
     if forced is not None and rf is not None:
-        specs.append(ToolSpec(name=rf.name, description=rf.description or "Give your reply as this tool's input.",
-                              parameters=rf.json_schema))
+        specs.append(_convert.reply_tool_spec(rf))
     tools: list[dict[str, Any]] = []
     for t in specs:
         spec: dict[str, Any] = {"name": t.name, "description": t.description, "inputSchema": {"json": t.parameters}}
