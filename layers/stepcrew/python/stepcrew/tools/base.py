@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -177,8 +178,6 @@ def record_tool_metrics(tool_name: str, result: dict, latency_ms: float) -> None
     ``POWERTOOLS_METRICS_NAMESPACE``, dimension ``tool``): ``ToolCalls`` 1, ``ToolErrors`` 1 for an ``ok: false``
     result, ``ToolLatencyMs`` the handler's wall time. Nothing under ``POWERTOOLS_METRICS_DISABLED`` (the local
     runtime) or without a namespace; a metrics problem is logged, never the call's failure."""
-    import os
-
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
     if not namespace:
         return

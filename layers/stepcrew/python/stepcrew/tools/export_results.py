@@ -72,9 +72,9 @@ class ExportResults(Tool):
         self._receipts, self._artifacts = receipts, artifacts
 
     def _stores(self) -> tuple[ReceiptStore, ArtifactStore]:
-        if callable(self._receipts) and not isinstance(self._receipts, ReceiptStore):
+        if not isinstance(self._receipts, ReceiptStore):
             self._receipts = self._receipts()
-        if callable(self._artifacts) and not isinstance(self._artifacts, ArtifactStore):
+        if not isinstance(self._artifacts, ArtifactStore):
             self._artifacts = self._artifacts()
         return self._receipts, self._artifacts
 
