@@ -27,6 +27,7 @@ def artifact_key(tenant: str, run_id: str, kind: str, name: str) -> str:
 
 
 def sha256(body: bytes) -> str:
+    """SHA-256 of ``body`` as 64 hex characters (what :meth:`ArtifactStore.head` reports)."""
     return hashlib.sha256(body).hexdigest()
 
 
@@ -43,6 +44,8 @@ class ArtifactStore(ABC):
 
 
 class MemoryArtifactStore(ArtifactStore):
+    """Artifacts in a dict (tests): ``objects`` key -> (body, content type), ``puts`` counts writes."""
+
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, str]] = {}
         self.puts = 0

@@ -86,10 +86,12 @@ class Receipt(BaseModel):
 
 
 def receipt_pk(run_id: str) -> str:
+    """Partition key of a run's receipts: ``RECEIPT#<run_id>``."""
     return f"RECEIPT#{run_id}"
 
 
 def receipt_sk(subtask_id: str, call_id: str) -> str:
+    """Sort key of one call's receipt: ``<subtask_id>#<call_id>``."""
     return f"{subtask_id}#{call_id}"
 
 
