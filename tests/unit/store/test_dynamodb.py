@@ -46,8 +46,9 @@ def test_item_layout_keys_gsi_and_ttl(client):
     meta = items["META"]
     assert meta["GSI1PK"] == {"S": "TENANT#acme"} and meta["GSI1SK"] == {"S": "2025-01-02T00:00:00.000000Z#r1"}
     assert meta["cost_usd"] == {"N": "0.5"} and meta["input_tokens"] == {"N": "3"}
-    assert "expires_at" not in meta and "expires_at" not in items["USAGE#m1"]
-    assert items["USAGE#m1"]["output_tokens"] == {"N": "4"}
+    assert "expires_at" not in meta
+    assert meta["U#m1#output_tokens"] == {"N": "4"} and meta["U#m1#input_tokens"] == {"N": "3"}
+    assert not any(sk.startswith("USAGE#") for sk in items)  # per-model usage lives on META (one write per call)
     for sk in ("MSG#w#000001", "MSGSEQ#w", f"EVENT#{cursor}"):
         assert int(items[sk]["expires_at"]["N"]) > 1_700_000_000
     assert items["MSGSEQ#w"]["count"] == {"N": "1"}

@@ -4,14 +4,15 @@ Consistency and atomicity (what DynamoDB guarantees per request, DynamoDB develo
 
 - Every state change is one conditional request: ``create_run`` (``attribute_not_exists(PK)``), ``update_run``
   and ``update_subtask`` (``attribute_exists(PK)`` and, with ``expected``, ``#status IN (...)``).
-- Counters use ``ADD`` (atomic on one item): the usage totals on META, each ``USAGE#<model>`` item, the report
+- Counters use ``ADD`` (atomic on one item): the usage totals and per-model usage on META, the report
   version and each conversation's ``MSGSEQ#`` counter. ``append_messages`` reserves its sequence numbers with
   one ``ADD`` and then writes each message with ``attribute_not_exists``, so concurrent appends, even to the same
   conversation, never share a number. If a write fails after the reservation, the conversation has a gap in its
   numbers (order is kept; the returned count includes the lost numbers).
-- ``add_usage`` makes two ``ADD`` requests (totals, then the model's item), not one transaction: if the second
-  fails, the per-model breakdown lags the totals. Transactions were avoided on purpose: moto, which runs this
-  adapter locally, copies the whole table for every transaction and is not safe under parallel sub-tasks.
+- ``add_usage`` is one ``ADD`` request on META: the totals and the model's own counters (``U#<model>#<total>``
+  attributes) move together, and the updated item gives the usage back without a read. Transactions are avoided
+  on purpose: moto, which runs this adapter locally, copies the whole table for every transaction and is not safe
+  under parallel sub-tasks.
 - ``put_plan`` is several requests (PLAN, one TASK# per sub-task, deletion of stale TASK# items).
 - Reads of the base table are strongly consistent; ``list_runs`` reads GSI1, which is eventually consistent
   (a run created a moment ago may be missing from the list on AWS).
@@ -158,26 +159,29 @@ class DynamoRunStore(RunStore):
         if self._get(s.run_pk(run_id), s.META_SK, projection="PK") is None:
             raise RunNotFoundError(run_id)
 
-    def _by_model(self, run_id: str) -> dict[str, ModelUsage]:
-        return dict(s.usage_from_item(item) for item in self._query_prefix(run_id, s.USAGE_PREFIX))
+    def _by_model(self, run_id: str, item: dict[str, Any]) -> dict[str, ModelUsage]:
+        """Per-model usage from the META ``item`` (its ``U#`` attributes). A record written before schema 1.2 kept
+        it in ``USAGE#<model>`` items: read those (one Query) only when META has usage but no ``U#`` attribute."""
+        by_model = s.by_model_from_item(item)
+        if by_model or not any(item.get(name) for name in s.USAGE_TOTAL_ATTRIBUTES):
+            return by_model
+        return dict(s.usage_from_item(i) for i in self._query_prefix(run_id, s.USAGE_PREFIX))
 
     # ------------------------------------------------------------------------------------------ runs
     def create_run(self, run: Run) -> None:
-        """Put the META item conditionally (RunExistsError if present), then one USAGE# item per entry of
-        ``run.usage.by_model`` (usually none). StoreError if the record exceeds 400 KB."""
+        """Put the META item conditionally (RunExistsError if present), its usage included. StoreError if the
+        record exceeds 400 KB."""
         try:
             self._put(s.run_item(run), if_new=True)
         except _ConditionFailed:
             raise RunExistsError(run.run_id) from None
-        for model, usage in run.usage.by_model.items():
-            self._put(s.usage_item(run.run_id, model, usage))
 
     def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         """META item + per-model usage. RunNotFoundError if absent or owned by another ``tenant``."""
         item = self._get(s.run_pk(run_id), s.META_SK)
         if item is None or (tenant is not None and item.get("tenant") != tenant):
             raise RunNotFoundError(run_id)
-        return s.run_from_item(item, self._by_model(run_id))
+        return s.run_from_item(item, self._by_model(run_id, item))
 
     def list_runs(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[Run], str | None]:
         """GSI1 newest first. ``cursor``: opaque (URL-safe base64 of the last run's key as JSON); a cursor that
@@ -234,7 +238,7 @@ class DynamoRunStore(RunStore):
             if current is None:
                 raise RunNotFoundError(run_id) from None
             raise status_conflict(f"run {run_id}", current.get("status"), statuses or []) from None
-        return s.run_from_item(item, self._by_model(run_id))
+        return s.run_from_item(item, self._by_model(run_id, item))
 
     def reopen_run(self, run_id: str, expected: Run,
                    statuses: Iterable[RunStatus] = (RunStatus.FAILED,)) -> Run:
@@ -270,7 +274,8 @@ class DynamoRunStore(RunStore):
                 raise RunNotFoundError(run_id) from None
             raise (reopen_conflict(run_id, s.run_from_item(current), expected)
                    or RunStateConflictError(f"run {run_id} changed since it was read")) from None
-        return s.run_from_item(self._from_av(resp["Attributes"]), self._by_model(run_id))
+        item = self._from_av(resp["Attributes"])
+        return s.run_from_item(item, self._by_model(run_id, item))
 
     def open_run_ids(self, updated_before: datetime, limit: int = 1000) -> list[str]:
         """A paginated Scan of GSI1, which holds the run records only (META items are its only items carrying
@@ -299,28 +304,28 @@ class DynamoRunStore(RunStore):
 
     def add_usage(self, run_id: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float, *,
                   cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> Usage:
-        """``ADD`` to the META totals (RunNotFoundError if the run is absent), then ``ADD`` to ``USAGE#<model>``.
-        Returns the run's usage after the add (totals from this update, by_model read afterwards). ValueError
-        for an empty model or negative numbers. Costs are summed as Decimal (exact for the floats' repr)."""
+        """One ``ADD`` on META to the totals and the model's ``U#<model>#<total>`` counters (RunNotFoundError if the
+        run is absent). Returns the run's usage after the add, from the updated item. ValueError for an empty model
+        or negative numbers. Costs are summed as Decimal (exact for the floats' repr)."""
         s.check_usage_numbers(model, input_tokens, output_tokens, cost_usd, cache_read_tokens=cache_read_tokens,
                               cache_write_tokens=cache_write_tokens)
         values = s.to_dynamo({"input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": cost_usd,
                               "cache_read_tokens": cache_read_tokens, "cache_write_tokens": cache_write_tokens})
-        add = ("ADD input_tokens :input_tokens, output_tokens :output_tokens, cost_usd :cost_usd, "
-               "cache_read_tokens :cache_read_tokens, cache_write_tokens :cache_write_tokens")
+        names = {f"#m_{k}": s.usage_attribute(model, k) for k in s.USAGE_TOTAL_ATTRIBUTES}
+        add = "ADD " + ", ".join([f"{k} :{k}" for k in s.USAGE_TOTAL_ATTRIBUTES]
+                                 + [f"#m_{k} :{k}" for k in s.USAGE_TOTAL_ATTRIBUTES])
         attr_values = {f":{k}": self._ser.serialize(v) for k, v in values.items()}
         try:
             resp = self._call("update_item", Key=self._key(s.run_pk(run_id), s.META_SK), UpdateExpression=add,
-                              ConditionExpression="attribute_exists(PK)", ExpressionAttributeValues=attr_values,
+                              ConditionExpression="attribute_exists(PK)", ExpressionAttributeNames=names,
+                              ExpressionAttributeValues=attr_values,
                               ReturnValues="ALL_NEW")  # UPDATED_NEW may leave out a counter an ADD of 0 kept
         except _ConditionFailed:
             raise RunNotFoundError(run_id) from None
-        self._call("update_item", Key=self._key(s.run_pk(run_id), s.usage_sk(model)),
-                   UpdateExpression=add + " SET #model = :model", ExpressionAttributeNames={"#model": "model"},
-                   ExpressionAttributeValues={**attr_values, ":model": {"S": model}})
-        item = s.from_dynamo(self._from_av(resp["Attributes"]))
+        raw = self._from_av(resp["Attributes"])
+        item = s.from_dynamo(raw)
         totals = {k: item.get(k, 0) for k in (*s.USAGE_TOTAL_ATTRIBUTES, *s.SAVINGS_ATTRIBUTES)}
-        return Usage(**totals, by_model=self._by_model(run_id))
+        return Usage(**totals, by_model=self._by_model(run_id, raw))
 
     # ------------------------------------------------------------------------------------------ resilience
     def reserve_budget(self, run_id: str, tokens: int, cost_usd: float, max_tokens: int | None,

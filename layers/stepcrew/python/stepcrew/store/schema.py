@@ -10,7 +10,9 @@ SK                                       item
 =======================================  ==================================================================
 ``META``                                 run record: one attribute per :class:`~stepcrew.models.Run` field
                                          (``usage`` excepted) + usage totals (:data:`USAGE_TOTAL_ATTRIBUTES`:
-                                         tokens, cost, prompt-cache tokens); GSI1PK ``TENANT#<tenant>``,
+                                         tokens, cost, prompt-cache tokens) + per-model usage, one
+                                         attribute per model and total (``U#<model>#<total>``, see
+                                         :func:`usage_attribute`); GSI1PK ``TENANT#<tenant>``,
                                          GSI1SK ``<created_at ISO>#<run_id>``. No TTL.
 ``PLAN``                                 the plan (``body``: JSON)
 ``TASK#<subtask>``                       sub-task record, one attribute per field + ``position`` (plan order)
@@ -19,7 +21,8 @@ SK                                       item
 ``EVENT#<ISO ts>#<uuid8>``               one progress event (``body``: JSON), TTL
 ``REPORT``                               the current report (``text``, ``version``)
 ``REVIEW#<round:03d>``                   one review round (``body``: JSON)
-``USAGE#<model>``                        per-model usage (the :data:`USAGE_TOTAL_ATTRIBUTES`)
+``USAGE#<model>``                        per-model usage of records written before schema 1.2 (read only;
+                                         new runs keep it on META, so a model call is one write)
 =======================================  ==================================================================
 
 Timestamps in keys are UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (fixed width, so they sort as strings). Numbers are
@@ -304,12 +307,15 @@ def run_item(run: Run) -> dict[str, Any]:
         fields[name] = iso_ts(value) if value is not None else None
     totals = to_dynamo({name: getattr(run.usage, name) for name in (*USAGE_TOTAL_ATTRIBUTES, *SAVINGS_ATTRIBUTES)})
     return {PK: run_pk(run.run_id), SK: META_SK, GSI1_PK: tenant_pk(run.tenant),
-            GSI1_SK: gsi1_sk(run.created_at, run.run_id), **fields, **totals}
+            GSI1_SK: gsi1_sk(run.created_at, run.run_id), **fields, **totals,
+            **usage_attributes(run.usage.by_model)}
 
 
 def run_from_item(item: dict[str, Any], by_model: dict[str, ModelUsage] | None = None) -> Run:
-    """Rebuild a :class:`Run` from its META item (and its per-model usage, when read)."""
-    data = from_dynamo({k: v for k, v in item.items() if k not in _RUN_KEY_ATTRIBUTES})
+    """Rebuild a :class:`Run` from its META item; ``by_model``: its per-model usage (None: empty, as
+    ``list_runs`` gives). The ``U#`` usage attributes never reach the Run's fields."""
+    data = from_dynamo({k: v for k, v in item.items()
+                        if k not in _RUN_KEY_ATTRIBUTES and not k.startswith(USAGE_ATTRIBUTE_PREFIX)})
     if isinstance(data.get("crew"), str):  # JSON string since schema 1.1; a map in records written before
         data["crew"] = json.loads(data["crew"])
     usage = {name: data.pop(name, 0) for name in (*USAGE_TOTAL_ATTRIBUTES, *SAVINGS_ATTRIBUTES)}
@@ -319,8 +325,42 @@ def run_from_item(item: dict[str, Any], by_model: dict[str, ModelUsage] | None =
     return Run.model_validate({**data, "usage": usage})
 
 
+#: Prefix of the per-model usage attributes on META (schema 1.2): ``U#<model>#<total>``.
+USAGE_ATTRIBUTE_PREFIX = "U#"
+
+
+def usage_attribute(model: str, total: str) -> str:
+    """``U#<model>#<total>``: the META attribute holding one model's ``total`` (one of
+    :data:`USAGE_TOTAL_ATTRIBUTES`). Top-level attributes, not a map, so one ``ADD`` creates or increments each
+    (DynamoDB ``ADD`` takes a number attribute; a nested path would need its map to exist first). ValueError for
+    an empty model or an unknown total."""
+    if not model:
+        raise ValueError("model must not be empty")
+    if total not in USAGE_TOTAL_ATTRIBUTES:
+        raise ValueError(f"unknown usage total {total!r}")
+    return f"{USAGE_ATTRIBUTE_PREFIX}{model}#{total}"
+
+
+def usage_attributes(by_model: dict[str, ModelUsage]) -> dict[str, Any]:
+    """The ``U#<model>#<total>`` attributes of ``by_model`` (numbers as Decimal), for a META item."""
+    return to_dynamo({usage_attribute(model, total): getattr(usage, total)
+                      for model, usage in by_model.items() for total in USAGE_TOTAL_ATTRIBUTES})
+
+
+def by_model_from_item(item: dict[str, Any]) -> dict[str, ModelUsage]:
+    """Per-model usage from the ``U#<model>#<total>`` attributes of a META item (plain Python values)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in item.items():
+        if not name.startswith(USAGE_ATTRIBUTE_PREFIX):
+            continue
+        model, _, total = name[len(USAGE_ATTRIBUTE_PREFIX):].rpartition("#")
+        if model and total in USAGE_TOTAL_ATTRIBUTES:
+            out.setdefault(model, {})[total] = value
+    return {m: ModelUsage(**{k: from_dynamo(v) for k, v in totals.items()}) for m, totals in out.items()}
+
+
 def usage_item(run_id: str, model: str, usage: ModelUsage) -> dict[str, Any]:
-    """A ``USAGE#<model>`` item."""
+    """A ``USAGE#<model>`` item (the layout before schema 1.2; tests of the legacy read build them)."""
     return {PK: run_pk(run_id), SK: usage_sk(model), "model": model, **to_dynamo(usage.model_dump())}
 
 
