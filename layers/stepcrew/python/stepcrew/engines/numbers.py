@@ -12,8 +12,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-#: Tools whose results are prose written from other numbers (not a source of figures).
-NON_SOURCE_TOOLS = frozenset({"write_section"})
+#: Tools whose results are not a source of figures: prose written from other numbers (``write_section``), and
+#: results that describe what a tool wrote or sent (``make_chart``: pixels, bytes; ``export_results`` and ``notify``:
+#: keys, bytes, row counts of their inputs). A report figure matching only such a number is not checked by it.
+NON_SOURCE_TOOLS = frozenset({"write_section", "make_chart", "export_results", "notify"})
 
 # A number not glued to a word or another number: 5,076.02 | -3.5 | 344 ; not "h2", "x1", nor a part of a date
 # ("2007-11-05"), a time ("12:30") or a fraction ("3/4").
