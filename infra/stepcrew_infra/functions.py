@@ -31,6 +31,12 @@ A function's role gets:
   ``RECEIPT#*`` only (its exactly-once receipts) and ``s3:PutObject``/``s3:GetObject`` on the artifacts bucket's
   ``*/runs/*/exports/*`` keys only (never the datasets bucket); ``STEPCREW_TABLE_NAME`` and
   ``STEPCREW_ARTIFACTS_BUCKET``;
+- ``writes_charts`` (``make_chart``): ``s3:PutObject`` only, on the artifacts bucket's ``*/runs/*/charts/*`` keys
+  (:data:`CHART_KEYS`; no read, list or delete, no table); ``STEPCREW_ARTIFACTS_BUCKET``;
+- ``publishes_notifications`` (``notify``): ``sns:Publish`` on the notifications topic only
+  (:class:`stepcrew_infra.notifications.Notifications`; FIFO, AWS managed key: no KMS statement) and the
+  ``RECEIPT#*`` ``GetItem``/``PutItem`` of ``writes_artifacts``; ``STEPCREW_TABLE_NAME`` and
+  ``STEPCREW_NOTIFY_TOPIC_ARN``;
 - ``isolated_network`` (``run_python``: untrusted code): no other flag may be set (ValueError at synth); the function
   runs in :class:`stepcrew_infra.network.IsolatedNetwork` (isolated subnets, a security group without egress), its
   role gets the ENI actions Lambda needs in a VPC (:data:`stepcrew_infra.network.ENI_ACTIONS`, Resource ``*``) and
@@ -63,6 +69,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from stepcrew.store import schema
@@ -141,6 +148,8 @@ class FunctionResources:
     isolated_network: IsolatedNetwork | None = None
     #: The run-artifacts bucket of the ``writes_artifacts`` functions (exports).
     artifacts: s3.IBucket | None = None
+    #: The notifications topic of the ``publishes_notifications`` functions (``notify``).
+    notifications: sns.ITopic | None = None
 
     def __post_init__(self) -> None:
         if self.dataset_reader is None:
@@ -189,6 +198,8 @@ def dependency_layer(scope: Construct, construct_id: str, *, built: Path, placeh
 
 #: The keys of run artifacts (stepcrew.tools.artifacts.artifact_key): ``<tenant>/runs/<run_id>/exports/<name>``.
 ARTIFACT_KEYS = "*/runs/*/exports/*"
+#: The keys of charts (stepcrew.tools.make_chart): ``<tenant>/runs/<run_id>/charts/<name>.png``.
+CHART_KEYS = "*/runs/*/charts/*"
 
 
 class StepcrewFunction(Construct):
@@ -214,9 +225,12 @@ class StepcrewFunction(Construct):
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": C.METRICS_NAMESPACE,
         }
-        if spec.touches_table or spec.caches_results or spec.reads_arguments or spec.writes_artifacts:
+        if (spec.touches_table or spec.caches_results or spec.reads_arguments or spec.writes_artifacts
+                or spec.publishes_notifications):
             env["STEPCREW_TABLE_NAME"] = resources.table.table_name
-        if spec.writes_artifacts:  # run artifacts: their own bucket, under the tenant prefix
+        if spec.publishes_notifications:  # the notify tool: the one topic it publishes to
+            env["STEPCREW_NOTIFY_TOPIC_ARN"] = resources.notifications.topic_arn
+        if spec.writes_artifacts or spec.writes_charts:  # run artifacts: their own bucket, under the tenant prefix
             env["STEPCREW_ARTIFACTS_BUCKET"] = resources.artifacts.bucket_name
         if spec.reads_data:
             env["STEPCREW_DATA_BUCKET"] = resources.datasets.bucket_name
@@ -272,7 +286,7 @@ class StepcrewFunction(Construct):
             return None
         touching = [name for name in ("touches_table", "reads_data", "calls_models", "starts_runs", "emits_events",
                                       "caches_results", "reads_arguments", "screens", "sweeps_runs", "embeds",
-                                      "writes_artifacts")
+                                      "writes_artifacts", "writes_charts", "publishes_notifications")
                     if getattr(spec, name)] + (["vector_index"] if spec.vector_index else []) + (
                    ["invokes"] if spec.invokes else [])
         if touching:
@@ -306,7 +320,7 @@ class StepcrewFunction(Construct):
                 sid="RunArguments", actions=["dynamodb:GetItem", "dynamodb:Query"],
                 resources=[resources.table.table_arn],
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [schema.run_pk("*")]}}))
-        if spec.writes_artifacts and not spec.touches_table:  # exactly-once receipts: RECEIPT#<run> items only
+        if (spec.writes_artifacts or spec.publishes_notifications) and not spec.touches_table:  # receipts only
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="OperationReceipts", actions=["dynamodb:GetItem", "dynamodb:PutItem"],
                 resources=[resources.table.table_arn],
@@ -315,6 +329,13 @@ class StepcrewFunction(Construct):
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="RunArtifacts", actions=["s3:PutObject", "s3:GetObject"],
                 resources=[resources.artifacts.arn_for_objects(ARTIFACT_KEYS)]))
+        if spec.writes_charts:  # charts of any tenant's run, under <tenant>/runs/<run>/charts/ only: write, never read
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="RunCharts", actions=["s3:PutObject"],
+                resources=[resources.artifacts.arn_for_objects(CHART_KEYS)]))
+        if spec.publishes_notifications:  # the notify tool: Publish on the notifications topic, nothing else of SNS
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="PublishNotifications", actions=["sns:Publish"], resources=[resources.notifications.topic_arn]))
         if spec.reads_data:  # datasets only as the run's tenant: through the reader role, never directly
             reader = resources.dataset_reader
             reader.allow(self.role)
@@ -367,6 +388,11 @@ class StepcrewFunction(Construct):
                         f"{name}: writes the exports of any tenant's run (the tenant and run come from the state "
                         "machine, never from the model), and only under <tenant>/runs/<run>/exports/ of the artifacts "
                         "bucket: never a dataset, and it cannot list or delete.")
+        if self.spec.writes_charts:
+            acknowledge(policy, f"AwsSolutions-IAM5[Resource::<{self._bucket_id(resources)}.Arn>/{CHART_KEYS}]",
+                        f"{name}: writes the charts of any tenant's run (the tenant and run come from the state "
+                        "machine, never from the model), and only under <tenant>/runs/<run>/charts/ of the artifacts "
+                        "bucket: PutObject only; it cannot read, list or delete.")
         if self.spec.calls_models:
             acknowledge(policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/*]",
                         f"{name}: the Bedrock model is chosen per run (provider/model settings), and cross-Region "

@@ -21,6 +21,7 @@ from stepcrew import wiring
 from stepcrew_infra import constants as C
 from stepcrew_infra.agents import Agents
 from stepcrew_infra.api import Api
+from stepcrew_infra.charts import CHART_FUNCTIONS, Charts
 from stepcrew_infra.config import StageConfig
 from stepcrew_infra.data import Data
 from stepcrew_infra.functions import FunctionResources, build_layers, wire_invocations
@@ -28,6 +29,7 @@ from stepcrew_infra.guard import Guard
 from stepcrew_infra.memory import MemoryIndex
 from stepcrew_infra.monitoring import Monitoring
 from stepcrew_infra.network import IsolatedNetwork
+from stepcrew_infra.notifications import Notifications
 from stepcrew_infra.orchestration import Orchestration
 from stepcrew_infra.queues import dead_letter_queue
 from stepcrew_infra.schedules import Schedules
@@ -62,10 +64,15 @@ class StepcrewStack(cdk.Stack):
         resources = FunctionResources(config=config, layers=layers, table=self.data.table,
                                       datasets=self.data.datasets, secrets=dict(self.data.secrets),
                                       artifacts=self.data.artifacts)
+        self.notifications = Notifications(self, "Notifications", config=config)  # the notify tool's FIFO topic
+        resources.notifications = self.notifications.topic
         if any(spec.isolated_network for spec in wiring.FUNCTIONS.values()):  # run_python: no route out
             resources.isolated_network = IsolatedNetwork(self, "IsolatedNetwork", config=config)
         for name in C.SCREENING_FUNCTIONS:
             resources.add_extras(name, self.guard.extras)
+        self.charts = Charts(self, "Charts", shared_layer=layers[0])  # matplotlib for make_chart only
+        for name in CHART_FUNCTIONS:
+            resources.add_extras(name, self.charts.extras)
         for name, spec in wiring.FUNCTIONS.items():
             extras = self.memory.extras_for(spec)
             if extras is not None:
@@ -97,10 +104,14 @@ class StepcrewStack(cdk.Stack):
         for key, value, description in [
             ("TableName", self.data.table.table_name, "DynamoDB run table"),
             ("DatasetsBucket", self.data.datasets.bucket_name, "S3 bucket for datasets (s3:// URIs in runs)"),
+            ("ArtifactsBucket", self.data.artifacts.bucket_name,
+             "S3 bucket of run artifacts (exports, charts): STEPCREW_ARTIFACTS_BUCKET for `stepcrew runs ... --aws`"),
             ("RunStateMachineArn", run.state_machine_arn, "Run state machine"),
             ("AgentStateMachineArn", self.orchestration.state_machines["agent"].state_machine_arn,
              "Agent-loop state machine"),
             ("AlarmTopicArn", self.monitoring.topic.topic_arn, "SNS topic of every alarm"),
+            ("NotificationsTopicArn", self.notifications.topic.topic_arn,
+             "SNS FIFO topic of the notify tool (subscribe an SQS queue)"),
             ("RunFailuresQueueUrl", self.orchestration.run_failures.queue_url, "Runs that ended without success"),
             *[(f"{p.title()}SecretArn", s.secret_arn, f"Secret holding the {p} API key (put the key here)")
               for p, s in sorted(self.data.secrets.items())],

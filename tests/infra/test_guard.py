@@ -117,11 +117,15 @@ def test_only_the_screening_functions_have_the_guard_layer_and_it_replaces_the_d
     assert guard_layer in layers
     (deps_layer,) = [k for k in layers if k.startswith("DepsLayer")]
     (shared_layer,) = [k for k in layers if k.startswith("SharedLayer")]
-    assert set(layers) == {guard_layer, deps_layer, shared_layer}  # one guard layer, shared
+    charts_layer = synth.logical_id(stack.charts.layer)  # make_chart's (tests/infra/test_make_chart_stack.py)
+    assert set(layers) == {guard_layer, deps_layer, shared_layer, charts_layer}  # one guard layer, shared
     screening = set(C.SCREENING_FUNCTIONS)
     for name in screening:
         assert layer_refs(synth.template, name) == [shared_layer, guard_layer], name
-    for name in wiring.FUNCTIONS.keys() - screening:
+    charts = {name for name, spec in wiring.FUNCTIONS.items() if spec.writes_charts}
+    for name in charts:
+        assert layer_refs(synth.template, name) == [shared_layer, charts_layer], name
+    for name in wiring.FUNCTIONS.keys() - screening - charts:
         assert layer_refs(synth.template, name) == [shared_layer, deps_layer], name
     # the guard backend goes to the screening functions only
     for name in wiring.FUNCTIONS:

@@ -70,7 +70,8 @@ def test_resource_counts(synth):
     schedules = ScheduleFile.load(C.SCHEDULES_FILE).schedules
     assert counts == {
         "AWS::Lambda::Function": len(wiring.FUNCTIONS), "AWS::StepFunctions::StateMachine": 2,
-        "AWS::DynamoDB::Table": 1, "AWS::CloudWatch::Dashboard": 1, "AWS::SNS::Topic": 1,
+        "AWS::DynamoDB::Table": 1, "AWS::CloudWatch::Dashboard": 1,
+        "AWS::SNS::Topic": 2,  # the alarms topic and the notify tool's notifications topic
         "AWS::Scheduler::Schedule": len(schedules), "AWS::ApiGatewayV2::Api": 1,
         "AWS::ApiGatewayV2::Authorizer": 1, "AWS::SecretsManager::Secret": len(C.PROVIDER_SECRETS)}
     assert len(schedules) >= 1, "ship at least one example schedule"
@@ -98,10 +99,12 @@ def test_every_function_is_built_from_its_folder_with_the_shared_settings(synth)
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == C.METRICS_NAMESPACE == "stepcrew"
         # table users, and the dataset tools for their result cache (CACHE#<tenant> items only, see the IAM test)
         assert ("STEPCREW_TABLE_NAME" in env) == (spec.touches_table or spec.caches_results
-                                                  or spec.reads_arguments or spec.writes_artifacts), name
+                                                  or spec.reads_arguments or spec.writes_artifacts
+                                                  or spec.publishes_notifications), name
+        assert ("STEPCREW_NOTIFY_TOPIC_ARN" in env) == spec.publishes_notifications, name
         # operations tools: the run-artifacts bucket (its own, never the datasets bucket)
-        assert ("STEPCREW_ARTIFACTS_BUCKET" in env) == spec.writes_artifacts, name
-        if spec.writes_artifacts:
+        assert ("STEPCREW_ARTIFACTS_BUCKET" in env) == (spec.writes_artifacts or spec.writes_charts), name
+        if spec.writes_artifacts or spec.writes_charts:
             assert env["STEPCREW_ARTIFACTS_BUCKET"] == {"Ref": synth.logical_id(synth.stack.data.artifacts)}
         # the data tools read it; the api checks dataset URIs against it (it reads no dataset)
         assert ("STEPCREW_DATA_BUCKET" in env) == (spec.reads_data or name == C.API_FUNCTION), name
@@ -154,8 +157,9 @@ def test_each_function_role_holds_only_the_services_its_spec_touches(synth):
     for name, spec in wiring.FUNCTIONS.items():
         expected = {"logs", "xray"}
         expected |= {"dynamodb"} if (spec.touches_table or spec.caches_results or spec.reads_arguments
-                                     or spec.writes_artifacts) else set()
-        expected |= {"s3"} if spec.writes_artifacts else set()  # its exports in the artifacts bucket
+                                     or spec.writes_artifacts or spec.publishes_notifications) else set()
+        expected |= {"sns"} if spec.publishes_notifications else set()  # Publish on the notifications topic only
+        expected |= {"s3"} if spec.writes_artifacts or spec.writes_charts else set()  # exports/charts: artifacts bucket
         expected |= {"sts"} if spec.reads_data else set()  # datasets only through the per-tenant reader role
         expected |= {"s3"} if name == C.API_FUNCTION else set()  # signs dataset upload URLs (PutObject)
         expected |= {"secretsmanager", "bedrock"} if spec.calls_models else set()
@@ -188,8 +192,9 @@ def test_each_function_policy_names_only_its_own_resources(synth):
         own_logs = synth.logical_id(stack.functions[name].log_group)
         allowed = {own_logs}
         allowed |= {table} if (spec.touches_table or spec.caches_results or spec.reads_arguments
-                               or spec.writes_artifacts) else set()
-        allowed |= {synth.logical_id(stack.data.artifacts)} if spec.writes_artifacts else set()
+                               or spec.writes_artifacts or spec.publishes_notifications) else set()
+        allowed |= {synth.logical_id(stack.notifications.topic)} if spec.publishes_notifications else set()
+        allowed |= {synth.logical_id(stack.data.artifacts)} if spec.writes_artifacts or spec.writes_charts else set()
         allowed |= {reader} if spec.reads_data else set()
         allowed |= {datasets} if name == C.API_FUNCTION else set()
         allowed |= secrets if spec.calls_models else set()
@@ -217,9 +222,9 @@ def test_tools_that_never_read_the_table_or_data_get_no_such_permission(synth):
         # RUN#* items read-only for arguments by reference (test_argument_readers_may_only_read_run_items)
         spec = wiring.FUNCTIONS[name]
         assert ("dynamodb" in services(statements)) == (spec.caches_results or spec.reads_arguments
-                                                        or spec.writes_artifacts), name
+                                                        or spec.writes_artifacts or spec.publishes_notifications), name
         # data readers go through the per-tenant reader role; operations tools write the artifacts bucket only
-        assert ("s3" in services(statements)) == spec.writes_artifacts, name
+        assert ("s3" in services(statements)) == (spec.writes_artifacts or spec.writes_charts), name
         assert ("sts" in services(statements)) == wiring.FUNCTIONS[name].reads_data, name
 
 
@@ -442,7 +447,8 @@ def test_every_dlq_is_encrypted_tls_only_and_alarmed(synth):
 
 # --------------------------------------------------------------------------------------------- monitoring
 def test_alarms_notify_the_encrypted_topic(synth):
-    (topic_id, topic), = synth.of_type("AWS::SNS::Topic").items()
+    topic_id = synth.logical_id(synth.stack.monitoring.topic)
+    topic = synth.resources[topic_id]
     assert topic["Properties"]["KmsMasterKeyId"]
     alarms = synth.of_type("AWS::CloudWatch::Alarm").values()
     # 2 run alarms (failure rate, p95 duration) + one per DLQ + one error-rate alarm per function
@@ -539,6 +545,6 @@ def test_operations_tools_write_only_exports_and_their_receipts(synth):
     assert sorted(as_list(ddb["Action"])) == ["dynamodb:GetItem", "dynamodb:PutItem"]
     assert ddb["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
     assert ddb["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RECEIPT#*"]}}
-    for name in wiring.FUNCTIONS:  # no other role names the artifacts bucket
-        if name != "tool_export_results":
+    for name in wiring.FUNCTIONS:  # no other role names the artifacts bucket (make_chart: test_make_chart_stack.py)
+        if name not in ("tool_export_results", "tool_make_chart"):
             assert artifacts not in json.dumps(function_statements(synth, name)), name

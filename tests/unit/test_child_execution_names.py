@@ -93,8 +93,9 @@ def _definitions() -> dict[str, dict]:
 
 
 def _run_child_start() -> tuple[dict, tuple]:
-    starts = [(state, maps) for _, state, maps in _child_starts(_definitions()["run"]["States"])]
-    assert len(starts) == 1, "the run ASL starts sub-task children from one Task (RunSubtask)"
+    starts = [(state, maps) for name, state, maps in _child_starts(_definitions()["run"]["States"])
+              if name == "RunSubtask"]  # the manager loop's RunDelegation: tests/unit/test_manager_child_names.py
+    assert len(starts) == 1, "the run ASL starts the waves' sub-task children from one Task (RunSubtask)"
     return starts[0]
 
 

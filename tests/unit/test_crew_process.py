@@ -1,5 +1,5 @@
-"""``process`` per crew: parallel (default) and sequential run; hierarchical and hybrid are validated (a manager,
-not a worker) and then refused as not available yet; an unknown process is a one-line CrewError."""
+"""``process`` per crew: parallel (default), sequential, hierarchical and hybrid (a manager, not a worker) are
+validated and loaded; an unknown process is a one-line CrewError."""
 
 from pathlib import Path
 
@@ -32,12 +32,40 @@ def test_the_default_crew_is_parallel_and_the_sequential_crew_ships():
     ({"process": "hybrid"}, "needs a manager role"),
     ({"process": "hierarchical", "manager": DEFAULT["workers"][0]}, "is also a worker"),
     ({"manager": {**DEFAULT["planner"], "name": "boss"}}, "has no manager"),
-    ({"process": "hierarchical", "manager": {**DEFAULT["planner"], "name": "boss"}}, "not available yet"),
+    ({"process": "hierarchical", "manager": {**DEFAULT["planner"], "name": "boss", "tools": ["teleport"]}},
+     "role 'boss' names unknown tool"),
+    ({"process": "hybrid", "manager": {**DEFAULT["planner"], "name": "boss"}, "max_delegations": 0},
+     "max_delegations"),
 ])
 def test_bad_processes_are_one_line_crew_errors(tmp_path, changes, message):
     with pytest.raises(CrewError, match=message) as info:
         load_crew(_crew_file(tmp_path, **changes))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("process", ["hierarchical", "hybrid"])
+def test_a_crew_with_a_manager_loads_and_the_packaged_ones_ship(tmp_path, process):
+    crew = load_crew(_crew_file(tmp_path, process=process, manager={**DEFAULT["planner"], "name": "boss"}))
+    assert crew.process == process and crew.manager.name == "boss"
+    packaged = load_crew(process)
+    assert packaged.process == process and packaged.manager is not None
+    assert packaged.workers == load_crew("default").workers
+    assert load_crew("parallel").process == "parallel"
+    assert {"default", "parallel", "sequential", "hierarchical", "hybrid"} <= set(packaged_crews())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"process": "star"}, "process"),
+    ({"process": "hierarchical"}, "needs a manager role"),
+    ({"process": "hybrid", "manager": DEFAULT["workers"][1]}, "is also a worker"),
+])
+def test_the_cli_refuses_a_bad_crew_process_with_exit_2_and_one_line(tmp_path, changes, message):
+    from stepcrew.cli import app
+
+    result = CliRunner().invoke(app, ["run", "Compute 6 times 7", "--crew", _crew_file(tmp_path, **changes), "--json"])
+    assert result.exit_code == 2
+    text = (result.stderr if result.stderr_bytes else result.output).strip()
+    assert message in text and "Traceback" not in text
 
 
 def test_the_cli_refuses_a_bad_process_with_exit_2_before_any_run(tmp_path):

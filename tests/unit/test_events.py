@@ -28,11 +28,25 @@ def _http_api_v2(data):
     return APIGatewayProxyEventV2Model.model_validate(data)
 
 
+def _replan_event(data):
+    from stepcrew.domain.replan import ReplanInput
+
+    return ReplanInput.model_validate(data)
+
+
+def _manage_input(data):
+    from stepcrew.domain.manager import ManageInput
+
+    return ManageInput.model_validate(data)
+
+
 VALIDATORS = {
     "tool_": ToolInvocation.model_validate,
     "guard_scheduled": ev.CreateScheduledRun.model_validate,
     "guard": ev.RunRef.model_validate,
+    "planner_replan": _replan_event,
     "planner": ev.PlanInput.model_validate,
+    "manager": _manage_input,
     "approval": ev.ApprovalInput.model_validate,
     "agent": ev.AgentTurnInput.model_validate,
     "synthesizer": ev.SynthInput.model_validate,
@@ -54,7 +68,7 @@ def _validator(name: str):
 def test_there_are_sample_events_for_every_role_and_tool():
     names = {p.name for p in EVENTS}
     for prefix in ("tool_calculator", "tool_describe_dataset", "tool_query_dataset", "tool_write_section", "guard",
-                   "planner", "agent", "synthesizer", "reviewer", "finalize"):
+                   "planner", "planner_replan", "manager", "agent", "synthesizer", "reviewer", "finalize"):
         assert any(n.startswith(prefix) for n in names), f"no sample event for {prefix}"
 
 

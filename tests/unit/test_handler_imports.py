@@ -22,10 +22,14 @@ from stepcrew.wiring import FUNCTIONS, FUNCTIONS_DIR
 ENV = {"STEPCREW_TABLE_NAME": "stepcrew-runs", "STEPCREW_STAGE": "test", "POWERTOOLS_SERVICE_NAME": "stepcrew-test",
        "POWERTOOLS_METRICS_NAMESPACE": "stepcrew-test", "STEPCREW_EVENT_BUS": "default",
        "STEPCREW_GUARD_BACKEND": "local", "STEPCREW_ARTIFACTS_BUCKET": "stepcrew-artifacts",
+       "STEPCREW_NOTIFY_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:stepcrew-test-notifications.fifo",
        "STEPCREW_RUN_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:stepcrew-run",
        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DATASET_TOOLS = {"tool_describe_dataset", "tool_query_dataset"}
 NEVER = ("moto", "anthropic", "openai", "aws_xray_sdk")
+#: matplotlib (and its Pillow, fontTools, kiwisolver) is loaded by no cold start, not even make_chart's: the chart
+#: tool imports it at its first chart (stepcrew.tools.make_chart.render).
+PLOTTING = ("matplotlib", "PIL", "fontTools", "kiwisolver", "contourpy")
 CODE = ("import importlib.util, json, sys\n"
         "spec = importlib.util.spec_from_file_location('app', sys.argv[1])\n"
         "module = importlib.util.module_from_spec(spec)\n"
@@ -52,6 +56,20 @@ def test_the_dataset_tools_are_functions():
 def test_a_cold_start_loads_only_what_the_handler_needs(function, tmp_path):
     loaded = _top_level_modules(function, tmp_path)
     assert {"stepcrew", "aws_lambda_powertools", "pydantic"} <= loaded  # the probe saw the real import
-    forbidden = set(NEVER) | (set() if function in DATASET_TOOLS else {"duckdb"})
+    forbidden = set(NEVER) | set(PLOTTING) | (set() if function in DATASET_TOOLS else {"duckdb"})
     assert loaded & forbidden == set(), function
 
+
+
+def test_the_chart_tool_loads_matplotlib_only_when_it_draws():
+    """The make_chart function is a function, and its module imports matplotlib lazily (inside render)."""
+    import ast
+
+    from stepcrew.tools import make_chart
+
+    assert FUNCTIONS["tool_make_chart"].tool == "make_chart"
+    tree = ast.parse(open(make_chart.__file__).read())
+    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = {a.name.split(".")[0] for n in top for a in n.names} | {
+        (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+    assert names.isdisjoint(PLOTTING)

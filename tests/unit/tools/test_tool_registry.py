@@ -22,7 +22,7 @@ def test_names_match_the_wiring_and_the_state_machine():
     assert all(m == maps[0] for m in maps)
     assert known_tools() == set(wiring.TOOL_FUNCTIONS) == set(maps[0]) == {
         "calculator", "describe_dataset", "query_dataset", "write_section", "remember", "run_python",
-        "export_results"}
+        "export_results", "make_chart", "notify"}
     assert all(tool.name == name for name, tool in TOOLS.items())
 
 
@@ -51,7 +51,7 @@ def test_unknown_tool_is_a_key_error_naming_the_known_tools():
         get_tool("shell")
     assert isinstance(info.value, KeyError)
     assert str(info.value) == ("unknown tool 'shell'; known tools: calculator, describe_dataset, export_results, "
-                               "query_dataset, remember, run_python, write_section")
+                               "make_chart, notify, query_dataset, remember, run_python, write_section")
     with pytest.raises(UnknownToolError):
         tool_specs(["calculator", "shell"])
 

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from stepcrew.models import DEFAULT_TENANT, ProgressEvent, RunRequest, RunResult, RunStatus
+from stepcrew.models import DEFAULT_TENANT, ProgressEvent, RunRequest, RunResult, RunShown, RunStatus
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Crews of LLM agents on AWS Step Functions + Lambda, runnable locally.")
@@ -232,8 +232,17 @@ class Progress:
                          f"{d.get('saved_tokens', 0)} tokens",
             "loop_detected": f"{tag}[red]loop[/]: the same tool call {d.get('repeats')} times, sub-task ended",
             "budget_exhausted": f"[yellow]budget exhausted[/] at {d.get('where')}: the report goes to a person",
+            "delegated": f"{tag}manager: delegation {d.get('seq')} to {d.get('worker')}"
+                         + (" (sent back)" if d.get("send_back") else ""),
+            "delegation_assessed": f"{tag}manager: delegation {d.get('seq')} {d.get('verdict')}",
+            "delegation_rejected": f"[yellow]manager[/]: invalid reply rejected (ask {d.get('attempt')}), asking again",
+            "manager_finished": f"manager: goal met after {d.get('delegations')} delegation(s)",
+            "manager_stopped": f"[red]manager stopped[/] ({d.get('code')})",
             "output_screened": f"output guard: {_counts(d.get('masked'))} masked, {d.get('removed', 0)} sentence(s) "
                                "removed",
+            "replanned": f"[yellow]replanned[/] (plan v{d.get('version')}): {d.get('failed')} failed "
+                         f"({d.get('code')}); kept {', '.join(d.get('kept') or []) or 'none'}",
+            "replan_exhausted": f"[red]replanning exhausted[/] ({d.get('why')})",
         }.get(event.kind, event.kind)
         self.console.print(f"[dim]{event.at:%H:%M:%S}[/] {text}")
 
@@ -345,6 +354,15 @@ def print_result(result: RunResult, as_json: bool, out) -> None:
         err.print("[yellow]budget exhausted: the report it had is handed to a person, unreviewed[/]")
     if result.handoff_reason and not result.budget_exhausted:
         err.print(f"[yellow]handed off: {result.handoff_reason}[/]")
+    versions = getattr(result, "plan_versions", [])  # RunShown: runs show / run
+    if len(versions) > 1:  # replanned after a failed sub-task: every version, and why it was made
+        from rich.markup import escape
+
+        for v in versions:
+            ids = ", ".join(f"{i.id}" + (f" {i.status.value}" if i.status else "") + (f" {i.error}" if i.error else "")
+                            for i in v.subtasks)
+            kept = f"; kept {', '.join(v.kept)}" if v.kept else ""
+            err.print(escape(f"plan v{v.version}: {v.reason}{kept} — sub-tasks {ids}"))
     if result.error:
         err.print(f"[red]{result.error.code}: {result.error.message}[/]")
     if result.final_output:
@@ -544,6 +562,7 @@ def execute(request: RunRequest | None, crew, *, aws: bool, as_json: bool, timeo
                     raise Interrupted(run.run_id, RunStatus.FAILED) from None
                 raise Interrupted(run.run_id, status) from None
             result = run_result(store, run.run_id)
+            result = RunShown.of(result, store.list_plan_versions(run.run_id))
             _wait_resumed(runtime, orphans, timeout_s, as_json)
         if not finished:
             err.print(f"[red]error:[/] run {run.run_id} did not finish within {timeout_s:.0f} s")
@@ -593,7 +612,8 @@ def _wait_resumed(runtime, run_ids: list[str], timeout_s: float, as_json: bool) 
 
 GoalArg = Annotated[str, typer.Argument(help="What the crew should achieve (1-10,000 characters).")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="CSV/Parquet/JSON dataset the tools may read.")]
-CrewOpt = Annotated[str, typer.Option("--crew", help="'default' or a crew YAML file.")]
+CrewOpt = Annotated[str, typer.Option("--crew", help="A packaged crew (default, parallel, sequential, "
+                                      "hierarchical, hybrid) or a crew YAML file.")]
 ProviderOpt = Annotated[str | None, typer.Option("--provider", help="rule | anthropic | openai | bedrock "
                                                                    "(default: detected from the environment)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -654,6 +674,9 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         max_tokens: Annotated[int | None, typer.Option(help="Budget: input + output tokens of the whole run.")] = None,
         max_cost: Annotated[float | None, typer.Option(help="Budget: USD for the whole run (price table).")] = None,
         max_turns: Annotated[int | None, typer.Option(help="Budget: model calls per sub-task (default 8).")] = None,
+        max_replans: Annotated[int | None, typer.Option(
+            help="Times the planner may replan the remaining work after a sub-task failed (0-3, default 1; 0: a "
+                 "failed sub-task fails the run).")] = None,
         on_review_fail: Annotated[str | None, typer.Option(
             "--on-review-fail", help="A report that fails its last review round: 'handoff' (default: NEEDS_REVIEW, "
                                      "exit 3) or 'fail' (FAILED ReviewFailed, exit 1).")] = None,
@@ -694,7 +717,7 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
         no_memory: Annotated[bool, typer.Option("--no-memory", help="Recall nothing from the tenant's memory and "
                                                                     "leave nothing in it.")] = False,
         allow_side_effects: Annotated[bool, typer.Option(
-            "--allow-side-effects", help="Operations tools (export_results) act; without it they answer a dry run "
+            "--allow-side-effects", help="Operations tools (export_results, notify) act; without it they answer a dry run "
                                          "of what they would do.")] = False,
         resume_orphans: ResumeOrphansOpt = False,
         ) -> None:
@@ -704,7 +727,8 @@ def run(goal: GoalArg, data: DataOpt = None, crew: CrewOpt = "default", provider
     _run(goal, data, crew, provider, as_json, aws, timeout,
          review=_given(threshold=threshold, max_rounds=max_rounds, on_fail=on_review_fail,
                        handoff_timeout_s=handoff_timeout),
-         budget=_given(max_tokens=max_tokens, max_cost_usd=max_cost, max_turns_per_subtask=max_turns),
+         budget=_given(max_tokens=max_tokens, max_cost_usd=max_cost, max_turns_per_subtask=max_turns,
+                       max_replans=max_replans),
          data_uri=data_uri, require_approval=require_approval,
          guardrails=_given(pii=pii, injection=injection, disclaimer=disclaimer or None,
                            denied_topics=deny_topic or None),
@@ -807,11 +831,167 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")], as_jso
     try:
         with _read_store(aws) as store:
             result = run_result(store, run_id, tenant)
+            result = RunShown.of(result, store.list_plan_versions(run_id))
+            notifications = _run_notifications(store, run_id, tenant)
+            delegations = store.list_delegations(run_id)  # after run_result: the run is the tenant's
+        artifacts = _run_artifacts(aws, tenant, run_id)
     except RunNotFoundError:
         raise _fail(f"no run {run_id!r}") from None
     except BadInput as exc:
         raise _fail(str(exc)) from None
+    if as_json:  # the RunResult plus "artifacts": [{"key", "kind", "name", "bytes", "content_type"}] (null: unknown)
+        print(json.dumps({**json.loads(result.model_dump_json()), "artifacts": artifacts,
+                          "notifications": notifications,
+                          # a hierarchical / hybrid run: its manager's delegations (stepcrew.models.Delegation)
+                          **({"delegations": [json.loads(d.model_dump_json()) for d in delegations]}
+                             if delegations else {})}))
+        return
     print_result(result, as_json, sys.stdout)
+    _print_artifacts(run_id, artifacts)
+    _print_notifications(run_id, notifications)
+    _print_delegations(run_id, delegations)
+
+
+def _print_delegations(run_id: str, delegations: list) -> None:
+    """The manager's delegations of a hierarchical / hybrid run (stepcrew.models.Delegation), one row each."""
+    if not delegations:
+        return
+    table = Table(title=f"delegations of {run_id} (manager)", title_justify="left")
+    for col in ("#", "round", "worker", "sub-task", "kind", "verdict", "instructions / feedback"):
+        table.add_column(col)
+    for d in delegations:
+        note = d.error if d.verdict == "rejected" else (d.feedback or d.instructions)
+        table.add_row(str(d.seq), str(d.round), d.worker or "—", d.subtask_id, d.kind, d.verdict or "pending",
+                      (note[:40] + "…") if len(note) > 40 else note)
+    err.print(table)
+
+
+def _run_notifications(store, run_id: str, tenant: str) -> list[dict]:
+    """The run's ``notify`` calls from their receipts (tenant-scoped, :func:`stepcrew.tools.notify.list_notifications`):
+    ``[{"subtask_id", "call_id", "status", "started_at", "published"}]``; ``published`` (subject, sizes, attributes,
+    message id) is null while a receipt is PENDING (in doubt)."""
+    import dataclasses
+
+    from stepcrew.tools.notify import list_notifications
+
+    client = getattr(store, "_client", None)
+    if client is None:
+        return []
+    return [dataclasses.asdict(n) for n in list_notifications(client, store.table_name, run_id, tenant)]
+
+
+def _print_notifications(run_id: str, notifications: list[dict]) -> None:
+    if not notifications:
+        return
+    table = Table(title=f"notifications of {run_id} (notify tool receipts)", title_justify="left")
+    for col in ("sub-task", "call", "status", "subject", "message id"):
+        table.add_column(col)
+    for n in notifications:
+        published = n["published"] or {}
+        table.add_row(n["subtask_id"], n["call_id"], n["status"] if n["published"] or n["status"] == "DONE" else
+                      f"{n['status']} (in doubt)", published.get("subject", ""), published.get("message_id", ""))
+    err.print(table)
+
+
+def _artifact_store(aws: bool):
+    """The run-artifacts store: locally the files the local runtime keeps (the datasets folder,
+    :meth:`stepcrew.local.runtime.LocalRuntime.save_artifacts`); with ``--aws`` the stack's artifacts bucket (env
+    ``STEPCREW_ARTIFACTS_BUCKET``, the ``ArtifactsBucket`` output), or None when it is not set."""
+    from stepcrew.tools.artifacts import FolderArtifactStore, S3ArtifactStore
+
+    if not aws:
+        from stepcrew.local.runtime import default_datasets_dir
+
+        return FolderArtifactStore(default_datasets_dir())
+    bucket = os.environ.get("STEPCREW_ARTIFACTS_BUCKET")
+    if not bucket:
+        return None
+    import boto3
+
+    return S3ArtifactStore(boto3.client("s3"), bucket)
+
+
+def _run_artifacts(aws: bool, tenant: str, run_id: str) -> list[dict] | None:
+    """The run's artifacts (tenant-scoped: another tenant's run has none here), or None when they cannot be read
+    (``--aws`` without ``STEPCREW_ARTIFACTS_BUCKET``)."""
+    store = _artifact_store(aws)
+    if store is None:
+        return None
+    try:
+        return store.list(tenant, run_id)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _print_artifacts(run_id: str, artifacts: list[dict] | None) -> None:
+    if artifacts is None:
+        err.print("artifacts: not listed (--aws needs STEPCREW_ARTIFACTS_BUCKET, the stack's artifacts bucket)")
+        return
+    if not artifacts:
+        return
+    table = Table(title=f"artifacts of {run_id} (`stepcrew runs artifacts {run_id} --out DIR`)", title_justify="left")
+    for col in ("kind", "name", "bytes"):
+        table.add_column(col)
+    for a in artifacts:
+        table.add_row(a["kind"], a["name"], str(a["bytes"]))
+    err.print(table)
+
+
+@runs_app.command("artifacts")
+def runs_artifacts(run_id: Annotated[str, typer.Argument(help="The run id.")],
+                   out: Annotated[Path, typer.Option("--out", help="Folder to write them to (created).")],
+                   as_json: JsonOpt = False, aws: AwsOpt = False, tenant: TenantOpt = DEFAULT_TENANT) -> None:
+    """Download a run's artifacts (charts, exports) of the tenant (default ``local``) to ``OUT/<kind>/<name>``
+    (existing files are overwritten). Another tenant's run is answered like a missing one (exit 2); a name that would
+    land outside OUT is refused (exit 2, nothing more written). ``--json``: ``[{"kind", "name", "bytes", "path"}]``."""
+    from stepcrew.service import run_result
+    from stepcrew.store.base import RunNotFoundError
+
+    try:
+        with _read_store(aws) as store:
+            run_result(store, run_id, tenant)  # the tenant check: the run must be this tenant's
+        store = _artifact_store(aws)
+        if store is None:
+            raise BadInput("--aws needs STEPCREW_ARTIFACTS_BUCKET (the stack's artifacts bucket)")
+        artifacts = _run_artifacts(aws, tenant, run_id) or []
+        written = _download_artifacts(store, tenant, artifacts, out)
+    except RunNotFoundError:
+        raise _fail(f"no run {run_id!r}") from None
+    except BadInput as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(written))
+        return
+    for w in written:
+        print(f"{w['path']}\t{w['bytes']} bytes")
+    err.print(f"{len(written)} artifact(s) of {run_id} in {out}")
+
+
+def _download_artifacts(store, tenant: str, artifacts: list[dict], out: Path) -> list[dict]:
+    """Write each artifact to ``out/<kind>/<name>`` (``out`` created). Raises BadInput for an ``out`` that is not a
+    folder, a destination outside ``out`` or an artifact that vanished."""
+    root = out.expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"--out {out} is not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot create {out}: {exc.strerror or exc}") from None
+    written = []
+    for a in artifacts:
+        target = (root / a["kind"] / a["name"]).resolve()
+        if root not in target.parents or a["kind"] in ("", ".", "..") or a["name"] in ("", ".", ".."):
+            raise BadInput(f"refused: artifact {a['key']!r} would be written outside {out}")
+        body = store.get(tenant, a["key"])
+        if body is None:
+            raise BadInput(f"artifact {a['key']!r} is gone")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+        except OSError as exc:
+            raise BadInput(f"cannot write {target}: {exc.strerror or exc}") from None
+        written.append({"kind": a["kind"], "name": a["name"], "bytes": len(body), "path": str(target)})
+    return written
 
 
 @runs_app.command("resume")

@@ -140,6 +140,8 @@ class PlanOutput(Strict):
     error: str | None = None
     waves: list[list[SubtaskId]] = Field(default_factory=list)
     subtask_count: int = 0
+    process: Literal["parallel", "sequential", "hierarchical", "hybrid"] = Field(
+        default="parallel", description="the crew's process: CheckPlan sends hierarchical / hybrid runs to the manager")
 
 
 class ApprovalInput(Strict):

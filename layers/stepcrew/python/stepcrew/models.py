@@ -204,6 +204,12 @@ MAX_BUDGET_USD = 1_000_000.0
 MIN_BUDGET_USD = 0.000001
 
 
+#: Replans after a failed sub-task (``Budget.max_replans``): default 1, at most 3 (stepcrew's cap: every replan is
+#: another planner call, and a run's plan versions stay few enough to show).
+DEFAULT_MAX_REPLANS = 1
+MAX_REPLANS = 3
+
+
 class Budget(Strict):
     """Caps for one run. ``None`` means no cap. Exceeding a cap fails the run with ``BudgetExceededError``."""
 
@@ -212,6 +218,9 @@ class Budget(Strict):
     max_cost_usd: float | None = Field(default=None, ge=MIN_BUDGET_USD, le=MAX_BUDGET_USD,
                                        description="USD, from the price table")
     max_turns_per_subtask: int = Field(default=8, ge=1, le=50, description="model calls per sub-task")
+    max_replans: int = Field(default=DEFAULT_MAX_REPLANS, ge=0, le=MAX_REPLANS,
+                             description="times the planner may replan the remaining work after a sub-task "
+                                         "failed (0: a failed sub-task fails the run)")
 
 
 # --------------------------------------------------------------------------------------------- routing, ladder
@@ -292,7 +301,7 @@ class RunRequest(Strict):
                                                                "stage's, see STEPCREW_FALLBACK_CHAIN)")
     memory: Literal["on", "off"] = Field(default="on", description="off: the run recalls nothing from the "
                                          "tenant's memory and leaves nothing in it (no episode, no facts)")
-    allow_side_effects: bool = Field(default=False, description="operations tools (export_results) act; "
+    allow_side_effects: bool = Field(default=False, description="operations tools (export_results, notify) act; "
                                      "without it they answer a dry run (what they would do) and change nothing")
     user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,255}$")] | None = Field(
         default=None, description="the user within the tenant (memory: this user's facts are recalled and "
@@ -330,6 +339,16 @@ class AgentRole(Strict):
                                        "default, stepcrew.memory.window.DEFAULT_CONTEXT_TOKENS)")
 
 
+#: Hard cap on a manager's delegations per run (stepcrew's own bound: 4 per sub-task of the largest plan, 8).
+MAX_DELEGATIONS_CAP = 4 * MAX_SUBTASKS
+
+
+def default_max_delegations(subtasks: int) -> int:
+    """Delegations a manager may issue when the crew sets no ``max_delegations``: twice the plan's sub-tasks, at most
+    :data:`MAX_DELEGATIONS_CAP`."""
+    return min(2 * subtasks, MAX_DELEGATIONS_CAP)
+
+
 class Crew(Strict):
     """A crew: one planner, >= 1 worker roles, one reviewer, one synthesizer. Tool names are checked against
     the tool registry by :func:`stepcrew.crew.validate_crew` (the model alone cannot know the registry)."""
@@ -347,6 +366,9 @@ class Crew(Strict):
                                         "sequential: the sub-tasks one at a time in plan order, each seeing every "
                                         "earlier output; hierarchical / hybrid: a manager delegates (needs manager)")
     manager: AgentRole | None = Field(default=None, description="the manager role of a hierarchical or hybrid crew")
+    max_delegations: int | None = Field(default=None, ge=1, le=MAX_DELEGATIONS_CAP, description="hierarchical / "
+                                        "hybrid: delegations the manager may issue per run (None: twice the plan's "
+                                        "sub-tasks); past it the run fails with ManagerLimitExceeded")
 
     @model_validator(mode="after")
     def _unique_worker_names(self) -> Crew:
@@ -446,6 +468,59 @@ class Plan(Strict):
             if s.id == subtask_id:
                 return s
         raise KeyError(subtask_id)
+
+
+#: ``-v<n>`` at the end of a sub-task id: the version suffix a replanned sub-task gets when its id was used before.
+_VERSION_SUFFIX = re.compile(r"-v[0-9]+$")
+
+
+def base_subtask_id(subtask_id: str) -> str:
+    """The sub-task id without a plan-version suffix (``query-v2`` -> ``query``; ``query`` unchanged)."""
+    return _VERSION_SUFFIX.sub("", subtask_id)
+
+
+def versioned_subtask_id(subtask_id: str, version: int) -> str:
+    """``<base id>-v<version>``, the base cut so that the id stays a :data:`SubtaskId` (40 characters at most):
+    the id a replanned sub-task gets when plan ``version`` reuses an id an earlier version had (its conversation
+    and record are kept apart). Deterministic."""
+    suffix = f"-v{version}"
+    return base_subtask_id(subtask_id)[: 40 - len(suffix)].rstrip("-_") + suffix
+
+
+class PlanVersionItem(Strict):
+    """A sub-task a plan version added: id, title, dependencies; ``status`` and ``error`` (its error code) are what
+    it had when a later version replaced or kept it (None while the version is the current one)."""
+
+    id: SubtaskId
+    title: str = Field(min_length=1, max_length=120)
+    depends_on: list[SubtaskId] = Field(default_factory=list, max_length=MAX_SUBTASKS)
+    status: SubtaskStatus | None = None
+    error: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class PlanVersion(Strict):
+    """One version of a run's plan (``RUN#<id> / PLANVER#<version:03d>``): v1 is the plan the planner made first;
+    each later one replanned the remaining work after a sub-task failed (``Budget.max_replans``).
+
+    ``reason``: why this version exists (``initial plan``, or the failure: ``sub-task <id> failed: <code>: ...``);
+    ``failure``: that failure (None for v1); ``subtasks``: the sub-tasks this version added; ``kept``: the done
+    (SUCCEEDED) sub-tasks of earlier versions it keeps, outputs and all; ``replaced``: the sub-tasks of the version
+    before it that it dropped (the failed one and those not run); ``waves``: the dependency waves it ran (its own
+    sub-tasks only); ``wave_offset``: the run's waves before it (its child executions are numbered after them, so
+    names never collide); ``superseded_at``: when a later version replaced it."""
+
+    run_id: RunId
+    version: int = Field(ge=1, le=MAX_REPLANS + 1)
+    reason: Annotated[str, _clip(2000)]
+    failure: RunError | None = None
+    subtasks: list[PlanVersionItem] = Field(min_length=1, max_length=MAX_SUBTASKS)
+    kept: list[SubtaskId] = Field(default_factory=list, max_length=MAX_SUBTASKS)
+    replaced: list[SubtaskId] = Field(default_factory=list, max_length=MAX_SUBTASKS)
+    waves: list[list[SubtaskId]] = Field(default_factory=list)
+    wave_offset: int = Field(default=0, ge=0)
+    rationale: Annotated[str, _clip(2000)] = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    superseded_at: datetime | None = None
 
 
 # --------------------------------------------------------------------------------------------- tools and turns
@@ -699,7 +774,40 @@ EventKind = Literal[
     "memory_recalled", "memory_recorded",
     # durability (stepcrew.local.resume): a run continued after its process ended
     "run_resumed",
+    # the manager of a hierarchical / hybrid crew (stepcrew.domain.manager): ids, workers, verdicts and counts only
+    "delegated", "delegation_assessed", "delegation_rejected", "manager_finished", "manager_stopped",
+    # replanning after a failed sub-task (stepcrew.domain.replan): versions, ids and error codes only
+    "replanned", "replan_exhausted",
 ]
+
+
+#: Longest instructions (or feedback) a manager may give one delegation (characters; stepcrew's bound, well inside a
+#: prompt and a stored item).
+DELEGATION_INSTRUCTIONS_MAX_CHARS = 2000
+DelegationVerdict = Literal["accepted", "sent_back", "failed", "rejected"]
+
+
+class Delegation(Strict):
+    """One delegation of a manager (hierarchical / hybrid crews), as recorded in the store: ``seq`` (1-based, unique
+    in the run; the child execution's name carries it), the manager ``round`` that issued it, the ``worker`` and
+    ``subtask_id``, ``kind`` (``delegate`` or ``send_back`` with the manager's ``feedback``), the instructions
+    (at most DELEGATION_INSTRUCTIONS_MAX_CHARS; longer ones are refused) and their digest (sha256, 16 hex), and once the manager assessed the result its ``verdict``
+    (``accepted``, ``sent_back``, ``failed``) or, for a delegation that never ran, ``rejected`` with ``error`` (why
+    validation refused it; the manager was asked again)."""
+
+    run_id: RunId
+    seq: int = Field(ge=1, le=10_000)
+    round: int = Field(ge=0, le=10_000)
+    worker: str = Field(default="", max_length=40)
+    subtask_id: str = Field(max_length=64)
+    kind: Literal["delegate", "send_back"] = "delegate"
+    instructions: Annotated[str, _clip(DELEGATION_INSTRUCTIONS_MAX_CHARS)] = ""
+    instructions_digest: str = Field(default="", max_length=64)
+    tools: list[str] = Field(default_factory=list, max_length=16)
+    feedback: Annotated[str, _clip(DELEGATION_INSTRUCTIONS_MAX_CHARS)] = ""
+    verdict: DelegationVerdict | None = None
+    error: Annotated[str, _clip(500)] | None = None
+    at: datetime = Field(default_factory=utcnow)
 
 
 class ProgressEvent(Strict):
@@ -777,6 +885,17 @@ class RunResult(Strict):
     budget_exhausted: bool = False
     handoff_reason: str | None = None
     memory: MemoryView | None = Field(default=None, description="what the run recalled from its tenant's memory")
+
+
+class RunShown(RunResult):
+    """What ``stepcrew runs show`` (and ``stepcrew run``) print: the result view plus the plan's versions (v1, then
+    one per replan after a failed sub-task, :mod:`stepcrew.domain.replan`)."""
+
+    plan_versions: list[PlanVersion] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: RunResult, versions: list[PlanVersion]) -> RunShown:
+        return cls.model_validate({**result.model_dump(), "plan_versions": versions})
 
 
 class MemoryView(Strict):

@@ -73,6 +73,12 @@ in seconds (Lambda max 900)."""
     #: ``writes_artifacts``: an operations tool (``export_results``): its exactly-once receipts in the run table
     #: (``RECEIPT#*`` partitions only) and its artifacts in the datasets bucket under ``<tenant>/runs/*/exports/``.
     writes_artifacts: bool = False
+    #: ``publishes_notifications``: the ``notify`` operations tool: ``sns:Publish`` on the stack's notifications topic
+    #: only (``STEPCREW_NOTIFY_TOPIC_ARN``) and its exactly-once receipts in the run table (``RECEIPT#*`` partitions).
+    publishes_notifications: bool = False
+    #: ``writes_charts``: the chart tool (``make_chart``): ``s3:PutObject`` on the artifacts bucket under
+    #: ``<tenant>/runs/*/charts/`` only (no table, no read); ``STEPCREW_ARTIFACTS_BUCKET``.
+    writes_charts: bool = False
     vector_index: Literal["", "read", "write", "delete"] = ""
     invokes: tuple[str, ...] = ()
     memory_mb: int = 512
@@ -89,6 +95,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
                  touches_table=True, reads_data=True, memory_mb=1024),
     FunctionSpec("planner", "Planner role: goal -> validated DAG of sub-tasks (recalls the tenant's memory)",
                  touches_table=True, calls_models=True, timeout_s=300, vector_index="read"),
+    FunctionSpec("manager", "Manager role (hierarchical / hybrid crews): assesses the last delegations, delegates "
+                 "the next sub-task(s) or ends the loop", touches_table=True, calls_models=True, timeout_s=300),
     FunctionSpec("approval", "Stores the task token of a run waiting for a person (approval, review hand-off)",
                  touches_table=True, emits_events=True),
     FunctionSpec("agent", "Worker roles: one agent-loop turn (model call) of a sub-task", touches_table=True,
@@ -121,6 +129,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {f.name: f for f in [
     FunctionSpec("tool_export_results", "Tool: saves a table as CSV/JSON under the run's tenant prefix; dry run "
                  "unless the run allows side effects; exactly once (receipts)", tool="export_results",
                  writes_artifacts=True, memory_mb=256, timeout_s=30),
+    FunctionSpec("tool_notify", "Tool: publishes a short notification to the stack's notifications topic (SNS FIFO); "
+                 "dry run unless the run allows side effects; exactly once (receipts + deduplication id)",
+                 tool="notify", publishes_notifications=True, memory_mb=256, timeout_s=30),
+    FunctionSpec("tool_make_chart", "Tool: renders a chart to PNG (matplotlib Agg) under the run's charts/ artifacts; "
+                 "1024 MB (matplotlib's import and rendering)", tool="make_chart", writes_charts=True, memory_mb=1024,
+                 timeout_s=30),
     FunctionSpec("api", "HTTP API: start, list and show runs; approvals; memory", touches_table=True,
                  starts_runs=True, vector_index="delete", invokes=("memory",), timeout_s=29),
     FunctionSpec("sweeper", "Scheduled sweep: open runs whose execution ended without a terminal record end FAILED",
@@ -145,6 +159,7 @@ SUBSTITUTIONS: dict[str, Target] = {
     "GuardFunctionArn": Target("function", "guard"),
     "PlannerFunctionArn": Target("function", "planner"),
     "ApprovalFunctionArn": Target("function", "approval"),
+    "ManagerFunctionArn": Target("function", "manager"),
     "AgentFunctionArn": Target("function", "agent"),
     "SynthesizerFunctionArn": Target("function", "synthesizer"),
     "ReviewerFunctionArn": Target("function", "reviewer"),
@@ -156,6 +171,8 @@ SUBSTITUTIONS: dict[str, Target] = {
     "RememberToolFunctionArn": Target("function", "tool_remember"),
     "RunPythonToolFunctionArn": Target("function", "tool_run_python"),
     "ExportResultsToolFunctionArn": Target("function", "tool_export_results"),
+    "NotifyToolFunctionArn": Target("function", "tool_notify"),
+    "MakeChartToolFunctionArn": Target("function", "tool_make_chart"),
     "MemoryFunctionArn": Target("function", "memory"),
     "AgentStateMachineArn": Target("state_machine", "agent"),
 }

@@ -57,16 +57,13 @@ def parse_crew(text: str, source: str = "<crew>") -> Crew:
 
 def validate_crew(crew: Crew, known_tools: set[str] | None = None) -> Crew:
     """Check that every role's tools exist (``known_tools``, default: :func:`stepcrew.tools.registry.known_tools`)
-    and that its ``process`` is one stepcrew can run. Returns the crew; raises CrewError naming the first role with
-    unknown tools, or a process not available yet (hierarchical, hybrid)."""
+    (the manager's too, for a hierarchical or hybrid crew; the model has checked its process and manager already).
+    Returns the crew; raises CrewError naming the first role with unknown tools."""
     if known_tools is None:
         from stepcrew.tools.registry import known_tools as registry_tools
 
         known_tools = registry_tools()
-    if crew.process in ("hierarchical", "hybrid"):  # validated by the model; the manager loop is not built yet
-        raise CrewError(f"crew {crew.name!r}: process {crew.process!r} is not available yet (the manager's "
-                        "delegation loop is not built); use process parallel or sequential")
-    for role in [crew.planner, *crew.workers, crew.synthesizer, crew.reviewer]:
+    for role in [crew.planner, *crew.workers, crew.synthesizer, crew.reviewer, *filter(None, [crew.manager])]:
         unknown = [t for t in role.tools if t not in known_tools]
         if unknown:
             raise CrewError(f"crew {crew.name!r}: role {role.name!r} names unknown tool(s): {', '.join(unknown)}; "

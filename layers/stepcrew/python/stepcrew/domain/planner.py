@@ -20,6 +20,7 @@ from stepcrew.domain.common import (
 )
 from stepcrew.domain.modelcall import exchange
 from stepcrew.domain.recall import recall_for_run
+from stepcrew.domain.replan import initial_version
 from stepcrew.engines.base import EngineCall, PlanReply
 from stepcrew.engines.facts import PlanFacts, WorkerInfo
 from stepcrew.engines.resolve import EngineResolver
@@ -133,10 +134,12 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
     engine.accepted()  # a valid plan: the exact cache may keep it (a rejected one is never replayed)
     if not (called.replayed and store.get_plan(run.run_id) == plan):
         store.put_plan(run.run_id, plan)  # a replay (Retry, resumed run) keeps the sub-tasks' progress
+        store.put_plan_version(initial_version(run.run_id, plan))  # v1 (replans add v2...: domain.replan)
     if semantic is not None and not called.replayed and reply.calls and all(c.rung == "full" for c in reply.calls):
         paid = (sum(c.input_tokens + c.output_tokens for c in reply.calls), sum(c.cost_usd for c in reply.calls))
         semantic.remember(run.goal, scope, reply.model_dump(mode="json", exclude={"calls"}), paid)
     waves = plan.waves()
     emit(store, run.run_id, "plan_ready", attempt=inp.attempt, waves=waves,
          subtasks=[{"id": s.id, "title": s.title, "depends_on": list(s.depends_on)} for s in plan.subtasks])
-    return PlanOutput(**out, valid=True, retry=False, waves=waves, subtask_count=len(plan.subtasks))
+    return PlanOutput(**out, valid=True, retry=False, waves=waves, subtask_count=len(plan.subtasks),
+                      process=crew.process)

@@ -22,11 +22,11 @@ machines' Retry/Catch match their class names).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
+from stepcrew.engines.facts import ActFacts, ManageFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.llm.base import StopReason, ToolSpec
 from stepcrew.models import AgentRole, CriterionScores, Decline, Message, Plan
 
@@ -108,6 +108,42 @@ class MemoryReply(_Reply):
     facts: list[Any] = Field(default_factory=list, description="stepcrew.memory.models.FactIn items")
 
 
+class Assessment(BaseModel):
+    """The manager's verdict on one delegation of last round: ``accept`` its answer, or ``send_back`` with
+    ``feedback`` (the worker is given it and answers again)."""
+
+    model_config = ConfigDict(extra="ignore")
+    subtask_id: str
+    verdict: Literal["accept", "send_back"]
+    feedback: str = ""
+
+
+class DelegationOrder(BaseModel):
+    """A delegation the manager asks for: a sub-task of the plan, the worker to do it (the sub-task's worker), its
+    instructions for this delegation and the tools it should use (a subset of that worker's tools; empty: the
+    sub-task's own)."""
+
+    model_config = ConfigDict(extra="ignore")
+    subtask_id: str
+    worker: str = ""
+    instructions: str = ""
+    tools: list[str] = Field(default_factory=list)
+
+
+class ManageReply(_Reply):
+    """A manager round: ``assessments`` of last round's delegations, the next ``delegations`` (one for a
+    hierarchical crew, a batch of independent ones for a hybrid crew), ``done`` when the goal is met (every sub-task
+    accepted) or ``give_up`` (why the goal cannot be met: the run fails with it). ``error``: the reply could not be
+    read (the manager is asked again). The domain validates the rest (:mod:`stepcrew.domain.manager`)."""
+
+    assessments: list[Assessment] = Field(default_factory=list)
+    delegations: list[DelegationOrder] = Field(default_factory=list)
+    done: bool = False
+    give_up: str | None = None
+    error: str | None = None
+    text: str = ""
+
+
 class Engine(ABC):
     """Plays a crew's roles. ``name`` is what a run reports as its engine (``rule-engine``, ``openai:gpt-4o``)."""
 
@@ -145,6 +181,13 @@ class Engine(ABC):
 
         return MemoryReply(facts=extract_facts(facts.goal, facts.inputs),
                            calls=[EngineCall(model="rule-engine")])
+
+    def manage(self, facts: ManageFacts, role: AgentRole) -> ManageReply:
+        """A manager round of a hierarchical / hybrid crew. Default: the rule engine's deterministic delegation
+        from the plan (:func:`stepcrew.engines.rules.manager.manage`); the LLM engine asks its model."""
+        from stepcrew.engines.rules.manager import manage
+
+        return manage(facts)
 
     def accepted(self) -> None:
         """The domain accepted the replies of this engine's calls so far (a valid plan, a turn that is no loop, a

@@ -102,9 +102,36 @@ class SubtaskFacts(_Facts):
     tool_results: list[ToolFact] = Field(default_factory=list)
 
 
+class KeptSubtask(_Facts):
+    """A done sub-task a replan keeps: id, title, role, tools and the start of its output (``summary``)."""
+
+    id: str
+    title: str
+    role: str = ""
+    tools: list[str] = Field(default_factory=list)
+    summary: str = ""
+
+
+class ReplanFacts(_Facts):
+    """Replanning after a sub-task failed: the new plan's ``version`` (2, 3...), the failed sub-task, the failure
+    (``error``: its type, e.g. ToolLoopError; ``cause``: one short line with e-mail addresses, IP addresses and long
+    digit runs masked), the done sub-tasks the run keeps (the new plan may depend on them by id) and the
+    sub-tasks it must replace (the failed one and those not run: their definitions). ``used_ids``: every sub-task
+    id the run has had (a new sub-task reusing one is renamed ``<id>-v<version>``)."""
+
+    version: int = Field(ge=2)
+    failed_subtask: str
+    error: str
+    cause: str = ""
+    kept: list[KeptSubtask] = Field(default_factory=list)
+    replaced: list[SubtaskFacts] = Field(default_factory=list)
+    used_ids: list[str] = Field(default_factory=list)
+
+
 class PlanFacts(_Facts):
     """Planning: the goal, the dataset's profile (None without a dataset), the workers and the known tools; on a
-    retry the attempt number and the previous plan's validation error."""
+    retry the attempt number and the previous plan's validation error; ``replan``: set when the plan replaces the
+    remaining work of a run whose sub-task failed (the reply then lists the new sub-tasks only)."""
 
     goal: str
     has_dataset: bool
@@ -115,6 +142,7 @@ class PlanFacts(_Facts):
     attempt: int = 1
     previous_error: str | None = None
     memory: MemoryContext | None = Field(default=None, description="what the tenant's memory recalled for the goal")
+    replan: ReplanFacts | None = None
 
 
 class MemoryFacts(_Facts):
@@ -134,6 +162,36 @@ class ActFacts(_Facts):
     subtask: SubtaskFacts
     dependencies: list[SubtaskFacts] = Field(default_factory=list)
     memory: MemoryContext | None = Field(default=None, description="the run's recalled memory (its facts are prompted)")
+
+
+class DelegationFact(_Facts):
+    """A delegation the manager issued last round and must now assess: the sub-task, the worker, ``status``
+    (``SUCCEEDED``: an answer to accept or send back; ``FAILED``: the child failed, ``error`` says why) and the
+    worker's ``output``."""
+
+    seq: int
+    subtask_id: str
+    worker: str
+    status: str
+    output: str | None = None
+    error: str | None = None
+
+
+class ManageFacts(_Facts):
+    """A manager round (hierarchical / hybrid crews): the goal, the process, every sub-task of the plan with its
+    output once accepted, which are ``accepted``, the delegations of last round to assess (``results``), the
+    workers and their tools, the delegations still allowed (``delegations_left``) and, when the manager is asked
+    again, why its previous reply was rejected (``previous_error``)."""
+
+    goal: str
+    process: str
+    round: int
+    subtasks: list[SubtaskFacts]
+    accepted: list[str] = Field(default_factory=list)
+    results: list[DelegationFact] = Field(default_factory=list)
+    workers: list[WorkerInfo]
+    delegations_left: int
+    previous_error: str | None = None
 
 
 class ReportFacts(_Facts):

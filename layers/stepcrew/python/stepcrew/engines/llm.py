@@ -22,12 +22,13 @@ from stepcrew.engines.base import (
     ActReply,
     Engine,
     EngineCall,
+    ManageReply,
     MemoryReply,
     PlanReply,
     ReportReply,
     ReviewReply,
 )
-from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
+from stepcrew.engines.facts import ActFacts, ManageFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.llm.base import Model, ModelRequest, ModelResponse, ModelSettings, ResponseFormat, ToolSpec
 from stepcrew.llm.pricing import cost_usd
 from stepcrew.memory.window import DEFAULT_CONTEXT_TOKENS, engine_call_fields, fit
@@ -163,10 +164,32 @@ class LLMEngine(Engine):
         return ReviewReply(scores=scores, feedback=feedback, error=error, text=response.text,
                            calls=[_call(response)])
 
+    def manage(self, facts: ManageFacts, role: AgentRole) -> ManageReply:
+        response = self._structured(role, lambda native: prompts.manage_prompt(facts, native=native),
+                                    prompts.manage_format())
+        return parse_manage_reply(response.text).model_copy(update={"calls": [_call(response)],
+                                                                     "text": response.text})
+
     def extract_memory(self, facts: MemoryFacts, role: AgentRole) -> MemoryReply:
         response = self._structured(role, lambda native: prompts.memory_prompt(facts, native=native),
                                     prompts.memory_format())
         return MemoryReply(facts=parse_memory_reply(response.text), calls=[_call(response)])
+
+
+def parse_manage_reply(text: str) -> ManageReply:
+    """The manager's reply as a :class:`ManageReply` (``give_up`` "" read as None), or one whose ``error`` says why
+    it is not one (the domain asks again)."""
+    try:
+        data = prompts.parse_json_reply(text)
+    except prompts.JsonReplyError as exc:
+        return ManageReply(error=str(exc))
+    if isinstance(data.get("give_up"), str) and not data["give_up"].strip():
+        data["give_up"] = None
+    try:
+        return ManageReply.model_validate({k: data[k] for k in ("assessments", "delegations", "done", "give_up")
+                                           if k in data})
+    except ValidationError as exc:
+        return ManageReply(error=describe_validation_error(exc, prefix="manager reply: "))
 
 
 def parse_memory_reply(text: str) -> list:

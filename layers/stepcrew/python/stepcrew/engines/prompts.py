@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from stepcrew.engines.facts import ActFacts, DatasetProfile, MemoryFacts, PlanFacts, ReportFacts, SubtaskFacts
+from stepcrew.engines.facts import (
+    ActFacts,
+    DatasetProfile,
+    ManageFacts,
+    MemoryFacts,
+    PlanFacts,
+    ReportFacts,
+    SubtaskFacts,
+)
 from stepcrew.llm.base import ModelRequest, ResponseFormat
 from stepcrew.memory.models import MemoryContext
 from stepcrew.llm.spotlight import DATA_RULE, fence
@@ -184,6 +192,73 @@ def memory_format() -> ResponseFormat:
                                                                "items": _compact(_MemoryFactSchema)}}})
 
 
+class _AssessmentSchema(BaseModel):
+    subtask_id: str
+    verdict: Literal["accept", "send_back"]
+    feedback: str
+
+
+class _DelegationSchema(BaseModel):
+    subtask_id: str
+    worker: str
+    instructions: str
+    tools: list[str]
+
+
+class _ManageReplySchema(BaseModel):
+    assessments: list[_AssessmentSchema]
+    delegations: list[_DelegationSchema]
+    done: bool
+    give_up: str
+
+
+def manage_format() -> ResponseFormat:
+    """The manager's reply schema (``manage``): assessments, delegations, done and give_up (an empty string when
+    it does not give up), all required."""
+    return _format("manage", lambda: _compact(_ManageReplySchema))
+
+
+#: Opening words of every manager prompt (:func:`describe` tells the manager's calls by them).
+MANAGE_OPENING = "You manage a crew of workers."
+
+
+def manage_prompt(ctx: ManageFacts, *, native: bool = False) -> str:
+    """User prompt of the manager (hierarchical / hybrid crews). The part that is the same for every round of a
+    crew comes first (how to manage, the reply's shape, the process's rule), then the run's facts: goal, workers and
+    their tools, the plan's sub-tasks with what is accepted, the results to assess, the delegations left and, when
+    asked again, why the previous reply was rejected. ``native``: the request carries :func:`manage_format`."""
+    one = ("delegate exactly one sub-task per round (the next one; a send_back is that round's delegation)"
+           if ctx.process == "hierarchical" else
+           "delegate every sub-task that is ready as one batch (they run side by side)")
+    schema = ('' if native else '\n\nReply with one JSON object: {"assessments": [{"subtask_id": "...", "verdict": '
+              '"accept" or "send_back", "feedback": "..."}], "delegations": [{"subtask_id": "...", "worker": "...", '
+              '"instructions": "...", "tools": ["..."]}], "done": true or false, "give_up": "" or "<why>"}.')
+    parts = [
+        MANAGE_OPENING + " Each round you assess the results of your last delegations (accept an answer that does "
+        "the sub-task with figures from the tools, or send it back with precise feedback), then either delegate the "
+        "next work or say the goal is met. " + DATA_RULE + schema,
+        f"Rules: {one}; a sub-task is ready when every sub-task it depends on is accepted; delegate a sub-task to its "
+        "planned worker, with tools that worker has; a failed sub-task is sent back with feedback or, if it cannot "
+        "succeed, give_up says why; done is true only when every sub-task is accepted.",
+        f"Goal:\n{ctx.goal}",
+        "Workers:\n" + "\n".join(f"- {w.name} ({w.role}): tools {', '.join(w.tools) or 'none'}" for w in ctx.workers),
+        "Sub-tasks of the plan:\n" + "\n".join(
+            f"- {s.id} (worker {s.role or 'first'}; depends on {', '.join(s.depends_on) or 'nothing'}; "
+            f"{'accepted' if s.id in ctx.accepted else 'not accepted'}): {s.title}. {s.instructions}"
+            for s in ctx.subtasks),
+    ]
+    if ctx.results:
+        parts.append("Results to assess:\n\n" + "\n\n".join(
+            f"### {r.subtask_id} (delegation {r.seq}, worker {r.worker}): {r.status}\n"
+            + (fence(clip(r.output) or "(no output)", source=f"output of sub-task {r.subtask_id}")
+               if r.status == "SUCCEEDED" else f"Error: {r.error or 'unknown'}")
+            for r in ctx.results))
+    parts.append(f"Manager round {ctx.round}; delegations left: {ctx.delegations_left}.")
+    if ctx.previous_error:
+        parts.append(f"Your previous reply was rejected: {ctx.previous_error}\nFix exactly this problem.")
+    return "\n\n".join(parts)
+
+
 # ----------------------------------------------------------------------------------------------- user prompts
 def plan_prompt(ctx: PlanFacts, *, native: bool = False) -> str:
     """User prompt of the planner. The part that is the same for every goal of a crew comes first (data rule, reply
@@ -207,10 +282,33 @@ def plan_prompt(ctx: PlanFacts, *, native: bool = False) -> str:
         f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}",
         *([m] if (m := memory_text(ctx.memory)) else []),
     ]
+    if ctx.replan is not None:
+        parts.append(replan_text(ctx.replan))
     if ctx.previous_error:
         parts.append(f"Your previous plan (attempt {ctx.attempt - 1}) was rejected: {ctx.previous_error}\n"
                      "Fix exactly this problem.")
     return "\n\n".join(parts)
+
+
+#: Heading of the replan block of the planner's prompt (:func:`describe` labels such a request ``replan``).
+REPLAN_HEADING = "Replan after a failed sub-task"
+
+
+def replan_text(r: Any) -> str:
+    """The replan block of the planner's prompt (:class:`~stepcrew.engines.facts.ReplanFacts`): the failure, the
+    kept sub-tasks (ids and the start of their outputs, fenced as data) and the sub-tasks to replace."""
+    kept = "\n".join(f"- {k.id}: {k.title}" + (f"\n  output: {one_line(k.summary, 300)}" if k.summary else "")
+                     for k in r.kept) or "(none)"
+    replaced = "\n".join(f"- {s.id}: {s.title} ({s.instructions})" for s in r.replaced) or "(none)"
+    return (f"{REPLAN_HEADING} (plan version {r.version}):\n"
+            f"Sub-task {r.failed_subtask} failed with {r.error}" + (f": {r.cause}" if r.cause else "") + ".\n"
+            "Done sub-tasks, kept with their outputs (new sub-tasks may depend on them by id):\n"
+            + fence(kept, source="kept sub-tasks") + "\n"
+            f"Sub-tasks to replace (the failed one and those not run):\n{replaced}\n"
+            "Reply with a plan of the NEW sub-tasks only (do not list the kept ones), doing the remaining work "
+            "another way so the failure does not happen again (other instructions, tools or steps). Ids already "
+            f"used in this run: {', '.join(r.used_ids) or '(none)'}; a reused id is renamed <id>-v{r.version}. "
+            "If the remaining work cannot be done, reply with a decline.")
 
 
 def act_prompt(ctx: ActFacts, tools: list[str]) -> str:
@@ -320,7 +418,7 @@ def dataset_text(profile: DatasetProfile | None) -> str:
 # ----------------------------------------------------------------------------------------------- describe
 @dataclass(frozen=True)
 class CallLabel:
-    """Which role call a request is: ``purpose`` (plan, act, synthesize, improve, review, remember) and, for ``act``, the
+    """Which role call a request is: ``purpose`` (plan, act, synthesize, improve, review, remember, manage) and, for ``act``, the
     sub-task id."""
 
     purpose: str
@@ -334,6 +432,8 @@ def describe(request: ModelRequest) -> CallLabel:
     """Tell which prompt of this module opened ``request``'s conversation (its first user message). Test models
     route scripts on it; it reads only what the prompts say anyway, so the model port needs no label."""
     first = next((m.content for m in request.messages if m.role == "user"), "")
+    if first.startswith(MANAGE_OPENING):
+        return CallLabel("manage")
     if m := _ACT.search(first):
         return CallLabel("act", m.group(1))
     if first.startswith("Report to review:") or "\n\nReport to review:\n" in first:
@@ -342,6 +442,8 @@ def describe(request: ModelRequest) -> CallLabel:
         return CallLabel("improve")
     if "\n\nSub-task results:\n" in first:
         return CallLabel("synthesize")
+    if f"\n\n{REPLAN_HEADING} (" in first and "\n\nWorkers:\n" in first:
+        return CallLabel("replan")
     if "\n\nWorkers:\n" in first:
         return CallLabel("plan")
     if first.startswith("Run goal:\n"):

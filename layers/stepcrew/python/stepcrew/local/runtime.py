@@ -58,6 +58,8 @@ _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
                      "AWS_SESSION_TOKEN": "testing"}
 #: The emulated datasets bucket (a valid S3 bucket name) and its folder under ``$STEPCREW_HOME``.
 LOCAL_DATA_BUCKET = "stepcrew-local-datasets"
+#: The emulated notifications topic of the ``notify`` tool (FIFO, like the stack's; ``STEPCREW_NOTIFY_TOPIC_ARN``).
+LOCAL_NOTIFY_TOPIC = "stepcrew-local-notifications.fifo"
 DATASETS_FOLDER = "datasets"
 
 
@@ -163,6 +165,7 @@ class LocalRuntime:
     def __enter__(self) -> LocalRuntime:
         if LocalRuntime._active:
             raise RuntimeError("a LocalRuntime is already active in this process (moto's mock is process-wide)")
+        self._bucket_created = False  # set once the emulated bucket exists: save_artifacts has nothing before it
         hook.check_moto_version()
         from moto import mock_aws
 
@@ -179,6 +182,7 @@ class LocalRuntime:
             self._create_table()
             if executes:
                 self._create_datasets_bucket()
+                self._create_notify_topic()
                 self._create_functions()
                 self._create_state_machines()
                 self.swept = self.sweep_orphans()
@@ -221,6 +225,10 @@ class LocalRuntime:
             if self._mock is not None:
                 try:
                     self._fail_cut_off_runs(self._stop_executions())
+                    try:
+                        self.save_artifacts()
+                    except Exception as exc:  # noqa: BLE001 - the run's records are kept; only its files are lost
+                        LOG.warning("run artifacts not saved to the datasets folder: %s", type(exc).__name__)
                 finally:
                     if self._claims is not None:
                         self._claims.release_all()
@@ -392,6 +400,7 @@ class LocalRuntime:
         and partial files left out)."""
         s3 = self.client("s3")
         s3.create_bucket(Bucket=LOCAL_DATA_BUCKET)
+        self._bucket_created = True
         folder = self.datasets_dir
         if folder is None or not folder.is_dir():
             return
@@ -400,6 +409,37 @@ class LocalRuntime:
             if not path.is_file() or any(part.startswith(".") for part in relative.parts):
                 continue
             s3.upload_file(str(path), LOCAL_DATA_BUCKET, relative.as_posix())
+
+    def save_artifacts(self) -> int:
+        """Copy the run artifacts the tools wrote to the emulated bucket (``<tenant>/runs/<run>/<kind>/<name>``:
+        exports, charts) into the datasets folder, so a later process (``stepcrew runs show``/``runs artifacts``:
+        :class:`stepcrew.tools.artifacts.FolderArtifactStore`) reads them; the next runtime loads them back with the
+        folder. Called when :meth:`wait` sees an execution end and at exit. Returns the number of files written
+        (unchanged ones are skipped); 0 without a datasets folder or for a runtime that executes nothing."""
+        if (self.datasets_dir is None or self.read_only or self.store_only or self._mock is None
+                or not self._bucket_created):  # a start-up that failed before the bucket
+            return 0
+        from stepcrew.tools.artifacts import FolderArtifactStore, sha256
+
+        s3, folder, written = self.client("s3"), FolderArtifactStore(self.datasets_dir), 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=LOCAL_DATA_BUCKET):
+            for obj in page.get("Contents", []):
+                parts = obj["Key"].split("/")
+                if len(parts) != 5 or parts[1] != "runs":
+                    continue
+                body = s3.get_object(Bucket=LOCAL_DATA_BUCKET, Key=obj["Key"])["Body"].read()
+                seen = folder.head(parts[0], obj["Key"])
+                if seen is None or seen["sha256"] != sha256(body):
+                    folder.put(obj["Key"], body, "")
+                    written += 1
+        return written
+
+    def _create_notify_topic(self) -> None:
+        """Create :data:`LOCAL_NOTIFY_TOPIC` on the emulated SNS (FIFO, no content-based deduplication: the ``notify``
+        tool sends its own deduplication id) and give its ARN to the handlers (``STEPCREW_NOTIFY_TOPIC_ARN``)."""
+        arn = self.client("sns").create_topic(Name=LOCAL_NOTIFY_TOPIC, Attributes={
+            "FifoTopic": "true", "ContentBasedDeduplication": "false"})["TopicArn"]
+        self._setenv("STEPCREW_NOTIFY_TOPIC_ARN", arn)
 
     def put_dataset(self, key: str, source: Path) -> str:
         """Store ``source`` as ``key`` of :data:`LOCAL_DATA_BUCKET`: in the emulated bucket and, when the runtime has
@@ -474,6 +514,7 @@ class LocalRuntime:
         while True:
             status = self.sfn.describe_execution(executionArn=execution_arn)["status"]
             if status in TERMINAL:
+                self.save_artifacts()
                 return status
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"execution {execution_arn} still {status} after {timeout_s} s")

@@ -36,8 +36,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stepcrew.domain.errors import BudgetExceededError
-from stepcrew.engines.base import ActReply, Engine, EngineCall, MemoryReply, PlanReply, ReportReply, ReviewReply
-from stepcrew.engines.facts import ActFacts, MemoryFacts, PlanFacts, ReportFacts
+from stepcrew.engines.base import (
+    ActReply,
+    Engine,
+    EngineCall,
+    ManageReply,
+    MemoryReply,
+    PlanReply,
+    ReportReply,
+    ReviewReply,
+)
+from stepcrew.engines.facts import ActFacts, ManageFacts, MemoryFacts, PlanFacts, ReportFacts
 from stepcrew.engines.llm import LLMEngine
 from stepcrew.llm.base import (
     Model,
@@ -372,6 +381,15 @@ class LadderEngine(Engine):
             return self._climb(role, where, lambda e, r: e.extract_memory(facts, r))
         except ChainExhaustedError:
             return self.rule.extract_memory(facts, role)
+
+    def manage(self, facts: ManageFacts, role: AgentRole) -> ManageReply:
+        """A manager round by the chain's model (its calls reserved against the run's budget like every other);
+        when the chain is exhausted, the rule engine's deterministic delegation (rung ``rule_engine``)."""
+        where = route(self.run, role)
+        try:
+            return self._climb(role, where, lambda e, r: e.manage(facts, r))
+        except ChainExhaustedError:
+            return self._degraded(self.rule.manage(facts, role), "rule_engine", where)
 
     def synthesize(self, facts: ReportFacts, role: AgentRole) -> ReportReply:
         where = route(self.run, role)

@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from stepcrew.models import (
+    Delegation,
     Message,
     Plan,
+    PlanVersion,
     ProgressEvent,
     Review,
     Run,
@@ -165,12 +167,25 @@ class RunStore(ABC):
 
     # ---- plan and sub-tasks
     @abstractmethod
-    def put_plan(self, run_id: str, plan: Plan) -> None:
-        """Store (replace) the run's validated plan and create one PENDING sub-task record per sub-task."""
+    def put_plan(self, run_id: str, plan: Plan, keep: Iterable[str] = ()) -> None:
+        """Store (replace) the run's validated plan and create one PENDING sub-task record per sub-task, except the
+        sub-tasks named in ``keep`` (ids of this plan whose records exist: a replanned run's done sub-tasks), whose
+        records stay as they are (status, output, counts). Records of sub-tasks no longer in the plan are removed
+        (their conversations stay: a later plan never reuses their ids, see
+        :func:`stepcrew.models.versioned_subtask_id`). RunNotFoundError; KeyError for a ``keep`` id without a
+        record or not in ``plan``."""
 
     @abstractmethod
     def get_plan(self, run_id: str) -> Plan | None:
         """The run's plan, or None before :meth:`put_plan`."""
+
+    @abstractmethod
+    def put_plan_version(self, version: PlanVersion) -> None:
+        """Store (replace) one version of a run's plan (keyed by ``version.version``). RunNotFoundError."""
+
+    @abstractmethod
+    def list_plan_versions(self, run_id: str) -> list[PlanVersion]:
+        """The run's plan versions, oldest (v1) first; empty for a run planned before versions were kept."""
 
     @abstractmethod
     def get_subtask(self, run_id: str, subtask_id: str) -> SubtaskRecord:
@@ -223,3 +238,28 @@ class RunStore(ABC):
     @abstractmethod
     def list_reviews(self, run_id: str) -> list[Review]:
         """Review rounds in order."""
+
+    # ---- manager delegations (hierarchical / hybrid crews): an append-only ledger over the conversation primitives
+    def record_delegations(self, run_id: str, delegations: list[Delegation]) -> None:
+        """Append versions of delegation records (a new delegation, or one whose verdict was set) in one append:
+        each is a message of conversation :data:`DELEGATIONS_CONVERSATION` (one item each, 400 KB; the conversations'
+        retention). :meth:`list_delegations` keeps the latest version of each ``seq``. ValueError for a record of
+        another run."""
+        if any(d.run_id != run_id for d in delegations):
+            raise ValueError(f"record_delegations({run_id!r}) was given another run's delegation")
+        if delegations:
+            self.append_messages(run_id, DELEGATIONS_CONVERSATION,
+                                 [Message(role="assistant", content=d.model_dump_json()) for d in delegations])
+
+    def list_delegations(self, run_id: str) -> list[Delegation]:
+        """The run's delegations, latest version of each, by ``seq`` (empty for a run without a manager). Callers
+        check the tenant first (``get_run(run_id, tenant)``), as for every other read of a run's items."""
+        latest: dict[int, Delegation] = {}
+        for m in self.get_messages(run_id, DELEGATIONS_CONVERSATION):
+            d = Delegation.model_validate_json(m.content)
+            latest[d.seq] = d
+        return [latest[k] for k in sorted(latest)]
+
+
+#: Conversation id of the delegation ledger (no sub-task id can take it: sub-task ids have no ':').
+DELEGATIONS_CONVERSATION = "manager:delegations"

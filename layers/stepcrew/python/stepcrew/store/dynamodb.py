@@ -40,6 +40,7 @@ from stepcrew.models import (
     Message,
     ModelUsage,
     Plan,
+    PlanVersion,
     ProgressEvent,
     Review,
     Run,
@@ -427,18 +428,40 @@ class DynamoRunStore(RunStore):
                                                  boto3_client=self._client)
 
     # ------------------------------------------------------------------------------------------ plan, sub-tasks
-    def put_plan(self, run_id: str, plan: Plan) -> None:
-        """Put PLAN, (re)create one PENDING ``TASK#`` item per sub-task (``position`` = plan index) and delete
-        ``TASK#`` items of sub-tasks no longer in the plan. RunNotFoundError if the run is absent."""
+    def put_plan(self, run_id: str, plan: Plan, keep: Iterable[str] = ()) -> None:
+        """Put PLAN, (re)create one PENDING ``TASK#`` item per sub-task (``position`` = plan index) except the
+        ``keep`` ones (only their ``position`` is set, conditional on the item existing) and delete ``TASK#`` items
+        of sub-tasks no longer in the plan. RunNotFoundError if the run is absent; KeyError for a ``keep`` id
+        without a record or not in the plan (checked before any write)."""
         self._require_run(run_id)
+        keep = set(keep)
+        existing = {item[s.SK] for item in self._query_prefix(run_id, s.TASK_PREFIX, ProjectionExpression="SK")}
+        missing = sorted(k for k in keep if s.task_sk(k) not in existing or k not in {sub.id for sub in plan.subtasks})
+        if missing:
+            raise KeyError(missing[0])
         self._put(s.plan_item(run_id, plan))
-        keep = set()
+        wanted = set()
         for position, sub in enumerate(plan.subtasks):
-            self._put(s.subtask_item(SubtaskRecord(run_id=run_id, subtask_id=sub.id), position))
-            keep.add(s.task_sk(sub.id))
-        for item in list(self._query_prefix(run_id, s.TASK_PREFIX, ProjectionExpression="SK")):
-            if item[s.SK] not in keep:
-                self._call("delete_item", Key=self._key(s.run_pk(run_id), item[s.SK]))
+            if sub.id in keep:
+                self._call("update_item", Key=self._key(s.run_pk(run_id), s.task_sk(sub.id)),
+                           UpdateExpression="SET #p = :p", ConditionExpression="attribute_exists(PK)",
+                           ExpressionAttributeNames={"#p": "position"},
+                           ExpressionAttributeValues={":p": {"N": str(position)}})
+            else:
+                self._put(s.subtask_item(SubtaskRecord(run_id=run_id, subtask_id=sub.id), position))
+            wanted.add(s.task_sk(sub.id))
+        for sk in existing - wanted:
+            self._call("delete_item", Key=self._key(s.run_pk(run_id), sk))
+
+    def put_plan_version(self, version: PlanVersion) -> None:
+        """Put ``PLANVER#<version:03d>`` (replacing that version). RunNotFoundError if the run is absent."""
+        self._require_run(version.run_id)
+        self._put(s.plan_version_item(version))
+
+    def list_plan_versions(self, run_id: str) -> list[PlanVersion]:
+        """The versions in order (one Query)."""
+        return [PlanVersion.model_validate_json(item["body"])
+                for item in self._query_prefix(run_id, s.PLAN_VERSION_PREFIX)]
 
     def get_plan(self, run_id: str) -> Plan | None:
         """The stored plan, or None."""

@@ -21,6 +21,7 @@ from stepcrew.models import (
     Message,
     ModelUsage,
     Plan,
+    PlanVersion,
     ProgressEvent,
     Review,
     Run,
@@ -77,6 +78,7 @@ class MemoryRunStore(RunStore):
         self._totals: dict[str, _Totals] = {}
         self._by_model: dict[str, dict[str, _Totals]] = {}
         self._plans: dict[str, Plan] = {}
+        self._plan_versions: dict[str, dict[int, PlanVersion]] = {}
         self._subtasks: dict[str, dict[str, SubtaskRecord]] = {}  # insertion order = plan order
         self._messages: dict[tuple[str, str], list[Message]] = {}
         self._events: dict[str, dict[str, ProgressEvent]] = {}
@@ -284,14 +286,35 @@ class MemoryRunStore(RunStore):
             return self._breaker
 
     # ------------------------------------------------------------------------------------------ plan, sub-tasks
-    def put_plan(self, run_id: str, plan: Plan) -> None:
-        """Replace the plan and the sub-task records (all PENDING, plan order). RunNotFoundError."""
+    def put_plan(self, run_id: str, plan: Plan, keep: Iterable[str] = ()) -> None:
+        """Replace the plan and the sub-task records (PENDING, plan order; the ``keep`` ones as they are).
+        RunNotFoundError; KeyError for a ``keep`` id without a record or not in the plan."""
         s.check_item_size(s.plan_item(run_id, plan))
+        keep = set(keep)
         with self._lock:
             if run_id not in self._runs:
                 raise RunNotFoundError(run_id)
+            current = self._subtasks.get(run_id, {})
+            missing = sorted(k for k in keep if k not in current or k not in {sub.id for sub in plan.subtasks})
+            if missing:
+                raise KeyError(missing[0])
             self._plans[run_id] = plan.model_copy(deep=True)
-            self._subtasks[run_id] = {sub.id: SubtaskRecord(run_id=run_id, subtask_id=sub.id) for sub in plan.subtasks}
+            self._subtasks[run_id] = {sub.id: current[sub.id] if sub.id in keep else
+                                      SubtaskRecord(run_id=run_id, subtask_id=sub.id) for sub in plan.subtasks}
+
+    def put_plan_version(self, version: PlanVersion) -> None:
+        """Store a copy (replacing that version). RunNotFoundError; StoreError over 400 KB."""
+        s.check_item_size(s.plan_version_item(version))
+        with self._lock:
+            if version.run_id not in self._runs:
+                raise RunNotFoundError(version.run_id)
+            self._plan_versions.setdefault(version.run_id, {})[version.version] = version.model_copy(deep=True)
+
+    def list_plan_versions(self, run_id: str) -> list[PlanVersion]:
+        """Copies, oldest first."""
+        with self._lock:
+            versions = self._plan_versions.get(run_id, {})
+            return [versions[n].model_copy(deep=True) for n in sorted(versions)]
 
     def get_plan(self, run_id: str) -> Plan | None:
         """A copy of the plan, or None."""

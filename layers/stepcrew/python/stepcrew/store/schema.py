@@ -21,6 +21,7 @@ SK                                       item
 ``EVENT#<ISO ts>#<uuid8>``               one progress event (``body``: JSON), TTL
 ``REPORT``                               the current report (``text``, ``version``)
 ``REVIEW#<round:03d>``                   one review round (``body``: JSON)
+``PLANVER#<version:03d>``                one version of the plan (``body``: :class:`~stepcrew.models.PlanVersion`)
 ``USAGE#<model>``                        per-model usage of records written before schema 1.2 (read only;
                                          new runs keep it on META, so a model call is one write)
 =======================================  ==================================================================
@@ -52,7 +53,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from stepcrew.models import Message, ModelUsage, Plan, ProgressEvent, Review, Run, SubtaskRecord
+from stepcrew.models import Message, ModelUsage, Plan, PlanVersion, ProgressEvent, Review, Run, SubtaskRecord
 from stepcrew.store.base import StoreError
 
 PK = "PK"
@@ -75,6 +76,7 @@ MSG_PREFIX = "MSG#"
 MSG_COUNTER_PREFIX = "MSGSEQ#"
 EVENT_PREFIX = "EVENT#"
 REVIEW_PREFIX = "REVIEW#"
+PLAN_VERSION_PREFIX = "PLANVER#"
 USAGE_PREFIX = "USAGE#"
 USAGE_TOTAL_ATTRIBUTES = ("input_tokens", "output_tokens", "cost_usd", "cache_read_tokens", "cache_write_tokens")
 #: Cache savings on META (ADD, like the usage totals), read into ``Usage``.
@@ -407,6 +409,19 @@ def report_item(run_id: str, text: str, version: int) -> dict[str, Any]:
     """The ``REPORT`` item (used for the size check; the adapter writes it with an atomic version ``ADD``)."""
     return {PK: run_pk(run_id), SK: REPORT_SK, "text": text, "version": version,
             "updated_at": iso_ts(datetime.now(UTC))}
+
+
+def plan_version_sk(version: int) -> str:
+    """``PLANVER#<version:03d>``; ``version`` 1-999 (ValueError otherwise)."""
+    if not 1 <= version <= 999:
+        raise ValueError(f"plan version must be 1-999, got {version}")
+    return f"{PLAN_VERSION_PREFIX}{version:03d}"
+
+
+def plan_version_item(version: PlanVersion) -> dict[str, Any]:
+    """A ``PLANVER#<version:03d>`` item (``body``: the version as JSON)."""
+    return {PK: run_pk(version.run_id), SK: plan_version_sk(version.version), "version": version.version,
+            "body": _body(version)}
 
 
 def review_item(run_id: str, review: Review) -> dict[str, Any]:

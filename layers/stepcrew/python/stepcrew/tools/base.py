@@ -6,6 +6,8 @@ tool problem: every outcome is a :class:`~stepcrew.models.ToolResult` the model 
 - arguments that fail validation -> ``ToolError(type="InvalidArguments")``, one line per pydantic error;
 - a :class:`~stepcrew.tools.errors.ToolFailure` -> ``ToolError(type=exc.type, message=str(exc))``;
 - any other exception -> ``ToolError(type="ToolFailed")`` naming the exception class only (logged with ids);
+- content that does not match the tool's declared ``Result`` model (when it has one) -> ``ToolError(type=
+  "ToolResultInvalid")``, one line per pydantic error (logged with ids: a bug of the tool, never the model's);
 - content larger than :data:`~stepcrew.models.TOOL_OUTPUT_MAX_BYTES` once serialised -> the tool's
   :meth:`Tool.shrink`, else a JSON-string preview; either way ``truncated=True`` and the content is valid JSON.
 """
@@ -85,6 +87,9 @@ class Tool(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     Args: ClassVar[type[BaseModel]]
+    #: The shape of a successful result (a pydantic model), validated after :meth:`run_call`; None: not checked.
+    #: A mismatch is the typed error ``ToolResultInvalid`` (:meth:`invoke`), never a result the model trusts.
+    Result: ClassVar[type[BaseModel] | None] = None
     max_output_bytes: ClassVar[int] = TOOL_OUTPUT_MAX_BYTES
     #: Seconds a successful result may be served again from the tool-result cache (:mod:`stepcrew.tools.cache`);
     #: None: not deterministic, never cached.
@@ -145,6 +150,13 @@ class Tool(ABC):
             logger.error("tool raised %s", type(exc).__name__, extra=ids)
             logger.debug("tool traceback", exc_info=exc, extra=ids)
             return fail("ToolFailed", f"{self.name} failed with {type(exc).__name__}")
+        if self.Result is not None:
+            try:
+                self.Result.model_validate(content)
+            except ValidationError as exc:
+                logger.error("tool result does not match its Result model", extra=ids)
+                return fail("ToolResultInvalid", f"{self.name} returned a result of the wrong shape (a tool bug, "
+                                                 f"not your call):\n{format_validation_error(exc)}")
         truncated = False
         if json_size(content) > self.max_output_bytes:
             truncated = True

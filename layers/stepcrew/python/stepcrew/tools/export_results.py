@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stepcrew.models import ToolCall, ToolContext
 from stepcrew.tools.artifacts import ArtifactStore, artifact_key, sha256
@@ -47,6 +47,34 @@ class ExportArgs(ToolArgs):
         return self
 
 
+class ExportSummary(BaseModel):
+    """What an export writes (or would): the key, its size in bytes, the rows and the SHA-256 (hex) of the bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    bytes: int = Field(ge=0, le=MAX_EXPORT_BYTES)
+    rows: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ExportResult(BaseModel):
+    """The tool's result (:attr:`ExportResults.Result`): ``{"dry_run": true, "would_write", "note"}`` or
+    ``{"written"}``, with ``replayed: true`` when an earlier attempt of the same call did it."""
+
+    model_config = ConfigDict(extra="forbid")
+    dry_run: Literal[True] | None = None
+    would_write: ExportSummary | None = None
+    note: str | None = None
+    written: ExportSummary | None = None
+    replayed: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> ExportResult:
+        if (self.would_write is None) == (self.written is None) or (self.dry_run is True) != (self.written is None):
+            raise ValueError("exactly one of a dry run (dry_run, would_write) or written")
+        return self
+
+
 def render(args: ExportArgs) -> bytes:
     """The file's bytes: CSV (header row, RFC 4180 quoting, ``\\r\\n``) or JSON (a list of objects)."""
     if args.format == "json":
@@ -64,6 +92,7 @@ class ExportResults(Tool):
     description = ("Save a table (columns, rows) as a CSV or JSON file of this run. Dry run unless the run allows "
                    "side effects: it then says what it would write.")
     Args: ClassVar[type[ExportArgs]] = ExportArgs
+    Result: ClassVar[type[ExportResult]] = ExportResult
 
     def __init__(self, receipts: ReceiptStore | Callable[[], ReceiptStore],
                  artifacts: ArtifactStore | Callable[[], ArtifactStore]) -> None:

@@ -10,6 +10,8 @@ from stepcrew.tools.base import Tool
 from stepcrew.tools.calculator import Calculator
 from stepcrew.tools.dataset import DescribeDataset, QueryDataset
 from stepcrew.tools.export_results import ExportResults
+from stepcrew.tools.make_chart import MakeChart
+from stepcrew.tools.notify import Notify
 from stepcrew.tools.remember import Remember
 from stepcrew.tools.run_python import RunPython
 from stepcrew.tools.write_section import WriteSection
@@ -21,8 +23,15 @@ def _run_by_its_function():
                        "with its receipts and artifacts stores")
 
 
+def _notify_by_its_function():
+    raise RuntimeError("the registry's notify gives its schema only: the tool_notify function runs it with its "
+                       "receipts store and SNS publisher")
+
+
 TOOLS: dict[str, Tool] = {t.name: t for t in (Calculator(), DescribeDataset(), QueryDataset(), WriteSection(), Remember(),
-                                              RunPython(), ExportResults(_run_by_its_function, _run_by_its_function))}
+                                              RunPython(), ExportResults(_run_by_its_function, _run_by_its_function),
+                                              MakeChart(_run_by_its_function),
+                                              Notify(_notify_by_its_function, _notify_by_its_function))}
 
 
 class UnknownToolError(KeyError):

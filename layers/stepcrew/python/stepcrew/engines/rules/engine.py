@@ -29,7 +29,15 @@ from stepcrew.engines.rules.questions import Question, decline, interpret
 from stepcrew.engines.rules.rubric import rubric
 from stepcrew.llm.base import ToolSpec
 from stepcrew.llm.pricing import RULE_ENGINE_MODEL
-from stepcrew.models import MAX_TOOL_CALLS_PER_TURN, AgentRole, CriterionScores, Message, Plan, ToolCall
+from stepcrew.models import (
+    MAX_TOOL_CALLS_PER_TURN,
+    AgentRole,
+    CriterionScores,
+    Message,
+    Plan,
+    ToolCall,
+    base_subtask_id,
+)
 
 #: Opening line of every rule-engine report, under its title (makes its origin plain to a reader).
 REPORT_BANNER = ("_Produced by the stepcrew rule engine (no LLM): deterministic rules read the goal against the "
@@ -81,8 +89,29 @@ def _subtask(id_: str, title: str, instructions: str, tools: list[str], role: st
             "depends_on": deps, "expected_output": expected}
 
 
+def replan(facts: PlanFacts) -> PlanReply:
+    """Replanning after a failed sub-task (``facts.replan``), deterministically: the sub-tasks to replace are issued
+    again as they were (the domain renames a reused id ``<id>-v<version>``; dependencies on them follow), as the
+    rule engine has no other way to do its own steps. A sub-task it did not plan itself (no rule of its own: its
+    id, without a version suffix, is none of ``query``, ``coverage``, ``compute``, ``arithmetic``) cannot be
+    played by it: a decline."""
+    r = facts.replan
+    foreign = [s.id for s in r.replaced if base_subtask_id(s.id) not in (QUERY, COVERAGE, COMPUTE, ARITHMETIC)]
+    if foreign or not r.replaced:
+        return PlanReply(decline=decline("unsupported", "The rule engine can only replan the sub-tasks it planned "
+                                                        f"itself, not {', '.join(foreign) or 'an empty plan'}."),
+                         calls=[_CALL])
+    data = {"subtasks": [_subtask(s.id, s.title, s.instructions, list(s.tools), s.role, list(s.depends_on),
+                                  s.expected_output) for s in r.replaced],
+            "rationale": f"Rule engine: sub-task {r.failed_subtask} failed ({r.error}); the remaining sub-tasks are "
+                         f"issued again as plan version {r.version}, after the {len(r.kept)} done one(s)."}
+    return PlanReply(plan=Plan.model_validate(data), text=json.dumps(data), calls=[_CALL])
+
+
 def plan(facts: PlanFacts) -> PlanReply:
-    """The plan for the goal, or the decline (see the module docstring)."""
+    """The plan for the goal, or the decline (see the module docstring); :func:`replan` when ``facts.replan``."""
+    if facts.replan is not None:
+        return replan(facts)
     if not facts.has_dataset:
         exprs = arithmetic(facts.goal)
         role = _worker(facts, "calculator")
@@ -136,11 +165,12 @@ def _results_text(facts: list[ToolFact], failures: list[str]) -> str:
 
 
 def act(facts: ActFacts, conversation: list[Message], allowed: set[str]) -> ActReply:
-    """The next turn of a rule-engine sub-task (``query``, ``compute``, ``arithmetic``)."""
-    sid = facts.subtask.id
+    """The next turn of a rule-engine sub-task (``query``, ``compute``, ``arithmetic``; a replanned ``<id>-v<n>``
+    plays the rule of its ``<id>``)."""
+    sid = base_subtask_id(facts.subtask.id)
     calls = [c for m in conversation if m.role == "assistant" for c in m.tool_calls]
     results = [r for m in conversation if m.role == "tool" for r in m.tool_results]
-    own = tool_facts(conversation, sid)
+    own = tool_facts(conversation, facts.subtask.id)
     failures = [f"The tool {r.name} failed ({r.error.type}): {r.error.message}" for r in results if not r.ok and r.error]
 
     def call(pairs: list[tuple[str, dict[str, Any]]]) -> ActReply:
