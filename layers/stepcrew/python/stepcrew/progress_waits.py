@@ -63,7 +63,9 @@ STATE_ROLES = {"Plan": "planner", "Replan": "planner", "Synthesize": "synthesize
                "ProposeMemory": "synthesizer", "Review": "reviewer", "ReviewAgain": "reviewer",
                "ReviewRoundFailed": "reviewer", "ReviewAgainRoundFailed": "reviewer", "CallModel": "worker",
                "ReturnResults": "worker", "RunSubtask": "sub-task execution", "WaitForApproval": "approval",
-               "HandOff": "review hand-off"}
+               "HandOff": "review hand-off", "ReplanAfterFailure": "planner", "ReplanAfterFailureAgain": "planner",
+               "ReplanFailed": "planner",
+               "Manage": "manager", "RunDelegation": "delegated sub-task execution"}
 _FAILED = {"TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed", "LambdaFunctionFailed",
            "LambdaFunctionTimedOut", "LambdaFunctionStartFailed", "LambdaFunctionScheduleFailed",
            "ActivityFailed", "ActivityTimedOut", "ActivityScheduleFailed"}
