@@ -612,7 +612,7 @@ def _wait_resumed(runtime, run_ids: list[str], timeout_s: float, as_json: bool) 
 
 GoalArg = Annotated[str, typer.Argument(help="What the crew should achieve (1-10,000 characters).")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="CSV/Parquet/JSON dataset the tools may read.")]
-CrewOpt = Annotated[str, typer.Option("--crew", help="A packaged crew (default, parallel, sequential, "
+CrewOpt = Annotated[str, typer.Option("--crew", help="A packaged crew (default, parallel, sequential, charts, "
                                       "hierarchical, hybrid) or a crew YAML file.")]
 ProviderOpt = Annotated[str | None, typer.Option("--provider", help="rule | anthropic | openai | bedrock "
                                                                    "(default: detected from the environment)")]

@@ -8,10 +8,14 @@ what it could not do). It reads the typed facts directly:
 - ``plan``: :func:`~stepcrew.engines.rules.questions.interpret` reads the goal against the dataset's profile. A
   decline (forecast, cause, a column the data lacks, no fitting rule, no dataset) is the reply. Otherwise the plan
   is ``query`` (query_dataset: the question's SQL) and, when derived figures are needed, ``compute`` (calculator:
-  gaps, ratios, changes in %, shares), after it. Without a dataset only arithmetic in the goal is answered.
+  gaps, ratios, changes in %, shares), after it. Without a dataset only arithmetic in the goal is answered. Only
+  when a worker of the crew has ``make_chart`` (the ``charts`` crew; never the default crew) and the question's
+  table is a label column with figures (:func:`chartable`), ``chart`` (make_chart: a bar chart of the query's
+  primary figure per label) follows ``query``.
 - ``act``: the sub-task's tool calls (:mod:`stepcrew.engines.rules.analysis`), then an answer with their results.
 - ``synthesize`` / ``improve``: a report whose first lines state the answer, every figure citing its tool call
-  ([S1] -> the Sources section), no repeated sentences, and a recommendation marked as a rule, not judgement.
+  ([S1] -> the Sources section), no repeated sentences, and a recommendation marked as a rule, not judgement; a
+  ``## Chart`` section with each successful make_chart result's ``markdown`` line (none without such a result).
 - ``review``: :func:`~stepcrew.engines.rules.rubric.rubric` (accuracy, completeness, relevance by question type).
 """
 
@@ -43,7 +47,9 @@ from stepcrew.models import (
 REPORT_BANNER = ("_Produced by the stepcrew rule engine (no LLM): deterministic rules read the goal against the "
                  "dataset's columns, ran the tools on the data and wrote this report. Every figure cites the tool "
                  "call it came from ([S1] ... under Sources)._")
-QUERY, COVERAGE, COMPUTE, ARITHMETIC = "query", "coverage", "compute", "arithmetic"
+QUERY, COVERAGE, COMPUTE, ARITHMETIC, CHART = "query", "coverage", "compute", "arithmetic", "chart"
+#: The size of the rule engine's charts, in pixels (make_chart's defaults, stated so the call's arguments say it).
+CHART_WIDTH_PX, CHART_HEIGHT_PX = 800, 480
 _ARITH = re.compile(r"[\d.(][\d.\s()+\-*/%^]*[\d)]")
 _CALL = EngineCall(model=RULE_ENGINE_MODEL)
 def needs_compute(q: Question) -> bool:
@@ -53,6 +59,41 @@ def needs_compute(q: Question) -> bool:
     if q.kind == "recommend":
         return q.metric in ("change", "fall_from_peak", "gap") or q.group is not None
     return q.kind in ("group_comparison", "extremes") and q.group is not None
+
+
+def chartable(q: Question) -> bool:
+    """Whether the question's query table is one label column with figures (a bar per label): a group comparison,
+    a top-N, or extremes over groups or periods. Other kinds (a share, a correlation, a single aggregate, a
+    first-vs-last change) get no chart sub-task."""
+    return q.kind in ("group_comparison", "top_n") or (q.kind == "extremes" and (q.group is not None or q.period in
+                                                                                  ("month", "year")))
+
+
+def chart_args(q: Question, results: list[analysis.Table]) -> dict[str, Any] | None:
+    """make_chart's arguments for the first query result: a bar chart of its primary figure (the first column after
+    the label that is not the row count ``n``; ``n`` for a count) per label, rows without a number skipped. None when
+    there is nothing to draw (no result, no numeric column, no row)."""
+    if not results:
+        return None
+    t = results[0]
+    x = "month" if "month_no" in t.columns and "month" in t.columns else (t.columns[0] if t.columns else None)
+    if x is None:
+        return None
+    skip = {x, "month_no"}
+    ys = [c for c in t.columns if c not in skip and c != "n"] or [c for c in t.columns if c == "n"]
+    y = next((c for c in ys if any(isinstance(v, int | float) and not isinstance(v, bool) for v in t.col(c))), None)
+    if y is None:
+        return None
+    xi, yi = t.columns.index(x), t.columns.index(y)
+    rows = [[analysis.label_text(r[xi]), r[yi]] for r in t.rows
+            if len(r) > max(xi, yi) and r[xi] is not None and isinstance(r[yi], int | float)
+            and not isinstance(r[yi], bool)]
+    if not rows:
+        return None
+    name = re.sub(r"[^a-z0-9_-]+", "-", y.lower()).strip("-_")[:48] or "chart"
+    return {"name": name, "kind": "bar", "title": f"{y} by {x}"[:120], "x_label": x[:60], "y_label": y[:60],
+            "columns": [x, y], "rows": rows, "x_column": x, "y_columns": [y],
+            "width_px": CHART_WIDTH_PX, "height_px": CHART_HEIGHT_PX}
 
 
 def _reply(text: str = "", calls: list[ToolCall] | None = None) -> ActReply:
@@ -93,10 +134,10 @@ def replan(facts: PlanFacts) -> PlanReply:
     """Replanning after a failed sub-task (``facts.replan``), deterministically: the sub-tasks to replace are issued
     again as they were (the domain renames a reused id ``<id>-v<version>``; dependencies on them follow), as the
     rule engine has no other way to do its own steps. A sub-task it did not plan itself (no rule of its own: its
-    id, without a version suffix, is none of ``query``, ``coverage``, ``compute``, ``arithmetic``) cannot be
+    id, without a version suffix, is none of ``query``, ``coverage``, ``compute``, ``arithmetic``, ``chart``) cannot be
     played by it: a decline."""
     r = facts.replan
-    foreign = [s.id for s in r.replaced if base_subtask_id(s.id) not in (QUERY, COVERAGE, COMPUTE, ARITHMETIC)]
+    foreign = [s.id for s in r.replaced if base_subtask_id(s.id) not in (QUERY, COVERAGE, COMPUTE, ARITHMETIC, CHART)]
     if foreign or not r.replaced:
         return PlanReply(decline=decline("unsupported", "The rule engine can only replan the sub-tasks it planned "
                                                         f"itself, not {', '.join(foreign) or 'an empty plan'}."),
@@ -142,6 +183,11 @@ def plan(facts: PlanFacts) -> PlanReply:
             subtasks.append(_subtask(COMPUTE, "Compute the derived figures", "With the calculator, compute the "
                                      "gaps, ratios, changes in % or shares from the query results.", ["calculator"],
                                      calc, [QUERY], "The derived figures."))
+    charter = _worker(facts, "make_chart")  # only a crew with make_chart (never the default crew) gets a chart
+    if charter is not None and chartable(q):
+        subtasks.append(_subtask(CHART, "Chart the figures", "With make_chart, draw a bar chart of the query's "
+                                 "figures per label.", ["make_chart"], charter, [QUERY],
+                                 "The chart's markdown reference."))
     if q.kind == "profile":
         subtasks = [_subtask(QUERY, "Profile the dataset", "Report the dataset's profile.", [], analyst, [],
                              "The profile.")]
@@ -164,9 +210,18 @@ def _results_text(facts: list[ToolFact], failures: list[str]) -> str:
     return "\n\n".join(parts) or "No tool result."
 
 
+def _chart_text(f: ToolFact) -> str:
+    """A chart sub-task's output: the figures it drew (as the query returned them) and make_chart's markdown."""
+    a = f.arguments
+    drawn = ", ".join(f"{r[0]} {fmt(r[1])}" for r in a.get("rows") or [] if len(r) > 1)
+    return (f"Bar chart of {(a.get('y_columns') or [''])[0]} by {a.get('x_column', '')}: {drawn}.\n\n"
+            f"{f.content.get('markdown', '')}")
+
+
 def act(facts: ActFacts, conversation: list[Message], allowed: set[str]) -> ActReply:
-    """The next turn of a rule-engine sub-task (``query``, ``compute``, ``arithmetic``; a replanned ``<id>-v<n>``
-    plays the rule of its ``<id>``)."""
+    """The next turn of a rule-engine sub-task (``query``, ``coverage``, ``compute``, ``arithmetic``, ``chart``: one
+    make_chart call from :func:`chart_args` over the ``query`` dependency's result, then the drawn figures and the
+    chart's markdown; a replanned ``<id>-v<n>`` plays the rule of its ``<id>``)."""
     sid = base_subtask_id(facts.subtask.id)
     calls = [c for m in conversation if m.role == "assistant" for c in m.tool_calls]
     results = [r for m in conversation if m.role == "tool" for r in m.tool_results]
@@ -196,6 +251,14 @@ def act(facts: ActFacts, conversation: list[Message], allowed: set[str]) -> ActR
             if exprs:
                 return call([("calculator", {"expression": e}) for e in exprs])
         return _reply(_results_text(own, failures) if own or failures else "Nothing to compute.")
+    if sid == CHART and q is not None:
+        args = chart_args(q, analysis.tables([f for d in facts.dependencies for f in d.tool_results], q))
+        if not calls and args is not None and "make_chart" in allowed:
+            return call([("make_chart", args)])
+        charts = [f for f in own if f.name == "make_chart" and isinstance(f.content, dict)]
+        if not charts:
+            return _reply("\n\n".join(failures) or "No chart: the query returned no figures to draw.")
+        return _reply("\n\n".join(_chart_text(f) for f in charts))
     if sid == ARITHMETIC:
         if not calls and "calculator" in allowed:
             exprs = arithmetic(facts.goal)
@@ -285,6 +348,10 @@ def report(facts: ReportFacts) -> str:
         cols, rows = finding.table
         cited = next((f"[{k}]" for k, v in finding.sources.items() if v == _table_source(everything, q)), "")
         parts += ["## Figures", markdown_table(cols, rows, limit=50) + (f"\n\nSource: {cited}" if cited else "")]
+    charts = [str(f.content["markdown"]) for f in everything
+              if f.name == "make_chart" and isinstance(f.content, dict) and f.content.get("markdown")]
+    if charts:
+        parts += ["## Chart", "\n\n".join(charts)]
     coverage = _coverage(q, everything, finding)
     parts += ["## Sources", _sources(finding.sources, everything)]
     parts += ["## Method", _method(q, facts) + (f"\n- {coverage}" if coverage else "")]
