@@ -4,6 +4,7 @@ import pytest
 
 from stepcrew.engines.facts import ActFacts, SubtaskFacts
 from stepcrew.engines.prompts import JsonReplyError, act_prompt, parse_json_reply, system_prompt
+from stepcrew.llm.spotlight import DATA_RULE
 
 
 @pytest.mark.parametrize("text", [
@@ -29,10 +30,18 @@ def test_replies_without_a_json_object_raise_one_line_errors(text, error):
     assert "\n" not in str(err.value)
 
 
+def test_a_role_written_with_its_article_reads_as_a_sentence():
+    from stepcrew.models import AgentRole
+
+    role = AgentRole(name="analyst", role="a data analyst who answers with numbers", goal="Find the trend.")
+    assert system_prompt(role).startswith("You are a data analyst who answers with numbers. Your goal: Find")
+
+
 def test_system_prompt_renders_every_part_of_the_role(crew):
     prompt = system_prompt(crew.worker("data_analyst"))
     role = crew.worker("data_analyst")
-    assert prompt.startswith("You are the Data analyst of a stepcrew crew.")
+    assert prompt.startswith("You are the Data analyst. Your goal: ")
+    assert prompt.endswith(DATA_RULE)  # the data rule is stable text: in the system prompt, the cached prefix
     assert role.goal in prompt and role.backstory in prompt and role.expertise[0] in prompt
     assert all(f"- {rule}" in prompt for rule in role.output_rules)
 
@@ -42,7 +51,7 @@ def test_worker_prompt_clips_long_dependency_outputs():
     ctx = ActFacts(goal="g", has_dataset=True, dependencies=[dep],
                      subtask=SubtaskFacts(id="s", title="S", instructions="do it", expected_output="a table"))
     prompt = act_prompt(ctx, ["calculator"])
-    assert "Tools you may call: calculator." in prompt and "Expected output: a table" in prompt
+    assert "Expected output: a table" in prompt and "Use the tools for every figure" in prompt
     assert "[... truncated, 4000 more characters]" in prompt and len(prompt) < 7000
 
 

@@ -38,7 +38,8 @@ def test_native_plan_sends_the_schema_as_response_format_not_in_the_prompt():
     assert request.response_format is not None and request.response_format.name == "plan"
     schema = request.response_format.json_schema
     assert set(schema["properties"]) == {"subtasks", "rationale", "decline"}
-    assert "SubTask" in schema["$defs"] and schema["required"] == []
+    assert "$defs" not in schema and schema["required"] == []  # lean: the sub-task schema inlined
+    assert set(schema["properties"]["subtasks"]["items"]["properties"]) >= {"id", "title", "instructions", "role"}
     assert request.response_format.strict is False  # Plan has optional fields: not strict-mode compatible
     user = _user(request)
     assert prompts.plan_schema_text() not in user and "JSON Schema" not in user
@@ -71,7 +72,8 @@ def test_native_review_and_memory_send_their_schemas():
     memory = _engine(model).extract_memory(MemoryFacts(goal="Report in EUR please"), ROLE)
     request = model.requests[-1]
     assert request.response_format.name == "memory"
-    assert request.response_format.json_schema["properties"]["facts"]["maxItems"] == 5
+    assert request.response_format.json_schema["properties"]["facts"]["items"]["required"] == [
+        "subject", "text", "kind", "confidence"]  # "at most 5" is in the prompt; parse_memory_reply keeps 5
     assert '"facts": [' not in _user(request) and prompts.describe(request).purpose == "remember"
     assert [f.text for f in memory.facts] == ["report currency EUR"] and memory.facts[0].confidence == 0.8
 

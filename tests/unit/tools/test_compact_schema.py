@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from stepcrew.tools.registry import get_tool, known_tools
-from stepcrew.llm.schema import compact_schema
+from stepcrew.llm.schema import LEAN_DROPPED, compact_schema, lean_schema
 
 
 def _keywords(node, named=False):
@@ -71,8 +71,31 @@ def test_every_tool_spec_is_compact_and_keeps_its_contract():
         assert "title" not in _keywords(compact), name
         assert compact.get("required") == full.get("required"), name
         assert set(compact["properties"]) == set(full["properties"]), name
-        assert compact.get("additionalProperties") == full.get("additionalProperties"), name
+        assert not _keywords(compact) & (LEAN_DROPPED | {"$defs", "$ref"}), name  # bounds live in Args only
         assert len(json.dumps(compact)) < len(json.dumps(full)), name
+
+
+def test_lean_schema_inlines_definitions_and_drops_bounds_but_args_still_validate():
+    assert lean_schema(Sample.model_json_schema()) == {
+        "properties": {
+            "title": {"description": "a field named title", "type": "string"},
+            "note": {"type": "string", "description": "optional"},
+            "maybe": {"anyOf": [{"type": "integer"}, {"type": "null"}], "description": "may be null, no default"},
+            "mode": {"enum": ["a", "b"], "type": "string"},
+            "meta": {"additionalProperties": True, "type": "object"},
+            "inner": {"properties": {"title": {"type": "string"}}, "required": ["title"], "type": "object"},
+        },
+        "required": ["title", "maybe"],
+        "type": "object",
+    }
+    from stepcrew.models import ToolCall, ToolContext, ToolInvocation
+
+    tool = get_tool("calculator")
+    ctx = ToolContext(run_id="r", tenant="t", subtask_id="s")
+    for bad in ({"expression": "1+1", "extra": 1}, {"expression": ""}, {"expression": "1+" * 400 + "1"}):
+        result = tool.invoke(ToolInvocation(call=ToolCall(call_id="c", name="calculator", arguments=bad),
+                                            context=ctx))
+        assert result.ok is False and result.error.type == "InvalidArguments", bad
 
 
 def test_the_input_schema_is_not_changed():

@@ -68,15 +68,21 @@ def parse_json_reply(text: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- system
+_ARTICLE = re.compile(r"(?i)(a|an|the)\s")
+
+
 def system_prompt(role: AgentRole) -> str:
-    """The system prompt of a role: who it is, its goal, backstory, expertise and output rules."""
-    parts = [f"You are the {role.role} of a stepcrew crew.", f"Your goal: {role.goal}"]
-    if role.backstory:
-        parts.append(f"Backstory: {role.backstory}")
+    """The system prompt of a role: who it is ("You are the analyst." or, for a role written with its article,
+    "You are a data analyst ..."), its goal, backstory, expertise and output rules, then :data:`DATA_RULE`. It is
+    the same for every call of the role, so it opens the stable prefix providers cache."""
+    who = role.role.strip().rstrip(".")
+    parts = [f"You are {'' if _ARTICLE.match(who) else 'the '}{who}. Your goal: {role.goal}"
+             + (f"\n{role.backstory}" if role.backstory else "")]
     if role.expertise:
         parts.append("Expertise: " + ", ".join(role.expertise) + ".")
     if role.output_rules:
         parts.append("Output rules:\n" + "\n".join(f"- {r}" for r in role.output_rules))
+    parts.append(DATA_RULE)
     return "\n\n".join(parts)
 
 
@@ -117,20 +123,16 @@ STRICT = False
 def _plan_schema() -> dict[str, Any]:
     global _PLAN_SCHEMA
     if _PLAN_SCHEMA is None:
-        from stepcrew.llm.schema import compact_schema
+        from stepcrew.llm.schema import lean_schema
 
-        schema = compact_schema(Plan.model_json_schema())
-        schema.pop("description", None)
-        for definition in schema.get("$defs", {}).values():
-            definition.pop("description", None)
-        _PLAN_SCHEMA = schema
+        _PLAN_SCHEMA = lean_schema(Plan.model_json_schema())
     return _PLAN_SCHEMA
 
 
 def plan_schema_text() -> str:
-    """The Plan JSON Schema as the planner reads it: compact (no titles, :func:`stepcrew.llm.schema.compact_schema`)
-    and without the models' docstrings (developer text: "raises PlanValidationError..."); field descriptions kept.
-    Built once per process."""
+    """The Plan JSON Schema as the planner reads it: lean (:func:`stepcrew.llm.schema.lean_schema`: no titles,
+    bounds, defaults or the models' docstrings; field descriptions kept; the prompt's rules state the limits that
+    matter and :func:`stepcrew.engines.llm.parse_plan_reply` enforces them all). Built once per process."""
     global _PLAN_SCHEMA_TEXT
     if _PLAN_SCHEMA_TEXT is None:
         _PLAN_SCHEMA_TEXT = json.dumps(_plan_schema(), separators=(",", ":"))
@@ -168,9 +170,9 @@ def _plan_reply_schema() -> dict[str, Any]:
 
 
 def _compact(model: type[BaseModel]) -> Any:
-    from stepcrew.llm.schema import compact_schema
+    from stepcrew.llm.schema import lean_schema
 
-    return compact_schema(model.model_json_schema())
+    return lean_schema(model.model_json_schema())
 
 
 def plan_format() -> ResponseFormat:
@@ -188,7 +190,7 @@ def review_format() -> ResponseFormat:
 def memory_format() -> ResponseFormat:
     """The memory extraction's reply schema (``memory``): up to 5 facts (subject, text, kind, confidence)."""
     return _format("memory", lambda: {"type": "object", "required": ["facts"],
-                                      "properties": {"facts": {"type": "array", "maxItems": 5,
+                                      "properties": {"facts": {"type": "array",
                                                                "items": _compact(_MemoryFactSchema)}}})
 
 
@@ -236,7 +238,7 @@ def manage_prompt(ctx: ManageFacts, *, native: bool = False) -> str:
     parts = [
         MANAGE_OPENING + " Each round you assess the results of your last delegations (accept an answer that does "
         "the sub-task with figures from the tools, or send it back with precise feedback), then either delegate the "
-        "next work or say the goal is met. " + DATA_RULE + schema,
+        "next work or say the goal is met." + schema,
         f"Rules: {one}; a sub-task is ready when every sub-task it depends on is accepted; delegate a sub-task to its "
         "planned worker, with tools that worker has; a failed sub-task is sent back with feedback or, if it cannot "
         "succeed, give_up says why; done is true only when every sub-task is accepted.",
@@ -266,20 +268,18 @@ def plan_prompt(ctx: PlanFacts, *, native: bool = False) -> str:
     dataset, inputs, workers and their tools, memory) and, on a retry, the previous validation error. ``native``:
     the request carries :func:`plan_format`, so the schema is not pasted."""
     workers = "\n".join(f"- {w.name} ({w.role}): tools {', '.join(w.tools) or 'none'}" for w in ctx.workers)
-    inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items()) or "(none)"
+    inputs = "\n".join(f"- {k}: {v}" for k, v in ctx.inputs.items())
     dataset = dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached."
     parts = [
-        DATA_RULE,
         *([] if native else [f"Reply with one JSON object matching this JSON Schema:\n{plan_schema_text()}"]),
-        f"Rules: 1 to {MAX_SUBTASKS} sub-tasks; ids match ^[a-z0-9][a-z0-9_-]{{0,39}}$ and are unique; depends_on "
-        "names earlier sub-task ids only and forms no cycle; role is one of the workers; tools are a subset of "
-        "that worker's tools. Independent sub-tasks run in parallel.",
-        'If the data and tools cannot answer the goal (a forecast, a cause, a column the data lacks), set only '
-        '"decline" to what cannot be answered and why.' if native else
-        'If the data and tools cannot answer the goal (a forecast, a cause, a column the data lacks), reply '
+        f"Rules: 1 to {MAX_SUBTASKS} sub-tasks with unique ids (lowercase letters, digits, - and _); depends_on "
+        "lists earlier ids; role is a worker; tools are that worker's. Independent sub-tasks run in parallel.",
+        'If the data and tools cannot answer the goal (a forecast, a cause, a missing column), set only "decline" '
+        'to what cannot be answered and why.' if native else
+        'If the data and tools cannot answer the goal (a forecast, a cause, a missing column), reply '
         '{"decline": "<what cannot be answered and why>"} instead of a plan.',
-        f"Known tools: {', '.join(ctx.tools)}", f"Workers:\n{workers}",
-        f"Goal:\n{ctx.goal}", dataset, f"Inputs:\n{inputs}",
+        f"Workers:\n{workers}", f"Goal:\n{ctx.goal}", dataset,
+        *([f"Inputs:\n{inputs}"] if ctx.inputs else []),
         *([m] if (m := memory_text(ctx.memory)) else []),
     ]
     if ctx.replan is not None:
@@ -312,26 +312,26 @@ def replan_text(r: Any) -> str:
 
 
 def act_prompt(ctx: ActFacts, tools: list[str]) -> str:
-    """First user prompt of a worker: goal, the sub-task, its allowed tools and the outputs it depends on."""
+    """First user prompt of a worker: goal, the sub-task, the dataset, the outputs it depends on and memory. The
+    allowed tools travel as the request's tool specs (``tools`` only decides the closing line)."""
     s = ctx.subtask
-    parts = [f"Overall goal:\n{ctx.goal}", f"Your sub-task ({s.id}): {s.title}\n{s.instructions}"]
+    parts = [f"Goal:\n{ctx.goal}", f"Your sub-task ({s.id}): {s.title}\n{s.instructions}"]
     if s.expected_output:
         parts.append(f"Expected output: {s.expected_output}")
-    parts.append(f"Tools you may call: {', '.join(tools) or 'none'}.")
     parts.append(dataset_text(ctx.dataset) if ctx.has_dataset else "No dataset is attached.")
     if ctx.dependencies:
         parts.append("Results of the sub-tasks this one depends on:\n\n" + _subtask_blocks(ctx.dependencies))
     if m := memory_text(ctx.memory, episodes=False):
         parts.append(m)
-    parts.append(DATA_RULE)
-    parts.append("Use the tools for every figure. When done, answer in plain text with the figures.")
+    parts.append("Use the tools for every figure, then answer in plain text." if tools else
+                 "Answer in plain text.")
     return "\n\n".join(parts)
 
 
 def synth_prompt(ctx: ReportFacts) -> str:
     """User prompt of the synthesizer (draft): goal and every sub-task's output."""
     blocks = _subtask_blocks(ctx.subtasks)
-    return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n{DATA_RULE}\n\n"
+    return (f"Goal:\n{ctx.goal}\n\nSub-task results:\n\n{blocks}\n\n"
             "Write the report in Markdown: a summary with the key figures, one section per sub-task, and a method "
             "section (sub-tasks and tools used). Use only figures that appear in the sub-task results.")
 
@@ -340,7 +340,7 @@ def improve_prompt(ctx: ReportFacts) -> str:
     """User prompt of the synthesizer (improve): the current report, the reviewer's feedback and the results."""
     blocks = _subtask_blocks(ctx.subtasks)
     return (f"Goal:\n{ctx.goal}\n\nCurrent report:\n{fence(clip(ctx.report), source='current report')}\n\n"
-            f"Reviewer feedback:\n{ctx.feedback}\n\nSub-task results:\n\n{blocks}\n\n{DATA_RULE}\n\n"
+            f"Reviewer feedback:\n{ctx.feedback}\n\nSub-task results:\n\n{blocks}\n\n"
             "Rewrite the whole report in Markdown so that it addresses every point of the feedback. Keep the "
             "figures exactly as in the sub-task results.")
 
@@ -351,11 +351,10 @@ def review_prompt(ctx: ReportFacts, *, native: bool = False) -> str:
     blocks = _subtask_blocks(ctx.subtasks)
     numbers = ", ".join(repr(n) for n in ctx.tool_numbers[:300]) or "(none)"  # full precision
     return (f"Goal:\n{ctx.goal}\n\nReport to review:\n{fence(clip(ctx.report), source='report')}\n\n"
-            f"Sub-tasks:\n\n{blocks}\n\nFigures returned by the tools: {numbers}\n\n{DATA_RULE}\n\n"
-            "Score the report from 0 to 1 on: accuracy (share of its figures that match the tool figures; 0 when an "
-            "analytical report states no figures), completeness (share of sub-tasks whose key figures appear in "
-            "it), relevance (whether it answers the goal's question: a trend needs the periods and the first-to-"
-            "last change, a 'which' question the entity named in the summary)"
+            f"Sub-tasks:\n\n{blocks}\n\nFigures returned by the tools: {numbers}\n\n"
+            "Score the report from 0 to 1: accuracy (share of its figures matching the tool figures; 0 if it states "
+            "none), completeness (share of sub-tasks whose key figures it gives), relevance (does it answer the "
+            "goal: a trend needs the periods and the first-to-last change, a 'which' question the entity named)"
             + (", and give feedback: what is missing or wrong." if native else
                '. Reply with one JSON object: {"accuracy": <0-1>, "completeness": <0-1>, "relevance": <0-1>, '
                '"feedback": "<what is missing or wrong>"}.'))

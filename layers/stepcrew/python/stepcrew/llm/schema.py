@@ -49,3 +49,52 @@ def compact_schema(schema: Any) -> Any:
             merged = {k: v for k, v in out.items() if k not in ("anyOf", "default")}
             return {**rest[0], **merged}
     return out
+
+
+#: Keywords a model does not need to call a tool right: bounds and formats that the tool's pydantic model (or the
+#: reply's parser) enforces anyway, with a typed error the model reads (issue 11, "compact tool schemas"). Each is
+#: billed as prompt tokens on every turn that offers the schema.
+LEAN_DROPPED = frozenset({"minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "minimum",
+                          "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "default", "format"})
+
+
+def lean_schema(schema: Any) -> Any:
+    """:func:`compact_schema` of ``schema``, then only what guides the call: ``type``, ``properties``,
+    ``required``, ``items``, ``enum``, ``anyOf`` and field ``description`` s. Dropped: :data:`LEAN_DROPPED`,
+    ``additionalProperties: false``, the models' own docstrings (a schema's top-level ``description``), and
+    ``$defs`` (every ``$ref`` is inlined; a recursive reference is left as ``{"type": "object"}``).
+
+    Validation is unchanged: arguments are validated by the tool's pydantic model, replies by stepcrew's parsers;
+    the model sees a bound it broke in the typed error. The input is not changed."""
+    compact = compact_schema(schema)
+    defs = compact.get("$defs", {}) if isinstance(compact, dict) else {}
+
+    def walk(node: Any, seen: tuple[str, ...], named: bool = False) -> Any:
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if named:
+            return {name: walk(sub, seen) for name, sub in node.items()}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.rsplit("/", 1)[1]
+            if name in seen or name not in defs:
+                return {"type": "object"}
+            target = {k: v for k, v in defs[name].items() if k != "description"}
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            return walk({**target, **extra}, seen + (name,))
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in LEAN_DROPPED or key == "$defs" or (key == "additionalProperties" and value is False):
+                continue
+            if key in ("enum", "const"):
+                out[key] = value
+            else:
+                out[key] = walk(value, seen, named=key == "properties")
+        return out
+
+    out = walk(compact, ())
+    if isinstance(out, dict):
+        out.pop("description", None)
+    return out

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from stepcrew.llm.base import ToolSpec
 from stepcrew.models import TOOL_OUTPUT_MAX_BYTES, ToolCall, ToolContext, ToolError, ToolInvocation, ToolResult
-from stepcrew.llm.schema import compact_schema
+from stepcrew.llm.schema import lean_schema
 from stepcrew.tools.jsonable import to_jsonable  # noqa: F401  (re-exported: the tool API in one import)
 from stepcrew.tools.errors import (  # noqa: F401  (re-exported: the tool API in one import)
     CalculationError,
@@ -121,10 +121,10 @@ class Tool(ABC):
         return None
 
     def spec(self) -> ToolSpec:
-        """The tool as a model sees it: parameters = the JSON Schema of ``Args``, compacted (no titles, optional
-        fields as their type: :func:`stepcrew.llm.schema.compact_schema`)."""
+        """The tool as a model sees it: parameters = the JSON Schema of ``Args``, lean (no titles, bounds,
+        defaults or ``$defs``: :func:`stepcrew.llm.schema.lean_schema`); ``Args`` still validates every call."""
         return ToolSpec(name=self.name, description=self.description,
-                        parameters=compact_schema(self.Args.model_json_schema()))
+                        parameters=lean_schema(self.Args.model_json_schema()))
 
     def invoke(self, invocation: ToolInvocation) -> ToolResult:
         """Validate, run, type the errors and cap the output of one tool call. Never raises for tool problems."""

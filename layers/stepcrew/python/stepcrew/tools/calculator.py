@@ -234,14 +234,12 @@ class Calculator(Tool):
     """``calculator``: ``{expression}`` -> ``{"expression": str, "value": int | float | bool}``."""
 
     name = "calculator"
-    description = ("Evaluate one arithmetic expression exactly (use it for every computed number). Supports "
-                   "+ - * / // % **, comparisons, parentheses, constants pi and e, and the functions "
-                   f"{', '.join(sorted(FUNCTIONS))} (min/max/sum/mean/median take numbers or a list like "
-                   "[1, 2, 3]). No variables or strings.")
+    description = ("Evaluate one arithmetic expression exactly; use it for every computed number. "
+                   f"+ - * / // % ** ( ), pi, e, {' '.join(sorted(FUNCTIONS))} (list or numbers).")
 
     class Args(ToolArgs):
         expression: str = Field(min_length=1, max_length=MAX_EXPRESSION_CHARS,
-                                description="e.g. '(5076.02 - 3706.16) / 3706.16 * 100'")
+                                description="e.g. '(130 - 104) / 104 * 100'")
 
     def run(self, args: Args, ctx: ToolContext) -> dict[str, Any]:
         return {"expression": args.expression, "value": evaluate(args.expression)}

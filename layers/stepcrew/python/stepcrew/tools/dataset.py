@@ -110,13 +110,12 @@ class DescribeDataset(Tool):
 
     name = "describe_dataset"
     cache_ttl_s = 86_400  # deterministic over one dataset version (its content hash is in the key)
-    description = ("Describe the run's dataset (a table named `data`): row count, and per column its type, null "
-                   "and distinct counts, min/max/mean/stddev/median for numbers, most frequent values for text. "
-                   "Call this first to learn the column names.")
+    description = ("Profile the table `data` (the run's dataset): rows, and per column its type, null and "
+                   "distinct counts, min/max/mean/stddev/median or most frequent values.")
 
     class Args(ToolArgs):
         columns: list[str] | None = Field(default=None, max_length=100,
-                                          description="columns to describe; omit for all columns")
+                                          description="omit for all")
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
@@ -151,15 +150,13 @@ class QueryDataset(Tool):
 
     name = "query_dataset"
     cache_ttl_s = 86_400  # deterministic over one dataset version (its content hash is in the key)
-    description = ("Run ONE read-only DuckDB SQL SELECT over the run's dataset, a table named `data` (call "
-                   "describe_dataset first for column names). Aggregate in SQL (GROUP BY, avg, count, "
-                   "quantile_cont...) rather than fetching raw rows. Returns at most max_rows rows.")
+    description = ("Run one read-only DuckDB SELECT over the table `data` (the run's dataset); aggregate in SQL "
+                   "(GROUP BY, avg, quantile_cont) rather than fetch raw rows.")
 
     class Args(ToolArgs):
         sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS,
-                         description="one SELECT over table `data`, e.g. "
-                                     "'SELECT species, avg(body_mass_g) FROM data GROUP BY species'")
-        max_rows: int = Field(default=50, ge=1, le=MAX_ROWS, description="rows to return at most")
+                         description="e.g. 'SELECT region, avg(price) FROM data GROUP BY region'")
+        max_rows: int = Field(default=50, ge=1, le=MAX_ROWS, description=f"default 50, at most {MAX_ROWS}")
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
