@@ -83,7 +83,8 @@ def crew_yaml() -> str:
     both = ("query_dataset", "calculator")
     doc = {"name": "workload", "planner": role("planner", "planner"),
            "workers": [role("analyst", "analyst", both), role("writer", "writer", both)],
-           "reviewer": role("reviewer", "reviewer"), "synthesizer": role("synthesizer", "writer")}
+           "reviewer": role("reviewer", "reviewer"), "synthesizer": role("synthesizer", "writer"),
+           "report_from": "writer"}
     return yaml.safe_dump(doc, sort_keys=False, width=200)
 
 

@@ -212,7 +212,8 @@ class Progress:
             "subtask_finished": f"{tag}[green]done[/]",
             "subtask_failed": f"{tag}[red]failed[/] {d.get('code', '')}",
             "synthesized": f"report {'revised' if d.get('mode') == 'improve' else 'drafted'} "
-                           f"({d.get('chars', '?')} chars)",
+                           f"({d.get('chars', '?')} chars"
+                           + (f", the output of sub-task {d['source']}" if d.get("source") else "") + ")",
             "review": self._review_text(d),
             "run_succeeded": "[bold green]run SUCCEEDED[/]",
             "run_failed": f"[bold red]run FAILED[/] {d.get('code', '')}",

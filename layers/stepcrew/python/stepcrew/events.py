@@ -303,7 +303,7 @@ class ProposeMemory(Strict):
 class ProposeMemoryOutput(Strict):
     run_id: RunId
     facts: int = Field(ge=0)
-    by: Literal["model", "rules", "stored", "skipped"]
+    by: Literal["model", "planner", "rules", "stored", "skipped"]
 
 
 class RecordRun(Strict):

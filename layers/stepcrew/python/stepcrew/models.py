@@ -369,6 +369,10 @@ class Crew(Strict):
     max_delegations: int | None = Field(default=None, ge=1, le=MAX_DELEGATIONS_CAP, description="hierarchical / "
                                         "hybrid: delegations the manager may issue per run (None: twice the plan's "
                                         "sub-tasks); past it the run fails with ManagerLimitExceeded")
+    report_from: str | None = Field(default=None, max_length=40, description="a worker's name: the output of its "
+                                    "last sub-task in plan order is the report's first draft (no synthesizer draft "
+                                    "call; the reviewer reviews it, the synthesizer writes every revision). None: "
+                                    "the synthesizer drafts the report from every sub-task's output")
 
     @model_validator(mode="after")
     def _unique_worker_names(self) -> Crew:
@@ -380,6 +384,8 @@ class Crew(Strict):
             raise ValueError(f"process {self.process!r} needs a manager role")
         if self.process in ("parallel", "sequential") and self.manager is not None:
             raise ValueError(f"process {self.process!r} has no manager: remove it, or use process hierarchical")
+        if self.report_from is not None and self.report_from not in names:
+            raise ValueError(f"report_from {self.report_from!r} is not a worker; workers: {', '.join(names)}")
         if self.manager is not None and self.manager.name in names:
             raise ValueError(f"the manager {self.manager.name!r} is also a worker: give it its own name")
         return self

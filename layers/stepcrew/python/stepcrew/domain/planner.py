@@ -107,14 +107,17 @@ def plan_run(inp: PlanInput, store: RunStore, engines: EngineResolver | None = N
                       inputs=run.inputs,
                       workers=[WorkerInfo(name=w.name, role=w.role, tools=list(w.tools)) for w in crew.workers],
                       tools=sorted({t for w in crew.workers for t in w.tools}), attempt=inp.attempt, previous_error=inp.previous_error,
-                      memory=memory if memory is not None and not memory.empty else None)
+                      memory=memory if memory is not None and not memory.empty else None,
+                      propose_facts=run.memory != "off")
     engine = engine_for(resolver, run, store, retry_count=inp.retry_count)
     semantic = _semantic_cache(run, store, resolver) if inp.attempt == 1 else None
     scope = plan_scope(profile, facts.workers, facts.tools, facts.has_dataset, facts.inputs)
 
     def call() -> PlanReply:
         hit = _semantic_hit(semantic, run.goal, scope)
-        return hit if hit is not None else engine.plan(facts, crew.planner)
+        if hit is not None:  # another goal's plan: its proposed facts are that goal's, never this run's
+            return hit.model_copy(update={"facts": None})
+        return engine.plan(facts, crew.planner)
 
     called = exchange(store, run, conversation=CONVERSATION, index=inp.attempt - 1, purpose="plan", facts=facts,
                       call=call, reply_type=PlanReply)

@@ -9,10 +9,11 @@ the episode records the true outcome). Never changes the run's outcome (the stat
   a retried state replaces it instead of adding a second one.
 - **Facts** (SUCCEEDED runs only: a failed run's lessons are its episode, not facts): the worker's ``remember``
   calls that succeeded (origin ``tool``, confidence 0.9) and the facts the engine proposed from the goal and inputs
-  (origin ``extracted``): :func:`propose_memory` runs first on the synthesizer function (it has the model
-  providers; the LLM engine asks its model once, through the ledger so a retry does not pay twice; the rule engine
-  uses the rules of :mod:`stepcrew.memory.extract`), and the memory function reads the stored proposal (the rules
-  when there is none).
+  (origin ``extracted``): :func:`propose_memory` runs first on the synthesizer function. With the LLM engine the
+  planner already proposed them in its plan reply (``PlanFacts.propose_facts``: one sentence of its prompt instead
+  of a separate ~300-token call, bench/prompt_tokens.py); when it did not (a replan, a semantic-cache hit) the
+  engine asks its model once, through the ledger so a retry does not pay twice; the rule engine uses the rules of
+  :mod:`stepcrew.memory.extract`. The memory function reads the stored proposal (the rules when there is none).
 
 Everything passes the PII guard before it is stored (:class:`stepcrew.memory.service.Memory`). A run with
 ``memory: off`` records nothing.
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 from stepcrew.domain.common import dataset_profile, emit
 from stepcrew.domain.modelcall import exchange
-from stepcrew.engines.base import MemoryReply
+from stepcrew.engines.base import MemoryReply, PlanReply
 from stepcrew.engines.facts import MemoryFacts
 from stepcrew.events import ProposeMemory, ProposeMemoryOutput, RecordRun, RememberFacts, RememberOutput
 from stepcrew.memory.models import Episode, FactIn, MemoryRejectedError, PlanShape, RecordRunResult
 from stepcrew.memory.service import Memory, episode_id, fingerprint
-from stepcrew.models import Run, RunStatus
+from stepcrew.models import Message, Run, RunStatus
 from stepcrew.store.base import RunStore
 from stepcrew.text import one_line
 
@@ -93,7 +94,8 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
     """The run's engine proposes facts from a SUCCEEDED run's goal and inputs (module docstring), stored in the
     ledger conversation ``memory-extract`` (a retried state reuses the stored reply: no second model call). Runs on
     the synthesizer function, which has the model providers; the memory function screens and writes the facts.
-    A rule-engine run makes no call and stores nothing (the memory function applies the rules). Skipped for a run
+    A rule-engine run makes no call and stores nothing (the memory function applies the rules); facts the planner
+    proposed with the accepted plan are stored as the proposal (``by="planner"``, no call). Skipped for a run
     that did not succeed
     or has memory off. Raises what the engine raises (a ModelError, BudgetExceededError): the state catches it and
     the memory function falls back to the rules."""
@@ -105,6 +107,12 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
         return ProposeMemoryOutput(run_id=run.run_id, facts=0, by="skipped")
     if run.provider == "rule" or run.engine_override:  # the rules need no call: the memory function applies them
         return ProposeMemoryOutput(run_id=run.run_id, facts=0, by="rules")
+    planned = _planner_facts(store, run)
+    if planned is not None:  # the planner proposed them with the plan (PlanFacts.propose_facts): no second call
+        if not store.get_messages(run.run_id, EXTRACT_CONVERSATION):
+            store.append_messages(run.run_id, EXTRACT_CONVERSATION, [Message(
+                role="assistant", content=MemoryReply(facts=planned).model_dump_json())])
+        return ProposeMemoryOutput(run_id=run.run_id, facts=len(planned), by="planner")
     facts = MemoryFacts(goal=run.goal, inputs=run.inputs)
     role = run.crew.synthesizer.model_copy(update={"model_tier": "fast"})
     engine = engine_for(engines_or_default(engines), run, store, retry_count=inp.retry_count)
@@ -120,6 +128,21 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
     by = "stored" if called.replayed else "rules" if all(c.model == "rule-engine" for c in called.reply.calls) \
         else "model"
     return ProposeMemoryOutput(run_id=run.run_id, facts=len(called.reply.facts), by=by)
+
+
+def _planner_facts(store: RunStore, run: Run) -> list | None:
+    """The facts the accepted plan's reply proposed (the planner's last stored reply, when it holds a plan and was
+    asked for facts); None when it was not asked (a replan, a semantic-cache hit, the rule engine) or holds none."""
+    from stepcrew.domain.planner import CONVERSATION as PLANNER
+
+    replies = [m for m in store.get_messages(run.run_id, PLANNER) if m.role == "assistant"]
+    if not replies:
+        return None
+    try:
+        reply = PlanReply.model_validate_json(replies[-1].content)
+    except ValueError:
+        return None
+    return list(reply.facts) if reply.plan is not None and reply.facts is not None else None
 
 
 def _proposed(store: RunStore, run: Run) -> list[FactIn]:

@@ -45,16 +45,37 @@ def cap_report(text: str, limit: int = FINAL_OUTPUT_MAX_CHARS, max_bytes: int = 
     return clip_bytes(text, max_bytes, _TRUNCATED)
 
 
+def draft_source(run: Run, facts: ReportFacts) -> str | None:
+    """The sub-task whose output is the report's first draft when the crew names ``report_from`` (a worker): that
+    worker's last sub-task in plan order (a sub-task with no role is the first worker's) with a non-empty output;
+    None (the synthesizer drafts) without ``report_from`` or when that worker has no such sub-task."""
+    name = run.crew.report_from
+    if name is None:
+        return None
+    first = run.crew.workers[0].name
+    mine = [s for s in facts.subtasks if (s.role or first) == name and (s.output or "").strip()]
+    return mine[-1].id if mine else None
+
+
 def synthesize(inp: SynthInput, store: RunStore, engines: EngineResolver | None = None) -> SynthOutput:
     """Write (``draft``) or revise (``improve``, with the feedback of review round ``inp.round``) the report.
 
-    Stores it (``put_report``, a new version) and emits ``synthesized`` (mode, round, chars, version). A replayed
+    A draft is the output of the crew's ``report_from`` sub-task when it names one (:func:`draft_source`: no model
+    call; the event says ``source``). Stores it (``put_report``, a new version) and emits ``synthesized`` (mode,
+    round, chars, version). A replayed
     event reuses the reply stored for its round (no second engine call). Raises MissingInputError (no plan,
     unfinished sub-tasks; improve: no report or no review of that round), EmptyOutputError, RunNotActiveError,
     BudgetExceededError or a ModelError.
     """
     run = load_active_run(store, inp.run_id)
     facts = report_context(store, run)
+    if inp.mode != "improve" and (source := draft_source(run, facts)) is not None:
+        # the crew's report_from: that sub-task's output already is the report; no model call (issue 11)
+        report = cap_report(next(s.output for s in facts.subtasks if s.id == source).strip())
+        version = store.put_report(run.run_id, report)
+        emit(store, run.run_id, "synthesized", mode=inp.mode, round=inp.round, chars=len(report), version=version,
+             source=source)
+        return SynthOutput(run_id=run.run_id, mode=inp.mode, chars=len(report))
     if inp.mode == "improve":
         report = store.get_report(run.run_id)
         review = next((r for r in store.list_reviews(run.run_id) if r.round == inp.round), None)

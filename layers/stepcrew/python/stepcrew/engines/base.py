@@ -77,6 +77,8 @@ class PlanReply(_Reply):
     decline: Decline | None = None
     error: str | None = None
     text: str = ""
+    facts: list[Any] | None = Field(default=None, description="stepcrew.memory.models.FactIn items the planner "
+                                    "proposed for long-term memory (PlanFacts.propose_facts); None: not asked")
 
 
 class ActReply(_Reply):

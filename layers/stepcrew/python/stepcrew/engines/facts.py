@@ -143,6 +143,8 @@ class PlanFacts(_Facts):
     previous_error: str | None = None
     memory: MemoryContext | None = Field(default=None, description="what the tenant's memory recalled for the goal")
     replan: ReplanFacts | None = None
+    propose_facts: bool = Field(default=False, description="the reply also lists the durable facts the goal and "
+                                "inputs state (a run with memory on): the memory step then needs no model call")
 
 
 class MemoryFacts(_Facts):

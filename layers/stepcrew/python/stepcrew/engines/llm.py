@@ -72,6 +72,8 @@ def parse_plan_reply(text: str) -> tuple[Plan | None, Decline | None, str | None
         return None, None, str(exc)
     if isinstance(data.get("decline"), str) and data["decline"].strip() and not data.get("subtasks"):
         return None, Decline(code="unsupported", reason=one_line(data["decline"], 2000)), None
+    # "facts" (memory the planner proposes: parse_memory_reply) and an empty "decline" are not the plan's
+    data = {k: v for k, v in data.items() if k != "facts" and not (k == "decline" and not str(v or "").strip())}
     try:
         return Plan.model_validate(data), None, None
     except ValidationError as exc:
@@ -132,9 +134,11 @@ class LLMEngine(Engine):
 
     def plan(self, facts: PlanFacts, role: AgentRole) -> PlanReply:
         response = self._structured(role, lambda native: prompts.plan_prompt(facts, native=native),
-                                    prompts.plan_format())
+                                    prompts.plan_format(facts=facts.propose_facts))
         plan, decline, error = parse_plan_reply(response.text)
-        return PlanReply(plan=plan, decline=decline, error=error, text=response.text, calls=[_call(response)])
+        proposed = parse_memory_reply(response.text) if facts.propose_facts and error is None else None
+        return PlanReply(plan=plan, decline=decline, error=error, text=response.text, calls=[_call(response)],
+                         facts=proposed)
 
     def open(self, facts: ActFacts, role: AgentRole, tools: list[ToolSpec]) -> list[Message]:
         return prompts.messages(role, prompts.act_prompt(facts, [t.name for t in tools]))

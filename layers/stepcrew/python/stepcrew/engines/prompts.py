@@ -175,10 +175,24 @@ def _compact(model: type[BaseModel]) -> Any:
     return lean_schema(model.model_json_schema())
 
 
-def plan_format() -> ResponseFormat:
-    """The planner's reply schema for native structured output (``plan``): the compact Plan schema plus an optional
-    ``decline`` string (a plan or a decline; ``subtasks`` not required so a decline can omit it)."""
-    return _format("plan", _plan_reply_schema)
+def _plan_facts_reply_schema() -> dict[str, Any]:
+    schema = _plan_reply_schema()
+    schema["properties"]["facts"] = {"type": "array", "items": _compact(_MemoryFactSchema)}
+    return schema
+
+
+def plan_format(*, facts: bool = False) -> ResponseFormat:
+    """The planner's reply schema for native structured output (``plan``): the lean Plan schema plus an optional
+    ``decline`` string (a plan or a decline; ``subtasks`` not required so a decline can omit it); ``facts``: also an
+    optional ``facts`` array (the memory facts the goal and inputs state, :data:`PLAN_FACTS_RULE`)."""
+    return _format("plan_facts", _plan_facts_reply_schema) if facts else _format("plan", _plan_reply_schema)
+
+
+#: What the planner is asked when its reply also proposes long-term memory (``PlanFacts.propose_facts``): one
+#: sentence instead of a separate extraction call at the run's end (issue 11, "skip calls that add nothing").
+PLAN_FACTS_RULE = ('Also list in "facts" the durable facts or preferences of this user or organisation that the goal '
+                   "or inputs state, for later runs (e.g. 'fiscal year starts in April'; not figures, not the "
+                   "question): usually none, at most 5.")
 
 
 def review_format() -> ResponseFormat:
@@ -278,6 +292,8 @@ def plan_prompt(ctx: PlanFacts, *, native: bool = False) -> str:
         'to what cannot be answered and why.' if native else
         'If the data and tools cannot answer the goal (a forecast, a cause, a missing column), reply '
         '{"decline": "<what cannot be answered and why>"} instead of a plan.',
+        *([] if not ctx.propose_facts else [PLAN_FACTS_RULE if native else PLAN_FACTS_RULE + (
+            ' Each fact: {"subject": "...", "text": "...", "kind": "fact" or "preference", "confidence": <0-1>}.')]),
         f"Workers:\n{workers}", f"Goal:\n{ctx.goal}", dataset,
         *([f"Inputs:\n{inputs}"] if ctx.inputs else []),
         *([m] if (m := memory_text(ctx.memory)) else []),
