@@ -5,7 +5,8 @@ Method (the one ``../shared/bench/prompt-workload/README.md`` gives, ported into
 
 - Workload: 4 roles, 2 tools (``query_dataset``, ``calculator``) with fixed outputs, scripted model replies; every
   string verbatim (``bench/prompt_workload/workload.py``). The crew holds the 4 roles (the writer's persona also as
-  stepcrew's synthesizer); both workers may use both tools.
+  stepcrew's synthesizer, and ``report_from: writer``: the workload reviews and revises the writer's report, so
+  stepcrew makes no separate draft call); both workers may use both tools.
 - Execution: in-process on the local runtime (``LocalRuntime``, the real state machines under moto), each run in its
   own fresh runtime. The two tool Lambdas are replaced (``register_handler``) by the workload's fixed outputs
   (calculator as the JSON number 58.33, query_dataset as a string). Model calls go through stepcrew's real OpenAI

@@ -81,6 +81,9 @@ class Recorder:
         r = W.script(role, text)
         if purpose == "plan":
             r = ("text", PLAN_REPLY)
+            schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+            if "facts" in schema.get("required", []):  # the plan reply also proposes memory: none, as MEMORY_REPLY
+                r = ("text", json.dumps(json.loads(PLAN_REPLY) | json.loads(MEMORY_REPLY)))
         elif purpose == "review":
             r = ("text", REVIEW_REPLY[r[1]])
         elif purpose == "memory":

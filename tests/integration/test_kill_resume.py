@@ -111,7 +111,7 @@ def _event_kinds(home, run_id) -> list[str]:
 
 
 #: Progress events of the uninterrupted run (checked below): the test kills at every one of them.
-EVENTS = 23
+EVENTS = 24
 
 
 @pytest.mark.parametrize("kill_at", range(1, EVENTS + 1))

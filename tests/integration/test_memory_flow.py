@@ -14,7 +14,7 @@ import time
 
 import pytest
 from stepcrew.crew import load_crew
-from stepcrew.engines.testing import ScriptedModel, call_tool, reply
+from stepcrew.engines.testing import ScriptedModel, call_tool, label, reply
 from stepcrew.llm import registry
 from stepcrew.local.runtime import LocalRuntime
 from stepcrew.memory.models import FactIn
@@ -40,9 +40,15 @@ def review_json(score: float = 0.95) -> str:
     return json.dumps({"accuracy": score, "completeness": score, "relevance": score, "feedback": "ok"})
 
 
-def script(*, extra_act=(), remember=None, score: float = 0.95, remember_turn=None) -> ScriptedModel:
+def script(*, extra_act=(), remember=None, score: float = 0.95, remember_turn=None,
+           plan_facts=None) -> ScriptedModel:
+    """``plan_facts``: the facts the plan reply proposes (issue 11); None: the reply has no facts list, so the
+    run's end asks the ``remember`` script."""
+    plan = plan_json(("calculator", "remember") if extra_act else ("calculator",))
+    if plan_facts is not None:
+        plan = json.dumps(json.loads(plan) | {"facts": plan_facts})
     return ScriptedModel(by_purpose={
-        "plan": [reply(plan_json(("calculator", "remember") if extra_act else ("calculator",)))],
+        "plan": [reply(plan)],
         "act": [*extra_act, call_tool("calculator", {"expression": "6 * 7"}), reply("6 * 7 = 42")],
         "synthesize": [reply("# Report\n6 * 7 = 42 dollars")],
         "review": [reply(review_json(score))] * 2,
@@ -171,6 +177,17 @@ def test_succeeded_run_stores_remember_calls_and_extracted_facts_screened(rt, pr
     assert fy.origin == "extracted" and fy.confidence == pytest.approx(0.8)  # a model's guess is capped at 0.8
     recorded = [e for _, e in rt.store.list_events(run_id) if e.kind == "memory_recorded"]
     assert len(recorded) == 1 and recorded[0].data["facts_created"] == 2
+
+
+def test_facts_the_planner_proposed_are_stored_without_an_extraction_call(rt, provider):
+    a = tenant()
+    proposed = [{"subject": "fiscal year", "text": "fiscal year starts in April", "confidence": 0.95}]
+    model = script(plan_facts=proposed, remember=[{"text": "never asked"}])
+    run_id = run(rt, provider(model), a, goal=GOAL + "; our fiscal year starts in April")
+    assert rt.store.get_run(run_id).status == RunStatus.SUCCEEDED
+    (fact,) = memory(rt).list(a, "fact").facts
+    assert (fact.text, fact.origin, fact.confidence) == ("fiscal year starts in April", "extracted", 0.8)
+    assert "remember" not in [label(r).purpose for r in model.requests]
 
 
 def test_failed_run_becomes_an_episode_that_says_why(rt, provider):

@@ -83,13 +83,30 @@ def test_the_planner_proposes_memory_and_the_end_of_run_makes_no_extraction_call
     assert len(store.get_messages(RUN_ID, EXTRACT_CONVERSATION)) == 1
 
 
-def test_a_plan_without_facts_is_an_answer_none(store, make_run, use_model):
-    model = ScriptedModel(by_purpose={"plan": [reply(plan_json(two_step_plan()))]})
+def test_an_empty_facts_list_is_an_answer_none(store, make_run, use_model):
+    model = ScriptedModel(by_purpose={"plan": [reply(_plan_with_facts([]))]})
     make_run(provider=use_model(model))
     plan_run(PlanInput(run_id=RUN_ID), store)
     store.update_run(RUN_ID, {"status": RunStatus.SUCCEEDED})
     out = propose_memory(ProposeMemory(action="propose_memory", run_id=RUN_ID), store)
     assert (out.by, out.facts) == ("planner", 0) and len(model.requests) == 1
+
+
+def test_a_plan_reply_without_a_facts_list_leaves_the_proposal_to_the_runs_end(store, make_run, use_model):
+    """The model ignored the ask: silence is not "none", so the extraction call still runs."""
+    model = ScriptedModel(by_purpose={"plan": [reply(plan_json(two_step_plan()))],
+                                      "remember": [reply(json.dumps({"facts": [FACT]}))]})
+    make_run(provider=use_model(model))
+    plan_run(PlanInput(run_id=RUN_ID), store)
+    store.update_run(RUN_ID, {"status": RunStatus.SUCCEEDED})
+    out = propose_memory(ProposeMemory(action="propose_memory", run_id=RUN_ID), store)
+    assert (out.by, out.facts) == ("model", 1)
+    assert [label(r).purpose for r in model.requests] == ["plan", "remember"]
+
+
+def test_the_native_plan_format_requires_the_facts_list():
+    assert prompts.plan_format(facts=True).json_schema["required"] == ["facts"]
+    assert "facts" not in prompts.plan_format().json_schema["properties"]
 
 
 def test_memory_off_asks_the_planner_for_no_facts(store, make_run, use_model):

@@ -136,7 +136,7 @@ class LLMEngine(Engine):
         response = self._structured(role, lambda native: prompts.plan_prompt(facts, native=native),
                                     prompts.plan_format(facts=facts.propose_facts))
         plan, decline, error = parse_plan_reply(response.text)
-        proposed = parse_memory_reply(response.text) if facts.propose_facts and error is None else None
+        proposed = _plan_facts(response.text) if facts.propose_facts and error is None else None
         return PlanReply(plan=plan, decline=decline, error=error, text=response.text, calls=[_call(response)],
                          facts=proposed)
 
@@ -194,6 +194,16 @@ def parse_manage_reply(text: str) -> ManageReply:
                                            if k in data})
     except ValidationError as exc:
         return ManageReply(error=describe_validation_error(exc, prefix="manager reply: "))
+
+
+def _plan_facts(text: str) -> list | None:
+    """The memory facts of a plan reply (:func:`parse_memory_reply`), or None when the reply has no ``facts`` list
+    (the model ignored the ask: the run's end asks again rather than take it as "none")."""
+    try:
+        data = prompts.parse_json_reply(text)
+    except prompts.JsonReplyError:
+        return None
+    return parse_memory_reply(text) if isinstance(data.get("facts"), list) else None
 
 
 def parse_memory_reply(text: str) -> list:

@@ -178,6 +178,7 @@ def _compact(model: type[BaseModel]) -> Any:
 def _plan_facts_reply_schema() -> dict[str, Any]:
     schema = _plan_reply_schema()
     schema["properties"]["facts"] = {"type": "array", "items": _compact(_MemoryFactSchema)}
+    schema["required"] = ["facts"]  # [] is an answer (none); a reply without the key is not (the run's end asks)
     return schema
 
 
@@ -191,8 +192,8 @@ def plan_format(*, facts: bool = False) -> ResponseFormat:
 #: What the planner is asked when its reply also proposes long-term memory (``PlanFacts.propose_facts``): one
 #: sentence instead of a separate extraction call at the run's end (issue 11, "skip calls that add nothing").
 PLAN_FACTS_RULE = ('Also list in "facts" the durable facts or preferences of this user or organisation that the goal '
-                   "or inputs state, for later runs (e.g. 'fiscal year starts in April'; not figures, not the "
-                   "question): usually none, at most 5.")
+                   "or inputs state, for later runs (e.g. 'amounts are net of tax'; not figures, not the question): "
+                   "usually none ([]), at most 5.")
 
 
 def review_format() -> ResponseFormat:
