@@ -132,7 +132,8 @@ def propose_memory(inp: ProposeMemory, store: RunStore, engines=None) -> Propose
 
 def _planner_facts(store: RunStore, run: Run) -> list | None:
     """The facts the accepted plan's reply proposed (the planner's last stored reply, when it holds a plan and was
-    asked for facts); None when it was not asked (a replan, a semantic-cache hit, the rule engine) or holds none."""
+    asked for facts); None when it was not asked (a replan, a semantic-cache hit, the rule engine) or its reply had no
+    facts list; ``[]`` when it answered none."""
     from stepcrew.domain.planner import CONVERSATION as PLANNER
 
     replies = [m for m in store.get_messages(run.run_id, PLANNER) if m.role == "assistant"]

@@ -184,8 +184,8 @@ def _plan_facts_reply_schema() -> dict[str, Any]:
 
 def plan_format(*, facts: bool = False) -> ResponseFormat:
     """The planner's reply schema for native structured output (``plan``): the lean Plan schema plus an optional
-    ``decline`` string (a plan or a decline; ``subtasks`` not required so a decline can omit it); ``facts``: also an
-    optional ``facts`` array (the memory facts the goal and inputs state, :data:`PLAN_FACTS_RULE`)."""
+    ``decline`` string (a plan or a decline; ``subtasks`` not required so a decline can omit it); ``facts``: also a
+    required ``facts`` array (the memory facts the goal and inputs state, ``[]`` for none: :data:`PLAN_FACTS_RULE`)."""
     return _format("plan_facts", _plan_facts_reply_schema) if facts else _format("plan", _plan_reply_schema)
 
 
